@@ -1,0 +1,1 @@
+"""PlantUML LoRA Studio: fine-tune a small model to write PlantUML, judge it, and continue it honestly."""

@@ -1,0 +1,230 @@
+"""One YAML schema for a training phase, validated with pydantic.
+
+Groups: `model` (which base), `data` (which rows), `training` (the seed's Trainer keys), `lora`
+(adapter shape), `phase` (continue from an earlier checkpoint), `evaluation` (decoding for the
+quality checks) and `quality` (the thresholds of the seed's good/bad lists).
+
+Defaults follow the seed's Phase 1 (lr 1e-4, 3 epochs, dropout 0, r 64, alpha 128, effective batch
+16). CPU scale-downs, each said where it is made: batch 4 x accumulation 4 instead of 1 x 16 (same
+effective batch, fewer tiny matmuls), max_seq_length 512, checkpoints every 100 steps.
+
+Bad input never gives a traceback: every problem becomes one line of a UserError naming the file,
+the line, the key and the fix (an unknown key gets the closest valid key).
+"""
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.errors import UserError
+
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    base: str = "smollm2-135m"  # the embedded SmolLM2-135M-Instruct, a local HF folder, or a hub id
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # auto = bf16 where the CPU/GPU supports it
+
+
+class DataConfig(Section):
+    dataset: str = "data/default"  # a folder holding train/validation/test.jsonl
+    train_file: str | None = None  # replaces the dataset's train split (e.g. a filtered subset)
+    validation_file: str | None = None  # replaces the dataset's validation split
+    eval_rows: int = Field(64, ge=1)  # validation rows scored for eval_loss (CPU: keep it small)
+
+
+class TrainingConfig(Section):
+    backend: Literal["auto", "unsloth", "peft"] = "auto"
+    output_dir: str = "phase1"  # relative paths live under the runs root
+    num_train_epochs: float = Field(3, gt=0)
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    learning_rate: float = Field(1e-4, gt=0)
+    per_device_train_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    save_steps: int = Field(100, ge=1)
+    eval_steps: int = Field(50, ge=1)
+    logging_steps: int = Field(5, ge=1)
+    max_seq_length: int = Field(512, ge=32)
+    seed: int = 42
+    resume_from_checkpoint: str | None = None  # only to finish an interrupted run, same hyperparameters
+
+    @model_validator(mode="after")
+    def _max_steps(self):
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be -1 (use num_train_epochs) or a positive number of steps")
+        return self
+
+
+class LoraConfig(Section):
+    r: int = Field(64, ge=1)
+    lora_alpha: int = Field(128, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS), min_length=1)
+
+
+class PhaseConfig(Section):
+    continue_from: str | None = None  # a checkpoint folder, or a run folder (its latest checkpoint)
+    override_reason: str | None = None  # start although the pre-continue checklist fails; stored
+
+
+class EvaluationConfig(Section):
+    max_new_tokens: int = Field(320, ge=8)
+    batch_size: int = Field(8, ge=1)
+    limit: int = Field(40, ge=1)  # test rows generated per evaluation
+
+
+class QualityConfig(Section):
+    good_loss: float = Field(0.5, gt=0)  # seed: good when loss < 0.5
+    bad_loss: float = Field(1.0, gt=0)  # seed: bad when loss is still > 1.0
+    valid_rate: float = Field(0.9, ge=0, le=1)  # share of outputs PlantUML accepts
+    complete_rate: float = Field(0.9, ge=0, le=1)  # share with @startuml..@enduml, not cut off
+    entity_f1: float = Field(0.7, ge=0, le=1)  # entity names relevant to the prompt
+    relation_f1: float = Field(0.5, ge=0, le=1)  # relationships accurate
+    hallucination_rate: float = Field(0.1, ge=0, le=1)  # share of outputs inventing entities
+    type_accuracy: float = Field(0.9, ge=0, le=1)  # share with the right diagram type
+
+
+class Config(Section):
+    run_name: str | None = None  # defaults to the output_dir's folder name
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    phase: PhaseConfig = Field(default_factory=PhaseConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+    @model_validator(mode="after")
+    def _one_operation(self):
+        if self.training.resume_from_checkpoint and self.phase.continue_from:
+            raise ValueError(
+                "set either training.resume_from_checkpoint (finish an interrupted run) or "
+                "phase.continue_from (start a new phase), not both"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.run_name or Path(self.training.output_dir).name
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+
+def _key_lines(node, prefix=()) -> dict[tuple, int | str]:
+    """Map every key path of a YAML mapping to its 1-based line number."""
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, key_node.value)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    return lines
+
+
+def _valid_keys(model: type[BaseModel], prefix=()) -> list[tuple]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append((*prefix, name))
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys.extend(_valid_keys(field.annotation, (*prefix, name)))
+    return keys
+
+
+def _suggest(path: tuple) -> str:
+    valid = _valid_keys(Config)
+    siblings = [k[-1] for k in valid if k[:-1] == path[:-1]]
+    close = difflib.get_close_matches(path[-1], siblings, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{'.'.join((*path[:-1], close[0]))}'?"
+    anywhere = difflib.get_close_matches(path[-1], [k[-1] for k in valid], n=1, cutoff=0.75)
+    if anywhere:
+        full = next(k for k in valid if k[-1] == anywhere[0])
+        return f"did you mean '{'.'.join(full)}'?"
+    return "valid keys here: " + ", ".join(siblings)
+
+
+def _problems(exc: ValidationError, where: str, lines: dict[tuple, int]) -> list[str]:
+    out = []
+    for err in exc.errors():
+        path = tuple(str(p) for p in err["loc"])
+        key = ".".join(path) or "config"
+        line = lines.get(path) or lines.get(path[:-1])
+        at = f"{where}:{line}" if isinstance(line, int) else (f"--set {key}" if line else where)
+        if err["type"] == "extra_forbidden":
+            out.append(f"{at}: unknown key '{key}' — {_suggest(path)}")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            got = "" if err["type"].startswith("value_error") else f" (got {err.get('input')!r})"
+            out.append(f"{at}: {key}: {message}{got}")
+    return out
+
+
+def _parse_override(item: str) -> tuple[tuple, object]:
+    if "=" not in item:
+        raise UserError(f"--set {item}: expected key=value, e.g. --set training.learning_rate=3e-5")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return tuple(key.strip().split(".")), value
+
+
+def _apply(raw: dict, path: tuple, value) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
+
+
+def parse(raw: dict, where: str = "config", lines: dict | None = None) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError("\n".join(_problems(exc, where, lines or {}))) from None
+
+
+def load(path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply `--set key=value` overrides, validate; UserError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found — pass an existing YAML file, e.g. config/quick_test.yaml")
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}) — fix the syntax there") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}:1: a config is a mapping of sections (model, data, training, lora, ...)")
+    lines = _key_lines(node) if node is not None else {}
+    for item in overrides:
+        key, value = _parse_override(item)
+        _apply(raw, key, value)
+        lines[key] = "--set"
+    return parse(raw, str(path), lines)
+
+
+def save(config: Config, path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
