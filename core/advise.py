@@ -1,0 +1,856 @@
+"""The advisor and the phase gate: read a run's curves, say which of the seed's five scenarios it is
+in, propose the next phase as a concrete config, estimate its time from measured throughput, and
+check the seed's pre-continue list before a continue phase may start.
+
+Diagnosis (`diagnose`) fits least-squares lines over windows of the loss curves and judges slopes by
+their uncertainty, never by eye:
+
+- every window's change is its fitted slope times its span, relative to the loss level there, with a
+  95% confidence interval (Student's t on the slope's standard error);
+- 1 still decreasing: the recent training window falls, significantly and by more than MIN_DROP
+  (checked before 4: a loss that was flat and has started to fall is learning);
+- 2 plateaued: the recent window cannot have fallen by more than PLATEAU_TOL;
+- 3 overfitting: validation loss rises significantly past its minimum while training loss does not rise;
+- 4 not learning: the whole training curve stays within ±FLAT_TOL and above `quality.bad_loss`;
+- 5 uneven diagram types: the latest evaluation has types that meet the quality thresholds and types
+  that fail them (checked after 3, 1 and 4: a run still learning just gets more epochs);
+- None, "not enough data yet": too few points, or a slope within noise both ways.
+
+Proposal (`propose`) follows the seed's LR table and its Phase 1 -> 2 -> 3 progression, always into a new
+output_dir and always with `phase.continue_from` (a new phase), never `resume_from_checkpoint`
+(which reloads the old optimizer and scheduler over the new settings and counts epochs as a total).
+
+The checklist (`checklist`, `gate`) uses the seed's seven items, each checked by the program.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from core import checkpoints, config as configs, data, paths, store
+from core.config import Config, QualityConfig
+from core.errors import UserError
+
+# ---- thresholds ---------------------------------------------------------------------------------
+
+MIN_TRAIN_POINTS = 12  # logged training losses before any verdict (two windows of MIN_WINDOW)
+MIN_WINDOW = 6  # points in the recent window (it is the last third of the curve, at least this many)
+MIN_VAL_POINTS = 4  # validation losses before overfitting can be judged
+MIN_DROP = 0.02  # "still decreasing": the recent window fell by more than 2% of the loss level
+PLATEAU_TOL = 0.10  # "plateaued": the recent window cannot have fallen by more than 10%
+FLAT_TOL = 0.10  # "not learning": the whole curve stays within +-10% of its level
+OVERFIT_RISE = 0.03  # "overfitting": validation rose more than 3% above its minimum
+MIN_TYPE_ROWS = 3  # a diagram type needs this many evaluated rows to count as good or bad
+REPLAY_SHARE = 0.2  # scenario 5: share of the other types' rows kept beside the weak types' (against forgetting)
+LR_BAND = 1.5  # the checklist accepts a learning rate within 1.5x of the table's value
+
+# Two-sided 95% Student's t critical values for 1..30 degrees of freedom; 2.0 beyond (2.02 at 40, 1.98 at 120).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)
+
+SCENARIOS = {
+    1: "still decreasing",
+    2: "plateaued",
+    3: "overfitting",
+    4: "not learning",
+    5: "uneven diagram types",
+    None: "not enough data yet",
+}
+
+# Quality metrics a per-type summary may hold: +1 when higher is better, -1 when lower is better.
+TYPE_METRICS = {"valid_rate": 1, "complete_rate": 1, "entity_f1": 1, "relation_f1": 1,
+                "hallucination_rate": -1, "type_accuracy": 1}
+
+
+def t95(df: int) -> float:
+    return _T95[df - 1] if df <= len(_T95) else 2.0
+
+
+# ---- fits ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A least-squares line over one window of a curve; `change` is relative to the window's level."""
+
+    curve: str  # "loss" or "eval_loss"
+    window: str  # "recent", "whole", "after minimum"
+    start: int  # first step in the window
+    end: int  # last step in the window
+    n: int
+    slope: float  # per step
+    slope_se: float
+    intercept: float
+    level: float  # mean value over the window
+    change: float  # slope x span / level: the fitted relative change across the window
+    change_ci: float  # half-width of its 95% interval
+
+    def at(self, step: float) -> float:
+        return self.intercept + self.slope * step
+
+    @property
+    def low(self) -> float:
+        return self.change - self.change_ci
+
+    @property
+    def high(self) -> float:
+        return self.change + self.change_ci
+
+    def describe(self) -> str:
+        return (f"{self.curve} {self.window} (steps {self.start}–{self.end}, {self.n} points): "
+                f"{self.change:+.1%} ± {self.change_ci:.1%} of {self.level:.3g}")
+
+
+def fit_line(points, curve: str, window: str) -> Fit:
+    """Ordinary least squares over (step, value) points (at least 3, two distinct steps)."""
+    xs = [float(s) for s, _ in points]
+    ys = [float(v) for _, v in points]
+    n = len(xs)
+    xm, ym = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - xm) ** 2 for x in xs)
+    slope = sum((x - xm) * (y - ym) for x, y in zip(xs, ys)) / sxx
+    intercept = ym - slope * xm
+    residual = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    se = math.sqrt(residual / (n - 2) / sxx)
+    span = xs[-1] - xs[0]
+    level = abs(ym) or 1.0
+    return Fit(curve, window, int(xs[0]), int(xs[-1]), n, slope, se, intercept, ym,
+               slope * span / level, t95(n - 2) * se * span / level)
+
+
+def _clean(points) -> list[tuple[int, float]]:
+    """Sorted by step, one value per step (the last), non-finite values dropped."""
+    by_step = {int(s): float(v) for s, v in points if v is not None and math.isfinite(float(v))}
+    return sorted(by_step.items())
+
+
+def _level_near(points, step: int, k: int = MIN_WINDOW) -> float:
+    """Mean of the k points closest in step: a training-loss level with its noise averaged out."""
+    nearest = sorted(points, key=lambda p: abs(p[0] - step))[:k]
+    return statistics.fmean(v for _, v in nearest)
+
+
+# ---- diagnosis ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Diagnosis:
+    scenario: int | None  # 1..5, or None: not enough data yet
+    name: str
+    evidence: dict  # JSON-ready; evidence["fits"] are the windows to plot (see Fit)
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
+    """Which diagram types meet the quality thresholds and which fail them, with each metric's spread.
+
+    `per_type` maps a diagram type to its metrics (names as in TYPE_METRICS) and `n`, its evaluated
+    rows (a type without `n` counts as having enough). A type fails when any metric misses its
+    threshold in `quality`; types with fewer than MIN_TYPE_ROWS rows are listed but not judged."""
+    if not per_type:
+        return {}
+    types, weak, strong, short = {}, [], [], []
+    for name, metrics in sorted(per_type.items()):
+        values = {k: float(metrics[k]) for k in TYPE_METRICS if metrics.get(k) is not None}
+        failing = [k for k, v in values.items()
+                   if (v < getattr(quality, k) if TYPE_METRICS[k] > 0 else v > getattr(quality, k))]
+        n = int(metrics.get("n", MIN_TYPE_ROWS))
+        types[name] = {"n": n, **values, "failing": failing}
+        if n < MIN_TYPE_ROWS or not values:
+            short.append(name)
+        else:
+            (weak if failing else strong).append(name)
+    metrics_seen = sorted({k for t in types.values() for k in t if k in TYPE_METRICS})
+    spread = {}
+    for key in metrics_seen:
+        values = [t[key] for name, t in types.items() if key in t and name not in short]
+        if values:
+            spread[key] = max(values) - min(values)
+    return {"types": types, "weak_types": weak, "strong_types": strong, "too_few_rows": short,
+            "spread": spread}
+
+
+def diagnose_curves(train, validation=(), per_type: dict | None = None,
+                    quality: QualityConfig | None = None) -> Diagnosis:
+    """The scenario of a run from its curves: lists of (step, value) for loss and eval_loss, and the
+    latest evaluation's per-type metrics. Pure: no store, no files."""
+    quality = quality or QualityConfig()
+    train, validation = _clean(train), _clean(validation)
+    evidence = {"train_points": len(train), "validation_points": len(validation), "fits": []}
+    split = per_type_split(per_type, quality)
+    if split:
+        evidence["per_type"] = split
+    uneven = bool(split and split["weak_types"] and split["strong_types"])
+
+    def verdict(scenario, message):
+        evidence["fits"] = [asdict(f) for f in fits]
+        return Diagnosis(scenario, SCENARIOS[scenario], evidence, message)
+
+    fits: list[Fit] = []
+    if len(train) < MIN_TRAIN_POINTS:
+        if uneven:
+            return verdict(5, _uneven_message(split, f"only {len(train)} loss points, so the curve cannot tell"))
+        return verdict(None, f"not enough data yet: {len(train)} training-loss points, need {MIN_TRAIN_POINTS}")
+
+    recent = fit_line(train[-max(MIN_WINDOW, len(train) // 3):], "loss", "recent")
+    whole = fit_line(train, "loss", "whole")
+    fits += [recent, whole]
+    first = statistics.fmean(v for _, v in train[:MIN_WINDOW])
+    last = statistics.fmean(v for _, v in train[-MIN_WINDOW:])
+    evidence["train_drop"] = (first - last) / first if first else 0.0
+    evidence["train_level"] = last
+
+    if len(validation) >= MIN_VAL_POINTS:
+        i_min = min(range(len(validation)), key=lambda i: validation[i][1])
+        min_step, min_value = validation[i_min]
+        evidence["val_min_step"], evidence["val_min"] = min_step, min_value
+        evidence["gap_at_min"] = min_value - _level_near(train, min_step)
+        evidence["gap_now"] = validation[-1][1] - _level_near(train, validation[-1][0])
+        if len(validation) - i_min > 3:
+            # Fitted over the points after the minimum, not from it: the minimum of noisy points is
+            # biased low, and as the first point of a fit it would tilt the line up out of noise.
+            after = fit_line(validation[i_min + 1:], "eval_loss", "after minimum")
+            fits.append(after)
+            evidence["val_rise"] = after.change
+            if after.low > 0 and after.change > OVERFIT_RISE and recent.low <= 0:
+                return verdict(3, (
+                    f"overfitting: validation loss rose {after.change:.1%} ± {after.change_ci:.1%} past its "
+                    f"minimum at step {min_step} "
+                    f"while training loss did not rise ({recent.change:+.1%}); add dropout 0.05 and weight "
+                    f"decay 0.01 and don't add epochs: at most one short regularised epoch from the "
+                    f"validation-best checkpoint (or get more training data)"))
+    else:
+        evidence["validation_note"] = f"{len(validation)} validation points: overfitting not judged (need {MIN_VAL_POINTS})"
+
+    if recent.high < 0 and recent.change < -MIN_DROP:
+        return verdict(1, (
+            f"still decreasing: {recent.describe()}; add 2 more epochs at the same learning rate"
+            + (f" (weak diagram types: {', '.join(split['weak_types'])}; they may still catch up)" if uneven else "")))
+    if whole.high < FLAT_TOL and whole.low > -FLAT_TOL and last >= quality.bad_loss:
+        return verdict(4, (
+            f"not learning: the loss stayed flat from the start ({whole.change:+.1%} ± {whole.change_ci:.1%} "
+            f"over steps {whole.start}–{whole.end}) at {last:.3g}, above {quality.bad_loss}: start over with "
+            f"twice the learning rate and twice the LoRA rank, no resume"))
+    if uneven:
+        return verdict(5, _uneven_message(split, f"the loss is no longer clearly falling ({recent.change:+.1%})"))
+    if recent.low > -PLATEAU_TOL:
+        return verdict(2, (
+            f"plateaued: {recent.describe()} after a {evidence['train_drop']:.0%} drop since the start; "
+            f"lower the learning rate 3x (polish) for 2 more epochs"))
+    return verdict(None, (
+        f"not enough data yet: the recent slope is within noise both ways ({recent.describe()}); "
+        f"train longer or log more often"))
+
+
+def _uneven_message(split: dict, curve_note: str) -> str:
+    spread = ", ".join(f"{k} {v:.2f}" for k, v in split["spread"].items())
+    return (f"some diagram types good, others bad: weak {', '.join(split['weak_types'])}; good "
+            f"{', '.join(split['strong_types'])} (spread {spread}); {curve_note}. Continue on a dataset "
+            f"filtered to the weak types plus {REPLAY_SHARE:.0%} replay of the others, learning rate 3e-5, 2 epochs")
+
+
+# ---- runs in the store --------------------------------------------------------------------------
+
+
+@dataclass
+class Curves:
+    """A run's curves as (step, value) lists: training loss and validation loss."""
+
+    train: list = field(default_factory=list)
+    validation: list = field(default_factory=list)
+
+
+def find_run(ref) -> dict:
+    """A run row by id, name (the latest of that name) or output folder; UserError when unknown."""
+    ref = str(ref)
+    row = store.get_run(ref)
+    if row:
+        return row
+    rows = store.query("SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC LIMIT 1", [ref])
+    if rows:
+        return rows[0]
+    for folder in (paths.resolve_output_dir(ref), Path(ref).expanduser().resolve()):
+        row = store.run_for_output_dir(folder)
+        if row:
+            return row
+    raise UserError(f"run '{ref}' not found in the store {paths.store_path()} — pass a run id, a run name or its output folder")
+
+
+def run_config(run: dict) -> Config:
+    return configs.parse(json.loads(run["config"]), where=f"run '{run['name']}' ({run['id']}) config in the store")
+
+
+def load_curves(run_id: str) -> Curves:
+    rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ? AND name IN ('loss', 'eval_loss') "
+                       "ORDER BY step", [run_id])
+    return Curves(train=[(r["step"], r["value"]) for r in rows if r["name"] == "loss"],
+                  validation=[(r["step"], r["value"]) for r in rows if r["name"] == "eval_loss"])
+
+
+def latest_evaluation(run: dict) -> dict | None:
+    """The newest evaluation of any of the run's checkpoints, its summary parsed."""
+    rows = store.query(
+        "SELECT * FROM evaluations WHERE checkpoint IN (SELECT path FROM checkpoints WHERE run_id = ?) "
+        "OR starts_with(checkpoint, ?) ORDER BY created_at DESC LIMIT 1",
+        [run["id"], str(Path(run["output_dir"])) + "/"])
+    if not rows:
+        return None
+    row = rows[0]
+    summary = row["summary"]
+    return {**row, "summary": json.loads(summary) if isinstance(summary, str) else summary}
+
+
+def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | None = None) -> Diagnosis:
+    """The scenario of a run (its row, id, name or folder: curves and latest evaluation from the store,
+    the run's own quality thresholds) or of `Curves` with an optional evaluation summary (`per_type`)."""
+    if isinstance(source, Curves):
+        return diagnose_curves(source.train, source.validation, (evaluation or {}).get("per_type"), quality)
+    run = source if isinstance(source, dict) else find_run(source)
+    curves = load_curves(run["id"])
+    found = latest_evaluation(run) if evaluation is None else None
+    summary = found["summary"] if found else (evaluation or {})
+    result = diagnose_curves(curves.train, curves.validation, summary.get("per_type"),
+                             quality or run_config(run).quality)
+    result.evidence["run"] = {"id": run["id"], "name": run["name"], "output_dir": run["output_dir"]}
+    if found:
+        result.evidence["evaluation"] = {"id": found["id"], "checkpoint": found["checkpoint"],
+                                         "created_at": str(found["created_at"])}
+    return result
+
+
+def acknowledge_diagnosis(run_id: str, diagnosis: Diagnosis) -> None:
+    """Record that someone looked at the run's loss curve and what it said (the checklist's item 2)."""
+    store.acknowledge(run_id, "loss_curve", json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name,
+                                                        "message": diagnosis.message}))
+
+
+# ---- proposal -----------------------------------------------------------------------------------
+
+
+# The seed's learning-rate table, relative to the parent's rate (its 0.0001 column), with its reasons.
+LR_TABLE = {
+    1: (lambda lr: lr, "keep same"),
+    2: (lambda lr: lr / 3, "3x lower for polish"),
+    3: (lambda lr: lr / 2, "lower + regularization"),
+    4: (lambda lr: lr * 2, "2x higher to learn"),
+    5: (lambda lr: min(lr, 3e-5), "lower LR for fine-tuning"),
+}
+
+
+def table_lr(scenario: int, lr: float) -> float:
+    """The next phase's learning rate for a scenario; a changed rate is rounded to one digit as the
+    seed writes it (0.0001 / 3 -> 0.00003)."""
+    new = LR_TABLE[scenario][0](lr)
+    return new if new == lr else float(f"{new:.1g}")
+
+
+def best_checkpoint(output_dir, val_min_step: int) -> Path:
+    """The checkpoint closest to, and not after, the validation minimum (the earliest if all are after)."""
+    ckpts = checkpoints.list_checkpoints(Path(output_dir))
+    before = [c for c in ckpts if checkpoints.step_of(c) <= val_min_step]
+    return (before or ckpts)[-1]
+
+
+def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
+    """The next phase for a run (row or reference) as a concrete config, and its diff
+    {key: [old, new]} against the run's config. Scenario 5 writes its filtered training set."""
+    from core import train
+
+    run = run if isinstance(run, dict) else find_run(run)
+    scenario = diagnosis.scenario
+    if scenario is None:
+        raise UserError(f"run '{run['name']}': {diagnosis.message} — nothing to propose yet")
+    current = run_config(run)
+    nxt = current.to_dict()
+    t, lora, phase = nxt["training"], nxt["lora"], nxt["phase"]
+    parent_dir = Path(run["output_dir"])
+    ckpts = checkpoints.list_checkpoints(parent_dir)
+    if scenario != 4 and not ckpts:
+        raise UserError(f"run '{run['name']}': {parent_dir} has no checkpoint to continue from — let it save one (training.save_steps) first")
+    new_dir = train._next_phase_dir(parent_dir)
+    t["output_dir"] = str(new_dir)
+    nxt["run_name"] = new_dir.name if current.run_name else None
+    t["resume_from_checkpoint"] = None  # never: a new phase is continue_from, with its own optimizer
+    phase["override_reason"] = None
+    phase["continue_from"] = str(ckpts[-1]) if ckpts else None
+    t["learning_rate"] = table_lr(scenario, t["learning_rate"])
+    if scenario != 4:
+        t["max_steps"] = -1  # the phase is counted in epochs
+        t["num_train_epochs"] = 2
+    if scenario == 3:
+        t["num_train_epochs"] = 1  # one short regularised phase, no more: the model already overfits
+        t["weight_decay"] = max(t["weight_decay"], 0.01)
+        lora["lora_dropout"] = max(lora["lora_dropout"], 0.05)
+        phase["continue_from"] = str(best_checkpoint(parent_dir, diagnosis.evidence["val_min_step"]))
+    elif scenario == 4:
+        lora["r"], lora["lora_alpha"] = lora["r"] * 2, lora["lora_alpha"] * 2
+        phase["continue_from"] = None  # start over: the flat adapter is worth nothing to continue from
+    elif scenario == 5:
+        nxt["data"]["train_file"] = str(_write_focus_set(current, diagnosis, new_dir.name))
+    proposal = configs.parse(nxt, where="proposal")
+    return proposal, train.diff(current.to_dict(), proposal.to_dict())
+
+
+def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
+    """Scenario 5: the weak diagram types' rows plus a replay share of the others, under `<runs root>/datasets/`."""
+    rows = data.load_split(current.data.train_file or current.data.dataset, "train")
+    weak = diagnosis.evidence["per_type"]["weak_types"]
+    focus = data.filter_rows(rows, weak, REPLAY_SHARE, current.training.seed)
+    # named by content: proposing the same phase again reuses the file (write_rows never overwrites)
+    digest = hashlib.sha256(json.dumps(focus, sort_keys=True).encode()).hexdigest()[:10]
+    path = paths.home() / "datasets" / f"{name}-train-{digest}.jsonl"
+    if not path.is_file():
+        data.write_rows(focus, path)
+    return path
+
+
+# ---- time estimate ------------------------------------------------------------------------------
+
+CHARS_PER_TOKEN = 3.5  # the approximation when the base model's tokenizer is not on disk
+
+
+@dataclass
+class Estimate:
+    seconds: float | None  # at the median measured throughput; None: no measurement yet
+    low: float | None  # at the fastest measured throughput (90th percentile)
+    high: float | None  # at the slowest (10th percentile)
+    tokens: int  # tokens the phase trains on
+    basis: str  # where the numbers come from
+
+    def describe(self) -> str:
+        if self.seconds is None:
+            return self.basis
+        spread = f" ({duration(self.low)}–{duration(self.high)})" if self.low != self.high else ""
+        return f"≈ {duration(self.seconds)}{spread} for {self.tokens:,} tokens; {self.basis}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def throughput(base: str, backend: str) -> tuple[list[float], list[str]]:
+    """tokens_per_s logged by earlier runs of this base model on this backend (any backend for auto),
+    and those runs' names."""
+    rows = store.query(
+        "SELECT m.value, r.name FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'tokens_per_s' "
+        "AND m.value > 0 AND r.base_model = ? AND (? = 'auto' OR r.backend = ?)", [base, backend, backend])
+    return [r["value"] for r in rows], sorted({r["name"] for r in rows})
+
+
+def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
+    """Tokens per training row as the trainer sees them (chat template, cut at max_seq_length), with
+    the base model's tokenizer when its folder is on disk, else characters / 3.5; and how it was counted."""
+    from core import models
+
+    folder = models.embedded_dir() if config.model.base == models.EMBEDDED else Path(config.model.base).expanduser()
+    tokenizer_file, template_file = folder / "tokenizer.json", folder / "chat_template.jinja"
+    if tokenizer_file.is_file() and template_file.is_file():
+        import jinja2
+        import tokenizers
+
+        tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        # the options transformers renders chat templates with
+        template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(template_file.read_text())
+        texts = [template.render(messages=[{"role": "user", "content": r["prompt"]},
+                                           {"role": "assistant", "content": r["plantuml"]}], add_generation_prompt=False)
+                 for r in rows]
+        counts = [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        how = f"counted with {folder.name}'s tokenizer and chat template"
+    else:
+        counts = [round((len(r["prompt"]) + len(r["plantuml"])) / CHARS_PER_TOKEN) for r in rows]
+        how = f"approximated as characters / {CHARS_PER_TOKEN} (the tokenizer of {config.model.base} is not on disk)"
+    return [min(c, config.training.max_seq_length) for c in counts], how
+
+
+def estimate(config: Config) -> Estimate:
+    """How long the phase will train, from the throughput measured in earlier runs of the same base
+    model and backend and the token count of its training data. Training time only: evaluations and
+    checkpoint saves come on top."""
+    source = config.data.train_file or config.data.dataset
+    rows = data.load_split(source, "train")
+    if not rows:
+        raise UserError(f"data: {source} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
+    counts, how = count_tokens(config, rows)
+    t = config.training
+    if t.max_steps > 0:
+        tokens = round(t.max_steps * t.per_device_train_batch_size * t.gradient_accumulation_steps
+                       * statistics.fmean(counts))
+    else:
+        tokens = round(sum(counts) * t.num_train_epochs)
+    base, backend = config.model.base, t.backend
+    samples, runs = throughput(base, backend)
+    on = f"{base} on {'any backend' if backend == 'auto' else backend}"
+    if not samples:
+        return Estimate(None, None, None, tokens,
+                        f"no measurement yet: no earlier run of {on} logged its throughput ({tokens:,} tokens, {how})")
+    middle = statistics.median(samples)
+    if len(samples) == 1:
+        slow = fast = middle
+        measured = f"1 throughput measurement of {on} from {runs[0]}: {middle:.0f} tokens/s"
+    else:
+        slow, fast = statistics.quantiles(samples, n=10, method="inclusive")[::8]
+        measured = (f"{len(samples)} throughput measurements of {on} from {', '.join(runs)}: median "
+                    f"{middle:.0f} tokens/s, 10th–90th percentile {slow:.0f}–{fast:.0f}")
+    return Estimate(tokens / middle, tokens / fast, tokens / slow, tokens,
+                    f"{measured}; tokens {how}; training time only")
+
+
+# ---- the pre-continue checklist and the gate ----------------------------------------------------
+
+TITLES = {  # the seed's words
+    "evaluated": "Evaluated current model quality",
+    "loss_curve": "Checked loss curve (still decreasing?)",
+    "backed_up": "Backed up current checkpoints",
+    "learning_rate": "Decided on learning rate",
+    "continue_from": "Set resume_from_checkpoint correctly",
+    "output_dir": "Changed output_dir (don't overwrite!)",
+    "epochs": "Know how many more epochs needed",
+}
+
+
+@dataclass
+class Item:
+    key: str
+    title: str
+    passed: bool
+    why: str  # what was found; when it fails, also how to fix it
+
+
+def _item(key: str, passed: bool, why: str) -> Item:
+    return Item(key, TITLES[key], passed, why)
+
+
+@dataclass
+class _Start:
+    """What a config starts from: nothing (fresh), a checkpoint to continue from, or one to resume."""
+
+    kind: str  # fresh | continue | resume
+    checkpoint: Path | None = None
+    problem: str | None = None  # why the checkpoint could not be used
+    run: dict | None = None  # the run that wrote it
+    written: datetime | None = None  # when it was written
+    config: dict = field(default_factory=dict)  # the config it was trained with (its umlstudio.json)
+    diagnosis: Diagnosis | None = None  # of the run that wrote it
+
+
+def _file_time(ckpt: Path) -> datetime:
+    """When a checkpoint the store does not know was written: its manifest's time, naive UTC like the store's."""
+    stamp = (ckpt / checkpoints.MANIFEST if (ckpt / checkpoints.MANIFEST).is_file() else ckpt).stat().st_mtime
+    return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
+
+
+def _start(config: Config) -> _Start:
+    from core import train
+
+    if config.phase.continue_from:
+        kind, ref = "continue", config.phase.continue_from
+    elif config.training.resume_from_checkpoint:
+        kind, ref = "resume", config.training.resume_from_checkpoint
+    else:
+        return _Start("fresh")
+    try:
+        ckpt = checkpoints.resolve(ref) if kind == "continue" else train._resume_point(ref)
+    except UserError as exc:
+        return _Start(kind, problem=str(exc))
+    if ckpt == checkpoints.BASE:
+        return _Start(kind, problem="phase.continue_from: base — a phase from the base model is a fresh run: remove phase.continue_from")
+    info = checkpoints.info(ckpt)
+    rows = store.query("SELECT run_id, created_at FROM checkpoints WHERE path = ?", [str(ckpt)])
+    run_id = rows[0]["run_id"] if rows else info.get("run_id")
+    run = store.get_run(run_id) if run_id else None
+    return _Start(kind, ckpt, run=run, written=rows[0]["created_at"] if rows else _file_time(ckpt),
+                  config=info.get("config") or {}, diagnosis=diagnose(run) if run else None)
+
+
+def _needs_parent(key: str) -> Item:
+    return _item(key, False, f"needs a usable parent checkpoint (see '{TITLES['continue_from']}')")
+
+
+def _check_evaluated(start: _Start) -> Item:
+    if start.kind != "continue":
+        return _item("evaluated", True, f"{start.kind} run: no parent checkpoint to evaluate")
+    if start.checkpoint is None:
+        return _needs_parent("evaluated")
+    ckpt = start.checkpoint
+    fix = f"evaluate it: umlstudio evaluate --checkpoint {ckpt}"
+    rows = store.query("SELECT created_at, n FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC LIMIT 1",
+                       [str(ckpt)])
+    if not rows:
+        return _item("evaluated", False, f"no evaluation of {ckpt} — {fix}")
+    if rows[0]["created_at"] <= start.written:
+        return _item("evaluated", False, f"the latest evaluation of {ckpt} ({rows[0]['created_at']:%Y-%m-%d %H:%M}) is "
+                                         f"older than the checkpoint ({start.written:%Y-%m-%d %H:%M}) — {fix}")
+    return _item("evaluated", True, f"{ckpt.name} evaluated on {rows[0]['n']} rows at {rows[0]['created_at']:%Y-%m-%d %H:%M}")
+
+
+def _check_loss_curve(start: _Start, config_path) -> Item:
+    if start.kind != "continue":
+        return _item("loss_curve", True, f"{start.kind} run: no parent loss curve to check")
+    if start.checkpoint is None:
+        return _needs_parent("loss_curve")
+    subjects = ([start.run["id"]] if start.run else []) + ([str(Path(config_path).resolve())] if config_path else [])
+    if not subjects:
+        return _item("loss_curve", False, f"{start.checkpoint} belongs to no run of the store: there is no loss curve "
+                                          f"to check — look at its trainer_state.json, then set phase.override_reason")
+    fix = f"umlstudio advise --run {start.run['name'] if start.run else start.checkpoint.parent}"
+    acks = store.query(
+        f"SELECT note, created_at FROM acknowledgements WHERE item = 'loss_curve' AND subject IN "
+        f"({', '.join('?' * len(subjects))}) ORDER BY created_at DESC LIMIT 1", subjects)
+    if not acks:
+        return _item("loss_curve", False, f"nobody looked at the parent run's loss curve — run `{fix}` (or open it in the studio)")
+    ack = acks[0]
+    if ack["created_at"] <= start.written:
+        return _item("loss_curve", False, f"the loss curve was checked at {ack['created_at']:%Y-%m-%d %H:%M}, before "
+                                          f"{start.checkpoint.name} was written — check it again: `{fix}`")
+    try:
+        said = json.loads(ack["note"] or "{}")
+    except json.JSONDecodeError:  # a note in words (from the studio), not a recorded diagnosis
+        said = {"name": ack["note"]}
+    if "scenario" in said and said["scenario"] is None:
+        return _item("loss_curve", False, f"the last diagnosis could not tell ({said.get('message', SCENARIOS[None])}) "
+                                          f"— train longer, or set phase.override_reason")
+    return _item("loss_curve", True, f"checked at {ack['created_at']:%Y-%m-%d %H:%M}: {said.get('name') or 'acknowledged'}")
+
+
+def _check_backed_up(start: _Start) -> Item:
+    if start.kind == "fresh":
+        return _item("backed_up", True, "fresh run: no checkpoint it starts from")
+    if start.checkpoint is None:
+        return _needs_parent("backed_up")
+    ckpt = start.checkpoint
+    problems = checkpoints.verify(ckpt)
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        return _item("backed_up", False, f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed "
+                                         f"since it was written: start from another checkpoint")
+    if not checkpoints.is_read_only(ckpt):
+        fix = f"umlstudio advise --run {start.run['name']} --backup" if start.run else f"chmod -R a-w {ckpt}"
+        return _item("backed_up", False, f"{ckpt} verifies but its files are writable — make them read-only: `{fix}`")
+    return _item("backed_up", True, f"{ckpt.name}: every file matches its manifest and is read-only")
+
+
+def _check_learning_rate(config: Config, start: _Start) -> Item:
+    lr = config.training.learning_rate
+    if start.kind != "continue":
+        return _item("learning_rate", True, f"{lr:g} ({start.kind} run: no parent phase to compare with)")
+    diagnosis, parent_lr = start.diagnosis, start.config.get("training", {}).get("learning_rate")
+    if diagnosis is None or diagnosis.scenario is None or parent_lr is None:
+        return _item("learning_rate", True, f"{lr:g}; no diagnosis of the parent run to check it against")
+    scenario = diagnosis.scenario
+    wanted = table_lr(scenario, parent_lr)
+    rule = f"the table for scenario {scenario} ({diagnosis.name}) says {parent_lr:g} → {wanted:g}, {LR_TABLE[scenario][1]}"
+    if wanted / LR_BAND <= lr <= wanted * LR_BAND:
+        return _item("learning_rate", True, f"{lr:g}: {rule}")
+    return _item("learning_rate", False, f"{lr:g} contradicts {rule} — set training.learning_rate: {wanted:g}, "
+                                         f"or give phase.override_reason")
+
+
+def _check_continue(config: Config, start: _Start) -> Item:
+    from core import train
+
+    if start.kind == "fresh":
+        return _item("continue_from", True, f"fresh run from {config.model.base}: neither resume_from_checkpoint nor continue_from")
+    if start.checkpoint is None:
+        return _item("continue_from", False, start.problem)
+    ckpt = start.checkpoint
+    if start.kind == "resume":
+        if not start.config:
+            return _item("continue_from", False, f"{ckpt} has no {checkpoints.INFO}: cannot tell its settings — start a "
+                                                 f"new phase from it with phase.continue_from instead")
+        changes = {k: v for k, v in train.diff(start.config, config.to_dict(), ignore=train.RESUME_FREE).items()
+                   if not k.startswith(train.RESUME_FREE_SECTIONS)}
+        if changes:
+            listed = ", ".join(f"{k} {old} → {new}" for k, (old, new) in changes.items())
+            return _item("continue_from", False, (
+                f"resume_from_checkpoint with changed hyperparameters ({listed}): a resume restores the saved optimizer "
+                f"and learning-rate schedule and counts epochs as a total, so they would not apply as written — start "
+                f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"))
+        return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
+    try:
+        train._continue_point(config)
+    except UserError as exc:
+        return _item("continue_from", False, str(exc))
+    if start.diagnosis and start.diagnosis.scenario == 4:
+        return _item("continue_from", False, f"the parent run is not learning ({start.diagnosis.message.split(':')[0]}): "
+                                             f"start over instead — remove phase.continue_from")
+    return _item("continue_from", True, f"a new phase from {ckpt} (same base model and LoRA shape; fresh optimizer "
+                                        f"and schedule at this config's learning rate)")
+
+
+def _check_output_dir(config: Config, start: _Start) -> Item:
+    from core import train
+
+    out = paths.resolve_output_dir(config.training.output_dir)
+    if start.kind == "resume":
+        if start.checkpoint is None:
+            return _needs_parent("output_dir")
+        if out != start.checkpoint.parent:
+            return _item("output_dir", False, f"a resume writes on in the interrupted run's folder — set training.output_dir: {start.checkpoint.parent}")
+        return _item("output_dir", True, f"{out}: a resume writes on in the interrupted run's own folder")
+    if start.checkpoint is not None and out == start.checkpoint.parent:
+        return _item("output_dir", False, f"{out} is the parent run's folder: the new phase would write among its "
+                                          f"checkpoints — set training.output_dir: {train._next_phase_dir(out)}")
+    try:
+        train._check_free(out)
+    except UserError as exc:
+        return _item("output_dir", False, str(exc))
+    return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
+
+
+def _check_epochs(config: Config, start: _Start) -> Item:
+    t = config.training
+    amount = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_train_epochs:g} epoch(s)"
+    if start.kind == "continue":
+        amount += " for this phase alone"
+        if start.diagnosis and start.diagnosis.scenario == 3 and t.max_steps <= 0 and t.num_train_epochs > 1:
+            return _item("epochs", False, f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
+                                          f"short regularised epoch (training.num_train_epochs: 1)")
+    try:
+        how_long = estimate(config).describe()
+    except UserError as exc:
+        return _item("epochs", False, f"{amount}, but no time estimate: {exc}")
+    return _item("epochs", True, f"{amount}: {how_long}")
+
+
+def checklist(config: Config, config_path=None) -> list[Item]:
+    """The seed's seven pre-continue items for a phase config, each checked by the program."""
+    start = _start(config)
+    return [
+        _check_evaluated(start),
+        _check_loss_curve(start, config_path),
+        _check_backed_up(start),
+        _check_learning_rate(config, start),
+        _check_continue(config, start),
+        _check_output_dir(config, start),
+        _check_epochs(config, start),
+    ]
+
+
+def gate(config: Config, config_path=None) -> list[Item]:
+    """Before a continue phase starts: the checklist must pass, or `phase.override_reason` say why not.
+
+    Fresh runs pass without it (nothing to continue from). Returns the items (for the caller to store
+    with the override reason); raises UserError with one line per failing item otherwise."""
+    if not config.phase.continue_from:
+        return []
+    items = checklist(config, config_path)
+    failing = [item for item in items if not item.passed]
+    if failing and not config.phase.override_reason:
+        lines = [f"{item.title}: {item.why}" for item in failing]
+        lines.append(f"{len(failing)} of {len(items)} pre-continue checks fail — fix them, or set "
+                     f"phase.override_reason to start anyway (the reason is stored with the run)")
+        raise UserError("\n".join(lines))
+    return items
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+
+def backup(run: dict) -> list[str]:
+    """Make every checkpoint of the run that still matches its manifest read-only; one line each."""
+    lines = []
+    for ckpt in checkpoints.list_checkpoints(Path(run["output_dir"])):
+        problems = checkpoints.verify(ckpt)
+        if problems:
+            lines.append(f"{ckpt}: left as it is, it does not match its manifest ({problems[0]})")
+        else:
+            checkpoints.make_read_only(ckpt)
+            lines.append(f"{ckpt}: verified and read-only")
+    return lines or [f"{run['output_dir']}: no checkpoint to back up"]
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def write_proposal(proposal: Config, diff: dict, diagnosis: Diagnosis, run: dict, how_long: Estimate, path: Path) -> None:
+    """The proposed config as YAML, headed by the commands that check and run it and why it looks so."""
+    header = [
+        f"# umlstudio checklist --config {path}",
+        f"# umlstudio train --config {path}",
+        "#",
+        f"# The next phase after run '{run['name']}' ({run['id']}), proposed by `umlstudio advise`:",
+        f"# scenario {diagnosis.scenario} ({diagnosis.name}): {diagnosis.message}",
+        f"# Changes against {run['output_dir']}:",
+        *[f"#   {key}: {_shown(old)} -> {_shown(new)}" for key, (old, new) in diff.items()],
+        f"# Time: {how_long.describe()}",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(header) + "\n" + yaml.safe_dump(proposal.to_dict(), sort_keys=False))
+
+
+def add_advise_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", dest="run_ref", required=True, metavar="DIR_OR_NAME", help="the run to judge: its id, name or output folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--out", type=Path, metavar="NEXT.yaml",
+                        help="where to write the proposed config (default: <runs root>/<new run name>.yaml)")
+    parser.add_argument("--backup", action="store_true",
+                        help="make the run's checkpoints read-only (those that match their manifest)")
+
+
+def advise_command(args) -> int:
+    run = find_run(args.run_ref)
+    diagnosis = diagnose(run)
+    acknowledge_diagnosis(run["id"], diagnosis)
+    report = {"run": {"id": run["id"], "name": run["name"], "output_dir": run["output_dir"]},
+              "diagnosis": diagnosis.to_dict()}
+    if args.backup:
+        report["backup"] = backup(run)
+    if diagnosis.scenario is not None:
+        proposal, diff = propose(run, diagnosis)
+        how_long = estimate(proposal)
+        path = (args.out or paths.home() / f"{proposal.name}.yaml").expanduser().resolve()
+        write_proposal(proposal, diff, diagnosis, run, how_long, path)
+        report["proposal"] = {"config_path": str(path), "output_dir": proposal.training.output_dir, "diff": diff,
+                              "estimate": asdict(how_long)}
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+        return 0
+    print(f"run '{run['name']}' ({run['id']}): scenario {diagnosis.scenario or '-'}, {diagnosis.name}")
+    print(f"  {diagnosis.message}")
+    for fit in diagnosis.evidence["fits"]:
+        print(f"  {Fit(**fit).describe()}")
+    for key in ("train_drop", "val_min_step", "gap_at_min", "gap_now", "validation_note"):
+        if key in diagnosis.evidence:
+            value = diagnosis.evidence[key]
+            print(f"  {key}: {value:.3g}" if isinstance(value, float) else f"  {key}: {value}")
+    for line in report.get("backup", []):
+        print(f"backup: {line}")
+    if "proposal" in report:
+        print(f"next phase: {report['proposal']['output_dir']}")
+        for key, (old, new) in report["proposal"]["diff"].items():
+            print(f"  {key}: {_shown(old)} -> {_shown(new)}")
+        print(f"time: {how_long.describe()}")
+        print(f"wrote {path} — check it: umlstudio checklist --config {path}; run it: umlstudio train --config {path}")
+    return 0
+
+
+def add_checklist_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, metavar="NEXT.yaml", help="the phase's YAML config")
+    parser.add_argument("--json", action="store_true", help="print the items as JSON")
+
+
+def checklist_command(args) -> int:
+    """Exit 0 when every item passes, 1 when some fail (2, via UserError, for bad input)."""
+    items = checklist(configs.load(args.config), args.config)
+    if args.json:
+        print(json.dumps([asdict(item) for item in items], indent=1))
+    else:
+        for item in items:
+            print(f"[{'x' if item.passed else ' '}] {item.title}: {item.why}")
+    return 0 if all(item.passed for item in items) else 1

@@ -1,0 +1,444 @@
+"""Dataset rows: load them, split them by source, build the default dataset, count, filter and
+write them, and the `umlstudio data` command.
+
+A row is {"prompt", "plantuml", "diagram_type", "category", "source", "entities", "relations"}.
+`entities` lists the names a diagram declares; `relations` lists [source, target, kind, label].
+Direction: the arrow's tail is the source, except that inheritance and realization go from the
+subclass to its parent and composition and aggregation from the whole to its part (PlantUML's
+`A --|> B` and `A *-- B` forms). Rows built by core/datagen.py describe their conventions there.
+
+Files: `.jsonl` with rows in this format or PlantUCD's native rows (`HumanLang`, `PlantUML`, `Model`,
+`Output_AST`), or `.csv` with the columns prompt,plantuml[,diagram_type,category,source]. A dataset
+is a folder holding train.jsonl, validation.jsonl and test.jsonl, or a single file that stands for
+whichever split is asked of it.
+"""
+
+import argparse
+import csv
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+from core import datagen
+from core.errors import UserError
+from core.paths import DATA_DIR, ROOT
+
+DIAGRAM_TYPES = ("class", "sequence", "activity", "usecase", "state", "component", "er")
+RELATION_KINDS = (
+    "inheritance", "realization", "composition", "aggregation", "association", "dependency",
+    "message", "transition", "include", "extend", "flow",
+)
+SPLITS = ("train", "validation", "test")
+PLANTUCD_FILE = DATA_DIR / "plantucd" / "plantucd.jsonl"
+CSV_COLUMNS = "prompt,plantuml[,diagram_type,category,source]"
+_CSV_KEYS = ("prompt", "plantuml", "diagram_type", "category", "source")
+
+# PlantUCD arrow -> (kind, True when the class holding the relation node is its target)
+_PLANTUCD_ARROWS = {
+    "--|>": ("inheritance", False), "<|--": ("inheritance", True),
+    "..|>": ("realization", False), "<|..": ("realization", True),
+    "*--": ("composition", False), "--*": ("composition", True),
+    "o--": ("aggregation", False), "--o": ("aggregation", True),
+    "..>": ("dependency", False), "<..": ("dependency", True),
+    "-->": ("association", False), "<--": ("association", True),
+    "--": ("association", False),
+}
+
+# For rows that name no diagram_type: the first pattern found in the PlantUML decides; else "class".
+_TYPE_PATTERNS = (
+    ("er", r"^\s*entity\s+\S+\s*\{"),
+    ("state", r"\[\*\]|^\s*state\s"),
+    ("activity", r"^\s*(start|stop)\s*$|^\s*:.*;\s*$"),
+    ("usecase", r"^\s*usecase\s|\([^()\n]+\)\s*[-.]|[-.]>?\s*\([^()\n]+\)"),
+    ("component", r"^\s*(component|node)\s|\[[^\]\n]+\]\s*[-.]"),
+    ("class", r"^\s*(abstract\s+class|class|interface|enum)\s"),
+    ("sequence", r"^\s*(participant|actor|boundary|control|database|queue)\s|^\s*\w+\s*-+>>?\s*\w+\s*:"),
+)
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+
+def load_rows(path) -> list[dict]:
+    """Read a .jsonl or .csv file into canonical rows; any bad input is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give the path of a .jsonl or .csv dataset file")
+    if path.suffix == ".jsonl":
+        rows = _read_jsonl(path)
+    elif path.suffix == ".csv":
+        rows = _read_csv(path)
+    else:
+        raise UserError(
+            f"{path}: unsupported file type '{path.suffix}'; use .jsonl (one JSON object a line) "
+            f"or .csv (columns {CSV_COLUMNS})"
+        )
+    if not rows:
+        raise UserError(f"{path}:1: the file holds no rows; add at least one prompt/plantuml row")
+    return rows
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{where}: not valid JSON ({e.msg}); write one JSON object per line") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{where}: a row must be a JSON object; write {{\"prompt\": ..., \"plantuml\": ...}}")
+            rows.append(_from_plantucd(obj, where) if "HumanLang" in obj else _from_canonical(obj, path, number))
+    return rows
+
+
+def _read_csv(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        if "prompt" not in columns or "plantuml" not in columns:
+            raise UserError(
+                f"{path}:1: the header lacks the columns prompt and plantuml (found: {','.join(columns) or 'none'}); "
+                f"start the file with the header line {CSV_COLUMNS}"
+            )
+        first_line = 2
+        for record in reader:
+            fields = {key: record[key] for key in _CSV_KEYS if record.get(key)}
+            rows.append(_from_canonical(fields, path, first_line))
+            first_line = reader.line_num + 1
+    return rows
+
+
+def _from_canonical(obj: dict, path: Path, line: int) -> dict:
+    where = f"{path}:{line}"
+    prompt = _text(obj, "prompt", where)
+    plantuml = _wrapped(_text(obj, "plantuml", where))
+    diagram_type = obj.get("diagram_type")
+    if diagram_type is None:
+        diagram_type = _guess_type(plantuml)
+    elif diagram_type not in DIAGRAM_TYPES:
+        raise UserError(f"{where}: unknown diagram_type {diagram_type!r}; use one of {', '.join(DIAGRAM_TYPES)}")
+    category = _optional_text(obj, "category", where) or "uncategorized"
+    source = _optional_text(obj, "source", where) or f"{path.name}:{line}"  # unknown: each row its own
+    entities = obj.get("entities", [])
+    if not isinstance(entities, list) or not all(isinstance(name, str) for name in entities):
+        raise UserError(f"{where}: 'entities' is not a list of names; write it like [\"Order\", \"Customer\"]")
+    relations = obj.get("relations", [])
+    if not isinstance(relations, list) or not all(_is_relation(r) for r in relations):
+        raise UserError(
+            f"{where}: 'relations' is not a list of [source, target, kind, label]; write it so, with kinds "
+            f"from {', '.join(RELATION_KINDS)}"
+        )
+    return _row(prompt, plantuml, diagram_type, category, source, entities, relations)
+
+
+def _from_plantucd(obj: dict, where: str) -> dict:
+    prompt = _text(obj, "HumanLang", where)
+    plantuml = _wrapped(_text(obj, "PlantUML", where))
+    model = _text(obj, "Model", where)
+    try:
+        entities, relations = _plantucd_ast(obj.get("Output_AST", {"children": []}))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise UserError(f"{where}: 'Output_AST' is not a PlantUCD parse tree; fix it or drop the field") from None
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
+    return _row(prompt, plantuml, "class", model, f"plantucd:{model}", entities, relations)
+
+
+def _plantucd_ast(ast: dict) -> tuple[list[str], list[list[str]]]:
+    """Class names and relations of a PlantUCD `Output_AST`."""
+    entities, relations = [], []
+    for node in ast["children"]:
+        if node["type"] != "class":
+            continue
+        if node["value"] not in entities:
+            entities.append(node["value"])
+        for child in node.get("children", []):
+            if child["type"] != "relation":
+                continue
+            if child["value"] not in _PLANTUCD_ARROWS:
+                raise ValueError(
+                    f"unknown PlantUCD relation arrow {child['value']!r}; supported: {' '.join(_PLANTUCD_ARROWS)}"
+                )
+            kind, reverse = _PLANTUCD_ARROWS[child["value"]]
+            ends = [node["value"], child["children"][0]["value"]]
+            source, target = reversed(ends) if reverse else ends
+            relations.append([source, target, kind, child.get("label", "").strip().strip('"')])
+    return entities, relations
+
+
+def _row(prompt, plantuml, diagram_type, category, source, entities, relations) -> dict:
+    return {
+        "prompt": prompt, "plantuml": plantuml, "diagram_type": diagram_type, "category": category,
+        "source": source, "entities": entities, "relations": relations,
+    }
+
+
+def _text(obj: dict, key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}: missing or empty field '{key}'; every row needs a non-empty '{key}' string")
+    return value.strip()
+
+
+def _optional_text(obj: dict, key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{where}: '{key}' must be a string; quote it or drop the field")
+    return value.strip() if value else None
+
+
+def _is_relation(value) -> bool:
+    return (
+        isinstance(value, list) and len(value) == 4 and all(isinstance(part, str) for part in value)
+        and value[2] in RELATION_KINDS
+    )
+
+
+def _wrapped(plantuml: str) -> str:
+    """PlantUML with its @startuml/@enduml lines (PlantUCD's snippets come without them)."""
+    return plantuml if plantuml.startswith("@start") else f"@startuml\n{plantuml}\n@enduml"
+
+
+def _guess_type(plantuml: str) -> str:
+    for diagram_type, pattern in _TYPE_PATTERNS:
+        if re.search(pattern, plantuml, re.MULTILINE):
+            return diagram_type
+    return "class"
+
+
+# ---- splitting and the default dataset --------------------------------------------------------
+
+
+def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[dict]]:
+    """Split rows into train/validation/test so that no source lands in two splits.
+
+    Deterministic by seed. First, every diagram type with at least 3 sources gets a source in each
+    split with a positive fraction (while unassigned sources of that type remain). Then each other
+    source, in a seeded shuffled order, goes to the split furthest below its share of that source's
+    diagram types. Rows keep their input order within a split.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must be 3 non-negative shares of train/validation/test adding to 1: {fractions}")
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    sources = sorted(by_source)
+    random.Random(seed).shuffle(sources)
+    types = {source: Counter(row["diagram_type"] for row in by_source[source]) for source in sources}
+    totals = Counter(row["diagram_type"] for row in rows)
+    share = dict(zip(SPLITS, fractions))
+    filled = {split: Counter() for split in SPLITS}
+    split_of: dict[str, str] = {}
+
+    def assign(source: str, split: str) -> None:
+        split_of[source] = split
+        filled[split].update(types[source])
+
+    for diagram_type in DIAGRAM_TYPES:
+        having = [source for source in sources if diagram_type in types[source]]
+        if len(having) < 3:
+            continue
+        for split in SPLITS:
+            free = [source for source in having if source not in split_of]
+            if share[split] > 0 and not filled[split][diagram_type] and free:
+                assign(free[0], split)
+
+    def shortfall(split: str, source: str) -> float:
+        return sum(share[split] * totals[t] - filled[split][t] for t in types[source])
+
+    for source in sources:
+        if source not in split_of:
+            assign(source, max(SPLITS, key=lambda split: shortfall(split, source)))
+    return {split: [row for row in rows if split_of[row["source"]] == split] for split in SPLITS}
+
+
+def default_dataset_dir() -> Path:
+    return DATA_DIR / "default"
+
+
+def build_default_dataset(seed: int = 0, out_dir=None) -> Path:
+    """PlantUCD rows plus generated rows, split by source into out_dir (default data/default)."""
+    out_dir = Path(out_dir) if out_dir else default_dataset_dir()
+    rows = _plantucd_rows() + datagen.generate(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in split_by_source(rows, seed).items():
+        (out_dir / f"{split}.jsonl").write_text(_jsonl(split_rows), encoding="utf-8")
+    return out_dir
+
+
+def _plantucd_rows() -> list[dict]:
+    """The shipped PlantUCD rows less the one with an empty HumanLang (model J27, requirement 0):
+    it has no requirement to learn from, and load_rows rightly refuses it."""
+    rows = []
+    with open(PLANTUCD_FILE, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            obj = json.loads(line)
+            if obj["HumanLang"].strip():
+                rows.append(_from_plantucd(obj, f"{PLANTUCD_FILE}:{number}"))
+    return rows
+
+
+def resolve_dataset(name_or_path) -> Path:
+    """A dataset path as given (relative to the working folder), under the project root, or under data/."""
+    path = Path(name_or_path).expanduser()
+    for candidate in (path, ROOT / path, DATA_DIR / path):
+        if candidate.exists():
+            return candidate
+    raise UserError(
+        f"{name_or_path}: no such dataset; give a folder holding train.jsonl, validation.jsonl and "
+        f"test.jsonl (e.g. data/default) or a .jsonl/.csv file"
+    )
+
+
+def load_split(name_or_path, split: str) -> list[dict]:
+    """The rows of one split of a dataset folder; a single file is returned whole for any split."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    path = resolve_dataset(name_or_path)
+    return load_rows(path / f"{split}.jsonl" if path.is_dir() else path)
+
+
+# ---- counting, filtering, writing -------------------------------------------------------------
+
+
+def counts(dataset) -> dict[str, dict[str, int]]:
+    """Rows per split and diagram type (zeros included). A folder counts the splits it holds; a
+    single file counts as one column named after the file."""
+    path = resolve_dataset(dataset)
+    if path.is_dir():
+        parts = {split: path / f"{split}.jsonl" for split in SPLITS if (path / f"{split}.jsonl").exists()}
+        if not parts:
+            raise UserError(
+                f"{path}: holds none of train.jsonl, validation.jsonl, test.jsonl; "
+                f"build the default one with `umlstudio data --build`"
+            )
+    else:
+        parts = {path.name: path}
+    table = {}
+    for name, file in parts.items():
+        found = Counter(row["diagram_type"] for row in load_rows(file))
+        table[name] = {diagram_type: found[diagram_type] for diagram_type in DIAGRAM_TYPES}
+    return table
+
+
+def format_counts(table: dict[str, dict[str, int]]) -> str:
+    """The counts table as aligned text, with a total column and a total row."""
+    rows = [[name, *(table[name][t] for t in DIAGRAM_TYPES)] for name in table]
+    rows.append(["total", *(sum(table[name][t] for name in table) for t in DIAGRAM_TYPES)])
+    cells = [["split", *DIAGRAM_TYPES, "total"]]
+    cells += [[name, *map(str, values), str(sum(values))] for name, *values in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join([row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:]))]) for row in cells
+    )
+
+
+def filter_rows(rows: list[dict], diagram_types, replay_share: float = 0.2, seed: int = 0) -> list[dict]:
+    """The rows of the given (weak) diagram types plus a seeded sample of `replay_share` of the
+    other rows, replayed so that training on the weak types does not forget the rest. Rows keep
+    their input order."""
+    diagram_types = list(diagram_types)
+    if not diagram_types:
+        raise UserError(f"the filter names no diagram type; give some of {', '.join(DIAGRAM_TYPES)}, e.g. state,er")
+    for diagram_type in diagram_types:
+        if diagram_type not in DIAGRAM_TYPES:
+            raise UserError(
+                f"unknown diagram type {diagram_type!r} in the filter; use some of {', '.join(DIAGRAM_TYPES)}"
+            )
+    if not 0 <= replay_share <= 1:
+        raise UserError(f"replay share {replay_share} is outside 0..1; give a fraction such as 0.2")
+    weak = [i for i, row in enumerate(rows) if row["diagram_type"] in diagram_types]
+    if not weak:
+        raise UserError(
+            f"no row has diagram type {', '.join(diagram_types)}; pick types the dataset holds (see `umlstudio data`)"
+        )
+    others = [i for i, row in enumerate(rows) if row["diagram_type"] not in diagram_types]
+    keep = set(weak) | set(random.Random(seed).sample(others, round(replay_share * len(others))))
+    return [row for i, row in enumerate(rows) if i in keep]
+
+
+def write_rows(rows: list[dict], path) -> Path:
+    """Write rows as JSON lines to a new file; an existing file is never overwritten."""
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        raise UserError(f"{path}: rows are written as JSON lines; give a file name ending in .jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(_jsonl(rows))
+    except FileExistsError:
+        raise UserError(f"{path}: already exists; choose another file name or delete it first") from None
+    return path
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+# ---- the `umlstudio data` command -------------------------------------------------------------
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset", help="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv file, or a folder "
+        "name under data/ (default: data/default)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--build", action="store_true", help="regenerate data/default from PlantUCD and the generator")
+    action.add_argument(
+        "--filter", metavar="TYPES", help="comma-separated diagram types to keep from the train split "
+        "(e.g. state,er), plus a replay share of the others; written to --out",
+    )
+    parser.add_argument(
+        "--replay-share", type=float, default=0.2, help="share of the other rows --filter keeps (default 0.2)"
+    )
+    parser.add_argument("--out", metavar="FILE", help="new .jsonl file --filter writes")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --build and of the --filter replay sample (default 0)"
+    )
+
+
+def data_command(args: argparse.Namespace) -> int:
+    """Print row counts per split and diagram type; or rebuild data/default; or write a filtered subset."""
+    if args.out and not args.filter:
+        raise UserError("--out only goes with --filter TYPES; add --filter or drop --out")
+    if args.build:
+        if args.dataset:
+            raise UserError("--build always writes data/default; drop --dataset")
+        dataset = build_default_dataset(args.seed)
+        if not args.json:
+            print(f"rebuilt {dataset}")
+    elif args.filter:
+        return _filter_command(args)
+    else:
+        dataset = args.dataset or default_dataset_dir()
+    table = counts(dataset)
+    print(json.dumps(table, indent=2) if args.json else format_counts(table))
+    return 0
+
+
+def _filter_command(args: argparse.Namespace) -> int:
+    if not args.out:
+        raise UserError("--filter needs --out FILE, a new .jsonl file for the subset")
+    dataset = args.dataset or default_dataset_dir()
+    diagram_types = [t.strip() for t in args.filter.split(",") if t.strip()]
+    subset = filter_rows(load_split(dataset, "train"), diagram_types, args.replay_share, args.seed)
+    path = write_rows(subset, args.out)
+    found = Counter(row["diagram_type"] for row in subset)
+    summary = {"out": str(path), "rows": len(subset), "types": {t: found[t] for t in DIAGRAM_TYPES}}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        weak = sum(found[t] for t in diagram_types)
+        print(f"wrote {len(subset)} rows to {path}: {weak} of {', '.join(diagram_types)} and "
+              f"{len(subset) - weak} replayed rows of other types, from the train split of {dataset}")
+        print(format_counts({path.name: summary["types"]}))
+    return 0
