@@ -1,0 +1,186 @@
+"""How fast every studio page becomes usable on a big store.
+
+Seeds a temporary runs root with 50 runs (lineages of three phases), 100,000 metric rows, 250
+checkpoints, 250 evaluations and 10,000 generations; starts `streamlit run studio/app.py` on a free
+loopback port; opens each page in headless Chromium and measures the time from navigation until
+the script has finished ("Running..." gone: the app's script state is notRunning) and the page's
+title is visible. Each page is opened by URL twice, cold (first visit: caches empty, PlantUML server
+not started; the whole app loads) and warm, then once more through its sidebar link (in-app
+navigation, the way a user moves between pages). Target: under 2 s each.
+
+    .venv/bin/python bench/studio_pages.py
+"""
+
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PAGES = {"": "Runs", "train": "Train", "pre_continue": "Pre-continue checklist", "playground": "Prompt playground",
+         "compare": "Checkpoint A/B", "quality": "Quality checklist", "data": "Data"}
+RUNS, METRIC_ROWS, GENERATIONS, CHECKPOINTS_PER_RUN, PROMPTS = 50, 100_000, 10_000, 5, 40
+TARGET_S = 2.0
+
+
+def seed(home: Path) -> None:
+    os.environ["UMLSTUDIO_HOME"] = str(home)
+    from core import config, data, metrics, store
+
+    rng = random.Random(0)
+    steps_per_run = METRIC_ROWS // RUNS // 4  # four curves a run
+    rows_metrics, rows_ckpts, run_ids = [], [], []
+    for i in range(RUNS):
+        phase = i % 3
+        out = home / f"run{i:02d}"
+        cfg = config.parse({"training": {"output_dir": str(out)}}).to_dict()
+        parent = run_ids[-1] if phase else None
+        parent_ckpt = str(home / f"run{i - 1:02d}" / f"checkpoint-{steps_per_run}") if phase else None
+        run_id = store.create_run(name=f"run{i:02d}", output_dir=out, phase_kind="continue" if phase else "fresh",
+                                  config=cfg, parent_run=parent, parent_checkpoint=parent_ckpt, base_model="smollm2-135m")
+        store.update_run(run_id, status="finished")
+        run_ids.append(run_id)
+        level = 2.3 * 0.5 ** phase
+        for step in range(1, steps_per_run + 1):
+            loss = level * math.exp(-step / 200) + 0.3 + rng.gauss(0, 0.02)
+            rows_metrics += [[run_id, step, step / 100, "loss", loss], [run_id, step, step / 100, "learning_rate", 1e-4],
+                             [run_id, step, step / 100, "tokens_per_s", 500 + rng.gauss(0, 20)],
+                             [run_id, step, step / 100, "eval_loss" if step % 10 == 0 else "elapsed_s",
+                              loss + 0.1 if step % 10 == 0 else step * 0.4]]
+        for k in range(1, CHECKPOINTS_PER_RUN + 1):
+            step = k * steps_per_run // CHECKPOINTS_PER_RUN
+            path = out / f"checkpoint-{step}"
+            path.mkdir(parents=True)
+            rows_ckpts.append([str(path), run_id, step, "0" * 64])
+
+    test = data.load_split(data.default_dataset_dir(), "test")[:PROMPTS]
+    evaluations, generations = [], []
+    per_eval = PROMPTS
+    for e, (path, run_id, step, _) in enumerate(rows_ckpts[: GENERATIONS // per_eval]):
+        evaluation = store.new_id()
+        scored = []
+        for row in test:
+            output = row["plantuml"] if rng.random() < 0.5 + 0.002 * e else "@startuml\nclass Thing\n@enduml"
+            m = metrics.score(output, row["plantuml"], row["prompt"], row["diagram_type"], syntax=None, renders=None,
+                              truncated=False, tokens=60, latency_s=1.0)
+            scored.append(m)
+            generations.append([store.new_id(), evaluation, path, store.new_id(), row["prompt"], row["plantuml"],
+                                row["diagram_type"], output, json.dumps({**m, "truncated": False}), 60, 1.0])
+        summary = metrics.aggregate(scored)
+        summary["loss"] = 0.4
+        evaluations.append([evaluation, path, "data/default", json.dumps({"split": "test"}), len(test),
+                            json.dumps(summary)])
+
+    with store.connect() as con:
+        stamp = store.now()
+        frames = {
+            "metrics": pd.DataFrame(rows_metrics, columns=["run_id", "step", "epoch", "name", "value"]).assign(time=stamp),
+            "checkpoints": pd.DataFrame(rows_ckpts, columns=["path", "run_id", "step", "manifest_sha256"]).assign(created_at=stamp),
+            "evaluations": pd.DataFrame(evaluations, columns=["id", "checkpoint", "dataset", "settings", "n", "summary"]).assign(created_at=stamp),
+            "generations": pd.DataFrame(generations, columns=["id", "evaluation_id", "checkpoint", "settings_key", "prompt",
+                                                              "reference", "diagram_type", "output", "metrics", "tokens",
+                                                              "latency_s"]).assign(created_at=stamp),
+        }
+        for table, frame in frames.items():
+            con.register("frame", frame)
+            con.execute(f"INSERT INTO {table} SELECT * FROM frame")
+            con.unregister("frame")
+    counts = store.query("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM metrics) AS metrics, "
+                         "(SELECT count(*) FROM checkpoints) AS checkpoints, (SELECT count(*) FROM evaluations) AS evaluations, "
+                         "(SELECT count(*) FROM generations) AS generations")[0]
+    print("seeded: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_studio(home: Path, port: int) -> subprocess.Popen:
+    log = open(home / "streamlit.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "studio/app.py", "--server.port", str(port)],
+                               cwd=ROOT, env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+
+
+def measure(page, url: str) -> float:
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
+    page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", state="visible", timeout=120_000)
+    seconds = time.perf_counter() - start
+    if page.get_by_test_id("stException").count():
+        raise SystemExit(f"{url}: the page raised: {page.get_by_test_id('stException').first.inner_text()[:500]}")
+    return seconds
+
+
+def measure_click(page, title: str) -> float:
+    """In-app navigation: a click on the sidebar link until the new page's script has finished."""
+    start = time.perf_counter()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    page.wait_for_function(
+        """title => {
+            const app = document.querySelector("[data-testid='stApp']");
+            const h1 = document.querySelector("[data-testid='stMainBlockContainer'] h1");
+            return app && app.dataset.testScriptState === "notRunning" && h1 && h1.innerText.trim() === title;
+        }""", arg=title, timeout=120_000)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="umlstudio-bench-") as folder:
+        home = Path(folder)
+        started = time.perf_counter()
+        seed(home)
+        print(f"seeding took {time.perf_counter() - started:.1f} s", flush=True)
+        port = free_port()
+        studio = start_studio(home, port)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                results = {}
+                for attempt in ("cold", "warm"):
+                    for path, title in PAGES.items():
+                        results.setdefault(title, {})[attempt] = measure(page, f"http://127.0.0.1:{port}/{path}")
+                for title in [*list(PAGES.values())[1:], list(PAGES.values())[0]]:
+                    results[title]["click"] = measure_click(page, title)
+                browser.close()
+        finally:
+            os.killpg(studio.pid, 15)
+            studio.wait(timeout=30)
+    print(f"\nseconds until the page is usable (target < {TARGET_S:g} s); load: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'page':<24}{'cold URL':>9}{'warm URL':>9}{'sidebar':>9}")
+    for title, times in results.items():
+        flag = "" if max(times.values()) < TARGET_S else "  over target"
+        print(f"{title:<24}{times['cold']:>9.2f}{times['warm']:>9.2f}{times['click']:>9.2f}{flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

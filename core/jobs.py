@@ -1,0 +1,188 @@
+"""Background jobs for the studio: evaluate, compare and generate run as worker subprocesses.
+
+The studio never loads a model itself. A page starts a job and polls it; the job keeps running
+through page reruns, browser refreshes and closed tabs, and any session can pick it up again.
+
+Each job is a folder `jobs/<id>/` under the runs root:
+
+    command.json   what runs (argv, kind, label, when it started)
+    output.txt     the worker's stdout as it writes it (generate streams its tokens here)
+    log.txt        the worker's stderr (progress bars, warnings, errors)
+    status.json    the supervisor's word: running (with pids), then finished / failed / stopped
+    result.json    what the worker wrote with `--out {job}/result.json`, if it writes one
+
+`start` launches a small supervisor (`python -m core.jobs <folder>`) in its own session; the
+supervisor runs the worker, waits for it and records its exit code, so the outcome is known even
+when the studio that started it is gone. The folder is the only contract between them.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import paths, store
+
+RUNNING, FINISHED, FAILED, STOPPED, LOST = "running", "finished", "failed", "stopped", "lost"
+DONE = (FINISHED, FAILED, STOPPED, LOST)
+SUPERVISOR_START_S = 60  # a supervisor that has not written its pid by then never started
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    label: str
+    dir: Path
+    status: str
+    returncode: int | None
+    started_at: float
+    ended_at: float | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended_at or time.time()) - self.started_at
+
+    def output(self, tail_chars: int = 20_000) -> str:
+        """What the worker printed to stdout so far (the last `tail_chars` characters)."""
+        return _tail(self.dir / "output.txt", tail_chars)
+
+    def log(self, tail_chars: int = 20_000) -> str:
+        """What the worker printed to stderr so far (the last `tail_chars` characters)."""
+        return _tail(self.dir / "log.txt", tail_chars)
+
+    def result(self) -> dict | None:
+        """The worker's result.json, once the job finished and wrote one."""
+        path = self.dir / "result.json"
+        if self.status != FINISHED or not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+
+def _tail(path: Path, chars: int) -> str:
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - chars * 4))  # at most 4 bytes a character in UTF-8
+        return handle.read().decode("utf-8", errors="replace")[-chars:]
+
+
+def jobs_dir() -> Path:
+    return paths.home() / "jobs"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def start(kind: str, args: list[str], *, label: str = "", files: dict[str, str] | None = None) -> Job:
+    """Run `python <args>` as a detached worker; '{job}' inside an argument becomes the job folder.
+
+    `files` are written into the job folder first (e.g. the prompt a generation reads)."""
+    if "-" in kind:
+        raise ValueError(f"job kind {kind!r}: use a word without '-'")
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{store.new_id()[:6]}"
+    folder = jobs_dir() / job_id
+    folder.mkdir(parents=True)
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text)
+    argv = [sys.executable, *(str(a).replace("{job}", str(folder)) for a in args)]
+    _write_json(folder / "command.json", {"argv": argv, "kind": kind, "label": label, "started_at": time.time()})
+    _write_json(folder / "status.json", {"status": RUNNING})  # the supervisor adds its pid when it runs
+    subprocess.Popen(
+        [sys.executable, "-m", "core.jobs", str(folder)], cwd=paths.ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    return get(job_id)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def get(job_id: str) -> Job:
+    folder = jobs_dir() / job_id
+    command = _read_json(folder / "command.json")
+    if not command:
+        raise FileNotFoundError(f"{folder}: no such job")
+    state = _read_json(folder / "status.json")
+    status, ended = state.get("status", RUNNING), state.get("ended_at")
+    if status == RUNNING:
+        pid = state.get("supervisor_pid")
+        if pid and not _alive(pid):
+            state = _read_json(folder / "status.json")  # it may have finished between the two reads
+            status, ended = state.get("status", RUNNING), state.get("ended_at")
+            if status == RUNNING:
+                status, ended = LOST, time.time()
+        elif not pid and time.time() - command["started_at"] > SUPERVISOR_START_S:
+            status, ended = LOST, time.time()
+    return Job(
+        id=job_id, kind=command["kind"], label=command.get("label", ""), dir=folder, status=status,
+        returncode=state.get("returncode"), started_at=command["started_at"], ended_at=ended,
+    )
+
+
+def list_jobs(kind: str | None = None, limit: int = 50) -> list[Job]:
+    """The newest jobs first, optionally of one kind."""
+    root = jobs_dir()
+    if not root.is_dir():
+        return []
+    names = sorted((p.name for p in root.iterdir() if (p / "command.json").is_file()), reverse=True)
+    if kind:
+        names = [n for n in names if n.split("-")[2] == kind]  # ids are <date>-<time>-<kind>-<random>
+    return [get(name) for name in names[:limit]]
+
+
+def stop(job_id: str) -> None:
+    """Ask the job's worker to stop (SIGTERM to the job's own process group)."""
+    state = _read_json(jobs_dir() / job_id / "status.json")
+    if state.get("status") == RUNNING and state.get("supervisor_pid"):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(state["supervisor_pid"], signal.SIGTERM)
+
+
+def supervise(folder: Path) -> int:
+    """The supervisor: run the worker with its output in output.txt and log.txt, then record how it ended."""
+    command = _read_json(folder / "command.json")
+    stopping = []  # stop() signals the whole process group: the worker gets SIGTERM too
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    with open(folder / "output.txt", "ab") as out, open(folder / "log.txt", "ab") as log:
+        worker = subprocess.Popen(command["argv"], cwd=paths.ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=log)
+        _write_json(folder / "status.json", {"status": RUNNING, "supervisor_pid": os.getpid(), "worker_pid": worker.pid})
+        returncode = worker.wait()
+    status = STOPPED if stopping else FINISHED if returncode == 0 else FAILED
+    _write_json(folder / "status.json", {"status": status, "returncode": returncode, "ended_at": time.time()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(supervise(Path(sys.argv[1])))

@@ -1,0 +1,125 @@
+"""Data: browse a dataset, count it per diagram type and category, see the weak areas of the latest
+evaluation, and save a filtered subset (weak types plus a replay share) for the next phase."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import advise, data, paths, render, store
+from core.config import QualityConfig
+from core.errors import UserError
+
+st.title("Data")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def rows_of(dataset: str, split: str, stamp: float) -> pd.DataFrame:
+    """One split as a table (cached until the file changes: `stamp` is its modification time)."""
+    return pd.DataFrame(data.load_split(dataset, split))
+
+
+def stamp(dataset: Path) -> float:
+    return max((p.stat().st_mtime for p in ([dataset] + list(dataset.glob("*.jsonl")))), default=0.0)
+
+
+saved = sorted((paths.home() / "datasets").glob("*.jsonl"))
+choices = [str(data.default_dataset_dir())] + [str(p) for p in saved]
+dataset = st.selectbox("Dataset", choices, help="the default dataset, or a subset saved below (under the runs root)",
+                       format_func=lambda p: f"{Path(p).name} (default)" if p == choices[0] else Path(p).name)
+if not Path(dataset).exists():
+    st.info(f"The default dataset is not built yet. It is made from the PlantUCD rows shipped in "
+            f"`{data.PLANTUCD_FILE.relative_to(paths.ROOT)}` plus generated rows, split by source.")
+    if st.button("Build the default dataset", type="primary"):
+        with st.spinner("Building data/default …"):
+            data.build_default_dataset()
+        st.rerun()
+    st.stop()
+
+try:
+    table = data.counts(dataset)
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+counts = pd.DataFrame(table).T
+counts["total"] = counts.sum(axis=1)
+st.subheader("Rows per split and diagram type")
+st.dataframe(counts, width="stretch")
+
+splits = list(table)
+split = st.segmented_control("Split", splits, default="train" if "train" in splits else splits[0]) or splits[0]
+rows = rows_of(dataset, split if split in data.SPLITS else "train", stamp(Path(dataset)))
+
+st.subheader("Categories")
+by_category = rows.groupby(["category", "diagram_type"]).size().unstack(fill_value=0)
+by_category["total"] = by_category.sum(axis=1)
+st.dataframe(by_category.sort_values("total", ascending=False), width="stretch", height=240)
+
+st.subheader("Browse")
+left, middle, right = st.columns([2, 2, 3])
+types = left.multiselect("Diagram types", sorted(rows["diagram_type"].unique()))
+categories = middle.multiselect("Categories", sorted(rows["category"].unique()))
+search = right.text_input("Search the prompts", placeholder="e.g. invoice")
+shown = rows
+if types:
+    shown = shown[shown["diagram_type"].isin(types)]
+if categories:
+    shown = shown[shown["category"].isin(categories)]
+if search:
+    shown = shown[shown["prompt"].str.contains(search, case=False, regex=False)]
+st.caption(f"{len(shown)} of {len(rows)} rows")
+picked = st.dataframe(shown[["prompt", "diagram_type", "category", "source"]], hide_index=True, width="stretch",
+                      height=280, on_select="rerun", selection_mode="single-row", key="browse")
+if picked.selection.rows:
+    row = shown.iloc[picked.selection.rows[0]]
+    source_col, diagram_col = st.columns(2)
+    source_col.markdown(f"**Prompt.** {row['prompt']}")
+    source_col.code(row["plantuml"], language=None)
+    result = render.render(row["plantuml"])
+    if result.ok:
+        diagram_col.image(result.data.decode(), caption="the reference, rendered by PlantUML")
+    else:
+        diagram_col.error(f"PlantUML rejects this reference at line {result.error_line}: {result.error_message}")
+
+st.subheader("Weak areas in the latest evaluation")
+latest = store.query("SELECT checkpoint, summary, created_at, n FROM evaluations ORDER BY created_at DESC LIMIT 1")
+weak: list[str] = []
+if not latest:
+    st.info("No evaluation yet: evaluate a checkpoint (Quality checklist page, or `umlstudio evaluate`) to see "
+            "which diagram types the model gets wrong.")
+else:
+    evaluation = latest[0]
+    summary = json.loads(evaluation["summary"])
+    split_by_type = advise.per_type_split(summary.get("per_type"), QualityConfig())
+    st.caption(f"{evaluation['checkpoint']} on {evaluation['n']} rows, {evaluation['created_at']:%Y-%m-%d %H:%M}; "
+               f"thresholds from the default quality settings")
+    if split_by_type:
+        per_type = pd.DataFrame(split_by_type["types"]).T
+        per_type["failing"] = per_type["failing"].map(", ".join)
+        st.dataframe(per_type, width="stretch")
+        weak = split_by_type["weak_types"]
+        st.markdown(f"**Weak:** {', '.join(weak) or 'none'} · **good:** {', '.join(split_by_type['strong_types']) or 'none'}"
+                    + (f" · too few rows to judge: {', '.join(split_by_type['too_few_rows'])}" if split_by_type["too_few_rows"] else ""))
+    else:
+        st.info("That evaluation has no per-type metrics.")
+
+st.subheader("Save a filtered subset for the next phase")
+with st.form("subset"):
+    present = [t for t in data.DIAGRAM_TYPES if table.get("train", {}).get(t)] or list(data.DIAGRAM_TYPES)
+    focus = st.multiselect("Diagram types to focus on", present, default=[t for t in weak if t in present])
+    replay = st.slider("Replay share of the other types (against forgetting)", 0.0, 1.0, advise.REPLAY_SHARE, 0.05)
+    seed = st.number_input("Seed of the replay sample", value=0, step=1)
+    name = st.text_input("File name", value="focus")
+    if st.form_submit_button("Save subset", type="primary"):
+        try:
+            subset = data.filter_rows(data.load_split(dataset, "train"), focus, replay, int(seed))
+            path = data.write_rows(subset, paths.home() / "datasets" / f"{Path(name).stem}.jsonl")
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            found = Counter(r["diagram_type"] for r in subset)
+            st.success(f"Wrote {len(subset)} rows to `{path}` ({', '.join(f'{t} {n}' for t, n in found.items())}).")
+            st.markdown("Train the next phase on it with:")
+            st.code(f"data:\n  train_file: {path}", language="yaml")

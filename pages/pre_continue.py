@@ -1,0 +1,141 @@
+"""Pre-continue checklist: the parent run's diagnosis with its evidence (the loss curve and the fitted
+windows), the proposed next phase, and the seed's seven checks. Start stays disabled until every
+check passes or an override reason is typed (the reason is stored with the run)."""
+
+import json
+
+import plotly.graph_objects as go
+import streamlit as st
+import yaml
+
+from core import advise, jobs, paths, runs, store
+from core.errors import UserError
+
+MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]"}  # material icons: no emoji font needed
+
+st.title("Pre-continue checklist")
+
+candidates = store.query(
+    """SELECT r.* FROM runs r WHERE EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.name = 'loss')
+       ORDER BY r.created_at DESC"""
+)
+if not candidates:
+    st.info("No run has a loss curve yet. Train one first — a **Quick test** on the Train page takes a few "
+            "minutes — then come back here to decide how to continue it.")
+    st.stop()
+
+run = st.selectbox("Run to continue", candidates, format_func=lambda r: f"{r['name']} · {runs.status_of(r)} · {r['id']}")
+if runs.status_of(run) == "running":
+    st.warning("This run is still training: its curve is not final. Judge it when it has finished or been stopped.")
+
+diagnosis = advise.diagnose(run["id"])
+evidence = diagnosis.evidence
+
+st.subheader("Diagnosis")
+if diagnosis.scenario is None:
+    st.warning(f"**{diagnosis.name}** — {diagnosis.message}")
+else:
+    st.info(f"**Scenario {diagnosis.scenario}: {diagnosis.name}** — {diagnosis.message}")
+
+curves = advise.load_curves(run["id"])
+fig = go.Figure()
+if curves.train:
+    fig.add_trace(go.Scatter(x=[s for s, _ in curves.train], y=[v for _, v in curves.train], name="train loss",
+                             mode="lines", line={"color": "#9db4d8"}))
+if curves.validation:
+    fig.add_trace(go.Scatter(x=[s for s, _ in curves.validation], y=[v for _, v in curves.validation],
+                             name="validation loss", mode="lines+markers", line={"color": "#e07b39"}))
+for fit in [advise.Fit(**f) for f in evidence.get("fits", [])]:
+    fig.add_trace(go.Scatter(x=[fit.start, fit.end], y=[fit.at(fit.start), fit.at(fit.end)], mode="lines",
+                             name=f"fit: {fit.curve}, {fit.window}", line={"width": 3, "dash": "dash"},
+                             hovertext=fit.describe(), hoverinfo="text"))
+if "val_min_step" in evidence:
+    fig.add_vline(x=evidence["val_min_step"], line_dash="dot", line_color="grey", annotation_text="validation minimum")
+fig.update_layout(height=380, margin={"t": 20, "b": 20}, xaxis_title="step", yaxis_title="loss",
+                  legend={"orientation": "h", "y": -0.2})
+st.plotly_chart(fig, width="stretch", key="diagnosis_curve")
+with st.expander("Evidence"):
+    for fit in evidence.get("fits", []):
+        st.markdown(f"- {advise.Fit(**fit).describe()}")
+    st.json({k: v for k, v in evidence.items() if k != "fits"}, expanded=False)
+
+acknowledged = store.query("SELECT note, created_at FROM acknowledgements WHERE subject = ? AND item = 'loss_curve'",
+                           [run["id"]])
+said = json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name, "message": diagnosis.message})
+st.session_state.setdefault(f"ack:{run['id']}", bool(acknowledged) and acknowledged[0]["note"] == said)
+checked = st.checkbox("I have checked the loss curve", key=f"ack:{run['id']}",
+                      help="recorded with the diagnosis it showed; the checklist's item 2 needs it")
+if checked:
+    if not acknowledged or acknowledged[0]["note"] != said:
+        advise.acknowledge_diagnosis(run["id"], diagnosis)
+elif acknowledged:
+    st.caption(f"Last checked {acknowledged[0]['created_at']:%Y-%m-%d %H:%M} (UTC).")
+
+st.subheader("Proposed next phase")
+if diagnosis.scenario is None:
+    st.info("Nothing to propose until the curve says something. Train longer, or write the next phase "
+            "yourself on the Train page (an override reason will be asked for).")
+    st.stop()
+try:
+    proposal, diff = advise.propose(run, diagnosis)
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+if diff:
+    st.dataframe([{"setting": k, "now": str(old), "next": str(new)} for k, (old, new) in diff.items()],
+                 hide_index=True, width="stretch")
+with st.expander("The whole config"):
+    st.code(yaml.safe_dump(proposal.to_dict(), sort_keys=False), language="yaml")
+proposal_path = paths.home() / f"{proposal.name}.yaml"
+if st.button("Save it to edit on the Train page", help=f"writes {proposal_path}; the Train page lists it under proposals"):
+    advise.write_proposal(proposal, diff, diagnosis, run, advise.estimate(proposal), proposal_path)
+    st.success(f"Wrote `{proposal_path}`: open **Train** and start from *a proposal*.")
+
+st.subheader("Before continuing")
+items = advise.checklist(proposal)
+running_evaluation = None
+for item in items:
+    with st.container(border=True):
+        st.markdown(f"{MARK[item.passed]} **{item.title}**  \n{item.why}")
+        if not item.passed and item.key == "backed_up" and st.button("Make the run's checkpoints read-only", key="backup"):
+            for line in advise.backup(run):
+                st.write(line)
+            st.rerun()
+        if not item.passed and item.key == "evaluated" and proposal.phase.continue_from:
+            evaluations = [j for j in jobs.list_jobs("evaluate") if j.label == proposal.phase.continue_from]
+            if evaluations and not evaluations[0].done:
+                running_evaluation = evaluations[0]
+                st.status(f"Evaluating in the background (job {running_evaluation.id}) — this list updates when it is done")
+            elif evaluations and evaluations[0].status != "finished":
+                st.error(f"The last evaluation job {evaluations[0].status}:")
+                st.code(evaluations[0].log(3000), language=None)
+            if not running_evaluation and st.button("Evaluate it now (background job)", key="evaluate"):
+                jobs.start("evaluate", ["-m", "core", "evaluate", "--checkpoint", proposal.phase.continue_from],
+                           label=proposal.phase.continue_from)
+                st.rerun()
+
+
+
+@st.fragment(run_every=3)
+def wait_for(job_id: str):
+    if jobs.get(job_id).done:
+        st.rerun()  # the evaluation is stored: check the list again
+
+
+if running_evaluation:
+    wait_for(running_evaluation.id)
+
+failing = [item for item in items if not item.passed]
+reason = ""
+if failing:
+    reason = st.text_input(f"{len(failing)} of {len(items)} checks fail. Override reason (stored with the run)",
+                           key=f"override:{run['id']}", placeholder="why continue anyway").strip()
+if st.button("Start the next phase", type="primary", disabled=bool(failing) and not reason, key="start_phase"):
+    proposal.phase.override_reason = reason or None
+    advise.write_proposal(proposal, diff, diagnosis, run, advise.estimate(proposal), proposal_path)
+    try:
+        run_id = runs.start_worker(proposal, config_path=proposal_path)
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        st.success(f"Started **{proposal.name}** (run {run_id}) in the background; follow it on the Runs page.")

@@ -1,0 +1,173 @@
+"""Train: start a phase from a preset or an earlier run's config, edit it with the CLI's validator
+inline, run it as a background worker (it outlives the browser tab), watch its progress, stop it."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+import yaml
+
+from core import advise, config, paths, runs, store
+from core.errors import UserError
+
+QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
+
+MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]"}  # material icons: no emoji font needed
+
+st.title("Train")
+if "started" in st.session_state:
+    run = store.get_run(st.session_state.pop("started"))
+    st.success(f"Started **{run['name']}** in the background (run {run['id']}); its curves are on the Runs page.")
+
+
+def validate(text: str) -> tuple[config.Config | None, list[str]]:
+    """The editor's YAML through the same loader and validator as `umlstudio train --config`."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(text)
+        try:
+            return config.load(path), []
+        except UserError as exc:
+            return None, [line.replace(f"{path}:", "line ").replace(str(path), "config") for line in str(exc).splitlines()]
+
+
+def start(cfg: config.Config, text: str | None = None) -> None:
+    """Write the config where the run's history can find it, then start the worker detached."""
+    folder = paths.home() / "configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cfg.name}-{store.new_id()[:6]}.yaml"
+    if text is None:
+        config.save(cfg, path)
+    else:
+        path.write_text(text)
+    try:
+        run_id = runs.start_worker(cfg, config_path=path)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["started"] = run_id
+    st.rerun()
+
+
+def progress(run: dict) -> tuple[float | None, str]:
+    """How far the run is (0..1, None when unknown) and its ETA, from its logged steps, epoch and time."""
+    cfg = json.loads(run["config"])["training"]
+    last = store.query(
+        """SELECT max(step) AS step, arg_max(epoch, step) AS epoch,
+                  arg_max(value, step) FILTER (WHERE name = 'elapsed_s') AS elapsed
+           FROM metrics WHERE run_id = ?""", [run["id"]])[0]
+    if last["step"] is None:
+        return None, "starting: loading the model and the data"
+    if cfg["max_steps"] > 0:
+        done = last["step"] / cfg["max_steps"]
+        where = f"step {last['step']} of {cfg['max_steps']}"
+    elif last["epoch"]:
+        done = last["epoch"] / cfg["num_train_epochs"]
+        where = f"step {last['step']}, epoch {last['epoch']:.2f} of {cfg['num_train_epochs']:g}"
+    else:
+        return None, f"step {last['step']}"
+    done = min(done, 1.0)
+    if last["elapsed"] and done > 0:
+        where += f" — ETA {advise.duration(last['elapsed'] * (1 - done) / done)} (elapsed {advise.duration(last['elapsed'])})"
+    return done, where
+
+
+active = [r for r in store.query("SELECT * FROM runs WHERE status IN ('created', 'running') ORDER BY created_at")
+          if runs.status_of(r) in ("created", "running")]
+
+
+@st.fragment(run_every=2 if active else None)
+def training_now():
+    shown = False
+    for run in active:
+        now = store.get_run(run["id"])
+        status = runs.status_of(now)
+        if status not in ("created", "running"):
+            st.rerun()  # it ended: redraw the page without it
+        shown = True
+        with st.container(border=True):
+            head, button = st.columns([5, 1])
+            head.markdown(f"**{now['name']}** · {now['phase_kind']} · `{now['output_dir']}`")
+            if button.button("Stop", key=f"stop-{now['id']}", help="stops after the current step, with a checkpoint"):
+                runs.stop_worker(now["id"])
+                st.toast(f"Stopping {now['name']}: it saves a checkpoint at the end of this step.")
+            done, text = progress(now)
+            st.progress(done or 0.0, text=text)
+            log = Path(now["output_dir"]) / "train.log"
+            if log.is_file():
+                with st.expander("worker log"):
+                    st.code(log.read_text(errors="replace")[-3000:] or "(empty)", language=None)
+    if shown:
+        st.caption("Training runs in a background worker: closing or refreshing the page does not stop it.")
+
+
+if active:
+    st.subheader("Training now")
+    training_now()
+
+st.subheader("Quick test")
+st.write(
+    f"A hundred optimizer steps on the embedded SmolLM2-135M-Instruct (`{QUICK_TEST.relative_to(paths.ROOT)}`): it "
+    "shows the whole loop (training, checkpoints, curves, evaluation) working on this machine before a long run."
+)
+if st.button("Quick test (≈100 steps)", type="primary", disabled=not QUICK_TEST.is_file()):
+    quick = config.load(QUICK_TEST)
+    folder, name, n = quick.training.output_dir, quick.name, 1
+    while paths.resolve_output_dir(quick.training.output_dir).exists():  # every quick test gets its own folder
+        n += 1
+        quick.training.output_dir, quick.run_name = f"{folder}_{n}", f"{name}-{n}"
+    start(quick)
+if not QUICK_TEST.is_file():
+    st.warning(f"{QUICK_TEST} is missing: the quick test preset ships with the project — restore it from the repository.")
+
+st.subheader("Start a phase")
+presets = sorted(paths.CONFIG_DIR.glob("*.yaml"))
+proposals = sorted(paths.home().glob("*.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
+earlier = store.query("SELECT id, name, config, created_at FROM runs ORDER BY created_at DESC")
+sources = ["a preset"] + (["a proposal"] if proposals else []) + (["an earlier run's config"] if earlier else [])
+kind = st.radio("Start from", sources, horizontal=True,
+                help="presets ship in config/; proposals are next phases written by the Pre-continue checklist page "
+                     "or `umlstudio advise`; an earlier run's config is its exact resolved config")
+if kind == "an earlier run's config":
+    picked = st.selectbox("Run", earlier, format_func=lambda r: f"{r['name']} ({r['created_at']:%Y-%m-%d %H:%M})")
+    source_key, initial = f"run:{picked['id']}", yaml.safe_dump(json.loads(picked["config"]), sort_keys=False)
+else:
+    files = presets if kind == "a preset" else proposals
+    if not files:
+        st.info(f"No presets in {paths.CONFIG_DIR}: they ship with the project — restore the folder from the repository.")
+        st.stop()
+    default = next((i for i, p in enumerate(files) if p.name == "training_config.yaml"), 0)
+    chosen = st.selectbox(kind.removeprefix("a ").capitalize(), files, index=default, format_func=lambda p: p.name)
+    source_key, initial = f"file:{chosen}", chosen.read_text()
+
+text = st.text_area("Config (YAML) — checked as you edit, with the same validator as `umlstudio train`",
+                    initial, height=420, key=f"editor:{source_key}")
+cfg, problems = validate(text)
+if problems:
+    st.error("**The config does not validate:**\n\n" + "\n".join(f"- {line}" for line in problems))
+    st.stop()
+
+t = cfg.training
+amount = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_train_epochs:g} epoch(s)"
+st.success(
+    f"Valid: **{cfg.name}** — {amount} at learning rate {t.learning_rate:g}, LoRA r {cfg.lora.r} / alpha "
+    f"{cfg.lora.lora_alpha}, into `{paths.resolve_output_dir(t.output_dir)}`"
+    + (f", continuing from `{cfg.phase.continue_from}`" if cfg.phase.continue_from else "")
+)
+
+ready = True
+if cfg.phase.continue_from:
+    st.markdown("**Pre-continue checklist** — a continue phase starts only when every item passes, or with a reason.")
+    items = advise.checklist(cfg)
+    for item in items:
+        st.markdown(f"{MARK[item.passed]} **{item.title}** — {item.why}")
+    if not all(item.passed for item in items):
+        reason = st.text_input("Override reason (stored with the run)", key=f"override:{source_key}",
+                               placeholder="why start although some items fail")
+        cfg.phase.override_reason = reason.strip() or None
+        ready = bool(cfg.phase.override_reason)
+        st.caption("The Pre-continue checklist page shows the parent run's diagnosis and loss curve, and records "
+                   "that you checked it.")
+if st.button("Start training", type="primary", disabled=not ready, key="start"):
+    start(cfg, None if cfg.phase.override_reason else text)

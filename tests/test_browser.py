@@ -1,0 +1,116 @@
+"""The whole studio in a real browser: `streamlit run studio/app.py` on a free loopback port, every
+page opened in headless Chromium, and one playground generation with the tiny model whose rendered
+diagram must appear. Screenshots go to test-artifacts/.
+
+Needs Debian's chromium at /usr/bin/chromium (no browser is downloaded): without it the test is
+skipped, unless UMLSTUDIO_REQUIRE_BROWSER=1 (CI), where it fails."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_pages import seed_store
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PAGES = {  # url path -> the page's title
+    "": "Runs", "train": "Train", "pre_continue": "Pre-continue checklist", "playground": "Prompt playground",
+    "compare": "Checkpoint A/B", "quality": "Quality checklist", "data": "Data",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_studio(home: Path, port: int) -> subprocess.Popen:
+    """`streamlit run studio/app.py` as a user starts it, on `port`, with its runs root at `home`."""
+    log = open(home / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "studio/app.py", "--server.port", str(port)],
+        cwd=ROOT, env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    return process
+        except OSError:
+            time.sleep(0.3)
+        if process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError(f"streamlit did not come up: {(home / 'streamlit.log').read_text()[-2000:]}")
+
+
+def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
+    """The script has run to its end ('notRunning') and the page's title is on screen."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=timeout_ms)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label`."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("UMLSTUDIO_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and UMLSTUDIO_REQUIRE_BROWSER=1: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); set UMLSTUDIO_REQUIRE_BROWSER=1 to fail instead")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_every_page_and_a_playground_generation(browser, umlstudio_home, tiny_model):
+    seeded = seed_store(tiny_model)
+    port = free_port()
+    studio = start_studio(umlstudio_home, port)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for path, title in PAGES.items():
+            page.goto(f"http://127.0.0.1:{port}/{path}")
+            wait_until_idle(page)
+            assert page.locator("[data-testid='stMainBlockContainer'] h1").first.inner_text() == title
+            assert page.get_by_test_id("stException").count() == 0, f"{title}: {page.get_by_test_id('stException').first.inner_text()}"
+            page.screenshot(path=str(ARTIFACTS / f"page-{path or 'runs'}.png"), full_page=True)
+
+        # A generation with the tiny model: its checkpoint, a prompt from the test split.
+        page.goto(f"http://127.0.0.1:{port}/playground")
+        wait_until_idle(page)
+        step = seeded["checkpoints"][-1].rsplit("-", 1)[1]
+        choose(page, "Model", f"phase2 · step {step}")
+        page.get_by_role("button", name="Generate").click()
+        # The worker loads the model and streams; when it is done the output's diagram (or PlantUML's
+        # error with its line) and the reference's rendered diagram appear.
+        page.get_by_text("Against the reference").wait_for(timeout=240_000)
+        wait_until_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "playground-generation.png"), full_page=True)
+        images = page.locator("[data-testid='stImage'] img")
+        assert images.count() >= 1
+        assert images.first.get_attribute("src").startswith("data:image/svg+xml")
+        assert page.get_by_text("the reference from the dataset").count() == 1
+    finally:
+        os.killpg(studio.pid, 15)
+        studio.wait(timeout=30)

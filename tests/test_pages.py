@@ -1,0 +1,324 @@
+"""Every studio page, run alone with AppTest on a seeded temporary store (UMLSTUDIO_HOME is a temp
+folder, see conftest.py): no exceptions, the key elements present, and the gates behave.
+
+The seed is real data the way the trainer and the evaluator write it: run rows with lineage,
+metric curves, checkpoints that are real PEFT adapters on the tiny model (with manifests), an
+evaluation and its generations."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import checkpoints, config, data, jobs, metrics, paths, render, store
+
+PASS, FAIL = ":green[:material/check_circle:]", ":red[:material/cancel:]"  # how the pages mark a passed and a failed item
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "pages"
+LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+
+
+def seed_rows() -> list[dict]:
+    """Two class prompts from the head of the test split (the A/B viewer's prompt set) and one state prompt."""
+    rows = data.load_split(data.default_dataset_dir(), "test")
+    return rows[:2] + [next(r for r in rows if r["diagram_type"] == "state")]
+
+
+def make_adapter(target: Path, base: Path) -> Path:
+    """A real PEFT LoRA adapter on the base model (random B weights, so it changes the outputs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(**LORA))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(target)
+    return target
+
+
+def run_config(base: Path, output_dir: Path, **training) -> dict:
+    return config.parse({
+        "model": {"base": str(base)}, "lora": LORA, "data": {"eval_rows": 8},
+        "training": {"output_dir": str(output_dir), "max_steps": 300, "save_steps": 100, "eval_steps": 50, **training},
+    }).to_dict()
+
+
+def add_checkpoint(adapter: Path, run_id: str, output_dir: Path, step: int, cfg: dict) -> Path:
+    ckpt = output_dir / f"checkpoint-{step}"
+    shutil.copytree(adapter, ckpt)
+    (ckpt / checkpoints.INFO).write_text(json.dumps({"run_id": run_id, "step": step, "config": cfg}))
+    store.record_checkpoint(run_id, ckpt, step, checkpoints.write_manifest(ckpt))
+    return ckpt
+
+
+def log_curve(run_id: str, steps: range, loss, eval_every: int = 50) -> None:
+    """Training loss, validation loss every `eval_every` steps, learning rate, throughput, elapsed time."""
+    rows = []
+    for step in steps:
+        values = {"loss": loss(step), "learning_rate": 1e-4 * (1 - step / 400), "tokens_per_s": 500.0 + step % 7,
+                  "elapsed_s": step * 0.5}
+        if step % eval_every == 0:
+            values["eval_loss"] = loss(step) + 0.08
+        rows += [[run_id, step, step / 100, name, value, store.now()] for name, value in values.items()]
+    with store.connect() as con:
+        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def seed_store(base: Path) -> dict:
+    """Phase 1 (finished, still learning) and its phase 2 (stopped); an evaluation of phase 1's last
+    checkpoint and of the base model, with their generations."""
+    home = paths.home()
+    adapter = make_adapter(home / "adapter", base)
+    p1_dir = home / "phase1"
+    p1_cfg = run_config(base, p1_dir)
+    p1 = store.create_run(name="phase1", output_dir=p1_dir, phase_kind="fresh", config=p1_cfg, base_model=str(base))
+    store.update_run(p1, status="finished", started_at=store.now(), finished_at=store.now())
+    log_curve(p1, range(5, 301, 5), lambda s: 2.3 * math.exp(-s / 90) + 0.4 + 0.01 * math.sin(s))
+    p1_ckpts = [add_checkpoint(adapter, p1, p1_dir, step, p1_cfg) for step in (100, 200, 300)]
+
+    p2_dir = home / "phase2"
+    p2_cfg = run_config(base, p2_dir, learning_rate=1e-4)
+    p2_cfg["phase"]["continue_from"] = str(p1_ckpts[-1])
+    p2 = store.create_run(name="phase2", output_dir=p2_dir, phase_kind="continue", config=p2_cfg,
+                          parent_run=p1, parent_checkpoint=str(p1_ckpts[-1]), base_model=str(base))
+    store.update_run(p2, status="stopped")
+    log_curve(p2, range(5, 101, 5), lambda s: 0.45 - s / 2000)
+    p2_ckpt = add_checkpoint(adapter, p2, p2_dir, 100, p2_cfg)
+    evaluations = {ckpt: seed_evaluation(ckpt, good) for ckpt, good in ((str(p1_ckpts[-1]), True), ("base", False))}
+    return {"phase1": p1, "phase2": p2, "checkpoints": [*map(str, p1_ckpts), str(p2_ckpt)], "evaluations": evaluations}
+
+
+def seed_evaluation(checkpoint: str, good: bool) -> str:
+    """An evaluation stored the way core.evaluate stores one: outputs checked by PlantUML, scored by
+    core.metrics, the summary with its verdict, one generation row per prompt. The good checkpoint
+    answers with the reference except for the state diagram; the other answers one made-up class."""
+    rows = seed_rows()
+    outputs = [r["plantuml"] if good and r["diagram_type"] != "state" else "@startuml\nclass Thing\n@enduml" for r in rows]
+    checks = render.syntax_check(outputs)
+    scored = [metrics.score(output, r["plantuml"], r["prompt"], r["diagram_type"], syntax=check,
+                            renders=render.render(output).ok, truncated=False, tokens=20, latency_s=0.5)
+              for output, r, check in zip(outputs, rows, checks)]
+    summary = metrics.aggregate(scored)
+    summary["loss"] = 0.45 if good else None
+    summary["verdict"] = metrics.verdict(summary, summary["loss"], config.QualityConfig(), scored)
+    evaluation = store.new_id()
+    with store.connect() as con:
+        con.execute("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [evaluation, checkpoint, "data/default", json.dumps({"max_new_tokens": 320, "split": "test"}),
+                     len(rows), json.dumps(summary), store.now()])
+        con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            [store.new_id(), evaluation, checkpoint, f"key-{checkpoint}-{r['prompt']}", r["prompt"], r["plantuml"],
+             r["diagram_type"], output, json.dumps({**m, "truncated": False}), 20, 0.5, store.now()]
+            for output, r, m in zip(outputs, rows, scored)])
+    return evaluation
+
+
+@pytest.fixture
+def seeded(tiny_model):
+    return seed_store(tiny_model)
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=120)
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# ---- empty store: every page teaches what to do first ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["runs", "train", "pre_continue", "playground", "compare", "quality", "data"])
+def test_every_page_runs_on_an_empty_store(name):
+    at = page(name).run()
+    no_exceptions(at)
+    assert at.title
+
+
+def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
+    """Models load in worker processes only: running every page leaves the studio process light."""
+    script = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"for page in {sorted(str(p) for p in PAGES.glob('*.py'))!r}:\n"
+        "    at = AppTest.from_file(page, default_timeout=120).run()\n"
+        "    assert not at.exception, (page, [e.value for e in at.exception])\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth', 'trl') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "UMLSTUDIO_HOME": str(umlstudio_home)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_empty_runs_page_says_start_with_a_quick_test():
+    at = page("runs").run()
+    assert any("Quick test" in info.value for info in at.info)
+
+
+# ---- seeded store -----------------------------------------------------------------------------
+
+
+def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
+    at = page("runs").run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["phase1", "└ phase2"]  # phase 2 hangs under phase 1
+    assert list(table["phase"]) == [1, 2]
+    assert at.get("plotly_chart"), "no loss chart"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["best checkpoint"] == "step 100"  # phase 2 is shown (newest); its one checkpoint
+
+
+def test_train_page_validates_inline_with_the_line_of_the_error(seeded):
+    at = page("train").run()
+    no_exceptions(at)
+    at.radio[0].set_value("an earlier run's config").run()
+    at.text_area[0].set_value("training:\n  learning_rate: -1\n  epochs: 3\n").run()
+    errors = " ".join(e.value for e in at.error)
+    assert "line 2: training.learning_rate" in errors
+    assert "line 3: unknown key 'training.epochs'" in errors and "num_train_epochs" in errors
+    assert not [b for b in at.button if b.label == "Start training"], "no Start for an invalid config"
+
+
+def test_train_page_gates_a_continue_phase_on_the_checklist(seeded):
+    at = page("train").run()
+    at.radio[0].set_value("an earlier run's config").run()
+    phase2 = json.loads(store.get_run(seeded["phase2"])["config"])
+    phase2["training"]["output_dir"] = str(paths.home() / "phase3")
+    import yaml
+
+    at.text_area[0].set_value(yaml.safe_dump(phase2)).run()
+    no_exceptions(at)
+    start = next(b for b in at.button if b.key == "start")
+    assert start.disabled  # the checkpoints are writable and nobody checked the loss curve
+    assert any("Backed up current checkpoints" in m.value for m in at.markdown)
+    at.text_input[0].set_value("testing the gate").run()
+    assert not next(b for b in at.button if b.key == "start").disabled
+
+
+def test_pre_continue_start_is_disabled_until_checks_pass_or_a_reason_is_typed(seeded):
+    at = page("pre_continue").run()
+    no_exceptions(at)
+    at.selectbox[0].select_index(1).run()  # phase1: finished, still learning
+    assert "still decreasing" in " ".join(i.value for i in at.info)
+    start = next(b for b in at.button if b.key == "start_phase")
+    assert start.disabled
+    failing = [m.value for m in at.markdown if m.value.startswith(FAIL)]
+    assert failing, "the seeded parent is neither backed up nor acknowledged"
+
+    at.checkbox[0].check().run()  # I have checked the loss curve
+    assert store.query("SELECT * FROM acknowledgements WHERE subject = ?", [seeded["phase1"]])
+    assert not any("Checked loss curve" in m.value and m.value.startswith(FAIL) for m in at.markdown)
+
+    next(b for b in at.button if b.key == "backup").click().run()
+    assert checkpoints.is_read_only(Path(seeded["checkpoints"][2]))
+    assert not any("Backed up" in m.value and m.value.startswith(FAIL) for m in at.markdown)
+    still_failing = [m.value for m in at.markdown if m.value.startswith(FAIL)]
+    start = next(b for b in at.button if b.key == "start_phase")
+    assert start.disabled == bool(still_failing)
+    if still_failing:
+        at.text_input[0].set_value("the evaluation is recent enough for this test").run()
+        assert not next(b for b in at.button if b.key == "start_phase").disabled
+
+
+def test_data_page_counts_and_shows_weak_types(seeded):
+    at = page("data").run()
+    no_exceptions(at)
+    counts = at.dataframe[0].value
+    assert {"train", "validation", "test"} <= set(counts.index)
+    assert "state" in " ".join(m.value for m in at.markdown if m.value.startswith("**Weak:**"))
+
+
+def test_data_page_saves_a_filtered_subset(seeded):
+    at = page("data").run()
+    at.multiselect[-1].set_value(["state"])  # inside a form: sent with the submit
+    at.text_input[-1].set_value("states-only")
+    at.button[-1].click().run()
+    no_exceptions(at)
+    path = paths.home() / "datasets" / "states-only.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows and any(r["diagram_type"] == "state" for r in rows)
+
+
+def test_playground_offers_checkpoints_and_test_prompts(seeded):
+    at = page("playground").run()
+    no_exceptions(at)
+    models = [o for o in at.selectbox[0].options]
+    assert models[0] == "phase2 · step 100"  # the newest checkpoint first
+    assert any(o.startswith("base model: ") for o in models)
+    assert at.radio[0].value == "pick one from the test split"
+    assert next(b for b in at.button if b.label == "Generate").disabled is False
+
+
+def test_compare_reads_stored_outputs_without_a_job(seeded):
+    p1_last = seeded["checkpoints"][2]
+    at = page("compare").run()
+    no_exceptions(at)
+    assert any("not in the store yet" in w.value for w in at.warning)  # phase 2 was never evaluated
+    at.multiselect[0].set_value([p1_last, "base"])
+    at.number_input[0].set_value(2).run()  # the two seeded prompts head the test split
+    no_exceptions(at)
+    assert not at.warning and not jobs.list_jobs("compare")
+    aggregate = at.dataframe[0].value
+    assert "Δ base model (untrained)" in aggregate.columns
+    assert aggregate.loc["entity_f1", "Δ base model (untrained)"] < 0  # base is worse than phase 1
+    assert len(at.image) == 6  # 2 prompts x (reference + 2 checkpoints)
+    at.radio[0].set_value("only regressions").run()
+    assert len(at.dataframe[1].value) == 2
+
+
+def test_quality_checklist_judges_the_latest_evaluation(seeded):
+    at = page("quality").run()
+    no_exceptions(at)
+    assert at.selectbox[0].value == seeded["checkpoints"][2]  # the evaluated checkpoint comes first
+    items = [m.value for m in at.markdown if m.value.startswith((PASS, FAIL))]
+    assert any(i.startswith(f"{PASS} **Loss < 0.5** — 0.4500") for i in items)
+    assert any(i.startswith(f"{FAIL} **Relevant entity names**") for i in items)  # the state prompt got "Thing"
+    assert at.error[0].value.startswith("Verdict: **bad**")  # "Thing" is a hallucinated entity: a bad-list item
+    entity_item = next(i for i, o in enumerate(at.selectbox[1].options) if o.startswith("Relevant entity names"))
+    at.selectbox[1].select_index(entity_item).run()
+    no_exceptions(at)
+    assert len(at.image) >= 2  # the failing example's output and its reference, rendered
+
+
+# ---- the background jobs the pages start (core/jobs.py) ---------------------------------------
+
+
+def wait_done(job_id: str, seconds: float = 60) -> jobs.Job:
+    deadline = time.monotonic() + seconds
+    while not (job := jobs.get(job_id)).done:
+        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
+        time.sleep(0.1)
+    return job
+
+
+def test_a_job_keeps_its_output_result_and_how_it_ended():
+    script = "import json, sys; print('streamed', flush=True); print('a warning', file=sys.stderr); " \
+             "open(sys.argv[1], 'w').write(json.dumps({'answer': 42}))"
+    done = wait_done(jobs.start("check", ["-c", script, "{job}/result.json"], label="x").id)
+    assert (done.status, done.returncode) == ("finished", 0)
+    assert done.output() == "streamed\n" and done.log() == "a warning\n"
+    assert done.result() == {"answer": 42}
+    assert [j.id for j in jobs.list_jobs("check")] == [done.id] and jobs.list_jobs("other") == []
+
+    failed = wait_done(jobs.start("check", ["-c", "import sys; sys.exit(3)"]).id)
+    assert (failed.status, failed.returncode, failed.result()) == ("failed", 3, None)
+
+    sleeper = jobs.start("check", ["-c", "import time; print('up', flush=True); time.sleep(60)"])
+    while not jobs.get(sleeper.id).output():
+        time.sleep(0.1)
+    jobs.stop(sleeper.id)
+    stopped = wait_done(sleeper.id, 15)
+    assert stopped.status == "stopped" and stopped.seconds < 15
