@@ -1,0 +1,96 @@
+"""Training backends behind one small interface (`training.backend: auto | unsloth | peft`).
+
+A backend does two things: `load(config)` returns (model with fresh LoRA adapters, tokenizer), and
+`trainer(...)` wraps them in its trainer. Everything else (the rows, the padding-free collator,
+the TrainingArguments, the callbacks) is the recipe's, shared by both, so the two backends train
+on identical batches and both save standard PEFT adapters.
+
+- unsloth: `FastLanguageModel` + TRL `SFTTrainer`. `import unsloth` patches transformers, so it is
+  imported first, and only here, in the training worker.
+- peft: transformers `Trainer` + PEFT, fp32 master weights with bf16 autocast where the hardware
+  computes bf16 natively (`models.pick_dtype`).
+- auto: unsloth when it imports, else peft with a one-line notice saying why.
+"""
+
+from core import models
+from core.errors import UserError
+
+def select(choice: str):
+    """The backend for `training.backend`; call it before anything imports transformers."""
+    if choice == "peft":
+        return PeftBackend()
+    try:
+        import unsloth  # noqa: F401  (first: it patches transformers, TRL and PEFT)
+    except Exception as exc:  # an import failure of any kind means "not available here"
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        if choice == "unsloth":
+            raise UserError(f"training.backend: unsloth does not import here ({reason}) — set training.backend: peft or auto") from None
+        backend = PeftBackend()
+        backend.notice = f"backend auto: unsloth is unavailable ({reason}); training with peft"
+        return backend
+    return UnslothBackend()
+
+
+def _lora_kwargs(config) -> dict:
+    return dict(r=config.lora.r, lora_alpha=config.lora.lora_alpha, lora_dropout=config.lora.lora_dropout,
+                target_modules=list(config.lora.target_modules))
+
+
+class PeftBackend:
+    name = "peft"
+    notice = None
+
+    def load(self, config):
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        self.dtype = models.pick_dtype(config.model.dtype)
+        path = models.resolve_base(config.model.base)
+        tokenizer = models.load_tokenizer(path)
+        # fp32 master weights; bf16 (where native) comes from autocast, so LoRA updates stay exact.
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model.config.use_cache = False
+        torch.manual_seed(config.training.seed)
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
+        return model, tokenizer
+
+    def trainer(self, model, tokenizer, args: dict, train_dataset, eval_dataset, collator, callbacks):
+        import torch
+        from transformers import Trainer, TrainingArguments
+
+        training_args = TrainingArguments(**args, bf16=self.dtype == torch.bfloat16)
+        return Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+
+
+class UnslothBackend:
+    name = "unsloth"
+    notice = None
+
+    def load(self, config):
+        from unsloth import FastLanguageModel
+
+        self.dtype = models.pick_dtype(config.model.dtype)
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=models.resolve_base(config.model.base), dtype=self.dtype, load_in_4bit=False,
+            max_seq_length=config.training.max_seq_length, use_gradient_checkpointing=False,
+        )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        # No gradient checkpointing: a 135M model's activations fit easily, recomputing them costs ~30%.
+        model = FastLanguageModel.get_peft_model(
+            model, bias="none", random_state=config.training.seed, use_gradient_checkpointing=False,
+            **_lora_kwargs(config),
+        )
+        return model, tokenizer
+
+    def trainer(self, model, tokenizer, args: dict, train_dataset, eval_dataset, collator, callbacks):
+        import torch
+        from trl import SFTConfig, SFTTrainer
+
+        # The rows arrive tokenised with their completion-only labels: TRL must not prepare them again.
+        sft_args = SFTConfig(**args, bf16=self.dtype == torch.bfloat16, gradient_checkpointing=False,
+                             dataset_kwargs={"skip_prepare_dataset": True})
+        return SFTTrainer(model=model, args=sft_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                          data_collator=collator, processing_class=tokenizer, callbacks=callbacks)

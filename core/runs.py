@@ -1,0 +1,121 @@
+"""Training runs as the studio and `umlstudio runs` see them: start a worker detached, stop it,
+list every run with what it actually did (steps, last losses, the learning rate it really used).
+
+A run row says `running` only while its worker lives: a worker killed hard (kill -9, a crash of the
+machine) leaves the row at `running`, and the listing shows it as `interrupted` — resume it with
+`training.resume_from_checkpoint: <output_dir>`.
+"""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from core import paths, store
+from core import config as cfg
+from core.errors import UserError
+
+
+def worker_alive(run: dict) -> bool:
+    """Whether the run's training worker is still running (a zombie or a reused pid is not)."""
+    pid = run.get("pid")
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X") and b"core.train" in cmdline
+
+
+def status_of(run: dict) -> str:
+    """The stored status, except that a `running` run whose worker is gone is `interrupted`."""
+    if run["status"] == "running" and not worker_alive(run):
+        return "interrupted"
+    return run["status"]
+
+
+def start_worker(config: cfg.Config, config_path=None, as_phase: bool = False) -> str:
+    """Plan the phase (see core.train.prepare) and start its worker detached; return the run id.
+
+    The worker gets its own session, so it outlives the process that started it; its output goes
+    to `<output_dir>/train.log`."""
+    from core import train
+
+    run_id = train.prepare(config, config_path=config_path, as_phase=as_phase)
+    run = store.get_run(run_id)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(Path(run["output_dir"]) / train.LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
+        process = subprocess.Popen(train.worker_argv(run_id), cwd=paths.ROOT, env=env, stdin=devnull,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    store.update_run(run_id, pid=process.pid)  # the worker writes it too; this covers its start-up
+    return run_id
+
+
+def stop_worker(run_id: str) -> bool:
+    """Ask the run's worker to stop (SIGTERM): it saves a checkpoint at the next step and ends
+    `stopped`. Returns False when no worker of that run is running."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise UserError(f"run {run_id}: no such run — see `umlstudio runs`")
+    if run["status"] not in ("created", "running") or not worker_alive(run):
+        return False
+    os.kill(run["pid"], signal.SIGTERM)
+    return True
+
+
+def list_runs() -> list[dict]:
+    """Every run, newest first, with its last logged metrics."""
+    rows = store.query("SELECT * FROM runs ORDER BY created_at DESC")
+    last = store.query(
+        """SELECT run_id, name, arg_max(value, step) AS value, max(step) AS step
+           FROM metrics GROUP BY run_id, name"""
+    )
+    metrics: dict[str, dict] = {}
+    for row in last:
+        metrics.setdefault(row["run_id"], {})[row["name"]] = row["value"]
+        if row["name"] == "loss":
+            metrics[row["run_id"]]["steps"] = row["step"]
+    names = {row["id"]: row["name"] for row in rows}
+    out = []
+    for run in rows:
+        config = json.loads(run["config"])
+        m = metrics.get(run["id"], {})
+        out.append({
+            "id": run["id"], "name": run["name"], "phase_kind": run["phase_kind"],
+            "parent": names.get(run["parent_run"], run["parent_run"]), "status": status_of(run),
+            "steps": int(m.get("steps", 0)), "loss": m.get("loss"), "eval_loss": m.get("eval_loss"),
+            "learning_rate_used": m.get("learning_rate"), "learning_rate_config": config["training"]["learning_rate"],
+            "tokens_per_s": m.get("tokens_per_s"), "backend": run["backend"], "output_dir": run["output_dir"],
+            "error": run["error"],
+        })
+    return out
+
+
+def add_runs_args(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON")
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def runs_command(args) -> int:
+    runs = list_runs()
+    if args.json:
+        print(json.dumps(runs, indent=1, default=str))
+        return 0
+    if not runs:
+        print(f"no runs yet under {paths.home()} — start one with: umlstudio train --config config/quick_test.yaml")
+        return 0
+    header = f"{'name':<22} {'kind':<8} {'parent':<16} {'status':<11} {'steps':>6} {'loss':>7} {'eval':>7} {'lr used':>9} {'lr cfg':>9} {'tok/s':>6}  output_dir"
+    print(header)
+    for r in runs:
+        print(f"{r['name'][:22]:<22} {r['phase_kind']:<8} {(r['parent'] or '-')[:16]:<16} {r['status']:<11} "
+              f"{r['steps']:>6} {_fmt(r['loss'], '7.4f')} {_fmt(r['eval_loss'], '7.4f')} "
+              f"{_fmt(r['learning_rate_used'], '9.2e')} {_fmt(r['learning_rate_config'], '9.2e')} "
+              f"{_fmt(r['tokens_per_s'], '6.0f')}  {r['output_dir']}")
+    return 0

