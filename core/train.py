@@ -338,7 +338,7 @@ def encode_rows(tokenizer, rows: list[dict], max_len: int) -> list[dict]:
             tokenize=False,
         )
         if not full.startswith(prompt):
-            raise UserError(f"model.base: its chat template does not put the answer after the generation prompt — use a model whose template does")
+            raise UserError("model.base: its chat template does not put the answer after the generation prompt — use a model whose template does")
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
         if len(prompt_ids) >= max_len:
@@ -364,7 +364,8 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
     kept = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
     class Reporter(TrainerCallback):
-        """Real-token throughput over training time only (evaluations and saves excluded)."""
+        """Progress bar; metrics to the store and TensorBoard (tokens/s over training time only,
+        evaluations and saves excluded); umlstudio.json + manifest into each checkpoint; the stop."""
 
         def __init__(self):
             self.bar = None

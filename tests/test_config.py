@@ -26,7 +26,7 @@ def test_every_preset_loads_and_starts_with_its_command():
     assert {p.name for p in PRESETS} >= {"training_config.yaml", "continue_training.yaml", "finetune_lower_lr.yaml",
                                          "restart_more_capacity.yaml", "quick_test.yaml"}
     for preset in PRESETS:
-        config = cfg.load(preset)
+        cfg.load(preset)
         first = preset.read_text().splitlines()[0]
         assert first.startswith("#"), preset
         assert f"--config config/{preset.name}" in preset.read_text().split("\n\n")[0], preset
