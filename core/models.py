@@ -109,7 +109,7 @@ def resolve_base(base: str) -> str:
 
 
 def pick_dtype(name: str = "auto"):
-    """bf16 where the device supports it (measured here: bf16 matmul ~3x fp32 on this CPU)."""
+    """bf16 where the device computes it natively; fp32 otherwise (emulated bf16 is far slower)."""
     import torch
 
     if name == "float32":
