@@ -15,22 +15,17 @@ import json
 import math
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-PAGES = {"": "Runs", "train": "Train", "pre_continue": "Pre-continue checklist", "playground": "Prompt playground",
-         "compare": "Checkpoint A/B", "quality": "Quality checklist", "data": "Data"}
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, free_port, start_studio  # noqa: E402  the studio as the browser test starts it
 RUNS, METRIC_ROWS, GENERATIONS, CHECKPOINTS_PER_RUN, PROMPTS = 50, 100_000, 10_000, 5, 40
 TARGET_S = 2.0
 
@@ -101,29 +96,6 @@ def seed(home: Path) -> None:
                          "(SELECT count(*) FROM checkpoints) AS checkpoints, (SELECT count(*) FROM evaluations) AS evaluations, "
                          "(SELECT count(*) FROM generations) AS generations")[0]
     print("seeded: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_studio(home: Path, port: int) -> subprocess.Popen:
-    log = open(home / "streamlit.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "studio/app.py", "--server.port", str(port)],
-                               cwd=ROOT, env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
-                if answer.read() == b"ok":
-                    return process
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
 
 
 def measure(page, url: str) -> float:
