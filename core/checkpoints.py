@@ -10,7 +10,7 @@ import re
 import stat
 from pathlib import Path
 
-from core import paths
+from core import paths, store
 from core.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -80,6 +80,13 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
         return []
     found = [p for p in output_dir.iterdir() if p.is_dir() and step_of(p) is not None]
     return sorted(found, key=step_of)
+
+
+def stored() -> dict[str, str]:
+    """Checkpoints the store knows that still exist on disk, newest first: path → 'run · step N'."""
+    rows = store.query("SELECT c.path, c.step, coalesce(r.name, c.run_id) AS run FROM checkpoints c "
+                       "LEFT JOIN runs r ON r.id = c.run_id ORDER BY c.created_at DESC")
+    return {r["path"]: f"{r['run']} · step {r['step']}" for r in rows if Path(r["path"]).is_dir()}
 
 
 def info(ckpt: Path) -> dict:

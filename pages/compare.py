@@ -5,7 +5,6 @@ Outputs come from the store (every evaluation keeps its generations), so reopeni
 what is missing is generated, by a background `umlstudio compare` job."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -20,10 +19,7 @@ LOWER_IS_BETTER = {"hallucination_rate"}
 
 st.title("Checkpoint A/B")
 
-runs = {r["id"]: r["name"] for r in store.query("SELECT id, name FROM runs")}
-found = [c for c in store.query("SELECT path, run_id, step FROM checkpoints ORDER BY created_at DESC")
-         if Path(c["path"]).is_dir()]
-names = {c["path"]: f"{runs.get(c['run_id'], c['run_id'])} · step {c['step']}" for c in found}
+names = checkpoints.stored()
 names[checkpoints.BASE] = "base model (untrained)"
 if len(names) < 2:
     st.info("Nothing to compare yet: A/B needs at least one trained checkpoint besides the base model. "

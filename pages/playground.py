@@ -15,10 +15,7 @@ st.title("Prompt playground")
 
 def choices() -> list[dict]:
     """Every checkpoint on disk, newest first, then the base models the runs use (the embedded one first)."""
-    names = {r["id"]: r["name"] for r in store.query("SELECT id, name FROM runs")}
-    found = [{"label": f"{names.get(c['run_id'], c['run_id'])} · step {c['step']}", "checkpoint": c["path"], "base": None}
-             for c in store.query("SELECT path, run_id, step FROM checkpoints ORDER BY created_at DESC")
-             if Path(c["path"]).is_dir()]
+    found = [{"label": label, "checkpoint": path, "base": None} for path, label in checkpoints.stored().items()]
     used = {r["base_model"] for r in store.query("SELECT DISTINCT base_model FROM runs WHERE base_model IS NOT NULL")}
     bases = [models.EMBEDDED] + sorted(used - {models.EMBEDDED})
     return found + [{"label": f"base model: {Path(b).name}", "checkpoint": checkpoints.BASE, "base": b} for b in bases]

@@ -14,9 +14,7 @@ MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]
 
 st.title("Quality checklist")
 
-runs = {r["id"]: r["name"] for r in store.query("SELECT id, name FROM runs")}
-names = {c["path"]: f"{runs.get(c['run_id'], c['run_id'])} · step {c['step']}"
-         for c in store.query("SELECT path, run_id, step FROM checkpoints ORDER BY created_at DESC") if Path(c["path"]).is_dir()}
+names = checkpoints.stored()
 names[checkpoints.BASE] = "base model (untrained)"
 latest = {r["checkpoint"]: r for r in store.query(
     "SELECT * FROM evaluations QUALIFY row_number() OVER (PARTITION BY checkpoint ORDER BY created_at DESC) = 1")}
