@@ -7,7 +7,8 @@ their uncertainty, never by eye:
 
 - every window's change is its fitted slope times its span, relative to the loss level there, with a
   95% confidence interval (Student's t on the slope's standard error);
-- 1 still decreasing: the recent training window falls, significantly and by more than MIN_DROP
+- 1 still decreasing: the recent training window falls, significantly and by more than MIN_DROP, or,
+  when that window is within noise, the last validation losses fall in order by more than MIN_DROP
   (checked before 4: a loss that was flat and has started to fall is learning);
 - 2 plateaued: the recent window cannot have fallen by more than PLATEAU_TOL;
 - 3 overfitting: validation loss rises significantly past its minimum while training loss does not rise;
@@ -42,7 +43,7 @@ from core.errors import UserError
 
 MIN_TRAIN_POINTS = 12  # logged training losses before any verdict (two windows of MIN_WINDOW)
 MIN_WINDOW = 6  # points in the recent window (it is the last third of the curve, at least this many)
-MIN_VAL_POINTS = 4  # validation losses before overfitting can be judged
+MIN_VAL_POINTS = 4  # validation losses before their recent slope, or overfitting, can be judged
 MIN_DROP = 0.02  # "still decreasing": the recent window fell by more than 2% of the loss level
 PLATEAU_TOL = 0.10  # "plateaued": the recent window cannot have fallen by more than 10%
 FLAT_TOL = 0.10  # "not learning": the whole curve stays within +-10% of its level
@@ -211,7 +212,20 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
     evidence["train_drop"] = (first - last) / first if first else 0.0
     evidence["train_level"] = last
 
+    train_falls = recent.high < 0 and recent.change < -MIN_DROP
+    train_tells = train_falls or recent.low > -PLATEAU_TOL  # else its slope is within noise both ways
+    falling = [recent.describe()] if train_falls else []
     if len(validation) >= MIN_VAL_POINTS:
+        # When the training window cannot tell (a small batch's losses are noisy), the validation loss,
+        # measured on the same rows every time, may: its few points curve too much for a line, so a rank
+        # test instead — the last MIN_VAL_POINTS values fall in order by chance once in MIN_VAL_POINTS! (24).
+        tail = validation[-MIN_VAL_POINTS:]
+        drop = (tail[0][1] - tail[-1][1]) / tail[0][1]
+        if not train_tells and all(b < a for (_, a), (_, b) in zip(tail, tail[1:])) and drop > MIN_DROP:
+            evidence["val_falling"] = (f"eval_loss falls at each of the last {len(tail)} evaluations (steps "
+                                       f"{tail[0][0]}–{tail[-1][0]}: {tail[0][1]:.3g} → {tail[-1][1]:.3g}, {-drop:+.1%}; "
+                                       f"in order by chance: 1 in {math.factorial(len(tail))})")
+            falling.append(evidence["val_falling"])
         i_min = min(range(len(validation)), key=lambda i: validation[i][1])
         min_step, min_value = validation[i_min]
         evidence["val_min_step"], evidence["val_min"] = min_step, min_value
@@ -233,9 +247,9 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
     else:
         evidence["validation_note"] = f"{len(validation)} validation points: overfitting not judged (need {MIN_VAL_POINTS})"
 
-    if recent.high < 0 and recent.change < -MIN_DROP:
+    if falling:
         return verdict(1, (
-            f"still decreasing: {recent.describe()}; add 2 more epochs at the same learning rate"
+            f"still decreasing: {'; '.join(falling)}; add 2 more epochs at the same learning rate"
             + (f" (weak diagram types: {', '.join(split['weak_types'])}; they may still catch up)" if uneven else "")))
     if whole.high < FLAT_TOL and whole.low > -FLAT_TOL and last >= quality.bad_loss:
         return verdict(4, (

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on the test prompts, and compare 2-4 checkpoints prompt by prompt.
 
-`evaluate` generates on the first `limit` rows of a split (file order), checks every output with
-PlantUML (one `syntax_check` call, then a render of each valid one), scores each row
+`evaluate` generates on `limit` rows of a split, taken in turn from each diagram type, checks every
+output with PlantUML (one `syntax_check` call, then a render of each valid one), scores each row
 (`metrics.score`), aggregates, adds the verdict, and stores the evaluation and every generation.
 
 Each generation is stored under a settings key: sha256 of the prompt, the decoding settings and the
@@ -14,6 +14,7 @@ UserError raised before anything is generated or stored.
 """
 
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -58,9 +59,14 @@ def _check_limit(limit) -> None:
 
 
 def _rows(dataset, split: str, limit: int) -> tuple[str, list[dict]]:
+    """`limit` rows of the split, taken in turn from each diagram type (file order within a type), so
+    a short evaluation still covers every type the split has."""
     source = dataset or data.default_dataset_dir()
-    rows = data.load_split(source, split)[:limit]
-    return str(source), rows
+    by_type: dict[str, list[dict]] = {}
+    for row in data.load_split(source, split):
+        by_type.setdefault(row["diagram_type"], []).append(row)
+    in_turn = [row for group in itertools.zip_longest(*by_type.values()) for row in group if row is not None]
+    return str(source), in_turn[:limit]
 
 
 def _loss(ckpt) -> float | None:
@@ -182,7 +188,7 @@ def save_evaluation(summary: dict, scored: list[dict]) -> None:
 
 
 def evaluate(checkpoint, dataset=None, limit=None, split="test", **options) -> dict:
-    """Evaluate one checkpoint on the first `limit` rows of `split`; return the summary (stored)."""
+    """Evaluate one checkpoint on `limit` rows of `split` (every diagram type in turn); return the summary (stored)."""
     return run(checkpoint, dataset, limit, split, **options)[0]
 
 
@@ -234,7 +240,7 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
 def _dataset_args(parser) -> None:
     parser.add_argument("--dataset", help="a dataset folder or a .jsonl/.csv file (default: data/default)")
     parser.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
-    parser.add_argument("--limit", type=int, help=f"evaluate the first N rows (default: {EvaluationConfig().limit})")
+    parser.add_argument("--limit", type=int, help=f"evaluate N rows, taken in turn from each diagram type (default: {EvaluationConfig().limit})")
     parser.add_argument("--base", help="the base model behind 'base' (default: the checkpoints' base, else smollm2-135m)")
     defaults = EvaluationConfig()
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,

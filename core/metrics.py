@@ -86,8 +86,11 @@ def score(output: str, reference: str, prompt: str, expected_type: str | None, *
     out = analyse(output, expected)
     out_names = {normalise(e.name): e.name for e in out.entities}
     ref_names = {normalise(e.name) for e in ref.entities}
-    entity = _prf(len(out_names.keys() & ref_names), len(out_names), len(ref_names))
-    relation = _prf(_matched_relations(out, ref), len(_pairs(out)), len(_pairs(ref)))
+    if "@start" not in output.lower():  # not a diagram (prose, code): it matches nothing, not even "no relations"
+        entity = relation = (0.0, 0.0, 0.0)
+    else:
+        entity = _prf(len(out_names.keys() & ref_names), len(out_names), len(ref_names))
+        relation = _prf(_matched_relations(out, ref), len(_pairs(out)), len(_pairs(ref)))
     hallucinated = [name for key, name in out_names.items() if key not in ref_names and not in_prompt(name, prompt)]
     return {
         "diagram_type": expected,

@@ -142,6 +142,26 @@ def test_a_slope_within_noise_both_ways_is_not_enough_data():
     assert "within noise" in diagnosis.message
 
 
+def test_a_falling_validation_curve_shows_learning_that_a_noisy_training_curve_hides():
+    """A quick test's shape: a batch of 2 makes every training loss ±20% noisy; the validation loss,
+    measured on the same rows every 20 steps, still falls clearly."""
+    train = curve(lambda s: 1.1 + 2.3 * math.exp(-s / 15), range(2, 101, 2), 0.2, 7)
+    validation = [(s, 1.35 + 2.1 * math.exp(-s / 25)) for s in range(0, 101, 20)]
+    assert advise.diagnose(advise.Curves(train, [])).scenario is None  # the training curve alone cannot tell
+    diagnosis = advise.diagnose(advise.Curves(train, validation))
+    assert diagnosis.scenario == 1, diagnosis.message
+    assert "steps 40–100: 1.77 → 1.39, -21.7%; in order by chance: 1 in 24" in diagnosis.evidence["val_falling"]
+    assert diagnosis.evidence["val_falling"] in diagnosis.message
+    validation[-1] = (100, validation[-2][1] + 0.01)  # the last evaluation did not improve: no longer in order
+    assert advise.diagnose(advise.Curves(train, validation)).scenario is None
+
+
+def test_a_flat_validation_curve_does_not_make_noise_a_decrease():
+    train = curve(lambda s: 1.2 - 0.0005 * s, range(0, 150, 10), 0.2, 3)
+    validation = curve(lambda s: 1.3, range(0, 150, 30), 0.01, 4)
+    assert advise.diagnose(advise.Curves(train, validation)).scenario is None
+
+
 def test_few_points_but_a_clear_type_split_is_scenario_5():
     short = advise.Curves([(s, 1.0) for s in range(0, 60, 10)], [])
     assert advise.diagnose(short, UNEVEN).scenario == 5

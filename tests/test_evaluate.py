@@ -35,6 +35,14 @@ def dataset(tmp_path):
     return path
 
 
+def test_a_limit_takes_the_rows_in_turn_from_each_diagram_type(dataset):
+    """The file holds class, sequence, class: two rows take one of each type, not the first two."""
+    _, rows = evaluate._rows(dataset, "test", 2)
+    assert [r["diagram_type"] for r in rows] == ["class", "sequence"]
+    _, rows = evaluate._rows(dataset, "test", 10)
+    assert [r["prompt"][:6] for r in rows] == ["A libr", "A <scr", "An ord"]  # in turn, file order within a type
+
+
 def count(table: str) -> int:
     return store.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
 

@@ -66,6 +66,9 @@ def test_wrong_type():
     assert not result["type_match"]
     prose = score("A customer places orders.")
     assert not prose["type_match"] and prose["entity_f1"] == 0.0 and prose["hallucinated_entities"] == []
+    code = metrics.score("def order():\n    return 1\n", "@startuml\nclass Order\n@enduml", "an order", "class",
+                         syntax=None, renders=None, truncated=False, tokens=9, latency_s=0.1)
+    assert code["entity_f1"] == 0.0 and code["relation_f1"] == 0.0  # no relations expected, but no diagram either
 
 
 def test_truncated_or_unclosed_output_is_incomplete():
