@@ -14,7 +14,6 @@ UserError raised before anything is generated or stored.
 """
 
 import hashlib
-import itertools
 import json
 import sys
 import time
@@ -59,14 +58,8 @@ def _check_limit(limit) -> None:
 
 
 def _rows(dataset, split: str, limit: int) -> tuple[str, list[dict]]:
-    """`limit` rows of the split, taken in turn from each diagram type (file order within a type), so
-    a short evaluation still covers every type the split has."""
     source = dataset or data.default_dataset_dir()
-    by_type: dict[str, list[dict]] = {}
-    for row in data.load_split(source, split):
-        by_type.setdefault(row["diagram_type"], []).append(row)
-    in_turn = [row for group in itertools.zip_longest(*by_type.values()) for row in group if row is not None]
-    return str(source), in_turn[:limit]
+    return str(source), data.in_turn(data.load_split(source, split), limit)
 
 
 def _loss(ckpt) -> float | None:

@@ -29,12 +29,13 @@ if len(names) < 2:
 picked = st.multiselect("Checkpoints (2 to 4; deltas are against the first)", list(names), max_selections=4,
                         default=list(names)[:2], format_func=names.get)
 dataset = data.default_dataset_dir()
-limit = st.number_input("Prompts: the first N of the test split", 1, 500, EvaluationConfig().limit)
+limit = st.number_input("Prompts: N from the test split, every diagram type in turn (as `umlstudio evaluate --limit N`)",
+                        1, 500, EvaluationConfig().limit)
 if len(picked) < 2:
     st.info("Pick at least two checkpoints.")
     st.stop()
 
-prompts = data.load_split(dataset, "test")[: int(limit)]
+prompts = data.in_turn(data.load_split(dataset, "test"), int(limit))
 stored = store.query_df(
     f"""SELECT checkpoint, prompt, arg_max(output, created_at) AS output, arg_max(metrics, created_at) AS metrics
         FROM generations WHERE checkpoint IN ({', '.join('?' * len(picked))})

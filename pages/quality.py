@@ -41,7 +41,7 @@ if running:
     progress()
 else:
     left, right = st.columns([1, 3], vertical_alignment="bottom")
-    limit = left.number_input("Test rows", 1, 500, EvaluationConfig().limit, help="the first N rows of the test split")
+    limit = left.number_input("Test rows", 1, 500, EvaluationConfig().limit, help="N rows of the test split, every diagram type in turn")
     if right.button("Evaluate now (background job)" if ckpt not in latest else "Evaluate again", type="primary"):
         jobs.start("evaluate", ["-m", "core", "evaluate", "--checkpoint", ckpt, "--limit", limit], label=ckpt)
         st.rerun()

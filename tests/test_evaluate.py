@@ -36,7 +36,8 @@ def dataset(tmp_path):
 
 
 def test_a_limit_takes_the_rows_in_turn_from_each_diagram_type(dataset):
-    """The file holds class, sequence, class: two rows take one of each type, not the first two."""
+    """The file holds class, sequence, class: two rows take one of each type, not the first two
+    (the A/B page picks its prompts the same way, with data.in_turn)."""
     _, rows = evaluate._rows(dataset, "test", 2)
     assert [r["diagram_type"] for r in rows] == ["class", "sequence"]
     _, rows = evaluate._rows(dataset, "test", 10)

@@ -26,9 +26,9 @@ LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 
 
 def seed_rows() -> list[dict]:
-    """Two class prompts from the head of the test split (the A/B viewer's prompt set) and one state prompt."""
+    """The A/B viewer's first two prompts (a class and a sequence prompt: types in turn) and one state prompt."""
     rows = data.load_split(data.default_dataset_dir(), "test")
-    return rows[:2] + [next(r for r in rows if r["diagram_type"] == "state")]
+    return data.in_turn(rows, 2) + [next(r for r in rows if r["diagram_type"] == "state")]
 
 
 def make_adapter(target: Path, base: Path) -> Path:
@@ -268,7 +268,7 @@ def test_compare_reads_stored_outputs_without_a_job(seeded):
     no_exceptions(at)
     assert any("not in the store yet" in w.value for w in at.warning)  # phase 2 was never evaluated
     at.multiselect[0].set_value([p1_last, "base"])
-    at.number_input[0].set_value(2).run()  # the two seeded prompts head the test split
+    at.number_input[0].set_value(2).run()  # the two seeded prompts come first
     no_exceptions(at)
     assert not at.warning and not jobs.list_jobs("compare")
     aggregate = at.dataframe[0].value
