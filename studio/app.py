@@ -4,9 +4,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import warmup
+
 ROOT = Path(__file__).resolve().parent.parent
 
 st.set_page_config(page_title="PlantUML LoRA Studio", page_icon=":material/schema:", layout="wide")
+st.cache_resource(show_spinner=False)(warmup.start)()  # once per studio process, in the background
 st.navigation(
     {
         "Training": [

@@ -162,6 +162,24 @@ def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
+    """studio/app.py starts core.warmup once per process: afterwards the PlantUML server runs, the
+    default training set's token counts are cached, and no model library was imported."""
+    script = (
+        "import sys\n"
+        "from core import advise, render, warmup\n"
+        "warmup.DELAY_S = 0\n"
+        "warmup.start().join(timeout=180)\n"
+        "print(render.renderer().pid() is not None, advise._tokenized.cache_info().currsize,\n"
+        "      sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth', 'trl') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "UMLSTUDIO_HOME": str(umlstudio_home)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    started, counted, heavy = done.stdout.split(" ", 2)
+    assert started == "True" and counted == "1" and heavy.strip() == "[]"
+
+
 def test_an_empty_runs_page_says_start_with_a_quick_test():
     at = page("runs").run()
     assert any("Quick test" in info.value for info in at.info)
