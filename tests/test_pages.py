@@ -170,7 +170,7 @@ def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real
         "from core import advise, render, warmup\n"
         "warmup.DELAY_S = 0\n"
         "warmup.start().join(timeout=180)\n"
-        "print(render.renderer().pid() is not None, advise._tokenized.cache_info().currsize,\n"
+        "print(render.renderer().pid is not None, advise._tokenized.cache_info().currsize,\n"
         "      sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth', 'trl') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
