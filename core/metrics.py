@@ -108,9 +108,11 @@ def score(output: str, reference: str, prompt: str, expected_type: str | None, *
 
 def row_score(row: dict) -> float:
     """One number per output for ranking (e.g. regressions between checkpoints): the mean of its
-    measured quality signals, each in [0, 1]."""
+    measured quality signals, each in [0, 1]. "Invented no entity" counts only for an output that is
+    a diagram (complete or valid): prose or code invents nothing and earns nothing for it."""
     signals = [row.get(key) for key in ("syntax_valid", "renders", "type_match", "complete", "entity_f1", "relation_f1")]
-    signals.append(not row.get("hallucinated_entities"))
+    if row.get("complete") or row.get("syntax_valid"):
+        signals.append(not row.get("hallucinated_entities"))
     measured = [float(s) for s in signals if s is not None]
     return fmean(measured) if measured else 0.0
 

@@ -204,3 +204,6 @@ def test_row_score():
     worse = _row(syntax_valid=False, renders=False, entity_f1=0.5, hallucinated_entities=["X"])
     assert metrics.row_score(worse) < metrics.row_score(_row())
     assert metrics.row_score(_row(renders=None)) == 1.0  # unchecked signals are skipped
+    prose = metrics.score("def order():\n    return 1\n", "@startuml\nclass Order\n@enduml", "an order", "class",
+                          syntax=None, renders=None, truncated=False, tokens=9, latency_s=0.1)
+    assert metrics.row_score(prose) == 0.0  # invented nothing, but wrote no diagram either
