@@ -9,6 +9,7 @@
 
 The checkpoints are synthetic: LoRA adapters (r 16 on every projection) with random weights on the
 base model. Usage: python bench/generate_throughput.py [--prompts 32] [--max-new-tokens 64] [--threads 1]
+[--batch-size 8] [--only swap|batch]
 """
 
 import argparse
@@ -59,6 +60,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice; on a busy machine 1 is faster)")
+    parser.add_argument("--only", choices=["swap", "batch"], help="run one of the two comparisons")
     args = parser.parse_args()
 
     import torch
@@ -72,64 +74,79 @@ def main() -> int:
           f"{args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpts = synthetic_checkpoints(args.base, args.checkpoints, Path(tmp))
+        ckpts = synthetic_checkpoints(args.base, args.checkpoints if args.only != "batch" else 1, Path(tmp))
         # warm the process once (kernels, allocator, file cache), as any long-lived worker is
         generate.Engine(args.base).generate(prompts[:2], "base", max_new_tokens=4)
+        same = True
+        if args.only != "batch":
+            same = compare_swap(args, prompts, ckpts, run)
+        if args.only != "swap":
+            compare_batch(args, prompts, ckpts[0], run)
+    return 0 if same else 1
 
-        start = time.perf_counter()
-        engine = generate.Engine(args.base)
-        t_load = time.perf_counter() - start
-        t_adapters = t_generation = 0.0
-        swapped = []
-        for c in ckpts:
-            t_adapters += timed(lambda: engine.prepare(c))[1]
-            rows, seconds = timed(lambda: engine.generate(prompts, c, **run))
-            swapped.append(rows)
-            t_generation += seconds
-        t_swap = time.perf_counter() - start
-        pure = sum(timed(lambda: engine.generate(prompts, c, **run))[1] for c in ckpts)  # adapters loaded
 
-        def reload():
-            return [generate.Engine(args.base).generate(prompts, c, **run) for c in ckpts]
+def table(rows) -> None:
+    print(f"\n{'':<42}{'seconds':>9}{'tokens':>8}{'tok/s':>8}")
+    for name, seconds, tokens in rows:
+        extra = f"{tokens:>8}{tokens / seconds:>8.1f}" if tokens is not None else ""
+        print(f"{name:<42}{seconds:>9.2f}{extra}")
 
-        reloaded, t_reload = timed(reload)
-        same = all([r.output for r in a] == [r.output for r in b] for a, b in zip(swapped, reloaded))
 
-        # batched vs one at a time, chunk by chunk back to back, so both see the same machine load
-        t_batched = t_single = 0.0
-        tok_batched = tok_single = 0
-        for at in range(0, len(prompts), args.batch_size):
-            chunk = prompts[at:at + args.batch_size]
-            rows, seconds = timed(lambda: engine.generate(chunk, ckpts[0], **run))
-            t_batched, tok_batched = t_batched + seconds, tok_batched + sum(r.tokens for r in rows)
-            rows, seconds = timed(lambda: engine.generate(chunk, ckpts[0], max_new_tokens=args.max_new_tokens,
-                                                          batch_size=1))
-            t_single, tok_single = t_single + seconds, tok_single + sum(r.tokens for r in rows)
+def compare_swap(args, prompts, ckpts, run) -> bool:
+    """Hot-swapped adapters on one engine vs a fresh engine per checkpoint; True when the outputs agree."""
+    start = time.perf_counter()
+    engine = generate.Engine(args.base)
+    t_load = time.perf_counter() - start
+    t_adapters = t_generation = 0.0
+    swapped = []
+    for c in ckpts:
+        t_adapters += timed(lambda: engine.prepare(c))[1]
+        rows, seconds = timed(lambda: engine.generate(prompts, c, **run))
+        swapped.append(rows)
+        t_generation += seconds
+    t_swap = time.perf_counter() - start
+    pure = sum(timed(lambda: engine.generate(prompts, c, **run))[1] for c in ckpts)  # adapters loaded
 
-    rows = [
+    def reload():
+        return [generate.Engine(args.base).generate(prompts, c, **run) for c in ckpts]
+
+    reloaded, t_reload = timed(reload)
+    same = all([r.output for r in a] == [r.output for r in b] for a, b in zip(swapped, reloaded))
+    table([
         ("pure generation (adapters loaded)", pure, None),
         ("hot-swap total", t_swap, None),
         ("  of which: base model load (once)", t_load, None),
         ("  of which: adapter loads (each once)", t_adapters, None),
         ("  of which: generation", t_generation, None),
         ("reload: base + adapter per checkpoint", t_reload, None),
-        (f"batched (batch {args.batch_size}), 1 checkpoint", t_batched, tok_batched),
-        ("one at a time, 1 checkpoint", t_single, tok_single),
-    ]
-    print(f"\n{'':<42}{'seconds':>9}{'tokens':>8}{'tok/s':>8}")
-    for name, seconds, tokens in rows:
-        extra = f"{tokens:>8}{tokens / seconds:>8.1f}" if tokens is not None else ""
-        print(f"{name:<42}{seconds:>9.2f}{extra}")
+    ])
     swap_ratio = t_swap / pure
     overhead_ratio = (t_load + t_adapters + pure) / pure
-    speedup = (tok_batched / t_batched) / (tok_single / t_single)
     print(f"\nhot-swap / pure   {swap_ratio:.3f} measured wall time  (target <= 1.15) {'ok' if swap_ratio <= 1.15 else 'MISSED'}")
     print(f"                  {overhead_ratio:.3f} as (load + adapter loads + pure) / pure: the swap overhead alone, "
           "without the run-to-run noise of a shared machine")
     print(f"reload / pure     {t_reload / pure:.3f}")
     print(f"hot-swap outputs == reload outputs: {'yes' if same else 'NO'}")
-    print(f"batched / single  {speedup:.2f}x tokens/s  (target >= 4) {'ok' if speedup >= 4 else 'MISSED'}")
-    return 0 if same else 1
+    return same
+
+
+def compare_batch(args, prompts, ckpt, run) -> None:
+    """Batched vs one at a time on one checkpoint, chunk by chunk back to back, so both see the same load."""
+    engine = generate.Engine(args.base)
+    t_batched = t_single = 0.0
+    tok_batched = tok_single = 0
+    for at in range(0, len(prompts), args.batch_size):
+        chunk = prompts[at:at + args.batch_size]
+        rows, seconds = timed(lambda: engine.generate(chunk, ckpt, **run))
+        t_batched, tok_batched = t_batched + seconds, tok_batched + sum(r.tokens for r in rows)
+        rows, seconds = timed(lambda: engine.generate(chunk, ckpt, max_new_tokens=args.max_new_tokens, batch_size=1))
+        t_single, tok_single = t_single + seconds, tok_single + sum(r.tokens for r in rows)
+    table([
+        (f"batched (batch {args.batch_size}), 1 checkpoint", t_batched, tok_batched),
+        ("one at a time, 1 checkpoint", t_single, tok_single),
+    ])
+    speedup = (tok_batched / t_batched) / (tok_single / t_single)
+    print(f"\nbatched / single  {speedup:.2f}x tokens/s  (target >= 4) {'ok' if speedup >= 4 else 'MISSED'}")
 
 
 if __name__ == "__main__":
