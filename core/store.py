@@ -135,7 +135,12 @@ def m001_initial(con):
     )
 
 
-MIGRATIONS = [m001_initial]
+def m002_run_checklist(con):
+    # the pre-continue checklist as it stood when a continue phase started: each item, passed, why
+    con.execute("ALTER TABLE runs ADD COLUMN checklist JSON")
+
+
+MIGRATIONS = [m001_initial, m002_run_checklist]
 
 _migrated: set[Path] = set()
 
@@ -225,16 +230,16 @@ def query_df(sql: str, params=None):
 
 def create_run(*, name, output_dir, phase_kind, config, config_path=None, parent_run=None,
                parent_checkpoint=None, changes=None, backend=None, base_model=None,
-               override_reason=None) -> str:
+               override_reason=None, checklist=None) -> str:
     run_id = new_id()
     with connect() as con:
         con.execute(
             """INSERT INTO runs (id, name, output_dir, phase_kind, parent_run, parent_checkpoint, changes,
-               config, config_path, status, backend, base_model, override_reason, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)""",
+               config, config_path, status, backend, base_model, override_reason, checklist, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?)""",
             [run_id, name, str(output_dir), phase_kind, parent_run, parent_checkpoint,
              json.dumps(changes or {}), json.dumps(config), config_path, backend, base_model,
-             override_reason, now()],
+             override_reason, json.dumps(checklist) if checklist is not None else None, now()],
         )
     return run_id
 

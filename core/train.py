@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from core import checkpoints, models, paths, store
@@ -252,7 +253,7 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
     output_dir = paths.resolve_output_dir(config.training.output_dir)
     _check_free(output_dir)
     config.training.output_dir = str(output_dir)
-    phase_kind, parent_run, parent_ckpt, changes = "fresh", None, None, {}
+    phase_kind, parent_run, parent_ckpt, changes, items = "fresh", None, None, {}, None
     if config.phase.continue_from:
         parent_ckpt, info = _continue_point(config)
         config.phase.continue_from = str(parent_ckpt)
@@ -260,7 +261,8 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
         changes = diff(info.get("config", {}), config.to_dict(), ignore=LINEAGE_NOISE)
         from core import advise
 
-        advise.gate(config, config_path)  # the pre-continue checklist, unless phase.override_reason says why not
+        # the pre-continue checklist, unless phase.override_reason says why not; stored with the run
+        items = [asdict(item) for item in advise.gate(config, config_path)]
 
     output_dir.mkdir(parents=True)
     cfg.save(config, output_dir / CONFIG_FILE)
@@ -269,6 +271,7 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
         config_path=str(config_path) if config_path else None, parent_run=parent_run,
         parent_checkpoint=str(parent_ckpt) if parent_ckpt else None, changes=changes,
         backend=config.training.backend, base_model=config.model.base, override_reason=config.phase.override_reason,
+        checklist=items,
     )
 
 

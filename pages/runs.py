@@ -11,6 +11,7 @@ from core import checkpoints, store
 from core import runs as core_runs
 
 CURVES = {"loss": "train loss", "eval_loss": "validation loss", "learning_rate": "learning rate", "tokens_per_s": "tokens/s"}
+MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]"}  # material icons: no emoji font needed
 MAX_POINTS = 1000  # per curve: a long run is thinned for the chart, never for the numbers
 
 st.title("Runs")
@@ -135,8 +136,16 @@ def selected_run():
     cols[3].metric("best checkpoint", "—" if pd.isna(best_path) else f"step {checkpoints.step_of(best_path)}")
     if not pd.isna(best_path):
         st.caption(f"Best checkpoint (lowest validation loss): `{best_path}`")
-    if now["override_reason"]:
-        st.warning(f"Started although the pre-continue checklist failed. Reason given: {now['override_reason']}")
+    checklist = json.loads(now["checklist"]) if now["checklist"] else []
+    failed = [item["title"] for item in checklist if not item["passed"]]
+    if now["override_reason"] and (failed or not checklist):
+        which = f" ({'; '.join(failed)})" if failed else ""
+        st.warning(f"Started although the pre-continue checklist failed{which}. Reason given: {now['override_reason']}")
+    if checklist:
+        with st.expander(f"Pre-continue checklist when this phase started: {len(checklist) - len(failed)} of "
+                         f"{len(checklist)} passed"):
+            for item in checklist:
+                st.markdown(f"{MARK[item['passed']]} **{item['title']}** — {item['why']}")
     if now["error"]:
         st.error(now["error"])
     figure = curves_figure()

@@ -90,7 +90,12 @@ def seed_store(base: Path) -> dict:
     p2_cfg = run_config(base, p2_dir, learning_rate=1e-4)
     p2_cfg["phase"]["continue_from"] = str(p1_ckpts[-1])
     p2 = store.create_run(name="phase2", output_dir=p2_dir, phase_kind="continue", config=p2_cfg,
-                          parent_run=p1, parent_checkpoint=str(p1_ckpts[-1]), base_model=str(base))
+                          parent_run=p1, parent_checkpoint=str(p1_ckpts[-1]), base_model=str(base),
+                          override_reason="a hunch worth an hour", checklist=[
+                              {"key": "evaluated", "title": "Evaluated current model quality", "passed": False,
+                               "why": "no evaluation of checkpoint-300"},
+                              {"key": "output_dir", "title": "Changed output_dir (don't overwrite!)", "passed": True,
+                               "why": "new"}])
     store.update_run(p2, status="stopped")
     log_curve(p2, range(5, 101, 5), lambda s: 0.45 - s / 2000)
     p2_ckpt = add_checkpoint(adapter, p2, p2_dir, 100, p2_cfg)
@@ -197,6 +202,11 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     assert at.get("plotly_chart"), "no loss chart"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["best checkpoint"] == "step 100"  # phase 2 is shown (newest); its one checkpoint
+    # it started on an override: which check failed and why it started anyway, and the whole list
+    assert at.warning[0].value == ("Started although the pre-continue checklist failed (Evaluated current model "
+                                   "quality). Reason given: a hunch worth an hour")
+    assert at.expander[0].label == "Pre-continue checklist when this phase started: 1 of 2 passed"
+    assert "no evaluation of checkpoint-300" in at.expander[0].markdown[0].value
 
 
 def test_train_page_validates_inline_with_the_line_of_the_error(seeded):

@@ -158,6 +158,8 @@ def test_continue_phase_uses_its_own_learning_rate(lab, home, tiny_model, capsys
     run = store.get_run(run_id_of("lower"))
     parent = store.get_run(run_id_of("ref"))
     assert (run["status"], run["phase_kind"], run["backend"]) == ("finished", "continue", "unsloth")
+    checklist = json.loads(run["checklist"])  # stored with the run, beside the override reason
+    assert len(checklist) == 7 and {"key", "title", "passed", "why"} <= set(checklist[0])
     assert run["parent_run"] == parent["id"]
     assert run["parent_checkpoint"] == str(Path(parent["output_dir"]) / "checkpoint-8")
     changes = json.loads(run["changes"])
