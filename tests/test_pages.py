@@ -151,37 +151,38 @@ def test_every_page_runs_on_an_empty_store(name):
     assert at.title
 
 
+MODEL_LIBRARIES = "sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth', 'trl') if m in sys.modules)"
+
+
+def fresh_process(script: str, home: Path) -> str:
+    """Run `script` in a new Python process with this runs root; its standard output."""
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "UMLSTUDIO_HOME": str(home)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
     """Models load in worker processes only: running every page leaves the studio process light."""
-    script = (
-        "import sys\n"
+    out = fresh_process(
         "from streamlit.testing.v1 import AppTest\n"
         f"for page in {sorted(str(p) for p in PAGES.glob('*.py'))!r}:\n"
         "    at = AppTest.from_file(page, default_timeout=120).run()\n"
         "    assert not at.exception, (page, [e.value for e in at.exception])\n"
-        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth', 'trl') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "UMLSTUDIO_HOME": str(umlstudio_home)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+        f"print({MODEL_LIBRARIES})\n", umlstudio_home)
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
     """studio/app.py starts core.warmup once per process: afterwards the PlantUML server runs, the
     default training set's token counts are cached, and no model library was imported."""
-    script = (
-        "import sys\n"
+    out = fresh_process(
         "from core import advise, render, warmup\n"
         "warmup.DELAY_S = 0\n"
         "warmup.start().join(timeout=180)\n"
-        "print(render.renderer().pid is not None, advise._tokenized.cache_info().currsize,\n"
-        "      sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth', 'trl') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "UMLSTUDIO_HOME": str(umlstudio_home)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    started, counted, heavy = done.stdout.split(" ", 2)
+        f"print(render.renderer().pid is not None, advise._tokenized.cache_info().currsize, {MODEL_LIBRARIES})\n",
+        umlstudio_home)
+    started, counted, heavy = out.split(" ", 2)
     assert started == "True" and counted == "1" and heavy.strip() == "[]"
 
 
