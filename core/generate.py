@@ -5,7 +5,8 @@ asked for (PEFT `load_adapter`, under a name derived from its path) and selected
 `set_adapter`; the checkpoint `base` means adapters disabled. A checkpoint trained on another base
 model, or one without adapter weights, is a UserError, never a shape mismatch deep in PEFT.
 
-Prompts are formatted by `chat_prompt`, the one function training uses too. Decoding is greedy
+Prompts are user messages (`prompts.request`: the wanted diagram type, then the requirement),
+formatted by `prompts.chat_prompt`, the one function training uses too. Decoding is greedy
 with a fixed seed, so two checkpoints' outputs differ only because their weights differ. Rows are
 generated in batches with left padding; a row stops at `@enduml` (checked on its decoded text) or
 at the end-of-sequence token, and what follows `@enduml` is cut off.
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core import checkpoints, models
+from core.prompts import chat_prompt
 from core.errors import UserError
 
 STOP = "@enduml"
@@ -36,14 +38,6 @@ SEED = 0
 MAX_ADAPTERS = 8  # adapters kept loaded; the least recently used one is dropped beyond that
 ADAPTER_FILE = "adapter_model.safetensors"
 _TAIL_TOKENS = 12  # decoded per row and step to spot STOP; it is 3-4 tokens long
-
-
-def chat_prompt(tokenizer, prompt: str) -> str:
-    """The prompt exactly as the model sees it in training and generation: the tokenizer's chat
-    template with the requirement as the one user message, ready for the assistant's answer."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
 
 
 @dataclass

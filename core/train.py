@@ -331,13 +331,14 @@ def run_attached(run_id: str) -> int:
 
 def encode_rows(tokenizer, rows: list[dict], max_len: int) -> list[dict]:
     """Chat-template each row (user = requirement, assistant = PlantUML); labels only on the answer."""
-    from core.generate import chat_prompt
+    from core.prompts import chat_prompt, request
 
     encoded = []
     for row in rows:
-        prompt = chat_prompt(tokenizer, row["prompt"])
+        message = request(row["prompt"], row.get("diagram_type"))
+        prompt = chat_prompt(tokenizer, message)
         full = tokenizer.apply_chat_template(
-            [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["plantuml"]}],
+            [{"role": "user", "content": message}, {"role": "assistant", "content": row["plantuml"]}],
             tokenize=False,
         )
         if not full.startswith(prompt):
