@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from core import checkpoints, config as configs, data, paths, store
+from core import checkpoints, config as configs, data, paths, phases, store
 from core.config import Config, QualityConfig
 from core.errors import UserError
 
@@ -380,8 +380,6 @@ def best_checkpoint(output_dir, val_min_step: int) -> Path:
 def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
     """The next phase for a run (row or reference) as a concrete config, and its diff
     {key: [old, new]} against the run's config. Scenario 5 writes its filtered training set."""
-    from core import train
-
     run = run if isinstance(run, dict) else find_run(run)
     scenario = diagnosis.scenario
     if scenario is None:
@@ -393,7 +391,7 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
     ckpts = checkpoints.list_checkpoints(parent_dir)
     if scenario != 4 and not ckpts:
         raise UserError(f"run '{run['name']}': {parent_dir} has no checkpoint to continue from — let it save one (training.save_steps) first")
-    new_dir = train._next_phase_dir(parent_dir)
+    new_dir = phases.next_phase_dir(parent_dir)
     t["output_dir"] = str(new_dir)
     nxt["run_name"] = new_dir.name if current.run_name else None
     t["resume_from_checkpoint"] = None  # never: a new phase is continue_from, with its own optimizer
@@ -414,7 +412,7 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
     elif scenario == 5:
         nxt["data"]["train_file"] = str(_write_focus_set(current, diagnosis, new_dir.name))
     proposal = configs.parse(nxt, where="proposal")
-    return proposal, train.diff(current.to_dict(), proposal.to_dict())
+    return proposal, phases.diff(current.to_dict(), proposal.to_dict())
 
 
 def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
@@ -578,8 +576,6 @@ def _file_time(ckpt: Path) -> datetime:
 
 
 def _start(config: Config) -> _Start:
-    from core import train
-
     if config.phase.continue_from:
         kind, ref = "continue", config.phase.continue_from
     elif config.training.resume_from_checkpoint:
@@ -587,7 +583,7 @@ def _start(config: Config) -> _Start:
     else:
         return _Start("fresh")
     try:
-        ckpt = checkpoints.resolve(ref) if kind == "continue" else train._resume_point(ref)
+        ckpt = checkpoints.resolve(ref) if kind == "continue" else phases.resume_point(ref)
     except UserError as exc:
         return _Start(kind, problem=str(exc))
     if ckpt == checkpoints.BASE:
@@ -684,8 +680,6 @@ def _check_learning_rate(config: Config, start: _Start) -> Item:
 
 
 def _check_continue(config: Config, start: _Start) -> Item:
-    from core import train
-
     if start.kind == "fresh":
         return _item("continue_from", True, f"fresh run from {config.model.base}: neither resume_from_checkpoint nor continue_from")
     if start.checkpoint is None:
@@ -695,8 +689,7 @@ def _check_continue(config: Config, start: _Start) -> Item:
         if not start.config:
             return _item("continue_from", False, f"{ckpt} has no {checkpoints.INFO}: cannot tell its settings — start a "
                                                  f"new phase from it with phase.continue_from instead")
-        changes = {k: v for k, v in train.diff(start.config, config.to_dict(), ignore=train.RESUME_FREE).items()
-                   if not k.startswith(train.RESUME_FREE_SECTIONS)}
+        changes = phases.resume_changes(start.config, config.to_dict())
         if changes:
             listed = ", ".join(f"{k} {old} → {new}" for k, (old, new) in changes.items())
             return _item("continue_from", False, (
@@ -705,7 +698,7 @@ def _check_continue(config: Config, start: _Start) -> Item:
                 f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"))
         return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
     try:
-        train._continue_point(config)
+        phases.continue_point(config)
     except UserError as exc:
         return _item("continue_from", False, str(exc))
     if start.diagnosis and start.diagnosis.scenario == 4:
@@ -716,8 +709,6 @@ def _check_continue(config: Config, start: _Start) -> Item:
 
 
 def _check_output_dir(config: Config, start: _Start) -> Item:
-    from core import train
-
     out = paths.resolve_output_dir(config.training.output_dir)
     if start.kind == "resume":
         if start.checkpoint is None:
@@ -727,9 +718,9 @@ def _check_output_dir(config: Config, start: _Start) -> Item:
         return _item("output_dir", True, f"{out}: a resume writes on in the interrupted run's own folder")
     if start.checkpoint is not None and out == start.checkpoint.parent:
         return _item("output_dir", False, f"{out} is the parent run's folder: the new phase would write among its "
-                                          f"checkpoints — set training.output_dir: {train._next_phase_dir(out)}")
+                                          f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}")
     try:
-        train._check_free(out)
+        phases.check_free(out)
     except UserError as exc:
         return _item("output_dir", False, str(exc))
     return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")

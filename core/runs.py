@@ -12,28 +12,14 @@ import signal
 import subprocess
 from pathlib import Path
 
-from core import paths, store
+from core import paths, phases, store
 from core import config as cfg
 from core.errors import UserError
 
 
-def worker_alive(run: dict) -> bool:
-    """Whether the run's training worker is still running (a zombie or a reused pid is not)."""
-    pid = run.get("pid")
-    if not pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and b"core.train" in cmdline
-
-
 def status_of(run: dict) -> str:
     """The stored status, except that a `running` run whose worker is gone is `interrupted`."""
-    if run["status"] == "running" and not worker_alive(run):
+    if run["status"] == "running" and not phases.worker_alive(run):
         return "interrupted"
     return run["status"]
 
@@ -61,7 +47,7 @@ def stop_worker(run_id: str) -> bool:
     run = store.get_run(run_id)
     if run is None:
         raise UserError(f"run {run_id}: no such run — see `umlstudio runs`")
-    if run["status"] not in ("created", "running") or not worker_alive(run):
+    if run["status"] not in ("created", "running") or not phases.worker_alive(run):
         return False
     os.kill(run["pid"], signal.SIGTERM)
     return True

@@ -13,6 +13,7 @@ One recipe, read top to bottom:
      checkpoint's weights, with a fresh optimizer and scheduler at this phase's own learning rate
      for this phase's own epochs. Lineage (parent run, checkpoint, what changed) goes in the run row.
    The resolved config is written to `<output_dir>/config.yaml`: the only contract with the worker.
+   The rules themselves (resume point, continue point, free folders) live in core/phases.py.
 2. Worker (`python -m core.train --worker <output_dir>/config.yaml`): setup (backend, model,
    rows, trainer) → train → cleanup (final checkpoint, status). SIGINT / SIGTERM stop it cleanly
    at the next optimizer step with a checkpoint.
@@ -32,7 +33,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from core import checkpoints, models, paths, store
+from core import checkpoints, models, paths, phases, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -40,22 +41,6 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
 TENSORBOARD_DIR = "tensorboard"
 STOPPED_EXIT = 130
-
-# Keys a resume may change: they decide what is logged, saved or shown, not what is trained.
-RESUME_FREE = {"run_name", "training.resume_from_checkpoint", "training.output_dir", "training.backend",
-               "training.save_steps", "training.eval_steps", "training.logging_steps", "data.eval_rows"}
-RESUME_FREE_SECTIONS = ("phase.", "evaluation.", "quality.")
-# Keys that always differ between a phase and its parent, so they are no "change" worth listing.
-LINEAGE_NOISE = {"run_name", "training.output_dir", "training.resume_from_checkpoint", "phase.continue_from",
-                 "phase.override_reason"}
-# What HF does with a changed key when resuming, for the refusal message.
-RESUME_CONSEQUENCE = {
-    "training.learning_rate": "the saved optimizer and scheduler come back with the old learning rate {old}; {new} would never be used",
-    "training.lr_scheduler_type": "the saved scheduler state comes back; the new schedule would be applied to the old one's position",
-    "training.warmup_ratio": "the saved scheduler state comes back; warm-up is already done or half done",
-    "training.weight_decay": "the saved optimizer's parameter groups come back with weight decay {old}",
-    "training.output_dir": "a resume finishes the run in its own folder; the run's state lives in {old}, not {new}",
-}
 
 
 # ---- 1. plan -----------------------------------------------------------------------------------
@@ -76,30 +61,6 @@ def train_command(args) -> int:
     return run_attached(run_id)
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def diff(old: dict, new: dict, ignore=()) -> dict:
-    """{key: [old, new]} for every leaf that differs between two configs (as dicts)."""
-    a, b = flatten(old), flatten(new)
-    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in ignore}
-
-
-def _base_identity(base: str) -> str:
-    """One spelling per base model, without preparing it: the embedded name and its folder agree."""
-    if base == models.EMBEDDED:
-        return str(models.embedded_dir().resolve())
-    path = Path(base).expanduser()
-    return str(path.resolve()) if path.exists() else base
-
-
 def _check_inputs(config: cfg.Config) -> None:
     """Fail before anything is written when the base model or the data cannot be found."""
     from core import data
@@ -114,111 +75,6 @@ def _check_inputs(config: cfg.Config) -> None:
     data.load_split(config.data.validation_file or config.data.dataset, "validation")
 
 
-def _trainer_state(ckpt: Path) -> dict:
-    path = ckpt / "trainer_state.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _complete(ckpt: Path) -> bool:
-    """A checkpoint is complete once its manifest is written: the trainer writes it last."""
-    return (ckpt / checkpoints.MANIFEST).is_file()
-
-
-def _resume_point(ref: str) -> Path:
-    """The checkpoint a resume restarts from: the run's latest complete one."""
-    path = Path(ref).expanduser()
-    if not path.is_absolute() and not path.exists():
-        path = paths.home() / ref
-    if not path.is_dir():
-        raise UserError(f"training.resume_from_checkpoint: {ref} not found — name a run folder or one of its checkpoint-<step> folders")
-    run_dir = path.parent if checkpoints.step_of(path) is not None else path
-    complete = [c for c in checkpoints.list_checkpoints(run_dir) if _complete(c)]
-    if not complete:
-        raise UserError(f"training.resume_from_checkpoint: {run_dir} has no complete checkpoint (one with {checkpoints.MANIFEST}) — start the run again without resume_from_checkpoint")
-    latest = complete[-1]
-    if checkpoints.step_of(path) is not None and not _complete(path):
-        raise UserError(f"training.resume_from_checkpoint: {path} is incomplete (no {checkpoints.MANIFEST}: the worker "
-                        f"stopped while saving it) — resume from the run folder {run_dir}, whose latest complete one is {latest.name}")
-    if checkpoints.step_of(path) is not None and path.resolve() != latest.resolve():
-        raise UserError(
-            f"training.resume_from_checkpoint: {path.name} is not the run's latest checkpoint ({latest.name}); resuming "
-            f"from it would overwrite {latest.name} — resume from {run_dir}, or start a new phase from it with "
-            f"phase.continue_from: {path} and a new training.output_dir"
-        )
-    return latest.resolve()
-
-
-def _resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) -> str:
-    state = _trainer_state(ckpt)
-    done_epochs, done_steps = state.get("epoch", 0.0), state.get("global_step", 0)
-    lines = [f"{where}: training.resume_from_checkpoint only finishes an interrupted run with its own settings, "
-             f"but this config changes them against {ckpt / checkpoints.INFO}:"]
-    for key, (old, new) in changes.items():
-        if key == "training.num_train_epochs":
-            if new is not None and old is not None and new <= done_epochs:
-                why = f"epochs are a total and the checkpoint has done {done_epochs:g}, so {new:g} would train 0 steps"
-            else:
-                why = (f"epochs are a total (the checkpoint has done {done_epochs:g} of {old:g}), so {new:g} would train "
-                       f"{(new or 0) - done_epochs:g} more on a stretched schedule of the old learning rate")
-        elif key == "training.max_steps":
-            why = f"steps are a total and the checkpoint has done {done_steps}"
-        else:
-            why = RESUME_CONSEQUENCE.get(key, "a resume restores the saved state; this change would not be applied cleanly").format(old=old, new=new)
-        lines.append(f"  {key}: {old} -> {new} — {why}")
-    lines.append(f"fix: to train a new phase from this checkpoint, replace training.resume_from_checkpoint with "
-                 f"`phase: {{continue_from: {ckpt}}}` and set training.output_dir: {suggested_dir} — "
-                 f"or run the same command with --as-phase")
-    return "\n".join(lines)
-
-
-def _next_phase_dir(run_dir: Path) -> Path:
-    stem = run_dir.name.rsplit("_phase", 1)[0]
-    n = 2
-    while (run_dir.parent / f"{stem}_phase{n}").exists() or store.run_for_output_dir(run_dir.parent / f"{stem}_phase{n}"):
-        n += 1
-    return run_dir.parent / f"{stem}_phase{n}"
-
-
-def _check_free(output_dir: Path) -> None:
-    run = store.run_for_output_dir(output_dir)
-    if run:
-        raise UserError(
-            f"training.output_dir {output_dir} holds run '{run['name']}' ({run['id']}, {run['status']}) — "
-            f"set a new training.output_dir; to finish that run instead set training.resume_from_checkpoint: {output_dir}"
-        )
-    if output_dir.exists() and any(output_dir.iterdir()):
-        raise UserError(f"training.output_dir {output_dir} is not empty and holds no run — set a new training.output_dir")
-
-
-def _continue_point(config: cfg.Config) -> tuple[Path, dict]:
-    """Resolve phase.continue_from and check the adapter can be continued with this config."""
-    ckpt = checkpoints.resolve(config.phase.continue_from)
-    if ckpt == checkpoints.BASE:
-        raise UserError("phase.continue_from: base — a phase starting from the base model is a fresh run: remove phase.continue_from")
-    adapter_file = ckpt / "adapter_config.json"
-    if not (ckpt / "adapter_model.safetensors").is_file():
-        raise UserError(f"phase.continue_from: {ckpt} has no adapter_model.safetensors — pick a complete checkpoint")
-    adapter = json.loads(adapter_file.read_text())
-    info = checkpoints.info(ckpt)
-    parent_base = info.get("config", {}).get("model", {}).get("base") or adapter.get("base_model_name_or_path", "")
-    problems = []
-    if adapter.get("r") != config.lora.r:
-        problems.append(f"lora.r {config.lora.r} vs the checkpoint's {adapter.get('r')}")
-    if adapter.get("lora_alpha") != config.lora.lora_alpha:
-        problems.append(f"lora.lora_alpha {config.lora.lora_alpha} vs the checkpoint's {adapter.get('lora_alpha')}")
-    if set(adapter.get("target_modules") or []) != set(config.lora.target_modules):
-        problems.append(f"lora.target_modules {sorted(config.lora.target_modules)} vs the checkpoint's {sorted(adapter.get('target_modules') or [])}")
-    if _base_identity(parent_base) != _base_identity(config.model.base):
-        problems.append(f"model.base {config.model.base} vs the checkpoint's {parent_base}")
-    if problems:
-        raise UserError(
-            f"phase.continue_from {ckpt}: cannot continue this adapter — {'; '.join(problems)}. A continue phase keeps "
-            f"the adapter's shape and base model; for more capacity start a fresh run (remove phase.continue_from, "
-            f"new training.output_dir, see config/restart_more_capacity.yaml)"
-        )
-    return ckpt, info
-
-
 def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str:
     """Validate, plan and record one phase; write `<output_dir>/config.yaml`; return the run id.
 
@@ -228,21 +84,20 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
     _check_inputs(config)
 
     if config.training.resume_from_checkpoint:
-        ckpt = _resume_point(config.training.resume_from_checkpoint)
+        ckpt = phases.resume_point(config.training.resume_from_checkpoint)
         saved = checkpoints.info(ckpt).get("config")
         if not saved:
             raise UserError(f"training.resume_from_checkpoint: {ckpt} has no {checkpoints.INFO} — it was not written by this trainer; start a phase from it with phase.continue_from")
-        changes = diff(saved, config.to_dict(), ignore=RESUME_FREE)
-        changes = {k: v for k, v in changes.items() if not k.startswith(RESUME_FREE_SECTIONS)}
+        changes = phases.resume_changes(saved, config.to_dict())
         wanted_dir = paths.resolve_output_dir(config.training.output_dir)
         if wanted_dir != ckpt.parent:
             changes["training.output_dir"] = [str(ckpt.parent), str(wanted_dir)]
         if not changes:
             return _reopen(config, ckpt)
-        suggested = wanted_dir if wanted_dir != ckpt.parent and not store.run_for_output_dir(wanted_dir) else _next_phase_dir(ckpt.parent)
+        suggested = wanted_dir if wanted_dir != ckpt.parent and not store.run_for_output_dir(wanted_dir) else phases.next_phase_dir(ckpt.parent)
         if not as_phase:
-            raise UserError(_resume_refusal(where, ckpt, changes, str(suggested)))
-        done = _trainer_state(ckpt).get("epoch", 0.0)
+            raise UserError(phases.resume_refusal(where, ckpt, changes, str(suggested)))
+        done = phases.trainer_state(ckpt).get("epoch", 0.0)
         config.phase.continue_from = str(ckpt)
         config.training.resume_from_checkpoint = None
         config.training.output_dir = str(suggested)
@@ -251,14 +106,14 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
               f"(the parent had trained {done:g} epochs)", flush=True)
 
     output_dir = paths.resolve_output_dir(config.training.output_dir)
-    _check_free(output_dir)
+    phases.check_free(output_dir)
     config.training.output_dir = str(output_dir)
     phase_kind, parent_run, parent_ckpt, changes, items = "fresh", None, None, {}, None
     if config.phase.continue_from:
-        parent_ckpt, info = _continue_point(config)
+        parent_ckpt, info = phases.continue_point(config)
         config.phase.continue_from = str(parent_ckpt)
         phase_kind, parent_run = "continue", info.get("run_id")
-        changes = diff(info.get("config", {}), config.to_dict(), ignore=LINEAGE_NOISE)
+        changes = phases.diff(info.get("config", {}), config.to_dict(), ignore=phases.LINEAGE_NOISE)
         from core import advise
 
         # the pre-continue checklist, unless phase.override_reason says why not; stored with the run
@@ -277,14 +132,12 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
 
 def _reopen(config: cfg.Config, ckpt: Path) -> str:
     """Resume: the same run row and output_dir, pointed at its latest complete checkpoint."""
-    from core import runs
-
     run = store.run_for_output_dir(ckpt.parent)
     if not run or run["id"] != checkpoints.info(ckpt).get("run_id"):
         raise UserError(f"training.resume_from_checkpoint: {ckpt} belongs to no run of this store — start a phase from it with phase.continue_from")
-    if runs.worker_alive(run):
+    if phases.worker_alive(run):
         raise UserError(f"run '{run['name']}' ({run['id']}) is still training (pid {run['pid']}) — stop it first: umlstudio runs, or kill -TERM {run['pid']}")
-    state = _trainer_state(ckpt)
+    state = phases.trainer_state(ckpt)
     if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
         raise UserError(f"run '{run['name']}' finished at {ckpt.name}: nothing to resume — to train more start a phase with phase.continue_from: {ckpt}")
     config.training.output_dir = str(ckpt.parent)
@@ -497,7 +350,7 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
         # what the interrupted attempt logged or half-saved after its last complete checkpoint goes
         store.delete_metrics_after(run_id, resume_step)
         for ckpt in checkpoints.list_checkpoints(output_dir):
-            if checkpoints.step_of(ckpt) > resume_step and not _complete(ckpt):
+            if checkpoints.step_of(ckpt) > resume_step and not phases.is_complete(ckpt):
                 shutil.rmtree(ckpt)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 

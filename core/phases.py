@@ -1,0 +1,201 @@
+"""The phase rules, pure enough to read in one sitting: which checkpoint a resume restarts from,
+whether a checkpoint can be continued with a config, what a resume may change, and which
+output folders are free.
+
+Three operations train a phase (see core/train.py for the recipe that uses these rules):
+
+- fresh: a new run in a new, free output_dir;
+- resume (`training.resume_from_checkpoint`): finish an interrupted run in its own folder from its
+  latest complete checkpoint, with its own settings (`resume_changes` lists what would differ);
+- continue (`phase.continue_from`): a new phase in a new output_dir from a checkpoint's adapter
+  weights (`continue_point` checks the adapter fits the config).
+
+Nothing here writes; every refusal is a `UserError` naming the setting and the fix.
+"""
+
+import json
+from pathlib import Path
+
+from core import checkpoints, models, paths, store
+from core import config as cfg
+from core.errors import UserError
+
+# Keys a resume may change: they decide what is logged, saved or shown, not what is trained.
+RESUME_FREE = {"run_name", "training.resume_from_checkpoint", "training.output_dir", "training.backend",
+               "training.save_steps", "training.eval_steps", "training.logging_steps", "data.eval_rows"}
+RESUME_FREE_SECTIONS = ("phase.", "evaluation.", "quality.")
+# Keys that always differ between a phase and its parent, so they are no "change" worth listing.
+LINEAGE_NOISE = {"run_name", "training.output_dir", "training.resume_from_checkpoint", "phase.continue_from",
+                 "phase.override_reason"}
+# What HF does with a changed key when resuming, for the refusal message.
+RESUME_CONSEQUENCE = {
+    "training.learning_rate": "the saved optimizer and scheduler come back with the old learning rate {old}; {new} would never be used",
+    "training.lr_scheduler_type": "the saved scheduler state comes back; the new schedule would be applied to the old one's position",
+    "training.warmup_ratio": "the saved scheduler state comes back; warm-up is already done or half done",
+    "training.weight_decay": "the saved optimizer's parameter groups come back with weight decay {old}",
+    "training.output_dir": "a resume finishes the run in its own folder; the run's state lives in {old}, not {new}",
+}
+
+
+# ---- configs as flat keys -----------------------------------------------------------------------
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def diff(old: dict, new: dict, ignore=()) -> dict:
+    """{key: [old, new]} for every leaf that differs between two configs (as dicts)."""
+    a, b = flatten(old), flatten(new)
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in ignore}
+
+
+def resume_changes(saved: dict, config: dict) -> dict:
+    """What a resume config changes against the checkpoint's own config, among the keys a resume
+    may not change (RESUME_FREE and RESUME_FREE_SECTIONS may)."""
+    return {k: v for k, v in diff(saved, config, ignore=RESUME_FREE).items() if not k.startswith(RESUME_FREE_SECTIONS)}
+
+
+def base_identity(base: str) -> str:
+    """One spelling per base model, without preparing it: the embedded name and its folder agree."""
+    if base == models.EMBEDDED:
+        return str(models.embedded_dir().resolve())
+    path = Path(base).expanduser()
+    return str(path.resolve()) if path.exists() else base
+
+
+# ---- checkpoints as phase starting points -------------------------------------------------------
+
+
+def trainer_state(ckpt: Path) -> dict:
+    path = ckpt / "trainer_state.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def is_complete(ckpt: Path) -> bool:
+    """A checkpoint is complete once its manifest is written: the trainer writes it last."""
+    return (ckpt / checkpoints.MANIFEST).is_file()
+
+
+def resume_point(ref: str) -> Path:
+    """The checkpoint a resume restarts from: the run's latest complete one."""
+    path = Path(ref).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = paths.home() / ref
+    if not path.is_dir():
+        raise UserError(f"training.resume_from_checkpoint: {ref} not found — name a run folder or one of its checkpoint-<step> folders")
+    run_dir = path.parent if checkpoints.step_of(path) is not None else path
+    complete = [c for c in checkpoints.list_checkpoints(run_dir) if is_complete(c)]
+    if not complete:
+        raise UserError(f"training.resume_from_checkpoint: {run_dir} has no complete checkpoint (one with {checkpoints.MANIFEST}) — start the run again without resume_from_checkpoint")
+    latest = complete[-1]
+    if checkpoints.step_of(path) is not None and not is_complete(path):
+        raise UserError(f"training.resume_from_checkpoint: {path} is incomplete (no {checkpoints.MANIFEST}: the worker "
+                        f"stopped while saving it) — resume from the run folder {run_dir}, whose latest complete one is {latest.name}")
+    if checkpoints.step_of(path) is not None and path.resolve() != latest.resolve():
+        raise UserError(
+            f"training.resume_from_checkpoint: {path.name} is not the run's latest checkpoint ({latest.name}); resuming "
+            f"from it would overwrite {latest.name} — resume from {run_dir}, or start a new phase from it with "
+            f"phase.continue_from: {path} and a new training.output_dir"
+        )
+    return latest.resolve()
+
+
+def resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) -> str:
+    """Why a resume that changes settings is refused: one line per change, then the fix."""
+    state = trainer_state(ckpt)
+    done_epochs, done_steps = state.get("epoch", 0.0), state.get("global_step", 0)
+    lines = [f"{where}: training.resume_from_checkpoint only finishes an interrupted run with its own settings, "
+             f"but this config changes them against {ckpt / checkpoints.INFO}:"]
+    for key, (old, new) in changes.items():
+        if key == "training.num_train_epochs":
+            if new is not None and old is not None and new <= done_epochs:
+                why = f"epochs are a total and the checkpoint has done {done_epochs:g}, so {new:g} would train 0 steps"
+            else:
+                why = (f"epochs are a total (the checkpoint has done {done_epochs:g} of {old:g}), so {new:g} would train "
+                       f"{(new or 0) - done_epochs:g} more on a stretched schedule of the old learning rate")
+        elif key == "training.max_steps":
+            why = f"steps are a total and the checkpoint has done {done_steps}"
+        else:
+            why = RESUME_CONSEQUENCE.get(key, "a resume restores the saved state; this change would not be applied cleanly").format(old=old, new=new)
+        lines.append(f"  {key}: {old} -> {new} — {why}")
+    lines.append(f"fix: to train a new phase from this checkpoint, replace training.resume_from_checkpoint with "
+                 f"`phase: {{continue_from: {ckpt}}}` and set training.output_dir: {suggested_dir} — "
+                 f"or run the same command with --as-phase")
+    return "\n".join(lines)
+
+
+def continue_point(config: cfg.Config) -> tuple[Path, dict]:
+    """Resolve phase.continue_from and check the adapter can be continued with this config."""
+    ckpt = checkpoints.resolve(config.phase.continue_from)
+    if ckpt == checkpoints.BASE:
+        raise UserError("phase.continue_from: base — a phase starting from the base model is a fresh run: remove phase.continue_from")
+    adapter_file = ckpt / "adapter_config.json"
+    if not (ckpt / "adapter_model.safetensors").is_file():
+        raise UserError(f"phase.continue_from: {ckpt} has no adapter_model.safetensors — pick a complete checkpoint")
+    adapter = json.loads(adapter_file.read_text())
+    info = checkpoints.info(ckpt)
+    parent_base = info.get("config", {}).get("model", {}).get("base") or adapter.get("base_model_name_or_path", "")
+    problems = []
+    if adapter.get("r") != config.lora.r:
+        problems.append(f"lora.r {config.lora.r} vs the checkpoint's {adapter.get('r')}")
+    if adapter.get("lora_alpha") != config.lora.lora_alpha:
+        problems.append(f"lora.lora_alpha {config.lora.lora_alpha} vs the checkpoint's {adapter.get('lora_alpha')}")
+    if set(adapter.get("target_modules") or []) != set(config.lora.target_modules):
+        problems.append(f"lora.target_modules {sorted(config.lora.target_modules)} vs the checkpoint's {sorted(adapter.get('target_modules') or [])}")
+    if base_identity(parent_base) != base_identity(config.model.base):
+        problems.append(f"model.base {config.model.base} vs the checkpoint's {parent_base}")
+    if problems:
+        raise UserError(
+            f"phase.continue_from {ckpt}: cannot continue this adapter — {'; '.join(problems)}. A continue phase keeps "
+            f"the adapter's shape and base model; for more capacity start a fresh run (remove phase.continue_from, "
+            f"new training.output_dir, see config/restart_more_capacity.yaml)"
+        )
+    return ckpt, info
+
+
+# ---- output folders -----------------------------------------------------------------------------
+
+
+def next_phase_dir(run_dir: Path) -> Path:
+    """`<run>_phase<n>` beside the run: the first n from 2 whose folder and run row are both free."""
+    stem = run_dir.name.rsplit("_phase", 1)[0]
+    n = 2
+    while (run_dir.parent / f"{stem}_phase{n}").exists() or store.run_for_output_dir(run_dir.parent / f"{stem}_phase{n}"):
+        n += 1
+    return run_dir.parent / f"{stem}_phase{n}"
+
+
+def check_free(output_dir: Path) -> None:
+    """A new run may write into `output_dir`: no run holds it and it is empty or absent."""
+    run = store.run_for_output_dir(output_dir)
+    if run:
+        raise UserError(
+            f"training.output_dir {output_dir} holds run '{run['name']}' ({run['id']}, {run['status']}) — "
+            f"set a new training.output_dir; to finish that run instead set training.resume_from_checkpoint: {output_dir}"
+        )
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UserError(f"training.output_dir {output_dir} is not empty and holds no run — set a new training.output_dir")
+
+
+# ---- workers ------------------------------------------------------------------------------------
+
+
+def worker_alive(run: dict) -> bool:
+    """Whether the run's training worker is still running (a zombie or a reused pid is not)."""
+    pid = run.get("pid")
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X") and b"core.train" in cmdline
