@@ -50,14 +50,17 @@ class Relation:
     target: str
     kind: str
     label: str = ""
+    ends: tuple[str, str] = ("", "")  # multiplicity or ER cardinality at (source, target): "1", "0..*", …
 
 
 @dataclass
 class Diagram:
     type: str  # one of TYPES, or "unknown"
     entities: list[Entity] = field(default_factory=list)
-    relations: list[Relation] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)  # in written order, repeats kept
     complete: bool = False  # @startuml…@enduml present, braces balanced
+    attributes: list[tuple[str, str]] = field(default_factory=list)  # class/ER members: (entity, normalised member)
+    branches: int = 0  # activity: if, while, repeat, fork/split and switch blocks
 
 
 def normalise(name: str) -> str:
@@ -131,7 +134,7 @@ def _clean(lines: list[str]) -> list[str]:
 def _balanced(lines: list[str]) -> bool:
     depth = 0
     for line in lines:
-        unquoted = re.sub(r'"[^"]*"', "", line)
+        unquoted = re.sub(r"(?<=[-.])[|o]\{|\}[|o](?=[-.])", "", re.sub(r'"[^"]*"', "", line))  # `||--o{` opens no block
         depth += unquoted.count("{") - unquoted.count("}")
         if depth < 0:
             return False
@@ -305,8 +308,10 @@ def detect_type(text: str) -> str:
 class _Builder:
     def __init__(self):
         self.entities: dict[str, Entity] = {}
-        self.relations: dict[Relation, None] = {}
+        self.relations: list[Relation] = []
         self.aliases: dict[str, str] = {}
+        self.attributes: dict[tuple[str, str], None] = {}
+        self.branches = 0
 
     def entity(self, name: str, kind: str, declared: bool = True) -> str:
         """Add (or, when declared, re-kind) an entity; return its name as first written."""
@@ -331,9 +336,14 @@ class _Builder:
             return self.aliases[name]
         return self.entity(name, shape or default_kind, declared=False)
 
-    def relation(self, source: str, target: str, kind: str, label: str = "") -> None:
+    def relation(self, source: str, target: str, kind: str, label: str = "", ends: tuple[str, str] = ("", "")) -> None:
         if source and target:
-            self.relations[Relation(source, target, kind, label)] = None
+            self.relations.append(Relation(source, target, kind, label, ends))
+
+    def attribute(self, entity: str, line: str) -> None:
+        member = _member(line)
+        if member:
+            self.attributes[(entity, member)] = None
 
 
 def _label(text: str | None) -> str:
@@ -342,12 +352,37 @@ def _label(text: str | None) -> str:
     return text.strip().strip('"').strip()
 
 
+_CARDINALITY = {"||": "1", "|o": "0..1", "o|": "0..1", "}|": "1..*", "|{": "1..*", "}o": "0..*", "o{": "0..*"}
+
+
+def _multiplicity(text: str | None) -> str:
+    """A comparable multiplicity: "*", "many", "n" -> "0..*"; "1..n" -> "1..*"; "" when none."""
+    text = re.sub(r"\s+", "", (text or "").lower())
+    text = re.sub(r"(?<![\d.])(?:many|n|m)$|(?<=\.\.)(?:many|n|m)$", "*", text)
+    return "0..*" if text == "*" else text
+
+
+def _member(line: str) -> str | None:
+    """The normalised name of a class or entity member line ("+ name : String", "String name",
+    "+ total() : int", "* id : int <<PK>>"); None for separators and empty lines."""
+    line = re.sub(r"\{\w+\}|<<[^>\n]*>>", "", line).strip().lstrip("+-#~* ").strip()
+    if not line or re.match(r"^[-.=_]{2}", line) or line in "{}":
+        return None
+    if "(" in line:
+        words = line.split("(", 1)[0].split()
+        return f"{normalise(words[-1])}()" if words else None
+    words = (line.split(":", 1)[0] if ":" in line else line).split()
+    return normalise(words[-1].rstrip(",;")) if words else None
+
+
 def _arrow(lh: str | None, body: str, rh: str | None) -> tuple[str, bool]:
-    """(kind, reversed) for a class-style arrow; reversed: the right-hand name is the source."""
+    """(kind, reversed) for a class-style arrow; reversed: the right-hand name is the source.
+
+    A line without heads is a "link" (no direction), as are ER relations (crow's feet)."""
     dotted = "." in body
     ends = {lh or "", rh or ""}
-    if ends & {"}|", "}o", "||", "|o", "|{", "o{", "o|"}:
-        return "association", False
+    if ends & set(_CARDINALITY) or not (lh or rh):
+        return "link", False
     if lh == "<|" or rh == "|>":
         return ("realization" if dotted else "inheritance"), lh == "<|"
     if "*" in ends:
@@ -363,9 +398,11 @@ def _parse_graph(lines: list[str], diagram_type: str) -> _Builder:
     b = _Builder()
     decl, keywords, default = _DECLS[diagram_type], _DECL_KEYWORDS[diagram_type], _DEFAULT_KIND[diagram_type]
     skip_bodies = diagram_type in ("class", "er")
-    depth = 0
+    depth, owner = 0, ""
     for line in lines:
         if depth:  # inside a class or entity body: members, not structure
+            if depth == 1 and "{" not in line and "}" not in line:
+                b.attribute(owner, line)
             depth += line.count("{") - line.count("}")
             depth = max(depth, 0)
             continue
@@ -390,7 +427,7 @@ def _parse_graph(lines: list[str], diagram_type: str) -> _Builder:
                 for p in parent.split(","):
                     b.relation(name, b.resolve(p.strip(), "interface"), "realization")
             if skip_bodies and "{" in rest:
-                depth = max(rest.count("{") - rest.count("}"), 0)
+                depth, owner = max(rest.count("{") - rest.count("}"), 0), name
             continue
         if diagram_type in ("usecase", "component"):
             found = _SHORT_DECL.match(line)
@@ -410,6 +447,8 @@ def _parse_graph(lines: list[str], diagram_type: str) -> _Builder:
         found = _STATE_TEXT.match(line)
         if found and diagram_type == "state":
             b.resolve(found["name"], default)
+        elif found and skip_bodies:  # Order : total
+            b.attribute(b.resolve(found["name"], default), line.split(":", 1)[1])
     return b
 
 
@@ -420,6 +459,8 @@ def _graph_relation(b: _Builder, found: re.Match, diagram_type: str, default: st
         ends.append(token if pseudo else b.resolve(token, default))
     kind, reverse = _arrow(found["lh"], found["body"], found["rh"])
     label = _label(found["label"])
+    marks = (_CARDINALITY.get(found["lh"] or "") or _multiplicity(found["ma"]),
+             _CARDINALITY.get(found["rh"] or "") or _multiplicity(found["mb"]))
     if diagram_type == "state":
         kind = "transition"
     elif diagram_type == "usecase" and re.search(r"\binclude", label, re.I):
@@ -427,7 +468,7 @@ def _graph_relation(b: _Builder, found: re.Match, diagram_type: str, default: st
     elif diagram_type == "usecase" and re.search(r"\bextend", label, re.I):
         kind = "extend"
     source, target = reversed(ends) if reverse else ends
-    b.relation(source, target, kind, label)
+    b.relation(source, target, kind, label, marks[::-1] if reverse else marks)
 
 
 def _parse_sequence(lines: list[str]) -> _Builder:
@@ -477,6 +518,10 @@ def _parse_activity(lines: list[str]) -> _Builder:
             b.relation(p, name, "flow", label)
         prev, label = [name], ""
 
+    def push(frame: _Branches) -> None:
+        stack.append(frame)
+        b.branches += 1
+
     def branch(new_label: str | None, is_else: bool = False) -> None:
         nonlocal prev, label
         if not stack:
@@ -518,7 +563,7 @@ def _parse_activity(lines: list[str]) -> _Builder:
         elif low in ("stop", "end", "kill", "detach"):
             prev = []
         elif (found := re.match(r"^if\s*\(.*?\)\s*(?:is\s*\((.*?)\)\s*)?then(?:\s*\((.*?)\))?", line, re.I)):
-            stack.append(_Branches("if", list(prev)))
+            push(_Branches("if", list(prev)))
             label = found[2] or found[1] or ""
         elif (found := re.match(r"^else\s*if\s*\(.*?\)\s*(?:is\s*\((.*?)\)\s*)?then(?:\s*\((.*?)\))?", line, re.I)):
             branch(found[2] or found[1])
@@ -527,24 +572,24 @@ def _parse_activity(lines: list[str]) -> _Builder:
         elif re.match(r"^end\s*if\b", line, re.I):
             close(("if",))
         elif (found := re.match(r"^while\s*\(.*?\)\s*(?:is\s*\((.*?)\))?", line, re.I)):
-            stack.append(_Branches("loop", list(prev)))
+            push(_Branches("loop", list(prev)))
             label = found[1] or ""
         elif re.match(r"^end\s*while\b", line, re.I):
             close(("loop",))
         elif re.match(r"^repeat\s*while\b", line, re.I):
             close(("repeat",))
         elif (found := re.match(r"^repeat\b\s*(?::(.*?)[;|<>/\]}])?$", line, re.I)):
-            stack.append(_Branches("repeat", list(prev)))
+            push(_Branches("repeat", list(prev)))
             if found[1]:
                 step(found[1].strip())
         elif re.match(r"^(?:fork|split)\s+again\b", line, re.I):
             branch(None)
         elif re.match(r"^(?:fork|split)$", line, re.I):
-            stack.append(_Branches("fork", list(prev)))
+            push(_Branches("fork", list(prev)))
         elif re.match(r"^end\s*(?:fork|split|merge)\b", line, re.I):
             close(("fork",))
         elif re.match(r"^switch\s*\(", line, re.I):
-            stack.append(_Branches("switch", list(prev), started=False))
+            push(_Branches("switch", list(prev), started=False))
         elif (found := re.match(r"^case\s*\((.*?)\)", line, re.I)):
             branch(found[1])
         elif re.match(r"^end\s*switch\b", line, re.I):
@@ -572,4 +617,5 @@ def analyse(text: str, expected_type: str | None = None) -> Diagram:
         built = _parse_activity(lines)
     else:
         built = _parse_graph(lines, diagram_type)
-    return Diagram(diagram_type, list(built.entities.values()), list(built.relations), complete)
+    return Diagram(diagram_type, list(built.entities.values()), built.relations, complete, list(built.attributes),
+                   built.branches)

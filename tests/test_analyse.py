@@ -52,7 +52,7 @@ Wheel --o Car
      {("Circle", "Shape", "inheritance"), ("Circle", "Drawable", "realization"),
       ("Order", "Order Item", "composition"), ("Customer", "Order", "aggregation"),
       ("Square", "Shape", "inheritance"), ("Polygon", "Shape", "realization"), ("Order", "Invoice", "association"),
-      ("Invoice", "Color", "dependency"), ("Customer", "Address", "association"), ("Payment", "Order", "association"),
+      ("Invoice", "Color", "dependency"), ("Customer", "Address", "link"), ("Payment", "Order", "association"),
       ("Order", "Carrier", "association"), ("Review", "Order", "association"), ("Engine", "Part", "composition"),
       ("Car", "Wheel", "aggregation")}),
     ("sequence: participants, aliases, message arrows", """@startuml
@@ -137,7 +137,7 @@ Admin --|> Customer
 @enduml""", None, "usecase",
      {"Customer", "Store Admin", "Guest", "Checkout", "Apply Coupon", "Browse Catalog", "Login"},
      {("Customer", "Browse Catalog", "association"), ("Customer", "Checkout", "association"),
-      ("Guest", "Browse Catalog", "association"), ("Checkout", "Login", "include"),
+      ("Guest", "Browse Catalog", "link"), ("Checkout", "Login", "include"),
       ("Apply Coupon", "Checkout", "extend"), ("Store Admin", "Customer", "inheritance")}),
     ("state: [*], composite state, alias, events", """@startuml
 [*] --> Idle
@@ -173,7 +173,7 @@ AA - [API Gateway]
 @enduml""", None, "component",
      {"Web UI", "API Gateway", "REST", "Auth API", "Server", "Orders DB"},
      {("Web UI", "API Gateway", "association"), ("API Gateway", "REST", "dependency"),
-      ("API Gateway", "Orders DB", "association"), ("Auth API", "API Gateway", "association")}),
+      ("API Gateway", "Orders DB", "association"), ("Auth API", "API Gateway", "link")}),
     ("er: entities with bodies, crow's feet", """@startuml
 hide circle
 entity Customer {
@@ -190,8 +190,8 @@ SO }|--|| Product
 Product |o--o{ Supplier
 @enduml""", None, "er",
      {"Customer", "Sales Order", "Product", "Supplier"},
-     {("Customer", "Sales Order", "association"), ("Sales Order", "Product", "association"),
-      ("Product", "Supplier", "association")}),
+     {("Customer", "Sales Order", "link"), ("Sales Order", "Product", "link"),
+      ("Product", "Supplier", "link")}),
     ("a class snippet of arrows only is a class diagram when the dataset says so", """Review --> Service : for
 Customer --> Order : places""", "class", "class",
      {"Review", "Service", "Customer", "Order"},
@@ -216,7 +216,9 @@ def test_entity_kinds_and_labels():
     diagram = analyse(CASES[0][1])
     kinds = {e.name: e.kind for e in diagram.entities}
     assert kinds["Shape"] == "abstract" and kinds["Drawable"] == "interface" and kinds["Color"] == "enum"
-    assert Relation("Order", "Order Item", "composition", "contains") in diagram.relations
+    assert Relation("Order", "Order Item", "composition", "contains", ("1", "0..*")) in diagram.relations
+    assert Relation("Customer", "Order", "aggregation", "", ("1", "0..*")) in diagram.relations  # "many" is 0..*
+    assert diagram.attributes == [("Shape", "area()"), ("Shape", "name"), ("Color", "red"), ("Color", "green")]
     seq = analyse(CASES[1][1])
     assert {e.name: e.kind for e in seq.entities}["DB"] == "database"
     assert Relation("User", "Order Service", "message", "place order") in seq.relations
@@ -246,7 +248,7 @@ def test_detect_type_heuristics():
 PLANTUCD = [
     ('class Category {\n  + categoryId : String\n  + name : String\n  + description : String\n}\n\n\n'
      'Category "1" -- "0..*" Product : includes\n',
-     {"Category", "Product"}, {("Category", "Product", "association")}),
+     {"Category", "Product"}, {("Category", "Product", "link")}),
     ('class User {\n  + userId : String\n  + username : String\n  + role : String\n\n  + login()\n  + logout()\n}\n\n\n'
      'User <|-- Admin\nUser <|-- WarehouseManager\nUser <|-- Salesperson\n',
      {"User", "Admin", "WarehouseManager", "Salesperson"},
@@ -257,7 +259,7 @@ PLANTUCD = [
      {"Payment", "Subscription"}, {("Subscription", "Payment", "association")}),
     ('class TrafficPredictor {\n  +predictTrafficConditions(data: List<HistoricalData>, realTimeData: TrafficCondition): '
      'TrafficCondition\n}\n\nHistoricalData "1" -- "*" TrafficPredictor : "analyzed by"',
-     {"TrafficPredictor", "HistoricalData"}, {("HistoricalData", "TrafficPredictor", "association")}),
+     {"TrafficPredictor", "HistoricalData"}, {("HistoricalData", "TrafficPredictor", "link")}),
     ('class Report {\n  + reportId : String\n  + reportType : String\n  + generate()\n}\n\n\n'
      'class Alert {\n  + alertId : String\n  + message : String\n  + alertDate : Date\n}\n\n\n'
      'Alert "1" --> "1" Product : concerns\n',
@@ -284,7 +286,7 @@ PLANTUCD_ARROWS = {  # Output_AST arrow -> (kind, the class holding the relation
     "<|..": ("realization", True), "*--": ("composition", False), "--*": ("composition", True),
     "o--": ("aggregation", False), "--o": ("aggregation", True), "..>": ("dependency", False),
     "<..": ("dependency", True), "-->": ("association", False), "<--": ("association", True),
-    "--": ("association", False),
+    "--": ("link", False),
 }
 
 
@@ -315,6 +317,19 @@ def test_every_plantucd_row_agrees_with_its_ast():
         exact += (ast_entities, ast_relations) == (found_entities, found_relations)
     assert len(rows) > 1000
     assert exact / len(rows) > 0.98
+
+
+def test_cardinalities_members_branches_and_repeats():
+    er = analyse(next(c[1] for c in CASES if c[3] == "er"))
+    assert [r.ends for r in er.relations] == [("1", "0..*"), ("1..*", "1"), ("0..1", "0..*")]
+    assert er.attributes == [("Customer", "id"), ("Customer", "name"), ("Sales Order", "id"),
+                             ("Sales Order", "customer id")]
+    assert er.complete  # crow's feet like `o{` open no block
+    assert analyse(CASES[2][1]).branches == 2 and analyse(CASES[3][1]).branches == 1  # if + while; fork
+    assert analyse("@startuml\nclass Order\nOrder : total\nOrder : + pay() : bool\n@enduml").attributes == [
+        ("Order", "total"), ("Order", "pay()")]
+    looped = analyse("@startuml\nA -> B : ping\nA -> B : ping\nB -> A : pong\n@enduml", "sequence")
+    assert [(r.source, r.label) for r in looped.relations] == [("A", "ping"), ("A", "ping"), ("B", "pong")]
 
 
 def test_complete_needs_start_end_and_closed_braces():
@@ -348,7 +363,7 @@ def test_entities_named_like_keywords_are_kept():
     diagram = analyse(text)
     assert names(diagram) == {"Note", "Title", "Legend", "Patient", "Book", "Map"}
     assert rels(diagram) == {("Note", "Patient", "association"), ("Title", "Book", "association"),
-                             ("Legend", "Map", "association")}
+                             ("Legend", "Map", "link")}
 
 
 def test_comments_notes_and_settings_are_ignored():
