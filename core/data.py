@@ -1,24 +1,28 @@
 """Dataset rows: load them, split them by source, build the default dataset, count, filter and
 write them, and the `umlstudio data` command.
 
-A row is {"prompt", "plantuml", "diagram_type", "category", "source", "entities", "relations"}.
+A row is {"prompt", "plantuml", "diagram_type", "category", "source", "origin", "entities",
+"relations"}. `origin` says who wrote the prompt: "real" (people: PlantUCD, US2SD, LATO),
+"generated" (core/datagen.py) or "unspecified" (a file that does not say).
 `entities` lists the names a diagram declares; `relations` lists [source, target, kind, label].
 Direction: the arrow's tail is the source, except that inheritance and realization go from the
 subclass to its parent and composition and aggregation from the whole to its part (PlantUML's
 `A --|> B` and `A *-- B` forms). Rows built by core/datagen.py describe their conventions there.
 
 Files: `.jsonl` with rows in this format or PlantUCD's native rows (`HumanLang`, `PlantUML`, `Model`,
-`Output_AST`), or `.csv` with the columns prompt,plantuml[,diagram_type,category,source]. A dataset
+`Output_AST`), or `.csv` with the columns prompt,plantuml[,diagram_type,category,source,origin]. A dataset
 is a folder holding train.jsonl, validation.jsonl and test.jsonl, or a single file that stands for
 whichever split is asked of it.
 """
 
 import argparse
 import csv
+import io
 import itertools
 import json
 import random
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -32,9 +36,12 @@ RELATION_KINDS = (
     "message", "transition", "include", "extend", "flow",
 )
 SPLITS = ("train", "validation", "test")
+ORIGINS = ("real", "generated", "unspecified")
 PLANTUCD_FILE = DATA_DIR / "plantucd" / "plantucd.jsonl"
-CSV_COLUMNS = "prompt,plantuml[,diagram_type,category,source]"
-_CSV_KEYS = ("prompt", "plantuml", "diagram_type", "category", "source")
+US2SD_FILE = DATA_DIR / "us2sd" / "us2sd.jsonl"
+LATO_FILE = DATA_DIR / "lato" / "lato.jsonl"
+CSV_COLUMNS = "prompt,plantuml[,diagram_type,category,source,origin]"
+_CSV_KEYS = ("prompt", "plantuml", "diagram_type", "category", "source", "origin")
 
 # PlantUCD arrow -> (kind, True when the class holding the relation node is its target)
 _PLANTUCD_ARROWS = {
@@ -67,40 +74,56 @@ def load_rows(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file; give the path of a .jsonl or .csv dataset file")
-    if path.suffix == ".jsonl":
-        rows = _read_jsonl(path)
-    elif path.suffix == ".csv":
-        rows = _read_csv(path)
-    else:
+    if path.suffix not in (".jsonl", ".csv"):
         raise UserError(
             f"{path}: unsupported file type '{path.suffix}'; use .jsonl (one JSON object a line) "
             f"or .csv (columns {CSV_COLUMNS})"
         )
+    text = _utf8(path)
+    rows = _read_jsonl(path, text) if path.suffix == ".jsonl" else _read_csv(path, text)
     if not rows:
         raise UserError(f"{path}:1: the file holds no rows; add at least one prompt/plantuml row")
     return rows
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _utf8(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are a UserError naming the line and byte."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            f"save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _read_jsonl(path: Path, text: str) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where}: not valid JSON ({e.msg}); write one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: a row must be a JSON object; write {{\"prompt\": ..., \"plantuml\": ...}}")
-            rows.append(_from_plantucd(obj, where) if "HumanLang" in obj else _from_canonical(obj, path, number))
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg}); write one JSON object per line") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: a row must be a JSON object; write {{\"prompt\": ..., \"plantuml\": ...}}")
+        if "HumanLang" not in obj:
+            rows.append(_from_canonical(obj, path, number))
+        elif isinstance(obj["HumanLang"], str) and not obj["HumanLang"].strip():
+            print(f"{where}: skipped: the PlantUCD row has an empty HumanLang (no requirement to learn from)",
+                  file=sys.stderr)
+        else:
+            rows.append(_from_plantucd(obj, where))
     return rows
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _read_csv(path: Path, text: str) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         if "prompt" not in columns or "plantuml" not in columns:
@@ -127,6 +150,9 @@ def _from_canonical(obj: dict, path: Path, line: int) -> dict:
         raise UserError(f"{where}: unknown diagram_type {diagram_type!r}; use one of {', '.join(DIAGRAM_TYPES)}")
     category = _optional_text(obj, "category", where) or "uncategorized"
     source = _optional_text(obj, "source", where) or f"{path.name}:{line}"  # unknown: each row its own
+    origin = _optional_text(obj, "origin", where) or "unspecified"
+    if origin not in ORIGINS:
+        raise UserError(f"{where}: unknown origin {origin!r}; use one of {', '.join(ORIGINS)} or drop the field")
     entities = obj.get("entities", [])
     if not isinstance(entities, list) or not all(isinstance(name, str) for name in entities):
         raise UserError(f"{where}: 'entities' is not a list of names; write it like [\"Order\", \"Customer\"]")
@@ -136,7 +162,7 @@ def _from_canonical(obj: dict, path: Path, line: int) -> dict:
             f"{where}: 'relations' is not a list of [source, target, kind, label]; write it so, with kinds "
             f"from {', '.join(RELATION_KINDS)}"
         )
-    return _row(prompt, plantuml, diagram_type, category, source, entities, relations)
+    return _row(prompt, plantuml, diagram_type, category, source, origin, entities, relations)
 
 
 def _from_plantucd(obj: dict, where: str) -> dict:
@@ -149,7 +175,7 @@ def _from_plantucd(obj: dict, where: str) -> dict:
         raise UserError(f"{where}: 'Output_AST' is not a PlantUCD parse tree; fix it or drop the field") from None
     except ValueError as e:
         raise UserError(f"{where}: {e}") from None
-    return _row(prompt, plantuml, "class", model, f"plantucd:{model}", entities, relations)
+    return _row(prompt, plantuml, "class", model, f"plantucd:{model}", "real", entities, relations)
 
 
 def _plantucd_ast(ast: dict) -> tuple[list[str], list[list[str]]]:
@@ -174,10 +200,10 @@ def _plantucd_ast(ast: dict) -> tuple[list[str], list[list[str]]]:
     return entities, relations
 
 
-def _row(prompt, plantuml, diagram_type, category, source, entities, relations) -> dict:
+def _row(prompt, plantuml, diagram_type, category, source, origin, entities, relations) -> dict:
     return {
         "prompt": prompt, "plantuml": plantuml, "diagram_type": diagram_type, "category": category,
-        "source": source, "entities": entities, "relations": relations,
+        "source": source, "origin": origin, "entities": entities, "relations": relations,
     }
 
 
@@ -220,10 +246,11 @@ def _guess_type(plantuml: str) -> str:
 def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[dict]]:
     """Split rows into train/validation/test so that no source lands in two splits.
 
-    Deterministic by seed. First, every diagram type with at least 3 sources gets a source in each
-    split with a positive fraction (while unassigned sources of that type remain). Then each other
-    source, in a seeded shuffled order, goes to the split furthest below its share of that source's
-    diagram types. Rows keep their input order within a split.
+    Deterministic by seed. First, every diagram type with at least 3 sources gets its smallest
+    unassigned source in each split with a positive fraction (validation, then test, then train;
+    seeded order among sources of one size). Then the other sources, largest first, each go to the
+    split furthest below its share of that source's diagram types, counted in rows. Rows keep their
+    input order within a split.
     """
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be 3 non-negative shares of train/validation/test adding to 1: {fractions}")
@@ -232,6 +259,7 @@ def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> d
         by_source.setdefault(row["source"], []).append(row)
     sources = sorted(by_source)
     random.Random(seed).shuffle(sources)
+    sources.sort(key=lambda source: len(by_source[source]))  # stable: seeded order among equal sizes
     types = {source: Counter(row["diagram_type"] for row in by_source[source]) for source in sources}
     totals = Counter(row["diagram_type"] for row in rows)
     share = dict(zip(SPLITS, fractions))
@@ -246,7 +274,7 @@ def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> d
         having = [source for source in sources if diagram_type in types[source]]
         if len(having) < 3:
             continue
-        for split in SPLITS:
+        for split in ("validation", "test", "train"):
             free = [source for source in having if source not in split_of]
             if share[split] > 0 and not filled[split][diagram_type] and free:
                 assign(free[0], split)
@@ -254,7 +282,7 @@ def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> d
     def shortfall(split: str, source: str) -> float:
         return sum(share[split] * totals[t] - filled[split][t] for t in types[source])
 
-    for source in sources:
+    for source in reversed(sources):
         if source not in split_of:
             assign(source, max(SPLITS, key=lambda split: shortfall(split, source)))
     return {split: [row for row in rows if split_of[row["source"]] == split] for split in SPLITS}
@@ -264,25 +292,77 @@ def default_dataset_dir() -> Path:
     return DATA_DIR / "default"
 
 
+MANIFEST = "manifest.json"
+
+
 def build_default_dataset(seed: int = 0, out_dir=None) -> Path:
-    """PlantUCD rows plus generated rows, split by source into out_dir (default data/default)."""
+    """The real-prose rows (PlantUCD, US2SD, LATO) and the generated rows, each family split by
+    source on its own (so each keeps about 80/10/10), into out_dir (default data/default), with a
+    manifest.json that counts what each family read, skipped and kept.
+
+    References PlantUML rejects are dropped from the real rows and counted; a generated diagram
+    PlantUML rejects is a generator bug and stops the build."""
+    from core import render
+
     out_dir = Path(out_dir) if out_dir else default_dataset_dir()
-    rows = _plantucd_rows() + datagen.generate(seed)
+    (plantucd, skipped), generated = _plantucd_rows(), datagen.generate(seed)
+    families = {"plantucd": plantucd, "us2sd": _us2sd_rows(), "lato": _lato_rows(), "generated": generated}
+    skipped = {"plantucd": skipped}
+    everything = [row for rows in families.values() for row in rows]
+    verdicts = iter(render.syntax_check([row["plantuml"] for row in everything]))
+    manifest = {"seed": seed, "plantuml": render.plantuml_version(), "families": {}}
+    splits = {split: [] for split in SPLITS}
+    for family, rows in families.items():
+        kept = []
+        for row in rows:
+            verdict = next(verdicts)
+            if verdict.valid:
+                kept.append(row)
+            elif family == "generated":
+                raise ValueError(f"PlantUML rejects a generated {row['diagram_type']} diagram at line "
+                                 f"{verdict.error_line} ({verdict.error_message}):\n{row['plantuml']}")
+        parts = split_by_source(kept, seed)
+        for split in SPLITS:
+            splits[split] += parts[split]
+        manifest["families"][family] = {
+            "read": len(rows) + skipped.get(family, 0), "skipped_empty_prompt": skipped.get(family, 0),
+            "rejected_by_plantuml": len(rows) - len(kept), "kept": len(kept),
+            **{split: len(parts[split]) for split in SPLITS},
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
-    for split, split_rows in split_by_source(rows, seed).items():
+    for split, split_rows in splits.items():
         (out_dir / f"{split}.jsonl").write_text(_jsonl(split_rows), encoding="utf-8")
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out_dir
 
 
-def _plantucd_rows() -> list[dict]:
-    """The shipped PlantUCD rows less the one with an empty HumanLang (model J27, requirement 0):
-    it has no requirement to learn from, and load_rows rightly refuses it."""
+def _plantucd_rows() -> tuple[list[dict], int]:
+    """The shipped PlantUCD rows, one source per model, less those with an empty HumanLang (no
+    requirement to learn from; one, model J27), and how many those were."""
+    rows, skipped = [], 0
+    for number, line in enumerate(PLANTUCD_FILE.read_text(encoding="utf-8").splitlines(), start=1):
+        obj = json.loads(line)
+        if obj["HumanLang"].strip():
+            rows.append(_from_plantucd(obj, f"{PLANTUCD_FILE}:{number}"))
+        else:
+            skipped += 1
+    return rows, skipped
+
+
+def _us2sd_rows() -> list[dict]:
+    """The shipped US2SD user stories, one source per project (a project never spans two splits)."""
     rows = []
-    with open(PLANTUCD_FILE, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            obj = json.loads(line)
-            if obj["HumanLang"].strip():
-                rows.append(_from_plantucd(obj, f"{PLANTUCD_FILE}:{number}"))
+    for row, obj in zip(load_rows(US2SD_FILE), map(json.loads, US2SD_FILE.read_text(encoding="utf-8").splitlines())):
+        rows.append({**row, "category": obj["project"], "source": f"us2sd:{obj['project']}", "origin": "real"})
+    return rows
+
+
+def _lato_rows() -> list[dict]:
+    """The shipped LATO rows, one source per LATO subset (bp, lmc, pure, us)."""
+    rows = []
+    for row in load_rows(LATO_FILE):
+        subset = row["source"].split(":")[1]
+        rows.append({**row, "category": f"lato-{subset}", "source": f"lato:{subset}", "origin": "real"})
     return rows
 
 

@@ -74,7 +74,7 @@ def generate(seed: int = 0, per_domain: int = 5) -> list[dict]:
                 seen.add(plantuml)
                 rows.append({
                     "prompt": prompt, "plantuml": plantuml, "diagram_type": diagram_type,
-                    "category": key, "source": f"gen:{key}", "entities": entities, "relations": relations,
+                    "category": key, "source": f"gen:{key}", "origin": "generated", "entities": entities, "relations": relations,
                 })
                 if len(seen) == per_domain:
                     break

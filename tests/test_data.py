@@ -13,7 +13,10 @@ SEQUENCE = "@startuml\nAlice -> Bob : hi\n@enduml"
 
 
 def write(path, text):
-    path.write_text(text, encoding="utf-8")
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -35,7 +38,7 @@ def user_error(call, *args) -> str:
 def test_canonical_jsonl_keeps_every_field(tmp_path):
     row = {
         "prompt": "Alice greets Bob", "plantuml": SEQUENCE, "diagram_type": "sequence", "category": "demo",
-        "source": "mine", "entities": ["Alice", "Bob"], "relations": [["Alice", "Bob", "message", "hi"]],
+        "source": "mine", "origin": "real", "entities": ["Alice", "Bob"], "relations": [["Alice", "Bob", "message", "hi"]],
     }
     assert data.load_rows(jsonl(tmp_path / "rows.jsonl", row)) == [row]
 
@@ -46,7 +49,8 @@ def test_canonical_jsonl_fills_optional_fields(tmp_path):
     first, second = data.load_rows(path)
     assert first == {
         "prompt": "p1", "plantuml": "@startuml\nAlice -> Bob : hi\n@enduml", "diagram_type": "sequence",
-        "category": "uncategorized", "source": "rows.jsonl:1", "entities": [], "relations": [],
+        "category": "uncategorized", "source": "rows.jsonl:1", "origin": "unspecified", "entities": [],
+        "relations": [],
     }
     assert second["diagram_type"] == "class" and second["source"] == "rows.jsonl:3"
 
@@ -88,7 +92,7 @@ def test_plantucd_native_rows(tmp_path):
     [row] = data.load_rows(jsonl(tmp_path / "plantucd.jsonl", native))
     assert row["prompt"] == "Admins are users."
     assert row["plantuml"] == "@startuml\nclass User\nUser <|-- Admin\n@enduml"
-    assert (row["diagram_type"], row["category"], row["source"]) == ("class", "H29", "plantucd:H29")
+    assert (row["diagram_type"], row["category"], row["source"], row["origin"]) == ("class", "H29", "plantucd:H29", "real")
     assert row["entities"] == ["User", "Admin", "Profile"]
     assert row["relations"] == [
         ["Admin", "User", "inheritance", ""],
@@ -102,21 +106,31 @@ def test_plantucd_native_rows(tmp_path):
 
 
 def test_csv_with_and_without_optional_columns(tmp_path):
-    path = write(tmp_path / "rows.csv", 'prompt,plantuml,diagram_type,category,source\n'
-                 '"Alice greets Bob","@startuml\nAlice -> Bob : hi\n@enduml",sequence,demo,chat\n'
-                 'Two states,"[*] --> On\nOn --> Off : flip",,,\n')
+    path = write(tmp_path / "rows.csv", 'prompt,plantuml,diagram_type,category,source,origin\n'
+                 '"Alice greets Bob","@startuml\nAlice -> Bob : hi\n@enduml",sequence,demo,chat,generated\n'
+                 'Two states,"[*] --> On\nOn --> Off : flip",,,,\n')
     greet, states = data.load_rows(path)
     assert greet == {"prompt": "Alice greets Bob", "plantuml": SEQUENCE, "diagram_type": "sequence",
-                     "category": "demo", "source": "chat", "entities": [], "relations": []}
+                     "category": "demo", "source": "chat", "origin": "generated", "entities": [], "relations": []}
     assert states["plantuml"] == "@startuml\n[*] --> On\nOn --> Off : flip\n@enduml"
     assert (states["diagram_type"], states["category"], states["source"]) == ("state", "uncategorized", "rows.csv:5")
 
 
-def test_shipped_plantucd_file_is_complete_and_its_empty_prompt_is_refused():
+def test_shipped_plantucd_file_is_complete_and_its_empty_prompt_is_skipped_with_a_notice(capsys):
     lines = data.PLANTUCD_FILE.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1119
     assert len({json.loads(line)["Model"] for line in lines}) == 115
-    assert "plantucd.jsonl:467: missing or empty field 'HumanLang'" in user_error(data.load_rows, data.PLANTUCD_FILE)
+    rows = data.load_rows(data.PLANTUCD_FILE)
+    assert len(rows) == 1118 and {row["origin"] for row in rows} == {"real"}
+    notice = capsys.readouterr().err
+    assert "plantucd.jsonl:467: skipped" in notice and "empty HumanLang" in notice
+
+
+def test_shipped_real_prose_files_with_their_licenses():
+    for folder, count in (("plantucd", 1119), ("us2sd", 2147), ("lato", 406)):
+        assert (data.DATA_DIR / folder / "LICENSE.txt").read_text().startswith("MIT")
+        assert (data.DATA_DIR / folder / "SOURCE.md").is_file()
+        assert len((data.DATA_DIR / folder / f"{folder}.jsonl").read_text(encoding="utf-8").splitlines()) == count
 
 
 BAD_INPUTS = {
@@ -125,6 +139,10 @@ BAD_INPUTS = {
     "not an object": ("rows.jsonl", '["p", "x"]\n', "rows.jsonl:1: a row must be a JSON object"),
     "missing prompt": ("rows.jsonl", '{"prompt": "p", "plantuml": "x"}\n{"plantuml": "x"}\n', "rows.jsonl:2: missing or empty field 'prompt'"),
     "empty plantuml": ("rows.jsonl", '{"prompt": "p", "plantuml": "  "}\n', "rows.jsonl:1: missing or empty field 'plantuml'"),
+    "unknown origin": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "origin": "scraped"}\n', "rows.jsonl:1: unknown origin 'scraped'"),
+    "latin-1 jsonl": ("rows.jsonl", b'{"prompt": "p", "plantuml": "x"}\n{"prompt": "caf\xe9", "plantuml": "x"}\n',
+                      "rows.jsonl:2: not UTF-8 text (byte 0xe9 at offset 48)"),
+    "latin-1 csv": ("rows.csv", b'prompt,plantuml\n"na\xefve",x\n', "rows.csv:2: not UTF-8 text (byte 0xef"),
     "unknown type": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "diagram_type": "gantt"}\n', "rows.jsonl:1: unknown diagram_type 'gantt'"),
     "bad relations": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "relations": [["A", "B", "likes", ""]]}\n', "rows.jsonl:1: 'relations' is not a list"),
     "bad entities": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "entities": "A, B"}\n', "rows.jsonl:1: 'entities' is not a list"),
@@ -211,16 +229,25 @@ def test_default_dataset_has_every_type_in_every_split_and_no_leak(default_split
         assert {row["diagram_type"] for row in rows} == set(data.DIAGRAM_TYPES)
         for source in sources_of(rows):
             assert seen.setdefault(source, split) == split
-    generated = [r for rows in default_splits.values() for r in rows if r["source"].startswith("gen:")]
-    assert len(generated) == 900
-    assert sum(1 for rows in default_splits.values() for r in rows if r["source"].startswith("plantucd:")) == 1118
+    every = [row for rows in default_splits.values() for row in rows]
+    manifest = json.loads((data.default_dataset_dir() / data.MANIFEST).read_text())["families"]
+    for family, prefix, origin in (("plantucd", "plantucd:", "real"), ("us2sd", "us2sd:", "real"),
+                                   ("lato", "lato:", "real"), ("generated", "gen:", "generated")):
+        rows = [row for row in every if row["source"].startswith(prefix)]
+        assert {row["origin"] for row in rows} == {origin}
+        counted = manifest[family]
+        assert len(rows) == counted["kept"] == counted["read"] - counted["skipped_empty_prompt"] - counted["rejected_by_plantuml"]
+        assert [counted[split] for split in data.SPLITS] == [
+            sum(row["source"].startswith(prefix) for row in default_splits[split]) for split in data.SPLITS]
+    assert manifest["plantucd"]["skipped_empty_prompt"] == 1
+    assert 100 <= manifest["us2sd"]["rejected_by_plantuml"] <= 130  # GPT-4's diagrams: ~5% do not parse
 
 
 def test_rebuilding_the_default_dataset_reproduces_the_committed_files(tmp_path):
     data.build_default_dataset(seed=0, out_dir=tmp_path)
-    for split in data.SPLITS:
-        committed = (data.default_dataset_dir() / f"{split}.jsonl").read_bytes()
-        assert (tmp_path / f"{split}.jsonl").read_bytes() == committed, f"{split}.jsonl differs; run `umlstudio data --build`"
+    for name in [f"{split}.jsonl" for split in data.SPLITS] + [data.MANIFEST]:
+        committed = (data.default_dataset_dir() / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == committed, f"{name} differs; run `umlstudio data --build`"
 
 
 def test_load_split_accepts_names_folders_and_files(tmp_path, default_splits):
@@ -296,7 +323,8 @@ def test_cli_prints_a_table_and_json(capsys):
     assert lines[0].split() == ["split", *data.DIAGRAM_TYPES, "total"]
     assert [line.split()[0] for line in lines[1:]] == ["train", "validation", "test", "total"]
     table = data.counts("default")
-    assert lines[-1].split()[1:] == [str(sum(table[s][t] for s in table)) for t in data.DIAGRAM_TYPES] + ["2018"]
+    assert lines[-1].split()[1:] == [str(sum(table[s][t] for s in table)) for t in data.DIAGRAM_TYPES] + [
+        str(sum(table[s][t] for s in table for t in data.DIAGRAM_TYPES))]
     code, out = run(capsys, "--json")
     assert code == 0 and json.loads(out) == table
 
