@@ -1,6 +1,6 @@
-"""The advisor and the phase gate: read a run's curves, say which of the seed's five scenarios it is
-in, propose the next phase as a concrete config, estimate its time from measured throughput, and
-check the seed's pre-continue list before a continue phase may start.
+"""The advisor: read a run's curves, say which of the seed's five scenarios it is in, propose the
+next phase as a concrete config, and estimate its time from measured throughput. (The pre-continue
+checklist and the gate that read these live in core/checklist.py; the phase rules in core/phases.py.)
 
 Diagnosis (`diagnose`) fits least-squares lines over windows of the loss curves and judges slopes by
 their uncertainty, never by eye:
@@ -20,8 +20,6 @@ their uncertainty, never by eye:
 Proposal (`propose`) follows the seed's LR table and its Phase 1 -> 2 -> 3 progression, always into a new
 output_dir and always with `phase.continue_from` (a new phase), never `resume_from_checkpoint`
 (which reloads the old optimizer and scheduler over the new settings and counts epochs as a total).
-
-The checklist (`checklist`, `gate`) uses the seed's seven items, each checked by the program.
 """
 
 import argparse
@@ -30,8 +28,8 @@ import hashlib
 import json
 import math
 import statistics
+import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -344,12 +342,6 @@ def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | No
     return result
 
 
-def acknowledge_diagnosis(run_id: str, diagnosis: Diagnosis) -> None:
-    """Record that someone looked at the run's loss curve and what it said (the checklist's item 2)."""
-    store.acknowledge(run_id, "loss_curve", json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name,
-                                                        "message": diagnosis.message}))
-
-
 # ---- proposal -----------------------------------------------------------------------------------
 
 
@@ -368,13 +360,6 @@ def table_lr(scenario: int, lr: float) -> float:
     seed writes it (0.0001 / 3 -> 0.00003)."""
     new = LR_TABLE[scenario][0](lr)
     return new if new == lr else float(f"{new:.1g}")
-
-
-def best_checkpoint(output_dir, val_min_step: int) -> Path:
-    """The checkpoint closest to, and not after, the validation minimum (the earliest if all are after)."""
-    ckpts = checkpoints.list_checkpoints(Path(output_dir))
-    before = [c for c in ckpts if checkpoints.step_of(c) <= val_min_step]
-    return (before or ckpts)[-1]
 
 
 def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
@@ -405,7 +390,8 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
         t["num_train_epochs"] = 1  # one short regularised phase, no more: the model already overfits
         t["weight_decay"] = max(t["weight_decay"], 0.01)
         lora["lora_dropout"] = max(lora["lora_dropout"], 0.05)
-        phase["continue_from"] = str(best_checkpoint(parent_dir, diagnosis.evidence["val_min_step"]))
+        best = checkpoints.best(run)  # the validation-best checkpoint, before the overfitting
+        phase["continue_from"] = str(best[0] if best else ckpts[-1])
     elif scenario == 4:
         lora["r"], lora["lora_alpha"] = lora["r"] * 2, lora["lora_alpha"] * 2
         phase["continue_from"] = None  # start over: the flat adapter is worth nothing to continue from
@@ -531,261 +517,7 @@ def estimate(config: Config) -> Estimate:
                     f"{measured}; tokens {how}; training time only")
 
 
-# ---- the pre-continue checklist and the gate ----------------------------------------------------
-
-TITLES = {  # the seed's words
-    "evaluated": "Evaluated current model quality",
-    "loss_curve": "Checked loss curve (still decreasing?)",
-    "backed_up": "Backed up current checkpoints",
-    "learning_rate": "Decided on learning rate",
-    "continue_from": "Set resume_from_checkpoint correctly",
-    "output_dir": "Changed output_dir (don't overwrite!)",
-    "epochs": "Know how many more epochs needed",
-}
-
-
-@dataclass
-class Item:
-    key: str
-    title: str
-    passed: bool
-    why: str  # what was found; when it fails, also how to fix it
-
-
-def _item(key: str, passed: bool, why: str) -> Item:
-    return Item(key, TITLES[key], passed, why)
-
-
-@dataclass
-class _Start:
-    """What a config starts from: nothing (fresh), a checkpoint to continue from, or one to resume."""
-
-    kind: str  # fresh | continue | resume
-    checkpoint: Path | None = None
-    problem: str | None = None  # why the checkpoint could not be used
-    run: dict | None = None  # the run that wrote it
-    written: datetime | None = None  # when it was written
-    config: dict = field(default_factory=dict)  # the config it was trained with (its umlstudio.json)
-    diagnosis: Diagnosis | None = None  # of the run that wrote it
-
-
-def _file_time(ckpt: Path) -> datetime:
-    """When a checkpoint the store does not know was written: its manifest's time, naive UTC like the store's."""
-    stamp = (ckpt / checkpoints.MANIFEST if (ckpt / checkpoints.MANIFEST).is_file() else ckpt).stat().st_mtime
-    return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
-
-
-def _start(config: Config) -> _Start:
-    if config.phase.continue_from:
-        kind, ref = "continue", config.phase.continue_from
-    elif config.training.resume_from_checkpoint:
-        kind, ref = "resume", config.training.resume_from_checkpoint
-    else:
-        return _Start("fresh")
-    try:
-        ckpt = checkpoints.resolve(ref) if kind == "continue" else phases.resume_point(ref)
-    except UserError as exc:
-        return _Start(kind, problem=str(exc))
-    if ckpt == checkpoints.BASE:
-        return _Start(kind, problem="phase.continue_from: base — a phase from the base model is a fresh run: remove phase.continue_from")
-    info = checkpoints.info(ckpt)
-    rows = store.query("SELECT run_id, created_at FROM checkpoints WHERE path = ?", [str(ckpt)])
-    run_id = rows[0]["run_id"] if rows else info.get("run_id")
-    run = store.get_run(run_id) if run_id else None
-    return _Start(kind, ckpt, run=run, written=rows[0]["created_at"] if rows else _file_time(ckpt),
-                  config=info.get("config") or {}, diagnosis=diagnose(run) if run else None)
-
-
-def _needs_parent(key: str) -> Item:
-    return _item(key, False, f"needs a usable parent checkpoint (see '{TITLES['continue_from']}')")
-
-
-def _check_evaluated(start: _Start) -> Item:
-    if start.kind != "continue":
-        return _item("evaluated", True, f"{start.kind} run: no parent checkpoint to evaluate")
-    if start.checkpoint is None:
-        return _needs_parent("evaluated")
-    ckpt = start.checkpoint
-    fix = f"evaluate it: umlstudio evaluate --checkpoint {ckpt}"
-    rows = store.query("SELECT created_at, n FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC LIMIT 1",
-                       [str(ckpt)])
-    if not rows:
-        return _item("evaluated", False, f"no evaluation of {ckpt} — {fix}")
-    if rows[0]["created_at"] <= start.written:
-        return _item("evaluated", False, f"the latest evaluation of {ckpt} ({rows[0]['created_at']:%Y-%m-%d %H:%M}) is "
-                                         f"older than the checkpoint ({start.written:%Y-%m-%d %H:%M}) — {fix}")
-    return _item("evaluated", True, f"{ckpt.name} evaluated on {rows[0]['n']} rows at {rows[0]['created_at']:%Y-%m-%d %H:%M}")
-
-
-def _check_loss_curve(start: _Start, config_path) -> Item:
-    if start.kind != "continue":
-        return _item("loss_curve", True, f"{start.kind} run: no parent loss curve to check")
-    if start.checkpoint is None:
-        return _needs_parent("loss_curve")
-    subjects = ([start.run["id"]] if start.run else []) + ([str(Path(config_path).resolve())] if config_path else [])
-    if not subjects:
-        return _item("loss_curve", False, f"{start.checkpoint} belongs to no run of the store: there is no loss curve "
-                                          f"to check — look at its trainer_state.json, then set phase.override_reason")
-    fix = f"umlstudio advise --run {start.run['name'] if start.run else start.checkpoint.parent}"
-    acks = store.query(
-        f"SELECT note, created_at FROM acknowledgements WHERE item = 'loss_curve' AND subject IN "
-        f"({', '.join('?' * len(subjects))}) ORDER BY created_at DESC LIMIT 1", subjects)
-    if not acks:
-        return _item("loss_curve", False, f"nobody looked at the parent run's loss curve — run `{fix}` (or open it in the studio)")
-    ack = acks[0]
-    if ack["created_at"] <= start.written:
-        return _item("loss_curve", False, f"the loss curve was checked at {ack['created_at']:%Y-%m-%d %H:%M}, before "
-                                          f"{start.checkpoint.name} was written — check it again: `{fix}`")
-    try:
-        said = json.loads(ack["note"] or "{}")
-    except json.JSONDecodeError:  # a note in words (from the studio), not a recorded diagnosis
-        said = {"name": ack["note"]}
-    if "scenario" in said and said["scenario"] is None:
-        return _item("loss_curve", False, f"the last diagnosis could not tell ({said.get('message', SCENARIOS[None])}) "
-                                          f"— train longer, or set phase.override_reason")
-    return _item("loss_curve", True, f"checked at {ack['created_at']:%Y-%m-%d %H:%M}: {said.get('name') or 'acknowledged'}")
-
-
-def _check_backed_up(start: _Start) -> Item:
-    if start.kind == "fresh":
-        return _item("backed_up", True, "fresh run: no checkpoint it starts from")
-    if start.checkpoint is None:
-        return _needs_parent("backed_up")
-    ckpt = start.checkpoint
-    problems = checkpoints.verify(ckpt)
-    if problems:
-        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-        return _item("backed_up", False, f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed "
-                                         f"since it was written: start from another checkpoint")
-    if not checkpoints.is_read_only(ckpt):
-        fix = f"umlstudio advise --run {start.run['name']} --backup" if start.run else f"chmod -R a-w {ckpt}"
-        return _item("backed_up", False, f"{ckpt} verifies but its files are writable — make them read-only: `{fix}`")
-    return _item("backed_up", True, f"{ckpt.name}: every file matches its manifest and is read-only")
-
-
-def _check_learning_rate(config: Config, start: _Start) -> Item:
-    lr = config.training.learning_rate
-    if start.kind != "continue":
-        return _item("learning_rate", True, f"{lr:g} ({start.kind} run: no parent phase to compare with)")
-    diagnosis, parent_lr = start.diagnosis, start.config.get("training", {}).get("learning_rate")
-    if diagnosis is None or diagnosis.scenario is None or parent_lr is None:
-        return _item("learning_rate", True, f"{lr:g}; no diagnosis of the parent run to check it against")
-    scenario = diagnosis.scenario
-    wanted = table_lr(scenario, parent_lr)
-    rule = f"the table for scenario {scenario} ({diagnosis.name}) says {parent_lr:g} → {wanted:g}, {LR_TABLE[scenario][1]}"
-    if wanted / LR_BAND <= lr <= wanted * LR_BAND:
-        return _item("learning_rate", True, f"{lr:g}: {rule}")
-    return _item("learning_rate", False, f"{lr:g} contradicts {rule} — set training.learning_rate: {wanted:g}, "
-                                         f"or give phase.override_reason")
-
-
-def _check_continue(config: Config, start: _Start) -> Item:
-    if start.kind == "fresh":
-        return _item("continue_from", True, f"fresh run from {config.model.base}: neither resume_from_checkpoint nor continue_from")
-    if start.checkpoint is None:
-        return _item("continue_from", False, start.problem)
-    ckpt = start.checkpoint
-    if start.kind == "resume":
-        if not start.config:
-            return _item("continue_from", False, f"{ckpt} has no {checkpoints.INFO}: cannot tell its settings — start a "
-                                                 f"new phase from it with phase.continue_from instead")
-        changes = phases.resume_changes(start.config, config.to_dict())
-        if changes:
-            listed = ", ".join(f"{k} {old} → {new}" for k, (old, new) in changes.items())
-            return _item("continue_from", False, (
-                f"resume_from_checkpoint with changed hyperparameters ({listed}): a resume restores the saved optimizer "
-                f"and learning-rate schedule and counts epochs as a total, so they would not apply as written — start "
-                f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"))
-        return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
-    try:
-        phases.continue_point(config)
-    except UserError as exc:
-        return _item("continue_from", False, str(exc))
-    if start.diagnosis and start.diagnosis.scenario == 4:
-        return _item("continue_from", False, f"the parent run is not learning ({start.diagnosis.message.split(':')[0]}): "
-                                             f"start over instead — remove phase.continue_from")
-    return _item("continue_from", True, f"a new phase from {ckpt} (same base model and LoRA shape; fresh optimizer "
-                                        f"and schedule at this config's learning rate)")
-
-
-def _check_output_dir(config: Config, start: _Start) -> Item:
-    out = paths.resolve_output_dir(config.training.output_dir)
-    if start.kind == "resume":
-        if start.checkpoint is None:
-            return _needs_parent("output_dir")
-        if out != start.checkpoint.parent:
-            return _item("output_dir", False, f"a resume writes on in the interrupted run's folder — set training.output_dir: {start.checkpoint.parent}")
-        return _item("output_dir", True, f"{out}: a resume writes on in the interrupted run's own folder")
-    if start.checkpoint is not None and out == start.checkpoint.parent:
-        return _item("output_dir", False, f"{out} is the parent run's folder: the new phase would write among its "
-                                          f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}")
-    try:
-        phases.check_free(out)
-    except UserError as exc:
-        return _item("output_dir", False, str(exc))
-    return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
-
-
-def _check_epochs(config: Config, start: _Start) -> Item:
-    t = config.training
-    amount = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_train_epochs:g} epoch(s)"
-    if start.kind == "continue":
-        amount += " for this phase alone"
-        if start.diagnosis and start.diagnosis.scenario == 3 and t.max_steps <= 0 and t.num_train_epochs > 1:
-            return _item("epochs", False, f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
-                                          f"short regularised epoch (training.num_train_epochs: 1)")
-    try:
-        how_long = estimate(config).describe()
-    except UserError as exc:
-        return _item("epochs", False, f"{amount}, but no time estimate: {exc}")
-    return _item("epochs", True, f"{amount}: {how_long}")
-
-
-def checklist(config: Config, config_path=None) -> list[Item]:
-    """The seed's seven pre-continue items for a phase config, each checked by the program."""
-    start = _start(config)
-    return [
-        _check_evaluated(start),
-        _check_loss_curve(start, config_path),
-        _check_backed_up(start),
-        _check_learning_rate(config, start),
-        _check_continue(config, start),
-        _check_output_dir(config, start),
-        _check_epochs(config, start),
-    ]
-
-
-def gate(config: Config, config_path=None) -> list[Item]:
-    """Before a continue phase starts: the checklist must pass, or `phase.override_reason` say why not.
-
-    Fresh runs pass without it (nothing to continue from). Returns the items (for the caller to store
-    with the override reason); raises UserError with one line per failing item otherwise."""
-    if not config.phase.continue_from:
-        return []
-    items = checklist(config, config_path)
-    failing = [item for item in items if not item.passed]
-    if failing and not config.phase.override_reason:
-        lines = [f"{item.title}: {item.why}" for item in failing]
-        lines.append(f"{len(failing)} of {len(items)} pre-continue checks fail — fix them, or set "
-                     f"phase.override_reason to start anyway (the reason is stored with the run)")
-        raise UserError("\n".join(lines))
-    return items
-
-
 # ---- commands -----------------------------------------------------------------------------------
-
-
-def backup(run: dict) -> list[str]:
-    """Make every checkpoint of the run that still matches its manifest read-only; one line each."""
-    lines = []
-    for ckpt in checkpoints.list_checkpoints(Path(run["output_dir"])):
-        problems = checkpoints.verify(ckpt)
-        if problems:
-            lines.append(f"{ckpt}: left as it is, it does not match its manifest ({problems[0]})")
-        else:
-            checkpoints.make_read_only(ckpt)
-            lines.append(f"{ckpt}: verified and read-only")
-    return lines or [f"{run['output_dir']}: no checkpoint to back up"]
 
 
 def _shown(value) -> str:
@@ -804,7 +536,6 @@ def write_proposal(proposal: Config, diff: dict, diagnosis: Diagnosis, run: dict
         *[f"#   {key}: {_shown(old)} -> {_shown(new)}" for key, (old, new) in diff.items()],
         f"# Time: {how_long.describe()}",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(header) + "\n" + yaml.safe_dump(proposal.to_dict(), sort_keys=False))
 
 
@@ -814,21 +545,49 @@ def add_advise_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, metavar="NEXT.yaml",
                         help="where to write the proposed config (default: <runs root>/<new run name>.yaml)")
     parser.add_argument("--backup", action="store_true",
-                        help="make the run's checkpoints read-only (those that match their manifest)")
+                        help="copy the run's latest and best checkpoints to the backup folder, verify the copies "
+                             "against their manifests and make both read-only")
+    parser.add_argument("--backup-dir", type=Path, metavar="DIR",
+                        help="where --backup copies to (default: $UMLSTUDIO_BACKUPS, else <runs root>/backups)")
+
+
+def check_out(out: Path) -> Path:
+    """Where `--out` will write, refused before any work: not a folder, in an existing writable folder."""
+    path = out.expanduser().resolve()
+    if path.is_dir():
+        raise UserError(f"--out {out}: is a folder — name the YAML file to write, e.g. --out {out / 'next.yaml'}")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {out}: the folder {path.parent} does not exist — create it first or pick another path")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"--out {out}: cannot write there — pick a writable place")
+    return path
+
+
+def backup_run(run: dict, root: Path | None = None) -> list[str]:
+    """Copy the run's latest and best checkpoints (those a next phase starts from) to the backup
+    folder, verified; one line each."""
+    ckpts = checkpoints.list_checkpoints(Path(run["output_dir"]))
+    best = checkpoints.best(run)
+    chosen = list(dict.fromkeys(c.resolve() for c in ckpts[-1:] + ([best[0]] if best else [])))
+    if not chosen:
+        return [f"{run['output_dir']}: no checkpoint to back up"]
+    return [f"{ckpt}: verified copy at {checkpoints.backup(ckpt, root)}" for ckpt in chosen]
 
 
 def advise_command(args) -> int:
+    out = check_out(args.out) if args.out else None
+    if args.backup:
+        checkpoints.check_backup_root(checkpoints.backup_root(args.backup_dir))
     run = find_run(args.run_ref)
     diagnosis = diagnose(run)
-    acknowledge_diagnosis(run["id"], diagnosis)
     report = {"run": {"id": run["id"], "name": run["name"], "output_dir": run["output_dir"]},
               "diagnosis": diagnosis.to_dict()}
     if args.backup:
-        report["backup"] = backup(run)
+        report["backup"] = backup_run(run, args.backup_dir)
     if diagnosis.scenario is not None:
         proposal, diff = propose(run, diagnosis)
         how_long = estimate(proposal)
-        path = (args.out or paths.home() / f"{proposal.name}.yaml").expanduser().resolve()
+        path = out or paths.home() / f"{proposal.name}.yaml"
         write_proposal(proposal, diff, diagnosis, run, how_long, path)
         report["proposal"] = {"config_path": str(path), "output_dir": proposal.training.output_dir, "diff": diff,
                               "estimate": asdict(how_long)}
@@ -852,19 +611,3 @@ def advise_command(args) -> int:
         print(f"time: {how_long.describe()}")
         print(f"wrote {path} — check it: umlstudio checklist --config {path}; run it: umlstudio train --config {path}")
     return 0
-
-
-def add_checklist_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, metavar="NEXT.yaml", help="the phase's YAML config")
-    parser.add_argument("--json", action="store_true", help="print the items as JSON")
-
-
-def checklist_command(args) -> int:
-    """Exit 0 when every item passes, 1 when some fail (2, via UserError, for bad input)."""
-    items = checklist(configs.load(args.config), args.config)
-    if args.json:
-        print(json.dumps([asdict(item) for item in items], indent=1))
-    else:
-        for item in items:
-            print(f"[{'x' if item.passed else ' '}] {item.title}: {item.why}")
-    return 0 if all(item.passed for item in items) else 1

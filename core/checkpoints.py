@@ -1,13 +1,21 @@
 """Checkpoint folders: `<output_dir>/checkpoint-<step>` holding a standard PEFT adapter, the tokenizer,
 the trainer state, `umlstudio.json` (resolved config, run id, step, package versions) and
 `manifest.json` (the sha256 of every other file), so a backup can be verified byte for byte.
+
+A backup is a copy in another folder (`<runs root>/backups` unless UMLSTUDIO_BACKUPS or
+`--backup-dir` says where, e.g. another disk), checked file by file against the original's
+manifest; the store remembers where each checkpoint's copy went. "Best" has one meaning everywhere:
+the checkpoint with the lowest validation loss, a checkpoint's being the last one logged at or
+before its step.
 """
 
 import hashlib
 import json
 import os
 import re
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from core import paths, store
@@ -39,12 +47,22 @@ def write_manifest(ckpt: Path) -> str:
     return sha256_file(ckpt / MANIFEST)
 
 
-def verify(ckpt: Path) -> list[str]:
-    """Problems found checking the checkpoint against its manifest (empty when it verifies)."""
+def manifest_of(ckpt: Path) -> dict[str, str] | None:
+    """The checkpoint's manifest (file -> sha256), or None when it has none or it is unreadable."""
+    try:
+        manifest = json.loads((Path(ckpt) / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def verify(ckpt: Path, manifest: dict[str, str] | None = None) -> list[str]:
+    """Problems found checking the checkpoint against a manifest, by default its own (empty when it
+    verifies). A backup is checked against the original's manifest."""
     ckpt = Path(ckpt)
-    if not (ckpt / MANIFEST).is_file():
-        return [f"{ckpt}: no {MANIFEST}"]
-    manifest = json.loads((ckpt / MANIFEST).read_text())
+    manifest = manifest if manifest is not None else manifest_of(ckpt)
+    if manifest is None:
+        return [f"{ckpt}: no readable {MANIFEST}"]
     problems = []
     present = {str(p.relative_to(ckpt)) for p in _files(ckpt)}
     for name, digest in manifest.items():
@@ -68,6 +86,82 @@ def is_read_only(ckpt: Path) -> bool:
     return all(not p.stat().st_mode & writable for p in Path(ckpt).rglob("*") if p.is_file())
 
 
+# ---- backups ------------------------------------------------------------------------------------
+
+
+def backup_root(folder=None) -> Path:
+    """Where backups go: `folder`, else UMLSTUDIO_BACKUPS, else `<runs root>/backups`."""
+    chosen = folder or os.environ.get("UMLSTUDIO_BACKUPS")
+    return Path(chosen).expanduser().resolve() if chosen else paths.home() / "backups"
+
+
+def check_backup_root(root: Path) -> None:
+    """Refuse a backup folder that is a file or cannot be written, before anything is copied."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"backup folder {root} is a file — name a folder (--backup-dir DIR or UMLSTUDIO_BACKUPS)")
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"backup folder {root}: {existing} is not writable — pick a writable folder with --backup-dir DIR or UMLSTUDIO_BACKUPS")
+
+
+def backup_target(ckpt: Path, root: Path) -> Path:
+    """`<root>/<run folder>-<short hash of its path>/<checkpoint-N>`: two runs never share a target."""
+    run_dir = Path(ckpt).resolve().parent
+    tag = hashlib.sha256(str(run_dir).encode()).hexdigest()[:8]
+    return Path(root) / f"{run_dir.name}-{tag}" / Path(ckpt).name
+
+
+def backup(ckpt: Path, root: Path | None = None) -> Path:
+    """Copy a checkpoint that matches its manifest to the backup folder, verify the copy against
+    that manifest, make both read-only, and record where the copy is. Returns the copy's folder.
+
+    An existing verified copy is kept; a copy that no longer verifies is replaced."""
+    ckpt = Path(ckpt).resolve()
+    manifest = manifest_of(ckpt)
+    problems = verify(ckpt, manifest)
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise UserError(f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed since it was written: back up another checkpoint")
+    root = backup_root(root)
+    check_backup_root(root)
+    target = backup_target(ckpt, root)
+    if not (target.exists() and not verify(target, manifest)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            shutil.copytree(ckpt, partial, dirs_exist_ok=True)
+            problems = verify(partial, manifest)
+            if problems:
+                raise UserError(f"the copy of {ckpt} in {partial} does not match the manifest ({problems[0]}) — check the disk of {root}")
+            if target.exists():
+                shutil.rmtree(target)
+            partial.rename(target)
+        finally:
+            if partial.exists():
+                shutil.rmtree(partial)
+        make_read_only(target)
+    make_read_only(ckpt)
+    store.acknowledge(str(ckpt), "backup", str(target))
+    return target
+
+
+def backup_of(ckpt: Path) -> tuple[Path | None, list[str]]:
+    """The recorded backup copy of a checkpoint and the problems found verifying it against the
+    original's manifest: (None, []) when none was made; (copy, []) when it verifies."""
+    rows = store.query("SELECT note FROM acknowledgements WHERE subject = ? AND item = 'backup'", [str(Path(ckpt).resolve())])
+    if not rows:
+        return None, []
+    target = Path(rows[0]["note"])
+    if not target.is_dir():
+        return target, [f"{target}: gone"]
+    manifest = manifest_of(ckpt)
+    return target, verify(target, manifest) if manifest is not None else [f"{ckpt}: no readable {MANIFEST} to check the copy against"]
+
+
+# ---- checkpoints of a run -----------------------------------------------------------------------
+
+
 def step_of(ckpt: Path) -> int | None:
     match = _STEP.match(Path(ckpt).name)
     return int(match.group(1)) if match else None
@@ -87,6 +181,34 @@ def stored() -> dict[str, str]:
     rows = store.query("SELECT c.path, c.step, coalesce(r.name, c.run_id) AS run FROM checkpoints c "
                        "LEFT JOIN runs r ON r.id = c.run_id ORDER BY c.created_at DESC")
     return {r["path"]: f"{r['run']} · step {r['step']}" for r in rows if Path(r["path"]).is_dir()}
+
+
+def best_of(run_ids) -> dict[str, tuple[Path, float]]:
+    """Each run's best checkpoint that still exists and its validation loss (runs without one are left out).
+
+    A checkpoint's validation loss is the last eval_loss logged at or before its step; the best has the lowest."""
+    run_ids = list(run_ids)
+    if not run_ids:
+        return {}
+    marks = ", ".join("?" * len(run_ids))
+    saved = store.query(f"SELECT run_id, step, path FROM checkpoints WHERE run_id IN ({marks}) ORDER BY step", run_ids)
+    evals = store.query(f"SELECT run_id, step, value FROM metrics WHERE name = 'eval_loss' AND run_id IN ({marks}) "
+                        f"ORDER BY step", run_ids)
+    losses: dict[str, list[tuple[int, float]]] = {}
+    for row in evals:
+        losses.setdefault(row["run_id"], []).append((row["step"], row["value"]))
+    best: dict[str, tuple[Path, float]] = {}
+    for row in saved:
+        before = [value for step, value in losses.get(row["run_id"], []) if step <= row["step"]]
+        path = Path(row["path"])
+        if before and path.is_dir() and (row["run_id"] not in best or before[-1] < best[row["run_id"]][1]):
+            best[row["run_id"]] = (path, before[-1])
+    return best
+
+
+def best(run: dict) -> tuple[Path, float] | None:
+    """The run's best checkpoint and its validation loss (see best_of); None when none has a validation loss."""
+    return best_of([run["id"]]).get(run["id"])
 
 
 def info(ckpt: Path) -> dict:

@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from core import checkpoints, models, paths, phases, store
+from core import checkpoints, checklist, models, paths, phases, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -114,10 +114,8 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
         config.phase.continue_from = str(parent_ckpt)
         phase_kind, parent_run = "continue", info.get("run_id")
         changes = phases.diff(info.get("config", {}), config.to_dict(), ignore=phases.LINEAGE_NOISE)
-        from core import advise
-
         # the pre-continue checklist, unless phase.override_reason says why not; stored with the run
-        items = [asdict(item) for item in advise.gate(config, config_path)]
+        items = [asdict(item) for item in checklist.gate(config)]
 
     output_dir.mkdir(parents=True)
     cfg.save(config, output_dir / CONFIG_FILE)

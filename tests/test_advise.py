@@ -6,13 +6,16 @@ import json
 import math
 import os
 import random
+import shutil
 import stat
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from core import advise, checkpoints, cli, paths, store
+from core import advise, checklist, checkpoints, cli, paths, store
 from core import config as configs
 from core.config import Config
 from core.errors import UserError
@@ -233,19 +236,18 @@ def set_ack_time(subject: str, when) -> None:
 
 @pytest.fixture
 def plateau(dataset):
-    """A plateaued run, evaluated, its curve acknowledged and its checkpoints read-only; and the
-    proposal for its next phase, which passes every item."""
+    """A plateaued run, evaluated, its checkpoints backed up; and the proposal for its next phase,
+    which passes every item."""
     run, config, ckpts = make_run(dataset, "plateau", curves(2, 0.03, 0))
     record_evaluation(ckpts[-1], {"per_type": {"class": GOOD, "sequence": GOOD}})
     diagnosis = advise.diagnose(run["id"])
-    advise.acknowledge_diagnosis(run["id"], diagnosis)
-    advise.backup(run)
+    advise.backup_run(run)
     proposal, _ = advise.propose(run, diagnosis)
     return {"run": run, "config": config, "ckpts": ckpts, "diagnosis": diagnosis, "proposal": proposal}
 
 
-def items(config, config_path=None) -> dict[str, advise.Item]:
-    return {item.key: item for item in advise.checklist(config, config_path)}
+def items(config) -> dict[str, checklist.Item]:
+    return {item.key: item for item in checklist.check(config)}
 
 
 def with_changes(config: Config, **changes) -> Config:
@@ -379,10 +381,10 @@ def test_estimate_counts_with_the_base_models_tokenizer_when_on_disk(dataset, tm
 
 
 def test_a_well_prepared_continue_phase_passes_every_item(plateau):
-    found = advise.checklist(plateau["proposal"])
-    assert [item.title for item in found] == list(advise.TITLES.values())
+    found = checklist.check(plateau["proposal"])
+    assert [item.title for item in found] == list(checklist.TITLES.values())
     assert all(item.passed for item in found), [f"{i.key}: {i.why}" for i in found if not i.passed]
-    assert advise.gate(plateau["proposal"]) == found
+    assert checklist.gate(plateau["proposal"]) == found
 
 
 def test_evaluated_fails_without_an_evaluation(dataset):
@@ -400,32 +402,82 @@ def test_evaluated_fails_when_the_evaluation_is_older_than_the_checkpoint(platea
     assert not item.passed and "older than the checkpoint" in item.why
 
 
-def test_loss_curve_fails_until_acknowledged(plateau):
-    with store.connect() as con:
-        con.execute("DELETE FROM acknowledgements")
+def test_loss_curve_passes_on_the_diagnosis_of_the_final_curve_with_its_evidence(plateau):
     item = items(plateau["proposal"])["loss_curve"]
-    assert not item.passed and "umlstudio advise --run plateau" in item.why
-    store.acknowledge("/some/NEXT.yaml", "loss_curve", "looked at it in the studio")
-    assert items(plateau["proposal"], "/some/NEXT.yaml")["loss_curve"].passed  # acknowledged for the config file
+    assert item.passed and item.why.startswith("scenario 2 (plateaued) on the final curve of 'plateau' (101 loss points)")
+    assert "loss recent (steps" in item.why and "not yet acknowledged" in item.why
+    assert not store.query("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # nobody ticked anything
 
 
-def test_loss_curve_fails_when_checked_before_the_checkpoint(plateau):
+def test_a_persons_acknowledgement_is_noted_on_top_when_newer_than_the_checkpoint(plateau):
+    checklist.acknowledge(plateau["run"]["id"], plateau["diagnosis"])
+    assert "a person acknowledged it at" in items(plateau["proposal"])["loss_curve"].why
     set_ack_time(plateau["run"]["id"], store.now() - timedelta(days=1))
     item = items(plateau["proposal"])["loss_curve"]
-    assert not item.passed and "before checkpoint-1000 was written" in item.why
+    assert item.passed and "not yet acknowledged" in item.why
 
 
-def test_loss_curve_fails_when_the_diagnosis_could_not_tell(plateau):
-    advise.acknowledge_diagnosis(plateau["run"]["id"], advise.diagnose(advise.Curves([(0, 1.0)], [])))
-    item = items(plateau["proposal"])["loss_curve"]
-    assert not item.passed and "could not tell" in item.why
+def test_loss_curve_fails_when_the_diagnosis_could_not_tell(dataset):
+    run, _, ckpts = make_run(dataset, "young", advise.Curves([(s, 2.0 - s / 1000) for s in range(0, 50, 10)], []))
+    config = make_config(dataset, paths.resolve_output_dir("young_phase2"))
+    config.phase.continue_from = str(ckpts[-1])
+    item = items(config)["loss_curve"]
+    assert not item.passed and "could not tell" in item.why and "5 loss points" in item.why
 
 
-def test_backed_up_fails_while_writable(plateau):
+def test_loss_curve_fails_while_the_parent_still_trains(plateau):
+    # a live process whose command line names core.train stands for the parent's training worker
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core.train"])
+    try:
+        store.update_run(plateau["run"]["id"], status="running", pid=worker.pid)
+        item = items(plateau["proposal"])["loss_curve"]
+        assert not item.passed and "is still training: its loss curve is not final" in item.why
+    finally:
+        worker.kill()
+        worker.wait()
+    assert items(plateau["proposal"])["loss_curve"].passed  # the worker is gone: the curve is final
+
+
+def test_backed_up_fails_after_the_copy_is_deleted_and_passes_after_advise_backup(plateau, capsys):
     ckpt = plateau["ckpts"][-1]
-    os.chmod(ckpt / "adapter_model.safetensors", stat.S_IRUSR | stat.S_IWUSR)
     item = items(plateau["proposal"])["backed_up"]
-    assert not item.passed and "--backup" in item.why
+    copy = checkpoints.backup_target(ckpt, paths.home() / "backups")
+    assert item.passed and str(copy) in item.why and copy.is_dir()
+    assert not checkpoints.verify(copy, checkpoints.manifest_of(ckpt))
+    shutil.rmtree(copy)
+    item = items(plateau["proposal"])["backed_up"]
+    assert not item.passed and f"{copy}: gone" in item.why and "umlstudio advise --run plateau --backup" in item.why
+    assert cli.main(["advise", "--run", "plateau", "--backup"]) == 0
+    assert f"{ckpt}: verified copy at {copy}" in capsys.readouterr().out
+    assert items(plateau["proposal"])["backed_up"].passed
+
+
+def test_backed_up_fails_without_a_copy_and_when_the_copy_changed(plateau, tmp_path):
+    with store.connect() as con:
+        con.execute("DELETE FROM acknowledgements WHERE item = 'backup'")
+    item = items(plateau["proposal"])["backed_up"]
+    assert not item.passed and "no backup copy of" in item.why and "--backup" in item.why
+    copy = checkpoints.backup(plateau["ckpts"][-1], tmp_path / "other-disk")  # configurable: another folder
+    assert copy.is_relative_to(tmp_path / "other-disk") and str(copy) in items(plateau["proposal"])["backed_up"].why
+    weights = copy / "adapter_model.safetensors"
+    os.chmod(weights, stat.S_IRUSR | stat.S_IWUSR)
+    weights.write_bytes(b"bit rot")
+    item = items(plateau["proposal"])["backed_up"]
+    assert not item.passed and "does not verify" in item.why and "changed since the checkpoint was written" in item.why
+    assert checkpoints.backup(plateau["ckpts"][-1], tmp_path / "other-disk") == copy  # a bad copy is replaced
+    assert items(plateau["proposal"])["backed_up"].passed
+
+
+def test_backup_refuses_a_checkpoint_that_changed_and_a_backup_folder_that_is_a_file(plateau, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        checkpoints.backup(plateau["ckpts"][-1], tmp_path / "a-file")
+    weights = plateau["ckpts"][-1] / "adapter_model.safetensors"
+    os.chmod(weights, stat.S_IRUSR | stat.S_IWUSR)
+    weights.write_bytes(b"overwritten")
+    with pytest.raises(UserError, match="does not match its manifest"):
+        checkpoints.backup(plateau["ckpts"][-1], tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_backed_up_fails_when_a_file_changed(plateau):
@@ -508,13 +560,13 @@ def test_epochs_say_the_estimate(plateau):
 
 
 def test_the_gate_lets_fresh_runs_through(dataset, tmp_path):
-    assert advise.gate(make_config(dataset, tmp_path / "fresh")) == []
+    assert checklist.gate(make_config(dataset, tmp_path / "fresh")) == []
 
 
 def test_the_gate_refuses_with_one_line_per_failing_item(plateau):
     risky = with_changes(plateau["proposal"], training__learning_rate=1e-4, training__output_dir=plateau["run"]["output_dir"])
     with pytest.raises(UserError) as caught:
-        advise.gate(risky)
+        checklist.gate(risky)
     lines = str(caught.value).splitlines()
     assert lines[0].startswith("Decided on learning rate: 0.0001 contradicts")
     assert lines[1].startswith("Changed output_dir (don't overwrite!): ")
@@ -523,14 +575,14 @@ def test_the_gate_refuses_with_one_line_per_failing_item(plateau):
 
 def test_the_gate_with_an_override_reason_returns_the_items(plateau):
     risky = with_changes(plateau["proposal"], training__learning_rate=1e-4, phase__override_reason="testing a hunch")
-    found = advise.gate(risky)
+    found = checklist.gate(risky)
     assert [item.key for item in found if not item.passed] == ["learning_rate"]
 
 
 # ---- the commands -------------------------------------------------------------------------------
 
 
-def test_advise_writes_the_proposal_acknowledges_and_backs_up(dataset, capsys):
+def test_advise_writes_the_proposal_and_backs_up(dataset, capsys):
     run, _, ckpts = make_run(dataset, "phase1", curves(1), ckpt_steps=(500, 1000), tokens_per_s=(250.0,))
     record_evaluation(ckpts[-1], {"per_type": {"class": GOOD}})
     assert not checkpoints.is_read_only(ckpts[-1])
@@ -543,8 +595,10 @@ def test_advise_writes_the_proposal_acknowledges_and_backs_up(dataset, capsys):
     assert f"# umlstudio train --config {path}" in text
     proposal = configs.load(path)
     assert proposal.phase.continue_from == str(ckpts[-1]) and proposal.training.num_train_epochs == 2
-    assert all(checkpoints.is_read_only(c) for c in ckpts)
-    assert store.query("SELECT subject FROM acknowledgements WHERE item = 'loss_curve'") == [{"subject": run["id"]}]
+    assert checkpoints.is_read_only(ckpts[-1])
+    copy, problems = checkpoints.backup_of(ckpts[-1])
+    assert copy.is_dir() and not problems and f"{ckpts[-1]}: verified copy at {copy}" in out
+    assert not store.query("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # running advise is no check
     assert cli.main(["checklist", "--config", str(path)]) == 0  # the proposal passes its own checklist
     assert "[x] Evaluated current model quality" in capsys.readouterr().out
 

@@ -1,0 +1,294 @@
+"""The seed's pre-continue checklist and the gate in front of a continue phase.
+
+Seven items, each checked by the program against the config it is about to run (`check`):
+the parent checkpoint was evaluated after it was written; the diagnosis of the parent run's final
+loss curve says something (its scenario and evidence are shown; a person's acknowledgement from
+the studio is noted on top); a verified backup copy of the checkpoint exists and where; the
+learning rate follows the seed's table for that scenario; the phase continues (not resumes) with
+an adapter that fits; the output folder is new; and how long the phase will take.
+
+`gate` runs before a continue phase is recorded: every item passes, or `phase.override_reason`
+says why not (stored with the run); otherwise one line per failing item.
+"""
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core import advise, checkpoints, config as configs, paths, phases, store
+from core.advise import Diagnosis
+from core.config import Config
+from core.errors import UserError
+
+TITLES = {  # the seed's words
+    "evaluated": "Evaluated current model quality",
+    "loss_curve": "Checked loss curve (still decreasing?)",
+    "backed_up": "Backed up current checkpoints",
+    "learning_rate": "Decided on learning rate",
+    "continue_from": "Set resume_from_checkpoint correctly",
+    "output_dir": "Changed output_dir (don't overwrite!)",
+    "epochs": "Know how many more epochs needed",
+}
+
+
+@dataclass
+class Item:
+    key: str
+    title: str
+    passed: bool
+    why: str  # what was found; when it fails, also how to fix it
+
+
+def _item(key: str, passed: bool, why: str) -> Item:
+    return Item(key, TITLES[key], passed, why)
+
+
+@dataclass
+class _Start:
+    """What a config starts from: nothing (fresh), a checkpoint to continue from, or one to resume."""
+
+    kind: str  # fresh | continue | resume
+    checkpoint: Path | None = None
+    problem: str | None = None  # why the checkpoint could not be used
+    run: dict | None = None  # the run that wrote it
+    written: datetime | None = None  # when it was written
+    config: dict = field(default_factory=dict)  # the config it was trained with (its umlstudio.json)
+    diagnosis: Diagnosis | None = None  # of the run that wrote it (its final curve)
+
+
+def _file_time(ckpt: Path) -> datetime:
+    """When a checkpoint the store does not know was written: its manifest's time, naive UTC like the store's."""
+    stamp = (ckpt / checkpoints.MANIFEST if (ckpt / checkpoints.MANIFEST).is_file() else ckpt).stat().st_mtime
+    return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
+
+
+def _start(config: Config) -> _Start:
+    if config.phase.continue_from:
+        kind, ref = "continue", config.phase.continue_from
+    elif config.training.resume_from_checkpoint:
+        kind, ref = "resume", config.training.resume_from_checkpoint
+    else:
+        return _Start("fresh")
+    try:
+        ckpt = checkpoints.resolve(ref) if kind == "continue" else phases.resume_point(ref)
+    except UserError as exc:
+        return _Start(kind, problem=str(exc))
+    if ckpt == checkpoints.BASE:
+        return _Start(kind, problem="phase.continue_from: base — a phase from the base model is a fresh run: remove phase.continue_from")
+    info = checkpoints.info(ckpt)
+    rows = store.query("SELECT run_id, created_at FROM checkpoints WHERE path = ?", [str(ckpt)])
+    run_id = rows[0]["run_id"] if rows else info.get("run_id")
+    run = store.get_run(run_id) if run_id else None
+    return _Start(kind, ckpt, run=run, written=rows[0]["created_at"] if rows else _file_time(ckpt),
+                  config=info.get("config") or {}, diagnosis=advise.diagnose(run) if run else None)
+
+
+def _needs_parent(key: str) -> Item:
+    return _item(key, False, f"needs a usable parent checkpoint (see '{TITLES['continue_from']}')")
+
+
+def _check_evaluated(start: _Start) -> Item:
+    if start.kind != "continue":
+        return _item("evaluated", True, f"{start.kind} run: no parent checkpoint to evaluate")
+    if start.checkpoint is None:
+        return _needs_parent("evaluated")
+    ckpt = start.checkpoint
+    fix = f"evaluate it: umlstudio evaluate --checkpoint {ckpt}"
+    rows = store.query("SELECT created_at, n FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC LIMIT 1",
+                       [str(ckpt)])
+    if not rows:
+        return _item("evaluated", False, f"no evaluation of {ckpt} — {fix}")
+    if rows[0]["created_at"] <= start.written:
+        return _item("evaluated", False, f"the latest evaluation of {ckpt} ({rows[0]['created_at']:%Y-%m-%d %H:%M}) is "
+                                         f"older than the checkpoint ({start.written:%Y-%m-%d %H:%M}) — {fix}")
+    return _item("evaluated", True, f"{ckpt.name} evaluated on {rows[0]['n']} rows at {rows[0]['created_at']:%Y-%m-%d %H:%M}")
+
+
+def acknowledge(run_id: str, diagnosis: Diagnosis) -> None:
+    """A person looked at the run's loss curve in the studio: recorded with the diagnosis it showed."""
+    store.acknowledge(run_id, "loss_curve", json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name,
+                                                        "message": diagnosis.message}))
+
+
+def acknowledgement(run_id: str) -> dict | None:
+    """The latest acknowledgement of the run's loss curve: {'diagnosis': {...}, 'created_at': ...}, or None."""
+    rows = store.query("SELECT note, created_at FROM acknowledgements WHERE subject = ? AND item = 'loss_curve'", [run_id])
+    if not rows:
+        return None
+    return {"diagnosis": json.loads(rows[0]["note"] or "{}"), "created_at": rows[0]["created_at"]}
+
+
+def _check_loss_curve(start: _Start) -> Item:
+    if start.kind != "continue":
+        return _item("loss_curve", True, f"{start.kind} run: no parent loss curve to check")
+    if start.checkpoint is None:
+        return _needs_parent("loss_curve")
+    if start.run is None:
+        return _item("loss_curve", False, f"{start.checkpoint} belongs to no run of the store: there is no loss curve "
+                                          f"to diagnose — look at its trainer_state.json, then set phase.override_reason")
+    run, diagnosis = start.run, start.diagnosis
+    if run["status"] in ("created", "running") and phases.worker_alive(run):
+        return _item("loss_curve", False, f"run '{run['name']}' is still training: its loss curve is not final — "
+                                          f"wait for it to finish, or stop it (umlstudio runs; the Train page's Stop)")
+    points = diagnosis.evidence.get("train_points", 0)
+    if diagnosis.scenario is None:
+        return _item("loss_curve", False, f"the diagnosis of '{run['name']}''s final curve ({points} loss points) could "
+                                          f"not tell: {diagnosis.message} — train longer, or set phase.override_reason")
+    fits = "; ".join(advise.Fit(**f).describe() for f in diagnosis.evidence.get("fits", [])[:2])
+    ack = acknowledgement(run["id"])
+    seen = (f"; a person acknowledged it at {ack['created_at']:%Y-%m-%d %H:%M}"
+            if ack and ack["created_at"] > start.written else "; not yet acknowledged in the studio")
+    return _item("loss_curve", True, f"scenario {diagnosis.scenario} ({diagnosis.name}) on the final curve of "
+                                     f"'{run['name']}' ({points} loss points): {fits}{seen}")
+
+
+def _check_backed_up(start: _Start) -> Item:
+    if start.kind == "fresh":
+        return _item("backed_up", True, "fresh run: no checkpoint it starts from")
+    if start.checkpoint is None:
+        return _needs_parent("backed_up")
+    ckpt = start.checkpoint
+    problems = checkpoints.verify(ckpt)
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        return _item("backed_up", False, f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed "
+                                         f"since it was written: start from another checkpoint")
+    fix = f"umlstudio advise --run {start.run['name']} --backup" if start.run else "umlstudio advise --backup"
+    copy, problems = checkpoints.backup_of(ckpt)
+    if copy is None:
+        return _item("backed_up", False, f"no backup copy of {ckpt} — copy it: `{fix}` (to {checkpoints.backup_root()}, "
+                                         f"or --backup-dir DIR)")
+    if problems:
+        return _item("backed_up", False, f"the backup copy at {copy} does not verify ({problems[0]}) — copy it again: `{fix}`")
+    return _item("backed_up", True, f"a copy of {ckpt.name} at {copy}: every file matches the manifest")
+
+
+def _check_learning_rate(config: Config, start: _Start) -> Item:
+    lr = config.training.learning_rate
+    if start.kind != "continue":
+        return _item("learning_rate", True, f"{lr:g} ({start.kind} run: no parent phase to compare with)")
+    diagnosis, parent_lr = start.diagnosis, start.config.get("training", {}).get("learning_rate")
+    if diagnosis is None or diagnosis.scenario is None or parent_lr is None:
+        return _item("learning_rate", True, f"{lr:g}; no diagnosis of the parent run to check it against")
+    scenario = diagnosis.scenario
+    wanted = advise.table_lr(scenario, parent_lr)
+    rule = f"the table for scenario {scenario} ({diagnosis.name}) says {parent_lr:g} → {wanted:g}, {advise.LR_TABLE[scenario][1]}"
+    if wanted / advise.LR_BAND <= lr <= wanted * advise.LR_BAND:
+        return _item("learning_rate", True, f"{lr:g}: {rule}")
+    return _item("learning_rate", False, f"{lr:g} contradicts {rule} — set training.learning_rate: {wanted:g}, "
+                                         f"or give phase.override_reason")
+
+
+def _check_continue(config: Config, start: _Start) -> Item:
+    if start.kind == "fresh":
+        return _item("continue_from", True, f"fresh run from {config.model.base}: neither resume_from_checkpoint nor continue_from")
+    if start.checkpoint is None:
+        return _item("continue_from", False, start.problem)
+    ckpt = start.checkpoint
+    if start.kind == "resume":
+        if not start.config:
+            return _item("continue_from", False, f"{ckpt} has no {checkpoints.INFO}: cannot tell its settings — start a "
+                                                 f"new phase from it with phase.continue_from instead")
+        changes = phases.resume_changes(start.config, config.to_dict())
+        if changes:
+            listed = ", ".join(f"{k} {old} → {new}" for k, (old, new) in changes.items())
+            return _item("continue_from", False, (
+                f"resume_from_checkpoint with changed hyperparameters ({listed}): a resume restores the saved optimizer "
+                f"and learning-rate schedule and counts epochs as a total, so they would not apply as written — start "
+                f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"))
+        return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
+    try:
+        phases.continue_point(config)
+    except UserError as exc:
+        return _item("continue_from", False, str(exc))
+    if start.diagnosis and start.diagnosis.scenario == 4:
+        return _item("continue_from", False, f"the parent run is not learning ({start.diagnosis.message.split(':')[0]}): "
+                                             f"start over instead — remove phase.continue_from")
+    return _item("continue_from", True, f"a new phase from {ckpt} (same base model and LoRA shape; fresh optimizer "
+                                        f"and schedule at this config's learning rate)")
+
+
+def _check_output_dir(config: Config, start: _Start) -> Item:
+    out = paths.resolve_output_dir(config.training.output_dir)
+    if start.kind == "resume":
+        if start.checkpoint is None:
+            return _needs_parent("output_dir")
+        if out != start.checkpoint.parent:
+            return _item("output_dir", False, f"a resume writes on in the interrupted run's folder — set training.output_dir: {start.checkpoint.parent}")
+        return _item("output_dir", True, f"{out}: a resume writes on in the interrupted run's own folder")
+    if start.checkpoint is not None and out == start.checkpoint.parent:
+        return _item("output_dir", False, f"{out} is the parent run's folder: the new phase would write among its "
+                                          f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}")
+    try:
+        phases.check_free(out)
+    except UserError as exc:
+        return _item("output_dir", False, str(exc))
+    return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
+
+
+def _check_epochs(config: Config, start: _Start) -> Item:
+    t = config.training
+    amount = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_train_epochs:g} epoch(s)"
+    if start.kind == "continue":
+        amount += " for this phase alone"
+        if start.diagnosis and start.diagnosis.scenario == 3 and t.max_steps <= 0 and t.num_train_epochs > 1:
+            return _item("epochs", False, f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
+                                          f"short regularised epoch (training.num_train_epochs: 1)")
+    try:
+        how_long = advise.estimate(config).describe()
+    except UserError as exc:
+        return _item("epochs", False, f"{amount}, but no time estimate: {exc}")
+    return _item("epochs", True, f"{amount}: {how_long}")
+
+
+def check(config: Config) -> list[Item]:
+    """The seed's seven pre-continue items for a phase config, each checked by the program."""
+    start = _start(config)
+    return [
+        _check_evaluated(start),
+        _check_loss_curve(start),
+        _check_backed_up(start),
+        _check_learning_rate(config, start),
+        _check_continue(config, start),
+        _check_output_dir(config, start),
+        _check_epochs(config, start),
+    ]
+
+
+def gate(config: Config) -> list[Item]:
+    """Before a continue phase starts: the checklist must pass, or `phase.override_reason` say why not.
+
+    Fresh runs pass without it (nothing to continue from). Returns the items (for the caller to store
+    with the override reason); raises UserError with one line per failing item otherwise."""
+    if not config.phase.continue_from:
+        return []
+    items = check(config)
+    failing = [item for item in items if not item.passed]
+    if failing and not config.phase.override_reason:
+        lines = [f"{item.title}: {item.why}" for item in failing]
+        lines.append(f"{len(failing)} of {len(items)} pre-continue checks fail — fix them, or set "
+                     f"phase.override_reason to start anyway (the reason is stored with the run)")
+        raise UserError("\n".join(lines))
+    return items
+
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def add_checklist_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, metavar="NEXT.yaml", help="the phase's YAML config")
+    parser.add_argument("--json", action="store_true", help="print the items as JSON")
+
+
+def checklist_command(args) -> int:
+    """Exit 0 when every item passes, 1 when some fail (2, via UserError, for bad input)."""
+    items = check(configs.load(args.config))
+    if args.json:
+        print(json.dumps([asdict(item) for item in items], indent=1))
+    else:
+        for item in items:
+            print(f"[{'x' if item.passed else ' '}] {item.title}: {item.why}")
+    return 0 if all(item.passed for item in items) else 1
