@@ -23,7 +23,8 @@ part, other arrows tail -> head (`A <-- B` is B -> A), lines without a head left
 
 Type evidence: keywords and type-specific syntax are strong evidence; a bare `A --> B` line is
 weak evidence (class, sequence and state all accept it; PlantUML reads a snippet of only such
-lines as a sequence diagram). Given the dataset's expected type, the diagram takes that type when
+lines as a sequence diagram); where declared participants are the strongest evidence, every
+message line counts as sequence evidence too. Given the dataset's expected type, the diagram takes that type when
 the text supports it (strong evidence at least half of the strongest, or weak evidence only);
 otherwise the type the evidence says. Text with no PlantUML evidence (prose, Python) is
 "unknown" with no entities. The parser never raises on garbled or truncated text; lines over
@@ -279,6 +280,8 @@ def _evidence(lines: list[str]) -> tuple[Counter, Counter]:
         elif _REL.match(line):
             weak["class"] += 1
             weak["state"] += 0.5
+    if strong["sequence"] and strong["sequence"] >= max(strong.values()):
+        strong["sequence"] += weak["sequence"]  # declared participants make every message sequence evidence
     return strong, weak
 
 

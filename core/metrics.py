@@ -1,58 +1,80 @@
-"""Score a model's PlantUML against the reference, aggregate scores, and judge them with the seed's lists.
+"""Score a model's PlantUML against the reference, strictly and per diagram type; aggregate the
+scores with 95% intervals; judge them with the seed's good / bad lists.
 
-Entities match by normalised name (`analyse.normalise`: case, spacing, underscores, CamelCase).
-Relations match by their normalised (source, target) pair, one to one; the kind is not compared
-(a model that writes `A --> B` where the reference has `A *-- B` still links the right pair). The
-pair is direction-insensitive when either side calls the relation an association (a plain link
-has no direction; `A --> B` and `B <-- A` are the same anyway). Duplicate pairs count once.
+The scores (each in [0, 1], F1 of precision and recall unless said otherwise):
+
+- entity_f1: entities by normalised name (`analyse.normalise`: "OrderItem" == "order item").
+  Activity actions match fuzzily: their content words (stop words dropped, plurals folded) overlap
+  by at least SIMILAR (Jaccard), so "Validate the order" matches "Validate order"; one to one.
+- relation_f1, per type:
+  - class, component, use case, ER: relations typed and directed. `--|>` ≠ `..|>` ≠ `-->` ≠ `*--`
+    ≠ `o--` ≠ `..>`; a plain association `-->` and an undirected link `--` are one kind. `A --> B`
+    ≠ `B --> A`; either way round matches only when one of the two is an undirected link.
+  - sequence: messages in order. The longest common subsequence of (from, to, label) messages, a
+    label matching at SIMILAR; precision = kept / output messages, recall = kept / reference
+    messages (the share of the reference's message order the output keeps).
+  - activity: control-flow edges between matched actions.
+  - state: transitions (from, to) with their event (label, at SIMILAR; both unlabelled match).
+  Relations are matched one to one as written: a line repeated by a loop counts against precision.
+- attribute_f1 (class, ER): members as (entity, member name).
+- cardinality_f1 (class, ER): relations with multiplicities / crow's feet, both ends equal.
+- branch_score (activity): min / max of the if/while/repeat/fork/switch blocks of output and reference.
+
+A row whose reference has nothing of a kind (no relations, no members, ...) gets None for that
+score and is left out of its mean (the mean's n says how many rows count). An output of the wrong
+diagram type, prose, code or an empty answer scores 0 on every structure score the reference
+has; the type miss is its own rate (type_accuracy). An output cut off mid-diagram scores what it
+wrote, but is not complete and usually not valid PlantUML.
 
 An entity is hallucinated when its name is neither in the reference nor in the prompt: the prompt
-matches when it contains the normalised name, or every word of the name (plural-tolerant, so
-"OrderItem" is found in "order items").
+matches when it contains the normalised name, or every word of the name (plural-tolerant).
 
-`score` records `diagram_type` (the expected type) with the metrics so `aggregate` can split by type.
+`aggregate` gives each rate and mean with its n and 95% interval (`core.stats`), per diagram type,
+and split by row origin ("generated" template rows vs "real" prose). `verdict` passes a list
+item only when its interval clears the threshold, fails it when the interval lies on the wrong
+side, and says "not enough rows to tell" when the interval holds the threshold.
 """
 
 import operator
 import re
 from statistics import fmean
 
-from core.analyse import Diagram, analyse, normalise
+from core import stats
+from core.analyse import Diagram, Relation, analyse, normalise
 from core.config import QualityConfig
 from core.render import SyntaxResult
 
 MAX_FAILING = 5
+SIMILAR = 0.5  # word overlap (Jaccard of content words) at which two actions or two labels match
+STOP_WORDS = frozenset("a an the of to for and or in on at by with from into its it is are be this that their".split())
+
+# aggregate keys: (row key, summary key, is a rate (true/false per row), higher is better)
+SCORES = (
+    ("syntax_valid", "syntax_valid_rate", True, True),
+    ("renders", "render_rate", True, True),
+    ("type_match", "type_accuracy", True, True),
+    ("entity_f1", "entity_f1", False, True),
+    ("relation_f1", "relation_f1", False, True),
+    ("attribute_f1", "attribute_f1", False, True),
+    ("cardinality_f1", "cardinality_f1", False, True),
+    ("branch_score", "branch_score", False, True),
+    ("hallucinated", "hallucination_rate", True, False),
+    ("complete", "complete_rate", True, True),
+    ("looped", "looped_rate", True, False),
+)
+SUMMARY_KEYS = tuple(key for _, key, _, _ in SCORES)
+HIGHER_IS_BETTER = {key: higher for _, key, _, higher in SCORES}
+STRUCTURE = ("entity_f1", "relation_f1", "attribute_f1", "cardinality_f1", "branch_score")
 
 
-def _prf(matched: int, predicted: int, expected: int) -> tuple[float, float, float]:
-    """Precision, recall, F1; an empty side scores 1 only when the other is empty too."""
-    precision = matched / predicted if predicted else float(expected == 0)
-    recall = matched / expected if expected else float(predicted == 0)
+def _prf(matched: int, predicted: int, expected: int) -> tuple[float, float, float] | None:
+    """Precision, recall, F1; None when the reference expects nothing (the row is left out)."""
+    if not expected:
+        return None
+    precision = matched / predicted if predicted else 0.0
+    recall = matched / expected
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return precision, recall, f1
-
-
-def _pairs(diagram: Diagram) -> dict[tuple[str, str], bool]:
-    """Normalised (source, target) -> whether some relation on it is an association."""
-    pairs: dict[tuple[str, str], bool] = {}
-    for rel in diagram.relations:
-        pair = (normalise(rel.source), normalise(rel.target))
-        pairs[pair] = pairs.get(pair, False) or rel.kind == "association"
-    return pairs
-
-
-def _matched_relations(output: Diagram, reference: Diagram) -> int:
-    out, ref = _pairs(output), _pairs(reference)
-    unused = dict(ref)
-    matched = 0
-    for (source, target), association in out.items():
-        if (source, target) in unused:
-            del unused[(source, target)]
-            matched += 1
-        elif (target, source) in unused and (association or unused[(target, source)]):
-            del unused[(target, source)]
-            matched += 1
-    return matched
 
 
 def _stem(word: str) -> str:
@@ -67,6 +89,16 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", normalise(text))
 
 
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of the content words of two texts (stop words dropped, plurals folded);
+    two texts without content words are equal (1.0)."""
+    wa = {_stem(w) for w in _words(a) if w not in STOP_WORDS}
+    wb = {_stem(w) for w in _words(b) if w not in STOP_WORDS}
+    if not wa and not wb:
+        return 1.0
+    return len(wa & wb) / len(wa | wb)
+
+
 def in_prompt(name: str, prompt: str) -> bool:
     """The prompt names this entity: the normalised name as whole words, or each of its words
     (singular or plural)."""
@@ -78,69 +110,254 @@ def in_prompt(name: str, prompt: str) -> bool:
     return {_stem(w) for w in name_words} <= {_stem(w) for w in prompt_words}
 
 
+# ---- matching ---------------------------------------------------------------------------------
+
+
+def _match_entities(out: Diagram, ref: Diagram, fuzzy: bool) -> dict[str, str]:
+    """Output entity name -> the reference entity it matches, one to one. Exact normalised names
+    first; with `fuzzy`, remaining actions pair by the highest similarity of at least SIMILAR."""
+    ref_by_key = {normalise(e.name): e for e in ref.entities}
+    mapping, taken = {}, set()
+    for e in out.entities:
+        key = normalise(e.name)
+        if key in ref_by_key and key not in taken:
+            mapping[e.name] = ref_by_key[key].name
+            taken.add(key)
+    if fuzzy:
+        left = [e for e in out.entities if e.name not in mapping and e.kind == "action"]
+        right = [e for k, e in ref_by_key.items() if k not in taken and e.kind == "action"]
+        pairs = sorted(((similarity(a.name, b.name), i, j) for i, a in enumerate(left) for j, b in enumerate(right)),
+                       key=lambda p: (-p[0], p[1], p[2]))
+        used_left, used_right = set(), set()
+        for sim, i, j in pairs:
+            if sim < SIMILAR:
+                break
+            if i not in used_left and j not in used_right:
+                used_left.add(i)
+                used_right.add(j)
+                mapping[left[i].name] = right[j].name
+    return mapping
+
+
+def _same_relation(o: Relation, r: Relation, mapping: dict[str, str], diagram_type: str) -> bool:
+    kinds = {o.kind, r.kind}
+    if o.kind != r.kind and not kinds <= {"association", "link"}:
+        return False
+    source, target = mapping.get(o.source, o.source), mapping.get(o.target, o.target)
+    ends = (normalise(source), normalise(target))
+    wanted = (normalise(r.source), normalise(r.target))
+    if ends != wanted and not ("link" in kinds and ends == wanted[::-1]):
+        return False
+    if diagram_type == "state":
+        return similarity(o.label, r.label) >= SIMILAR
+    return True
+
+
+def _matched(out: list[Relation], ref: list[Relation], same) -> int:
+    """Relations matched one to one (each output relation to the first free reference relation it equals)."""
+    free = list(range(len(ref)))
+    matched = 0
+    for o in out:
+        hit = next((j for j in free if same(o, ref[j])), None)
+        if hit is not None:
+            free.remove(hit)
+            matched += 1
+    return matched
+
+
+def _lcs(out: list[Relation], ref: list[Relation], same) -> int:
+    """Length of the longest common subsequence of two message lists under `same`."""
+    previous = [0] * (len(ref) + 1)
+    for o in out:
+        current = [0]
+        for j, r in enumerate(ref):
+            current.append(previous[j] + 1 if same(o, r) else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def _same_message(o: Relation, r: Relation) -> bool:
+    return ((normalise(o.source), normalise(o.target)) == (normalise(r.source), normalise(r.target))
+            and similarity(o.label, r.label) >= SIMILAR)
+
+
+def _cardinalities(diagram: Diagram, mapping: dict[str, str] | None = None) -> list[tuple]:
+    """(entity, entity, end, end) of each relation with a multiplicity, the names in sorted order."""
+    found = []
+    for r in diagram.relations:
+        if any(r.ends):
+            a, b = normalise((mapping or {}).get(r.source, r.source)), normalise((mapping or {}).get(r.target, r.target))
+            found.append((a, b, *r.ends) if a <= b else (b, a, *r.ends[::-1]))
+    return found
+
+
+def _multiset_prf(out: list, ref: list) -> tuple[float, float, float] | None:
+    remaining = list(ref)
+    matched = 0
+    for item in out:
+        if item in remaining:
+            remaining.remove(item)
+            matched += 1
+    return _prf(matched, len(out), len(ref))
+
+
+def _structure(out: Diagram, ref: Diagram, diagram_type: str) -> dict:
+    """Every structure score of an output of the right type against its reference (None: nothing to score)."""
+    fuzzy = diagram_type == "activity"
+    mapping = _match_entities(out, ref, fuzzy)
+    entity = _prf(len(mapping), len(out.entities), len(ref.entities))
+    if diagram_type == "sequence":
+        relation = _prf(_lcs(out.relations, ref.relations, _same_message), len(out.relations), len(ref.relations))
+    else:
+        same = lambda o, r: _same_relation(o, r, mapping, diagram_type)  # noqa: E731
+        relation = _prf(_matched(out.relations, ref.relations, same), len(out.relations), len(ref.relations))
+    scores = {"entity": entity, "relation": relation, "attribute_f1": None, "cardinality_f1": None,
+              "branch_score": None}
+    if diagram_type in ("class", "er"):
+        attributes = _multiset_prf([(normalise(mapping.get(e, e)), m) for e, m in out.attributes],
+                                   [(normalise(e), m) for e, m in ref.attributes])
+        cardinality = _multiset_prf(_cardinalities(out, mapping), _cardinalities(ref))
+        scores["attribute_f1"] = attributes and attributes[2]
+        scores["cardinality_f1"] = cardinality and cardinality[2]
+    if diagram_type == "activity" and ref.branches:
+        scores["branch_score"] = min(out.branches, ref.branches) / max(out.branches, ref.branches)
+    return scores | {"mapping": mapping}
+
+
 def score(output: str, reference: str, prompt: str, expected_type: str | None, *, syntax: SyntaxResult | None,
-          renders: bool | None, truncated: bool, tokens: int, latency_s: float) -> dict:
-    """Metrics of one output against its reference (syntax/renders come from core.render; None = not checked)."""
+          renders: bool | None, truncated: bool, tokens: int, latency_s: float, looped: bool = False,
+          origin: str | None = None) -> dict:
+    """Metrics of one output against its reference (syntax/renders come from core.render; None = not checked).
+
+    `looped`: generation stopped it for repeating itself; `origin`: the row's "generated" / "real"."""
     ref = analyse(reference, expected_type)
     expected = expected_type or ref.type
     out = analyse(output, expected)
-    out_names = {normalise(e.name): e.name for e in out.entities}
-    ref_names = {normalise(e.name) for e in ref.entities}
-    if "@start" not in output.lower():  # not a diagram (prose, code): it matches nothing, not even "no relations"
-        entity = relation = (0.0, 0.0, 0.0)
-    else:
-        entity = _prf(len(out_names.keys() & ref_names), len(out_names), len(ref_names))
-        relation = _prf(_matched_relations(out, ref), len(_pairs(out)), len(_pairs(ref)))
-    hallucinated = [name for key, name in out_names.items() if key not in ref_names and not in_prompt(name, prompt)]
+    right_type = out.type == expected and "@start" in output.lower()
+    if right_type:
+        found = _structure(out, ref, expected)
+    else:  # wrong type, prose, code, empty: no structure credit where the reference has structure
+        empty = Diagram(expected)
+        found = _structure(empty, ref, expected) | {"mapping": {}}
+    entity, relation = found["entity"], found["relation"]
+    known = {normalise(e.name) for e in ref.entities}
+    hallucinated = [e.name for e in out.entities if e.name not in found["mapping"]
+                    and normalise(e.name) not in known and not in_prompt(e.name, prompt)]
     return {
         "diagram_type": expected,
+        "origin": origin,
         "syntax_valid": syntax.valid if syntax is not None else None,
         "renders": renders,
         "type_match": out.type == expected,
-        "entity_precision": entity[0], "entity_recall": entity[1], "entity_f1": entity[2],
-        "relation_precision": relation[0], "relation_recall": relation[1], "relation_f1": relation[2],
+        "output_type": out.type,
+        "entity_precision": entity and entity[0], "entity_recall": entity and entity[1],
+        "entity_f1": entity and entity[2],
+        "relation_precision": relation and relation[0], "relation_recall": relation and relation[1],
+        "relation_f1": relation and relation[2],
+        "attribute_f1": found["attribute_f1"], "cardinality_f1": found["cardinality_f1"],
+        "branch_score": found["branch_score"],
         "hallucinated_entities": hallucinated,
-        "complete": out.complete and not truncated,
+        "complete": out.complete and not truncated and not looped,
+        "looped": looped,
         "tokens": tokens,
         "latency_s": latency_s,
     }
 
 
 def row_score(row: dict) -> float:
-    """One number per output for ranking (e.g. regressions between checkpoints): the mean of its
-    measured quality signals, each in [0, 1]. "Invented no entity" counts only for an output that is
-    a diagram (complete or valid): prose or code invents nothing and earns nothing for it."""
-    signals = [row.get(key) for key in ("syntax_valid", "renders", "type_match", "complete", "entity_f1", "relation_f1")]
-    if row.get("complete") or row.get("syntax_valid"):
-        signals.append(not row.get("hallucinated_entities"))
-    measured = [float(s) for s in signals if s is not None]
-    return fmean(measured) if measured else 0.0
+    """One number per output for ranking (e.g. regressions between checkpoints): a quarter for the
+    form (valid, renders, complete, right type: their mean) and three quarters for the structure
+    (the mean of its measured structure scores). A wrong type or prose earns no structure credit."""
+    form = [float(row[k]) for k in ("syntax_valid", "renders", "complete", "type_match") if row.get(k) is not None]
+    structure = [float(row[k]) for k in STRUCTURE if row.get(k) is not None]
+    parts = [(0.25, fmean(form)) if form else None, (0.75, fmean(structure)) if structure else None]
+    parts = [p for p in parts if p]
+    return sum(w * v for w, v in parts) / sum(w for w, _ in parts) if parts else 0.0
 
 
-def _share(rows: list[dict], key: str) -> float | None:
-    """Mean of a per-row value, skipping rows where it was not measured (None)."""
-    values = [float(row[key]) for row in rows if row.get(key) is not None]
-    return fmean(values) if values else None
+# ---- aggregates -------------------------------------------------------------------------------
 
 
-def _summary(rows: list[dict]) -> dict:
-    return {
-        "n": len(rows),
-        "syntax_valid_rate": _share(rows, "syntax_valid"),
-        "render_rate": _share(rows, "renders"),
-        "type_accuracy": _share(rows, "type_match"),
-        "entity_f1": _share(rows, "entity_f1"),
-        "relation_f1": _share(rows, "relation_f1"),
-        "hallucination_rate": fmean(bool(row["hallucinated_entities"]) for row in rows) if rows else None,
-        "complete_rate": _share(rows, "complete"),
-    }
+def _value(row: dict, key: str):
+    if key == "hallucinated":
+        return bool(row.get("hallucinated_entities")) if "hallucinated_entities" in row else None
+    return row.get(key)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Each rate and mean over `score` rows: the value (None when nothing was measured) and, under
+    "intervals", its n and 95% interval."""
+    summary: dict = {"n": len(rows)}
+    intervals = {}
+    for row_key, key, rate, _ in SCORES:
+        found = stats.estimate([_value(row, row_key) for row in rows], rate)
+        summary[key] = found["value"]
+        intervals[key] = {"n": found["n"], "low": found["low"], "high": found["high"]}
+    return summary | {"intervals": intervals}
+
+
+def _origins(rows: list[dict]) -> dict:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row.get("origin") or "unknown", []).append(row)
+    return {} if set(groups) <= {"unknown"} else {origin: summarise(group) for origin, group in sorted(groups.items())}
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """Rates and mean F1s over `score` rows, overall and per diagram type. Unmeasured values are skipped."""
+    """`summarise` overall, per diagram type ("per_type") and per row origin ("by_origin": generated
+    vs real prose, also inside each type; left out when no row says its origin)."""
     types = sorted({row.get("diagram_type") or "unknown" for row in rows})
-    per_type = {t: _summary([row for row in rows if (row.get("diagram_type") or "unknown") == t]) for t in types}
-    return {**_summary(rows), "per_type": per_type}
+    per_type = {}
+    for t in types:
+        group = [row for row in rows if (row.get("diagram_type") or "unknown") == t]
+        per_type[t] = summarise(group) | {"by_origin": _origins(group)}
+    return summarise(rows) | {"per_type": per_type, "by_origin": _origins(rows)}
+
+
+def paired(first: list[dict], second: list[dict]) -> dict:
+    """Per summary key, the sign test of the second checkpoint against the first on the same prompts
+    (`score` rows in the same order): delta, n, p and "better" / "worse" / "within noise"."""
+    return {key: stats.sign_test([_value(r, row_key) for r in first], [_value(r, row_key) for r in second], higher)
+            for row_key, key, _, higher in SCORES}
+
+
+def judge_types(per_type: dict, quality: QualityConfig) -> dict:
+    """Which diagram types are weak, which strong, and which have too few rows to tell, from the
+    intervals: a type is weak when some metric's whole interval misses its threshold, strong when
+    every measured metric's whole interval clears it, else "not enough rows to tell"."""
+    thresholds = {"syntax_valid_rate": quality.valid_rate, "type_accuracy": quality.type_accuracy,
+                  "entity_f1": quality.entity_f1, "relation_f1": quality.relation_f1,
+                  "complete_rate": quality.complete_rate, "hallucination_rate": quality.hallucination_rate}
+    result = {"weak": [], "strong": [], "unclear": [], "failing": {}}
+    for name, summary in sorted(per_type.items()):
+        outcomes = {key: _decide(summary.get(key), summary.get("intervals", {}).get(key), threshold,
+                                 operator.ge if HIGHER_IS_BETTER[key] else operator.le)
+                    for key, threshold in thresholds.items()}
+        failing = [key for key, passed in outcomes.items() if passed is False]
+        result["failing"][name] = failing
+        measured = [passed for passed in outcomes.values() if passed != "unmeasured"]
+        if failing:
+            result["weak"].append(name)
+        elif measured and all(passed is True for passed in measured):
+            result["strong"].append(name)
+        else:
+            result["unclear"].append(name)
+    return result
+
+
+def _decide(value, interval: dict | None, threshold: float, passes):
+    """True / False when the whole interval is on one side of the threshold, None when it holds it;
+    "unmeasured" without a value."""
+    if value is None:
+        return "unmeasured"
+    low, high = (interval["low"], interval["high"]) if interval else (value, value)
+    low, high, threshold = round(low, 6), round(high, 6), round(threshold, 6)
+    worst, best = (low, high) if passes is operator.ge else (high, low)
+    if passes(worst, threshold):
+        return True
+    if not passes(best, threshold):
+        return False
+    return None
 
 
 # ---- the seed's good / bad lists --------------------------------------------------------------
@@ -157,55 +374,70 @@ def _invalid(row: dict) -> bool | None:
 def _structured(row: dict) -> bool:
     """Complete, accepted by PlantUML (where checked), of the right type, with some entity found."""
     return (bool(row.get("complete")) and row.get("syntax_valid") is not False and row.get("renders") is not False
-            and bool(row.get("type_match")) and row.get("entity_recall", 0) > 0)
+            and bool(row.get("type_match")) and (row.get("entity_recall") or 0) > 0)
 
 
-def _item(item: str, which: str, value, threshold: float, passes, failing: list) -> dict:
-    """One list item; `passes(value, threshold)` decides it (rounded, so 1 - 0.9 equals 0.1)."""
+def _item(item: str, which: str, found: dict, threshold: float, passes, failing: list) -> dict:
+    """One list item from an estimate {"value", "n", "low", "high"} (low/high None: a single number
+    such as the loss, judged as it is)."""
+    value = found["value"]
     if value is None:
         passed = None
+    elif found.get("low") is None:
+        passed = passes(round(float(value), 6), round(float(threshold), 6))
     else:
-        value, threshold = round(float(value), 6), round(float(threshold), 6)
-        passed = passes(value, threshold)
+        passed = _decide(value, found, threshold, passes)
     return {"item": item, "list": which, "passed": passed, "value": value, "threshold": threshold,
-            "failing": failing[:MAX_FAILING]}
+            "n": found.get("n"), "low": found.get("low"), "high": found.get("high"), "failing": failing[:MAX_FAILING]}
+
+
+def _estimate(summary: dict, key: str, flip: bool = False) -> dict:
+    """A summary value with its interval; `flip`: 1 - value (the bad-list side of a rate)."""
+    value, interval = summary.get(key), (summary.get("intervals") or {}).get(key) or {}
+    if value is None:
+        return {"value": None}
+    if not flip or not interval:
+        return {"value": 1 - value if flip else value, **interval}
+    return {"value": 1 - value, "n": interval.get("n"), "low": 1 - interval["high"], "high": 1 - interval["low"]}
 
 
 def verdict(summary: dict, loss: float | None, quality: QualityConfig, examples: list[dict]) -> dict:
     """The seed's good and bad lists for one evaluation.
 
     `summary` is `aggregate(examples)`; `examples` are the `score` rows (an "id" key names a row in
-    `failing`, else its index). A bad item passes when the bad thing is absent. An item whose value
-    was not measured (loss None, nothing syntax-checked) is unknown, passed None, and the overall
-    "good" is then False: unknown is not a pass. `label` sums it up (good / bad when a bad-list item
-    fails / not yet good) and `reasons` lists each item that did not pass."""
+    `failing`, else its index). A bad item passes when the bad thing is absent. An item passes only
+    when its 95% interval clears the threshold and fails only when the interval misses it; an
+    interval holding the threshold leaves it undecided (passed None, "not enough rows to tell"), as
+    is an item not measured (loss None, nothing syntax-checked). `good` needs every item passed;
+    `label` sums it up (good / bad when a bad-list item fails / not yet good) and `reasons` lists
+    each item that did not pass."""
     ids = [ex.get("id", i) for i, ex in enumerate(examples)]
 
     def failing(test) -> list:
         return [ident for ident, ex in zip(ids, examples) if test(ex)]
 
-    invalid = [flag for flag in map(_invalid, examples) if flag is not None]
-    structured = fmean(_structured(ex) for ex in examples) if examples else None
-    complete_rate, type_accuracy = summary.get("complete_rate"), summary.get("type_accuracy")
+    structured = stats.estimate([_structured(ex) for ex in examples], rate=True)
+    invalid = stats.estimate([_invalid(ex) for ex in examples], rate=True)
+    loss_value = {"value": loss}
     items = [
-        _item("Loss < 0.5", "good", loss, quality.good_loss, operator.lt, []),
-        _item("Valid PlantUML", "good", summary.get("syntax_valid_rate"), quality.valid_rate, operator.ge,
+        _item("Loss < 0.5", "good", loss_value, quality.good_loss, operator.lt, []),
+        _item("Valid PlantUML", "good", _estimate(summary, "syntax_valid_rate"), quality.valid_rate, operator.ge,
               failing(lambda ex: ex.get("syntax_valid") is False)),
         _item("Logical and complete structure", "good", structured, quality.complete_rate, operator.ge,
               failing(lambda ex: not _structured(ex))),
-        _item("Relevant entity names", "good", summary.get("entity_f1"), quality.entity_f1, operator.ge,
-              failing(lambda ex: ex.get("entity_f1", 0) < quality.entity_f1)),
-        _item("Accurate relationships", "good", summary.get("relation_f1"), quality.relation_f1, operator.ge,
-              failing(lambda ex: ex.get("relation_f1", 0) < quality.relation_f1)),
-        _item("Loss still > 1.0", "bad", loss, quality.bad_loss, operator.le, []),
-        _item("Invalid syntax (won't render)", "bad", fmean(invalid) if invalid else None, 1 - quality.valid_rate,
-              operator.le, failing(lambda ex: _invalid(ex) is True)),
-        _item("Incomplete diagrams", "bad", None if complete_rate is None else 1 - complete_rate,
-              1 - quality.complete_rate, operator.le, failing(lambda ex: not ex.get("complete"))),
-        _item("Hallucinated entities", "bad", summary.get("hallucination_rate"), quality.hallucination_rate, operator.le,
-              failing(lambda ex: bool(ex.get("hallucinated_entities")))),
-        _item("Wrong diagram type", "bad", None if type_accuracy is None else 1 - type_accuracy,
-              1 - quality.type_accuracy, operator.le, failing(lambda ex: not ex.get("type_match"))),
+        _item("Relevant entity names", "good", _estimate(summary, "entity_f1"), quality.entity_f1, operator.ge,
+              failing(lambda ex: ex.get("entity_f1") is not None and ex["entity_f1"] < quality.entity_f1)),
+        _item("Accurate relationships", "good", _estimate(summary, "relation_f1"), quality.relation_f1, operator.ge,
+              failing(lambda ex: ex.get("relation_f1") is not None and ex["relation_f1"] < quality.relation_f1)),
+        _item("Loss still > 1.0", "bad", loss_value, quality.bad_loss, operator.le, []),
+        _item("Invalid syntax (won't render)", "bad", invalid, 1 - quality.valid_rate, operator.le,
+              failing(lambda ex: _invalid(ex) is True)),
+        _item("Incomplete diagrams", "bad", _estimate(summary, "complete_rate", flip=True), 1 - quality.complete_rate,
+              operator.le, failing(lambda ex: not ex.get("complete"))),
+        _item("Hallucinated entities", "bad", _estimate(summary, "hallucination_rate"), quality.hallucination_rate,
+              operator.le, failing(lambda ex: bool(ex.get("hallucinated_entities")))),
+        _item("Wrong diagram type", "bad", _estimate(summary, "type_accuracy", flip=True), 1 - quality.type_accuracy,
+              operator.le, failing(lambda ex: not ex.get("type_match"))),
     ]
     good = all(item["passed"] is True for item in items)
     bad = any(item["passed"] is False for item in items if item["list"] == "bad")
@@ -214,8 +446,19 @@ def verdict(summary: dict, loss: float | None, quality: QualityConfig, examples:
             "reasons": reasons}
 
 
+def describe(item: dict) -> str:
+    """An item's number for people: value, 95% interval and n where it has them."""
+    if item["value"] is None:
+        return "not measured"
+    if item.get("low") is None:
+        return f"{item['value']:.3g}"
+    return f"{item['value']:.3g} (95% {item['low']:.2f}–{item['high']:.2f}, n {item['n']})"
+
+
 def _reason(item: dict) -> str:
-    if item["passed"] is None:
+    if item["value"] is None:
         return f"{item['item']}: unknown (not measured)"
+    if item["passed"] is None:
+        return f"{item['item']}: not enough rows to tell — {describe(item)} holds the threshold {item['threshold']:.3g}"
     failing = f"; e.g. rows {', '.join(map(str, item['failing']))}" if item["failing"] else ""
-    return f"{item['item']}: {item['value']:.3g} against {item['threshold']:.3g}{failing}"
+    return f"{item['item']}: {describe(item)} against {item['threshold']:.3g}{failing}"
