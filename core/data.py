@@ -26,7 +26,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from core import datagen
+from core import datagen, prompts
 from core.errors import UserError
 from core.paths import DATA_DIR, ROOT
 
@@ -454,6 +454,97 @@ def filter_rows(rows: list[dict], diagram_types, replay_share: float = 0.2, seed
     return [row for i, row in enumerate(rows) if i in keep]
 
 
+def mix(rows: list[dict], type_weights: dict[str, float], seed: int, n: int | None = None) -> list[dict]:
+    """`n` rows (default: as many as given) in which each diagram type has its weight's share of
+    the weights of the types the rows hold (a type without a weight gets none); deterministic by seed.
+
+    Each type's rows are drawn in a seeded shuffled order, without repeats until all are used: a
+    type asked for more rows than it holds repeats them in fresh shuffles (no row twice more than
+    another), a type asked for fewer gives a seeded sample. Counts are rounded by largest remainder
+    so they add up to n; the result is shuffled."""
+    by_type: dict[str, list[dict]] = {}
+    for row in rows:
+        by_type.setdefault(row["diagram_type"], []).append(row)
+    weights = {t: type_weights.get(t, 0.0) for t in DIAGRAM_TYPES if t in by_type}
+    if any(weight < 0 for weight in type_weights.values()) or not any(weights.values()):
+        raise UserError(
+            f"data.type_weights gives no positive share to a diagram type these rows hold "
+            f"({', '.join(sorted(by_type)) or 'none'}); give some of them a weight above 0"
+        )
+    n = len(rows) if n is None else n
+    total = sum(weights.values())
+    exact = {t: n * weight / total for t, weight in weights.items()}
+    quota = {t: int(share) for t, share in exact.items()}
+    for t in sorted(exact, key=lambda t: exact[t] - quota[t], reverse=True)[: n - sum(quota.values())]:
+        quota[t] += 1
+    rng = random.Random(seed)
+    picked = []
+    for t, wanted in quota.items():
+        while wanted > 0:
+            order = by_type[t][:]
+            rng.shuffle(order)
+            picked += order[:wanted]
+            wanted -= len(order[:wanted])
+    rng.shuffle(picked)
+    return picked
+
+
+def family(row: dict) -> str:
+    """Where a row comes from, in one word: the part of its source before the first colon
+    (plantucd, us2sd, lato, gen) or "other" for a source without one."""
+    head, colon, _ = row["source"].partition(":")
+    return head if colon else "other"
+
+
+def mix_table(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Rows and shares of `rows` per diagram type, per source family and per origin:
+    {"type": {name: {"rows", "share"}}, "family": {...}, "origin": {...}}."""
+    table = {}
+    for key, of in (("type", lambda r: r["diagram_type"]), ("family", family), ("origin", lambda r: r["origin"])):
+        found = Counter(map(of, rows))
+        table[key] = {name: {"rows": count, "share": round(count / len(rows), 4)} for name, count in found.most_common()}
+    return table
+
+
+def format_mix(title: str, table: dict) -> str:
+    """A mix table as three lines of "name rows (share%)"."""
+    lines = [title]
+    for key, label in (("type", "types"), ("family", "sources"), ("origin", "origin")):
+        cells = [f"{name} {entry['rows']} ({entry['share']:.0%})" for name, entry in table[key].items()]
+        lines.append(f"  {label + ':':9} " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+def token_lengths(rows: list[dict], folder: Path) -> tuple[list[tuple[int, int]], str]:
+    """(prompt, prompt + answer) tokens per row as the trainer sees it (the request of core/prompts
+    in the chat template, then the answer), with the tokenizer and chat template in `folder` when
+    they are there, else characters / 3.5; and how they were counted."""
+    messages = [prompts.request(r["prompt"], r["diagram_type"]) for r in rows]
+    tokenizer_file, template_file = folder / "tokenizer.json", folder / "chat_template.jinja"
+    if not (tokenizer_file.is_file() and template_file.is_file()):
+        return ([(round(len(m) / 3.5), round((len(m) + len(r["plantuml"])) / 3.5)) for m, r in zip(messages, rows)],
+                "approximated as characters / 3.5; `umlstudio prepare-model` lets it count tokens")
+    import jinja2
+    import tokenizers
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+    # the options transformers renders chat templates with
+    template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(template_file.read_text())
+    asked = [template.render(messages=[{"role": "user", "content": m}], add_generation_prompt=True) for m in messages]
+    full = [template.render(messages=[{"role": "user", "content": m}, {"role": "assistant", "content": r["plantuml"]}],
+                            add_generation_prompt=False) for m, r in zip(messages, rows)]
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(asked + full, add_special_tokens=False)]
+    return list(zip(lengths[:len(rows)], lengths[len(rows):])), f"counted with the {folder.name} tokenizer"
+
+
+def long_rows(rows: list[dict], max_seq_length: int, folder: Path) -> dict:
+    """How many rows exceed max_seq_length: "cut" (prompt + answer longer: the trainer cuts the
+    answer), of which "prompt_only" (the prompt alone fills it: no answer token fits), and "how"."""
+    lengths, how = token_lengths(rows, folder)
+    return {"rows": len(rows), "cut": sum(total > max_seq_length for _, total in lengths),
+            "prompt_only": sum(prompt >= max_seq_length for prompt, _ in lengths), "how": how}
+
+
 def write_rows(rows: list[dict], path) -> Path:
     """Write rows as JSON lines to a new file; an existing file is never overwritten."""
     path = Path(path)
@@ -480,9 +571,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         "--dataset", help="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv file, or a folder "
         "name under data/ (default: data/default)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--build", action="store_true", help="regenerate data/default from PlantUCD and the generator")
+    action.add_argument("--build", action="store_true", help="regenerate data/default from the real-prose sets "
+                        "(PlantUCD, US2SD, LATO) and the generator")
     action.add_argument(
         "--filter", metavar="TYPES", help="comma-separated diagram types to keep from the train split "
         "(e.g. state,er), plus a replay share of the others; written to --out",
@@ -492,14 +584,20 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="FILE", help="new .jsonl file --filter writes")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of --build and of the --filter replay sample (default 0)"
+        "--seed", type=int, default=0, help="seed of --build, of the mix and of the --filter replay sample (default 0)"
     )
+    parser.add_argument("--max-seq-length", type=int, default=512, metavar="N",
+                        help="count the rows longer than N tokens, prompt + answer (default 512, the training default)")
 
 
 def data_command(args: argparse.Namespace) -> int:
-    """Print row counts per split and diagram type; or rebuild data/default; or write a filtered subset."""
+    """Print row counts per split and diagram type, the mix of each split and of the rows a phase
+    trains on (default type_weights), and the rows longer than max_seq_length; or rebuild
+    data/default; or write a filtered subset."""
     if args.out and not args.filter:
         raise UserError("--out only goes with --filter TYPES; add --filter or drop --out")
+    if args.max_seq_length < 1:
+        raise UserError(f"--max-seq-length {args.max_seq_length}: give a positive number of tokens, e.g. 512")
     if args.build:
         if args.dataset:
             raise UserError("--build always writes data/default; drop --dataset")
@@ -510,9 +608,57 @@ def data_command(args: argparse.Namespace) -> int:
         return _filter_command(args)
     else:
         dataset = args.dataset or default_dataset_dir()
-    table = counts(dataset)
-    print(json.dumps(table, indent=2) if args.json else format_counts(table))
+    report = describe(dataset, args.seed, args.max_seq_length)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
+
+
+def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: dict | None = None) -> dict:
+    """What `umlstudio data` and the Data page show of a dataset: rows per split and type
+    ("counts"), the mix of each split ("mix"), the mix of the train rows a phase sees with
+    `type_weights` (default: the config's, equal shares) ("phase_mix"), the rows over
+    max_seq_length per split ("long"), and the build manifest when there is one ("manifest")."""
+    from core import models
+    from core.config import DataConfig
+
+    path = resolve_dataset(dataset)
+    table = counts(path)
+    parts = {name: load_split(path, name) if name in SPLITS else load_rows(path) for name in table}
+    weights = type_weights if type_weights is not None else DataConfig().type_weights
+    train = parts.get("train") or next(iter(parts.values()))
+    manifest = path / MANIFEST if path.is_dir() else None
+    return {
+        "dataset": str(path),
+        "counts": table,
+        "mix": {name: mix_table(rows) for name, rows in parts.items()},
+        "phase_mix": {"type_weights": weights, "seed": seed, **mix_table(mix(train, weights, seed))},
+        "long": {"max_seq_length": max_seq_length,
+                 **{name: long_rows(rows, max_seq_length, models.embedded_dir()) for name, rows in parts.items()}},
+        "manifest": json.loads(manifest.read_text(encoding="utf-8")) if manifest and manifest.is_file() else None,
+    }
+
+
+def format_report(report: dict) -> str:
+    """`describe`'s report as text: the counts table, then the mixes, long rows and what the build dropped."""
+    lines = [format_counts(report["counts"]), ""]
+    for name, table in report["mix"].items():
+        lines.append(format_mix(f"{name}: {sum(e['rows'] for e in table['type'].values())} rows", table))
+    weights = ", ".join(f"{t} {w:g}" for t, w in report["phase_mix"]["type_weights"].items())
+    lines.append(format_mix(f"train rows as a phase sees them (data.mix, type_weights {weights})", report["phase_mix"]))
+    long = report["long"]
+    limit = long["max_seq_length"]
+    per_split = [(name, entry) for name, entry in long.items() if isinstance(entry, dict)]
+    lines += ["", f"longer than {limit} tokens (prompt + answer; {per_split[0][1]['how']}):"]
+    lines += [f"  {name}: {entry['cut']} of {entry['rows']} rows (the trainer cuts their answers), "
+              f"{entry['prompt_only']} with a prompt of {limit}+ tokens alone (no answer token fits)"
+              for name, entry in per_split]
+    if report["manifest"]:
+        dropped = [f"{name} {entry['rejected_by_plantuml']} of {entry['read']}"
+                   + (f" (+{entry['skipped_empty_prompt']} with an empty prompt)" if entry["skipped_empty_prompt"] else "")
+                   for name, entry in report["manifest"]["families"].items()]
+        lines += ["", f"left out when built (references PlantUML {report['manifest']['plantuml']} rejects): "
+                  + ", ".join(dropped)]
+    return "\n".join(lines)
 
 
 def _filter_command(args: argparse.Namespace) -> int:

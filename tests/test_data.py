@@ -316,17 +316,68 @@ def run(capsys, *argv):
     return code, capsys.readouterr().out
 
 
-def test_cli_prints_a_table_and_json(capsys):
+def test_cli_prints_the_counts_the_mix_and_the_long_rows(capsys):
     code, out = run(capsys)
     lines = out.splitlines()
     assert code == 0
     assert lines[0].split() == ["split", *data.DIAGRAM_TYPES, "total"]
-    assert [line.split()[0] for line in lines[1:]] == ["train", "validation", "test", "total"]
+    assert [line.split()[0] for line in lines[1:5]] == ["train", "validation", "test", "total"]
     table = data.counts("default")
-    assert lines[-1].split()[1:] == [str(sum(table[s][t] for s in table)) for t in data.DIAGRAM_TYPES] + [
+    assert lines[4].split()[1:] == [str(sum(table[s][t] for s in table)) for t in data.DIAGRAM_TYPES] + [
         str(sum(table[s][t] for s in table for t in data.DIAGRAM_TYPES))]
-    code, out = run(capsys, "--json")
-    assert code == 0 and json.loads(out) == table
+    train = data.load_split("default", "train")
+    assert f"train: {len(train)} rows" in out
+    assert f"real {sum(r['origin'] == 'real' for r in train)} (" in out
+    assert "train rows as a phase sees them (data.mix, type_weights class 2" in out
+    assert "longer than 512 tokens" in out and "left out when built" in out
+    code, out = run(capsys, "--json", "--max-seq-length", "300")
+    report = json.loads(out)
+    assert code == 0 and report["counts"] == table
+    assert report["long"]["max_seq_length"] == 300 and report["long"]["test"]["rows"] == sum(table["test"].values())
+    assert max(entry["share"] for entry in report["phase_mix"]["type"].values()) <= 0.4
+    assert {name for name in report["mix"]["train"]["family"]} == {"plantucd", "us2sd", "lato", "gen"}
+
+
+def test_mix_gives_each_type_its_weighted_share_deterministically():
+    rows = synthetic_rows()  # class 90, sequence 50, state 10, er 20, activity 2
+    weights = {"class": 1, "sequence": 1, "state": 2, "activity": 0}
+    mixed = data.mix(rows, weights, seed=4, n=200)
+    found = Counter(r["diagram_type"] for r in mixed)
+    assert found == {"class": 50, "sequence": 50, "state": 100}  # er and activity have no weight
+    states = Counter(r["prompt"] for r in mixed if r["diagram_type"] == "state")
+    assert len(states) == 10 and set(states.values()) == {10}  # repeats spread evenly
+    classes = [r["prompt"] for r in mixed if r["diagram_type"] == "class"]
+    assert len(set(classes)) == 50  # a sample, no repeats while unused rows remain
+    assert data.mix(rows, weights, seed=4, n=200) == mixed
+    assert data.mix(rows, weights, seed=5, n=200) != mixed
+    assert len(data.mix(rows, {"class": 1, "er": 1}, seed=0)) == len(rows)
+    assert Counter(r["diagram_type"] for r in data.mix(rows, {"class": 1, "er": 1, "usecase": 5}, 0, n=7)) == {
+        "class": 4, "er": 3}  # usecase is absent: the others share; rounding by largest remainder
+
+
+def test_mix_refuses_weights_that_pick_nothing():
+    assert "gives no positive share" in user_error(data.mix, synthetic_rows(), {"usecase": 1}, 0)
+    assert "gives no positive share" in user_error(data.mix, synthetic_rows(), {"class": 0}, 0)
+
+
+def test_mix_table_counts_types_families_and_origins():
+    rows = [{"diagram_type": t, "source": s, "origin": o} for t, s, o in (
+        ("class", "plantucd:H1", "real"), ("class", "plantucd:H2", "real"), ("state", "gen:bank", "generated"),
+        ("sequence", "mine", "unspecified"))]
+    table = data.mix_table(rows)
+    assert table["type"] == {"class": {"rows": 2, "share": 0.5}, "state": {"rows": 1, "share": 0.25},
+                             "sequence": {"rows": 1, "share": 0.25}}
+    assert table["family"] == {"plantucd": {"rows": 2, "share": 0.5}, "gen": {"rows": 1, "share": 0.25},
+                               "other": {"rows": 1, "share": 0.25}}
+    assert table["origin"]["real"] == {"rows": 2, "share": 0.5}
+
+
+def test_long_rows_are_counted_not_dropped(tmp_path):
+    short = {"prompt": "Alice greets Bob", "plantuml": SEQUENCE, "diagram_type": "sequence"}
+    long_answer = {**short, "plantuml": "@startuml\n" + "Alice -> Bob : hi\n" * 200 + "@enduml"}
+    long_prompt = {**short, "prompt": "word " * 2000}
+    found = data.long_rows([short, long_answer, long_prompt], 512, tmp_path)  # no tokenizer there: approximated
+    assert found == {"rows": 3, "cut": 2, "prompt_only": 1, "how": found["how"]} and "approximated" in found["how"]
 
 
 def test_cli_filter_writes_a_subset_of_the_train_split(tmp_path, capsys):
