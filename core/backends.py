@@ -7,8 +7,12 @@ on identical batches and both save standard PEFT adapters.
 
 - unsloth: `FastLanguageModel` + TRL `SFTTrainer`. `import unsloth` patches transformers, so it is
   imported first, and only here, in the training worker.
-- peft: transformers `Trainer` + PEFT, fp32 master weights with bf16 autocast where the hardware
-  computes bf16 natively (`models.pick_dtype`).
+- peft: transformers `Trainer` + PEFT, fp32 master weights with bf16 (or fp16 on GPUs without bf16)
+  autocast where the hardware computes it natively (`models.pick_dtype`).
+
+Both work on a CPU without native bf16 (fp32), a CPU with AMX / AVX512-BF16 (bf16) and a CUDA GPU
+(bf16, or fp16 where bf16 is missing). On a CPU, transformers refuses bf16 unless told the run is a
+CPU run (`use_cpu`); `precision_args` says so.
 - auto: unsloth when it imports, else peft with a one-line notice saying why.
 """
 
@@ -29,6 +33,16 @@ def select(choice: str):
         backend.notice = f"backend auto: unsloth is unavailable ({reason}); training with peft"
         return backend
     return UnslothBackend()
+
+
+def precision_args(dtype) -> dict:
+    """TrainingArguments keys for the compute dtype: mixed precision flags, and `use_cpu` without CUDA."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if dtype == torch.float16 and not cuda:
+        raise UserError("model.dtype: float16 training needs a CUDA GPU — set model.dtype: bfloat16 or float32 on a CPU")
+    return dict(bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not cuda)
 
 
 def _lora_kwargs(config) -> dict:
@@ -56,10 +70,9 @@ class PeftBackend:
         return model, tokenizer
 
     def trainer(self, model, tokenizer, args: dict, train_dataset, eval_dataset, collator, callbacks):
-        import torch
         from transformers import Trainer, TrainingArguments
 
-        training_args = TrainingArguments(**args, bf16=self.dtype == torch.bfloat16)
+        training_args = TrainingArguments(**args, **precision_args(self.dtype))
         return Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                        data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
 
@@ -86,11 +99,10 @@ class UnslothBackend:
         return model, tokenizer
 
     def trainer(self, model, tokenizer, args: dict, train_dataset, eval_dataset, collator, callbacks):
-        import torch
         from trl import SFTConfig, SFTTrainer
 
         # The rows arrive tokenised with their completion-only labels: TRL must not prepare them again.
-        sft_args = SFTConfig(**args, bf16=self.dtype == torch.bfloat16, gradient_checkpointing=False,
+        sft_args = SFTConfig(**args, **precision_args(self.dtype), gradient_checkpointing=False,
                              dataset_kwargs={"skip_prepare_dataset": True})
         return SFTTrainer(model=model, args=sft_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           data_collator=collator, processing_class=tokenizer, callbacks=callbacks)

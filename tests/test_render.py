@@ -26,7 +26,7 @@ def unique(source: str) -> str:
 
 def test_jar_is_verified_and_versioned():
     assert render.jar_path().name == "plantuml.jar"
-    assert render.plantuml_version() == "1.2025.9"
+    assert render.plantuml_version() == "1.2025.9" == render.jar_reported_version()
 
 
 def test_jar_checksum_mismatch_is_a_clear_error(monkeypatch):
