@@ -222,9 +222,12 @@ def _check_output_dir(config: Config, start: _Start) -> Item:
         return _item("output_dir", False, f"{out} is the parent run's folder: the new phase would write among its "
                                           f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}")
     try:
-        phases.check_free(out)
+        failed = phases.check_free(out)
     except UserError as exc:
         return _item("output_dir", False, str(exc))
+    if failed:
+        return _item("output_dir", True, f"{out}: run '{failed['name']}' failed there before its first checkpoint; "
+                                         f"its files move to {phases.set_aside_dir(failed)} when the phase starts")
     return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
 
 

@@ -1,4 +1,5 @@
-"""The generation engine: one base model in memory, the LoRA adapters of many checkpoints hot-swapped.
+"""The generation engine: one base model in memory, the LoRA adapters of many checkpoints hot-swapped,
+rows decoded with continuous batching.
 
 `Engine(base)` loads the base model once. Each checkpoint's adapter is loaded the first time it is
 asked for (PEFT `load_adapter`, under a name derived from its path) and selected with
@@ -6,10 +7,24 @@ asked for (PEFT `load_adapter`, under a name derived from its path) and selected
 model, or one without adapter weights, is a UserError, never a shape mismatch deep in PEFT.
 
 Prompts are user messages (`prompts.request`: the wanted diagram type, then the requirement),
-formatted by `prompts.chat_prompt`, the one function training uses too. Decoding is greedy
-with a fixed seed, so two checkpoints' outputs differ only because their weights differ. Rows are
-generated in batches with left padding; a row stops at `@enduml` (checked on its decoded text) or
-at the end-of-sequence token, and what follows `@enduml` is cut off.
+formatted by `prompts.chat_prompt`, the one function training uses too. A prompt that does not fit
+the model's context with `max_new_tokens` is refused with the numbers before anything runs.
+
+Decoding is greedy, so two checkpoints' outputs differ only because their weights differ, and an
+output does not depend on which other prompts share its batch. **Continuous batching**: up to
+`batch_size` rows share one forward pass per token, each with its own line of one KV cache (left
+padded, positions from the attention mask, exactly as `model.generate` pads a batch). A row leaves
+as soon as it ends — `@enduml` (on its decoded text; what follows is cut off), the end-of-turn
+token, the loop guard (core.repair: `Generation.looped`) or `max_new_tokens` — and the next prompt
+is prefilled alone and takes its place. `model.generate` instead keeps computing finished rows
+until the whole batch ends.
+
+Why our own loop: transformers 5.17's `generate_batch` / `ContinuousBatchingManager` runs on CPU
+and with PEFT's LoRA layers (it drives the wrapped model's forward), but it moves the model to
+paged attention and was ~4x slower than one row at a time on this CPU in a measurement with the
+embedded model (4 prompts, 40 new tokens), and it has no hook to end a row on a stop string or a
+loop guard while it decodes. vLLM and SGLang need a GPU.
+The loop here is ~100 lines on `DynamicCache`.
 
 `python -m core.generate --checkpoint C --prompt-file F --out result.json` is the worker the studio
 starts (the studio never imports torch): it prints the text as it streams and writes the result.
@@ -23,30 +38,41 @@ import hashlib
 import json
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core import checkpoints, models
-from core.prompts import chat_prompt
+from core import checkpoints, models, prompts, repair
 from core.errors import UserError
+from core.prompts import chat_prompt
 
 STOP = "@enduml"
 SEED = 0
 MAX_ADAPTERS = 8  # adapters kept loaded; the least recently used one is dropped beyond that
 ADAPTER_FILE = "adapter_model.safetensors"
-_TAIL_TOKENS = 12  # decoded per row and step to spot STOP; it is 3-4 tokens long
 
 
 @dataclass
 class Generation:
-    prompt: str
-    output: str  # decoded text, cut right after @enduml
+    prompt: str  # the user message
+    output: str  # decoded text, cut right after @enduml (repaired, when it was)
     tokens: int  # tokens generated for this row (up to and including the stop)
-    latency_s: float  # from the start of its batch until this row finished
+    latency_s: float  # from the row's prefill until it ended
     truncated: bool  # hit max_new_tokens without @enduml
+    looped: bool = False  # stopped by the loop guard
+    loop: str | None = None  # what repeated, in words
+    raw_output: str = ""  # what the model wrote (the output before any repair)
+    repaired: bool = False
+    repair: list[str] = field(default_factory=list)  # one line per change, in order
+    raw_valid: bool | None = None  # PlantUML's verdict on raw_output (None: not checked)
+    valid: bool | None = None  # PlantUML's verdict on output (None: not checked)
+    repair_s: float = 0.0  # checking and repairing, per row
+
+    def __post_init__(self):
+        self.raw_output = self.raw_output or self.output
 
 
 def cut_at_stop(text: str) -> tuple[str, bool]:
@@ -120,17 +146,26 @@ def _adapter_name(ckpt: Path, signature: tuple) -> str:
     return f"{readable}_{digest}"
 
 
+def adapter_shapes(weights: Path) -> dict[str, tuple]:
+    """The tensor shapes in a safetensors file, read from its header without loading it (and without
+    torch); UserError when the file is unreadable or truncated."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"{weights} is unreadable: {exc}") from None
+
+
 def _misfit(model, weights: Path) -> str | None:
     """Why the LoRA weights in `weights` cannot attach to `model` (a missing module, a wrong shape),
     read from the file's header without loading it; None when they fit."""
-    from safetensors import SafetensorError, safe_open
-
     modules = dict(model.named_modules())
     try:
-        with safe_open(str(weights), framework="pt") as handle:
-            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except (OSError, SafetensorError) as exc:
-        return f"{weights.name} is unreadable: {exc}"
+        shapes = adapter_shapes(weights)
+    except UserError as exc:
+        return str(exc)
     for key, shape in shapes.items():
         name = key.removeprefix("base_model.model.")
         for suffix, dim, feature in ((".lora_A.weight", 1, "in_features"), (".lora_B.weight", 0, "out_features")):
@@ -144,35 +179,75 @@ def _misfit(model, weights: Path) -> str | None:
     return None
 
 
+# ---- the decoding loop ------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    """One prompt in the decoding loop."""
+    index: int
+    ids: list[int]  # the prompt's token ids (for a second attempt: prompt + the kept lines)
+    limit: int  # max new tokens
+    runner_up: bool = False  # take the second-best token at the first step (a second attempt)
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    reason: str | None = None  # stop | eos | loop | limit
+    loop: str | None = None
+    started: float = 0.0
+    finished: float = 0.0
+
+
+class _Batch:
+    """The rows being decoded together: one KV cache, rows left-padded to a common length.
+
+    A row's keys and values sit at the right end of its line of the cache; `mask` marks the real
+    positions. Admitting a row pads whichever side is shorter on the left; evicting one drops its
+    line and any leading columns no row uses any more."""
+
+    def __init__(self):
+        self.rows: list[_Row] = []
+        self.cache = None
+        self.mask = None  # [rows, length] long
+
+    def admit(self, row: _Row, cache) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        length = len(row.ids)
+        if self.cache is None:
+            self.rows, self.cache = [row], cache
+            self.mask = torch.ones(1, length, dtype=torch.long)
+            return
+        have = self.mask.shape[1]
+        pad_old, pad_new = max(length - have, 0), max(have - length, 0)
+        for old, new in zip(self.cache.layers, cache.layers):
+            old.keys = torch.cat([F.pad(old.keys, (0, 0, pad_old, 0)), F.pad(new.keys, (0, 0, pad_new, 0))])
+            old.values = torch.cat([F.pad(old.values, (0, 0, pad_old, 0)), F.pad(new.values, (0, 0, pad_new, 0))])
+        new_mask = F.pad(torch.ones(1, length, dtype=torch.long), (pad_new, 0))
+        self.mask = torch.cat([F.pad(self.mask, (pad_old, 0)), new_mask])
+        self.rows.append(row)
+
+    def evict(self, keep: list[int]) -> None:
+        if not keep:
+            self.rows, self.cache, self.mask = [], None, None
+            return
+        import torch
+
+        index = torch.tensor(keep)
+        self.rows = [self.rows[i] for i in keep]
+        self.mask = self.mask[index]
+        unused = int((self.mask.sum(0) == 0).long().cumprod(0).sum())  # leading columns no row uses
+        self.mask = self.mask[:, unused:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[index, :, unused:]
+            layer.values = layer.values[index, :, unused:]
+
+
+def _pick(logits, runner_up: bool) -> int:
+    return int(logits.topk(2).indices[1]) if runner_up else int(logits.argmax())
+
+
 # ---- the engine -------------------------------------------------------------------------------
-
-
-def _watcher(tokenizer, eos_ids: set[int], prompt_len: int, batch: int):
-    """A StoppingCriteria that ends a row at @enduml (on its decoded text) and records, per row,
-    how many tokens it generated and when it finished (end-of-sequence rows included)."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class RowWatcher(StoppingCriteria):
-        def __init__(self):
-            self.start = time.perf_counter()
-            self.finished: list[tuple[int, float] | None] = [None] * batch  # (tokens, seconds)
-            self.cancelled = False
-
-        def __call__(self, input_ids, scores, **kwargs):
-            length = input_ids.shape[1]
-            open_rows = [i for i in range(batch) if self.finished[i] is None]
-            if open_rows:
-                tails = tokenizer.batch_decode(input_ids[open_rows, max(prompt_len, length - _TAIL_TOKENS):],
-                                               clean_up_tokenization_spaces=False)
-                stamp = time.perf_counter() - self.start
-                for row, tail in zip(open_rows, tails):
-                    if STOP in tail or input_ids[row, -1].item() in eos_ids:
-                        self.finished[row] = (length - prompt_len, stamp)
-            done = [self.cancelled or f is not None for f in self.finished]
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return RowWatcher()
 
 
 class Engine:
@@ -182,10 +257,10 @@ class Engine:
         self.base = models.resolve_base(base)
         self.model, self.tokenizer = models.load_model(self.base, dtype)
         self.model.eval()
-        self.tokenizer.padding_side = "left"
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self.peft = None  # the PeftModel wrapping self.model once an adapter is loaded
         self.adapters: OrderedDict[str, tuple[tuple, str]] = OrderedDict()  # path -> (signature, name)
         self._lock = threading.RLock()
@@ -246,98 +321,189 @@ class Engine:
                 self.peft.set_adapter(name)
                 yield self.peft
 
-    def _encode(self, prompts: list[str]):
-        texts = [chat_prompt(self.tokenizer, p) for p in prompts]
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    def encode(self, messages: list[str], max_new_tokens: int) -> list[list[int]]:
+        """The prompts' token ids (chat template applied); a prompt that leaves no room for
+        `max_new_tokens` in the model's context is a UserError, before anything is generated."""
+        if max_new_tokens < 1:
+            raise UserError(f"max_new_tokens {max_new_tokens}: must be at least 1")
+        ids = [self.tokenizer(chat_prompt(self.tokenizer, m), add_special_tokens=False).input_ids for m in messages]
+        for n, row in enumerate(ids, 1):
+            if self.context and len(row) + max_new_tokens > self.context:
+                which = f"prompt {n} of {len(ids)}" if len(ids) > 1 else "the prompt"
+                raise UserError(f"{which} is {len(row):,} tokens; with {max_new_tokens:,} new tokens that is more than "
+                                f"the model's context of {self.context:,} tokens — shorten the requirement")
+        return ids
 
-    def _rows(self, prompts, out, prompt_len, watcher, total_s, max_new_tokens) -> list[Generation]:
-        rows = []
-        for i, prompt in enumerate(prompts):
-            new = out[i, prompt_len:]
-            tokens, latency = watcher.finished[i] or (int(new.shape[0]), total_s)
-            text, stopped = cut_at_stop(self.tokenizer.decode(new[:tokens], skip_special_tokens=True,
-                                                              clean_up_tokenization_spaces=False))
-            ended = bool(tokens) and new[tokens - 1].item() in self.eos_ids
-            truncated = not stopped and not ended and tokens >= max_new_tokens
-            rows.append(Generation(prompt, text.strip(), int(tokens), round(latency, 4), truncated))
-        return rows
-
-    def _generate_batch(self, model, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def _prefill(self, model, row: _Row):
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import DynamicCache
 
-        enc = self._encode(prompts)
-        prompt_len = enc["input_ids"].shape[1]
-        watcher = _watcher(self.tokenizer, self.eos_ids, prompt_len, len(prompts))
-        torch.manual_seed(SEED)
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.tensor([row.ids])
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
+                    logits_to_keep=1)
+        return out.past_key_values, _pick(out.logits[0, -1], row.runner_up)
+
+    def _step(self, row: _Row, token: int, guard: bool, clock: float) -> None:
+        """Append one token to a row and decide whether it ends there."""
+        row.tokens.append(token)
+        row.text = self.tokenizer.decode(row.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        row.loop = repair.loop_in(row.text) if guard and STOP not in row.text else None
+        if token in self.eos_ids:
+            row.reason = "eos"
+        elif STOP in row.text:
+            row.reason = "stop"
+        elif row.loop:
+            row.reason = "loop"
+        elif len(row.tokens) >= row.limit:
+            row.reason = "limit"
+        if row.reason:
+            row.finished = clock
+
+    def decode(self, model, rows: list[_Row], slots: int, guard: bool = True):
+        """Greedy decoding with continuous batching: up to `slots` rows share one forward pass per
+        token; a row leaves as soon as it ends and the next prompt takes its place. Yields the rows
+        that changed after each step (finished ones with `reason` set)."""
+        import torch
+
+        waiting = list(reversed(rows))
+        batch = _Batch()
         with torch.inference_mode():
-            out = model.generate(
-                **enc, do_sample=False, max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([watcher]),
-            )
-        total = time.perf_counter() - watcher.start
-        return self._rows(prompts, out, prompt_len, watcher, total, max_new_tokens)
+            while waiting or batch.rows:
+                admitted = []
+                while waiting and len(batch.rows) < slots:
+                    row = waiting.pop()
+                    row.started = time.perf_counter()
+                    cache, token = self._prefill(model, row)
+                    self._step(row, token, guard, time.perf_counter())
+                    admitted.append(row)
+                    if not row.reason:
+                        batch.admit(row, cache)
+                if admitted:
+                    yield admitted
+                if not batch.rows:
+                    continue
+                last = torch.tensor([[row.tokens[-1]] for row in batch.rows])
+                batch.mask = torch.cat([batch.mask, torch.ones(len(batch.rows), 1, dtype=torch.long)], dim=1)
+                positions = (batch.mask.cumsum(-1) - 1)[:, -1:]
+                out = model(input_ids=last, attention_mask=batch.mask, position_ids=positions,
+                            past_key_values=batch.cache, use_cache=True)
+                batch.cache = out.past_key_values
+                picked = out.logits[:, -1].argmax(-1).tolist()
+                clock = time.perf_counter()
+                for row, token in zip(batch.rows, picked):
+                    self._step(row, token, guard, clock)
+                yield list(batch.rows)
+                if any(row.reason for row in batch.rows):
+                    batch.evict([i for i, row in enumerate(batch.rows) if not row.reason])
 
-    def generate(self, prompts: list[str], checkpoint="base", max_new_tokens: int = 320,
-                 batch_size: int = 8, progress=None) -> list[Generation]:
-        """Greedy outputs for `prompts` (in their order), batched by prompt length.
+    def _generation(self, message: str, row: _Row) -> Generation:
+        text, _ = cut_at_stop(row.text)
+        return Generation(message, text.strip(), len(row.tokens), round(row.finished - row.started, 4),
+                          truncated=row.reason == "limit", looped=row.reason == "loop", loop=row.loop)
 
-        `progress(n)` is called after each batch with the number of rows it finished."""
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-        results: dict[int, Generation] = {}
+    def generate(self, messages: list[str], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 8,
+                 progress=None, *, repair: bool = False, loop_guard: bool = True) -> list[Generation]:
+        """Greedy outputs for `messages` (user messages, see `prompts.request`), in their order.
+
+        Up to `batch_size` rows are decoded together (continuous batching). `progress(n)` is called
+        as rows finish. With `repair`, outputs PlantUML rejects are repaired (see core.repair);
+        `raw_output` keeps what the model wrote."""
+        ids = self.encode(messages, max_new_tokens)
+        results: list[Generation | None] = [None] * len(messages)
         with self.selected(checkpoint) as model:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                for i, row in zip(chunk, self._generate_batch(model, [prompts[i] for i in chunk], max_new_tokens)):
-                    results[i] = row
-                if progress:
-                    progress(len(chunk))
-        return [results[i] for i in range(len(prompts))]
+            rows = [_Row(i, row_ids, max_new_tokens) for i, row_ids in enumerate(ids)]
+            for changed in self.decode(model, rows, batch_size, loop_guard):
+                done = [row for row in changed if row.reason]
+                for row in done:
+                    results[row.index] = self._generation(messages[row.index], row)
+                if done and progress:
+                    progress(len(done))
+            if repair:
+                self._repair(model, ids, results, max_new_tokens, batch_size)
+        return results
 
-    def stream(self, checkpoint, prompt: str, max_new_tokens: int = 320):
+    def _repair(self, model, ids, results: list[Generation], max_new_tokens: int, slots: int) -> None:
+        """Check every output with PlantUML and repair the rejected ones in place (see core.repair)."""
+        from core.render import syntax_check
+
+        started = time.perf_counter()
+        verdicts = syntax_check([g.output for g in results])
+        for g, verdict in zip(results, verdicts):
+            g.raw_valid = g.valid = verdict.valid
+        failed = [i for i, v in enumerate(verdicts) if not v.valid]
+        # 1. a second attempt from the last good line, the runner-up token first
+        again = []
+        for i in failed:
+            prefix = repair.prefix_before(results[i].output, verdicts[i].error_line)
+            if prefix is not None:
+                kept = self.tokenizer(prefix, add_special_tokens=False).input_ids
+                budget = max_new_tokens - len(kept)
+                if budget > 0:
+                    again.append((i, prefix, _Row(i, ids[i] + kept, budget, runner_up=True)))
+        for _ in self.decode(model, [row for *_, row in again], slots):
+            pass
+        if again:
+            retried = {}
+            for i, prefix, row in again:
+                text, _ = cut_at_stop(prefix + row.text)
+                retried[i] = text.strip()
+            for (i, text), verdict in zip(retried.items(), syntax_check(list(retried.values()))):
+                if verdict.valid:
+                    line = verdicts[i].error_line
+                    self._repaired(results[i], text, f"second attempt from line {line} (PlantUML: {verdicts[i].error_message})")
+                    verdicts[i] = verdict
+        # 2. edits, checked together round by round
+        pending = [i for i in failed if not verdicts[i].valid]
+        texts = {i: results[i].output for i in pending}
+        changes: dict[int, list[str]] = {i: [] for i in pending}
+        for i in pending:
+            for fix in (repair.unloop, repair.close):
+                edit = fix(texts[i])
+                if edit:
+                    texts[i] = edit.text
+                    changes[i].append(edit.change)
+        for _ in range(repair.MAX_EDITS + 1):
+            if not pending:
+                break
+            checked = syntax_check([texts[i] for i in pending])
+            still = []
+            for i, verdict in zip(pending, checked):
+                if verdict.valid:
+                    self._repaired(results[i], texts[i], *changes[i])
+                    continue
+                edit = repair.delete_line(texts[i], verdict.error_line)
+                if edit and len(changes[i]) < repair.MAX_EDITS + 2:
+                    texts[i] = edit.text
+                    changes[i].append(edit.change)
+                    still.append(i)
+            pending = still
+        spent = (time.perf_counter() - started) / max(len(results), 1)
+        for g in results:
+            g.repair_s = round(spent, 4)
+
+    @staticmethod
+    def _repaired(g: Generation, text: str, *changes: str) -> None:
+        g.output, g.repaired, g.valid = text, True, True
+        g.repair = list(changes)
+
+    def stream(self, checkpoint, message: str, max_new_tokens: int = 320, *, repair: bool = False):
         """Yield the output's text piece by piece as it is generated; the generator's return value
-        (StopIteration.value) is the finished Generation."""
-        import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
+        (StopIteration.value) is the finished Generation (repaired when `repair`)."""
+        ids = self.encode([message], max_new_tokens)
         with self.selected(checkpoint) as model:
-            enc = self._encode([prompt])
-            prompt_len = enc["input_ids"].shape[1]
-            watcher = _watcher(self.tokenizer, self.eos_ids, prompt_len, 1)
-            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                            clean_up_tokenization_spaces=False)
-            result: dict = {}
-
-            def run():
-                try:
-                    torch.manual_seed(SEED)
-                    with torch.inference_mode():
-                        result["out"] = model.generate(
-                            **enc, do_sample=False, max_new_tokens=max_new_tokens, streamer=streamer,
-                            pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([watcher]),
-                        )
-                except BaseException as exc:  # handed to the consuming thread below
-                    result["error"] = exc
-                    streamer.end()
-
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            text = ""
-            try:
-                for piece in streamer:
-                    if STOP in text:
-                        continue  # drain what the last step decoded after @enduml
-                    cut, _ = cut_at_stop(text + piece)
-                    if len(cut) > len(text):
-                        yield cut[len(text):]
-                    text = cut
-            finally:
-                watcher.cancelled = True
-                thread.join()
-            if "error" in result:
-                raise result["error"]
-            total = time.perf_counter() - watcher.start
-            return self._rows([prompt], result["out"], prompt_len, watcher, total, max_new_tokens)[0]
+            row = _Row(0, ids[0], max_new_tokens)
+            shown = ""
+            for _ in self.decode(model, [row], 1):
+                text, _ = cut_at_stop(row.text)
+                text = text.rstrip("\ufffd")  # an unfinished multi-byte character comes with the next token
+                if text.startswith(shown) and len(text) > len(shown):
+                    yield text[len(shown):]
+                    shown = text
+            result = [self._generation(message, row)]
+            if repair:
+                self._repair(model, ids, result, max_new_tokens, 1)
+        return result[0]
 
 
 _engines: dict[tuple[str, str], Engine] = {}
@@ -352,9 +518,9 @@ def engine_for(refs, base: str | None = None, dtype: str = "auto") -> Engine:
     return _engines[key]
 
 
-def stream(checkpoint, prompt: str, max_new_tokens: int = 320, base: str | None = None):
+def stream(checkpoint, message: str, max_new_tokens: int = 320, base: str | None = None, *, repair: bool = False):
     """Stream one output for the playground: yields text pieces (see Engine.stream)."""
-    return (yield from engine_for([checkpoint], base).stream(checkpoint, prompt, max_new_tokens))
+    return (yield from engine_for([checkpoint], base).stream(checkpoint, message, max_new_tokens, repair=repair))
 
 
 # ---- `umlstudio generate` and the studio's worker ---------------------------------------------
@@ -362,27 +528,61 @@ def stream(checkpoint, prompt: str, max_new_tokens: int = 320, base: str | None 
 OUT_FORMATS = {".svg": "svg", ".png": "png", ".puml": None}
 
 
+def check_out(out: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output file that cannot be written: an unknown format, a folder,
+    a missing folder, a place this user may not write."""
+    if out.suffix.lower() not in OUT_FORMATS:
+        raise UserError(f"{flag} {out}: unknown format — use a file ending in .svg, .png or .puml")
+    if out.is_dir():
+        raise UserError(f"{flag} {out}: is a folder — name a file inside it, e.g. {out / ('diagram' + out.suffix)}")
+    if not out.parent.is_dir():
+        raise UserError(f"{flag} {out}: the folder {out.parent} does not exist — create it first or pick another place")
+    try:  # the only sure test of a place is writing there; the probe is removed at once
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+        if out.exists():
+            with out.open("ab"):
+                pass
+    except OSError as exc:
+        raise UserError(f"{flag} {out}: cannot write there ({exc.strerror}) — pick a writable place") from None
+
+
+def check_type(diagram_type: str | None) -> None:
+    if diagram_type is not None and diagram_type not in prompts.TYPE_NAMES:
+        raise UserError(f"--type {diagram_type}: unknown diagram type — one of {', '.join(prompts.TYPE_NAMES)}")
+
+
 def add_generate_args(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
     parser.add_argument("--prompt", required=True, help="the requirement to turn into PlantUML")
+    parser.add_argument("--type", help=f"the wanted diagram type, stated in the prompt: {', '.join(prompts.TYPE_NAMES)} "
+                                       "(default: none stated, the model picks)")
     parser.add_argument("--out", help="also write the diagram to FILE.svg, FILE.png or FILE.puml")
     parser.add_argument("--base", help="the base model for --checkpoint base (default: the embedded smollm2-135m)")
     parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--repair", action="store_true",
+                        help="check the output with PlantUML and repair it when rejected (the raw output is reported too)")
 
 
 def generate_command(args) -> int:
     out = Path(args.out) if args.out else None
-    if out is not None and out.suffix.lower() not in OUT_FORMATS:
-        raise UserError(f"--out {out}: unknown format — use a file ending in .svg, .png or .puml")
+    if out is not None:
+        check_out(out)
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1")
     if not args.prompt.strip():
         raise UserError("--prompt is empty — pass the requirement to turn into PlantUML")
+    check_type(args.type)
     engine = engine_for([args.checkpoint], args.base)
-    row = engine.generate([args.prompt], args.checkpoint, max_new_tokens=args.max_new_tokens)[0]
+    message = prompts.request(args.prompt, args.type)
+    row = engine.generate([message], args.checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair)[0]
     print(row.output)
-    note = " (cut off at --max-new-tokens)" if row.truncated else ""
+    note = (" (cut off at --max-new-tokens)" if row.truncated else "") + (f" (stopped: {row.loop})" if row.looped else "")
     print(f"-- {row.tokens} tokens in {row.latency_s:.2f} s{note}", file=sys.stderr)
+    if row.repaired:
+        print("-- repaired: " + "; ".join(row.repair), file=sys.stderr)
+    elif args.repair and not row.valid:
+        print("-- PlantUML rejects it and no repair helped", file=sys.stderr)
     if out is None:
         return 0
     fmt = OUT_FORMATS[out.suffix.lower()]
@@ -404,16 +604,20 @@ def worker_main(argv=None) -> int:
     """Generate one output in a subprocess: text to stdout as it streams, the result to --out."""
     parser = argparse.ArgumentParser(prog="python -m core.generate", description=worker_main.__doc__)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--prompt-file", required=True, type=Path)
+    parser.add_argument("--prompt-file", required=True, type=Path, help="the requirement")
+    parser.add_argument("--type", help="the wanted diagram type")
     parser.add_argument("--out", required=True, type=Path, help="result JSON")
     parser.add_argument("--base")
     parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--repair", action="store_true")
     args = parser.parse_args(argv)
     try:
         if not args.prompt_file.is_file():
             raise UserError(f"{args.prompt_file}: prompt file not found")
-        prompt = args.prompt_file.read_text()
-        pieces = stream(args.checkpoint, prompt, args.max_new_tokens, args.base)
+        check_type(args.type)
+        requirement = args.prompt_file.read_text()
+        pieces = stream(args.checkpoint, prompts.request(requirement, args.type), args.max_new_tokens, args.base,
+                        repair=args.repair)
         while True:
             try:
                 sys.stdout.write(next(pieces))
@@ -424,7 +628,8 @@ def worker_main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.write_text(json.dumps({"checkpoint": args.checkpoint, **asdict(row)}))
+    args.out.write_text(json.dumps({"checkpoint": args.checkpoint, "requirement": requirement,
+                                    "diagram_type": args.type, **asdict(row)}))
     print(flush=True)
     return 0
 

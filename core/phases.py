@@ -14,9 +14,11 @@ Nothing here writes; every refusal is a `UserError` naming the setting and the f
 """
 
 import json
+import os
+import shutil
 from pathlib import Path
 
-from core import checkpoints, models, paths, store
+from core import checkpoints, generate, models, paths, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -131,15 +133,34 @@ def resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) ->
     return "\n".join(lines)
 
 
+def read_adapter(ckpt: Path, where: str) -> dict:
+    """The checkpoint's adapter_config.json, once both it and the weights' header read cleanly
+    (a truncated or damaged file is refused here, before any run row or model load)."""
+    weights = ckpt / generate.ADAPTER_FILE
+    if not weights.is_file():
+        raise UserError(f"{where}: {ckpt} has no {generate.ADAPTER_FILE} — pick a complete checkpoint")
+    damaged = f"the checkpoint is damaged: pick another checkpoint of the run, or restore it from its backup ({checkpoints.backup_root()})"
+    try:
+        adapter = json.loads((ckpt / "adapter_config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{where}: {ckpt} has no adapter_config.json — {damaged}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} is not valid JSON ({str(exc)[:120]}) — {damaged}") from None
+    if not isinstance(adapter, dict):
+        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} holds no settings object — {damaged}")
+    try:
+        generate.adapter_shapes(weights)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc} — {damaged}") from None
+    return adapter
+
+
 def continue_point(config: cfg.Config) -> tuple[Path, dict]:
     """Resolve phase.continue_from and check the adapter can be continued with this config."""
     ckpt = checkpoints.resolve(config.phase.continue_from)
     if ckpt == checkpoints.BASE:
         raise UserError("phase.continue_from: base — a phase starting from the base model is a fresh run: remove phase.continue_from")
-    adapter_file = ckpt / "adapter_config.json"
-    if not (ckpt / "adapter_model.safetensors").is_file():
-        raise UserError(f"phase.continue_from: {ckpt} has no adapter_model.safetensors — pick a complete checkpoint")
-    adapter = json.loads(adapter_file.read_text())
+    adapter = read_adapter(ckpt, "phase.continue_from")
     info = checkpoints.info(ckpt)
     parent_base = info.get("config", {}).get("model", {}).get("base") or adapter.get("base_model_name_or_path", "")
     problems = []
@@ -172,9 +193,55 @@ def next_phase_dir(run_dir: Path) -> Path:
     return run_dir.parent / f"{stem}_phase{n}"
 
 
-def check_free(output_dir: Path) -> None:
-    """A new run may write into `output_dir`: no run holds it and it is empty or absent."""
+SYSTEM_DIRS = ("proc", "sys", "dev")
+
+
+def check_writable(output_dir: Path) -> None:
+    """`output_dir` can be made a run folder: not a file, not a system folder, in a writable place."""
+    where = f"training.output_dir {output_dir}"
+    if output_dir.parts[1:2] in tuple((d,) for d in SYSTEM_DIRS):
+        raise UserError(f"{where}: /{output_dir.parts[1]} is a system folder — set training.output_dir to a folder of yours (a relative one lives under {paths.home()})")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"{where} is a file — set training.output_dir to a new folder")
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{where}: {existing} is a file, so no folder can be made below it — set another training.output_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{where}: {existing} is not writable — set training.output_dir to a folder you can write to")
+
+
+def failed_before_a_checkpoint(run: dict) -> bool:
+    """The run ended (failed, or its worker died) without one complete checkpoint: nothing in its folder
+    can be resumed, so a new run may take the folder over."""
+    ended = run["status"] == "failed" or (run["status"] in ("created", "running") and run.get("pid")
+                                          and not worker_alive(run))
+    return bool(ended) and not any(is_complete(c) for c in checkpoints.list_checkpoints(Path(run["output_dir"])))
+
+
+def set_aside_dir(run: dict) -> Path:
+    """Where `set_aside` moves a failed run's folder: `<runs root>/failed/<folder>-<run id>`."""
+    return paths.home() / "failed" / f"{Path(run['output_dir']).name}-{run['id']}"
+
+
+def set_aside(run: dict) -> Path:
+    """Move a run that failed before its first checkpoint out of its folder (its log and config kept,
+    the run row pointed at the new place), so the folder is free for a new run."""
+    target = set_aside_dir(run)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if Path(run["output_dir"]).exists():
+        shutil.move(run["output_dir"], target)
+    store.update_run(run["id"], output_dir=str(target))
+    return target
+
+
+def check_free(output_dir: Path) -> dict | None:
+    """A new run may write into `output_dir`: it can be written, no run holds it and it is empty or
+    absent. Returns the run to `set_aside` first when the folder belongs to one that failed before
+    its first checkpoint; None otherwise."""
+    check_writable(output_dir)
     run = store.run_for_output_dir(output_dir)
+    if run and failed_before_a_checkpoint(run):
+        return run
     if run:
         raise UserError(
             f"training.output_dir {output_dir} holds run '{run['name']}' ({run['id']}, {run['status']}) — "
@@ -182,6 +249,7 @@ def check_free(output_dir: Path) -> None:
         )
     if output_dir.exists() and any(output_dir.iterdir()):
         raise UserError(f"training.output_dir {output_dir} is not empty and holds no run — set a new training.output_dir")
+    return None
 
 
 # ---- workers ------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
               f"(the parent had trained {done:g} epochs)", flush=True)
 
     output_dir = paths.resolve_output_dir(config.training.output_dir)
-    phases.check_free(output_dir)
+    failed = phases.check_free(output_dir)  # a run that failed before its first checkpoint: set aside
     config.training.output_dir = str(output_dir)
     phase_kind, parent_run, parent_ckpt, changes, items = "fresh", None, None, {}, None
     if config.phase.continue_from:
@@ -117,6 +117,9 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
         # the pre-continue checklist, unless phase.override_reason says why not; stored with the run
         items = [asdict(item) for item in checklist.gate(config)]
 
+    if failed:
+        print(f"{output_dir}: run '{failed['name']}' ({failed['id']}) failed there before its first checkpoint; "
+              f"its files move to {phases.set_aside(failed)}", flush=True)
     output_dir.mkdir(parents=True)
     cfg.save(config, output_dir / CONFIG_FILE)
     return store.create_run(

@@ -1,0 +1,224 @@
+"""The shape of the house: core's import graph has no circle, `umlstudio --help` stays light, and the
+plan refuses bad output folders and damaged checkpoints before a run row exists; a run that failed
+before its first checkpoint never blocks its folder; `advise --out` is checked before any work."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from core import checkpoints, cli, config as configs, paths, phases, store, train
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "core"
+ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} -- {b}\n@enduml",
+         "diagram_type": "class"} for a, b in [("Shop", "Order"), ("Team", "Player"), ("Zoo", "Animal")]]
+LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+
+
+# ---- no import circles in core ------------------------------------------------------------------
+
+
+def core_imports(path: Path) -> set[str]:
+    """The core modules a core file imports, at module level and inside functions alike."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "core":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("core.")}
+    return found & {p.stem for p in CORE.glob("*.py")}
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle (a -> b -> ... -> a), or None when the graph is acyclic (depth-first search)."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (circle := visit(nxt)):
+                return circle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (circle := visit(node)):
+            return circle
+    return None
+
+
+def test_the_circle_finder_finds_a_circle_inside_a_function():
+    graph = {"train": {"checklist"}, "checklist": {"advise"}, "advise": {"train"}, "store": set()}
+    assert find_circle(graph) == ["advise", "train", "checklist", "advise"]
+    assert core_imports(CORE / "train.py") >= {"phases", "checklist", "store"}  # `from core import data` in a function too
+    assert "data" in core_imports(CORE / "train.py")
+
+
+def test_core_imports_form_no_circle():
+    graph = {p.stem: core_imports(p) - {p.stem} for p in CORE.glob("*.py")}
+    assert find_circle(graph) is None, " -> ".join(find_circle(graph))
+
+
+# ---- light commands stay light ------------------------------------------------------------------
+
+
+def imported_after(argv: list[str]) -> list[str]:
+    script = ("import sys\nfrom core import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in sys.modules if m.startswith('core.') or m in ('torch', 'transformers')))")
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_help_imports_no_command_module():
+    assert imported_after(["--help"]) == ["core.cli", "core.errors"]
+    runs_help = imported_after(["runs", "--help"])
+    assert "core.runs" in runs_help and not {"core.train", "core.advise", "core.evaluate", "core.render", "torch"} & set(runs_help)
+
+
+def test_a_bad_argument_is_one_line_without_the_usage(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["runs", "--colour"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--colour" in err[0] and "usage" not in err[0]
+
+
+# ---- the plan refuses before a run row exists ---------------------------------------------------
+
+
+@pytest.fixture
+def lab(tmp_path, tiny_model):
+    """A dataset and a config maker on the tiny model."""
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    for split in ("train", "validation"):
+        (dataset / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+
+    def make(output_dir, **sections) -> Path:
+        tree = {"model": {"base": str(tiny_model)}, "data": {"dataset": str(dataset), "eval_rows": 2},
+                "training": {"backend": "peft", "output_dir": str(output_dir), "max_steps": 2}, "lora": LORA}
+        for key, value in sections.items():
+            tree.setdefault(key, {}).update(value)
+        path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
+        path.write_text(json.dumps(tree))
+        return path
+
+    return make
+
+
+def refused(argv, capsys) -> list[str]:
+    """Run a command that must be refused: exit 2, no run row written; its error lines."""
+    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and all(line.startswith("error: ") for line in err) and "Traceback" not in "\n".join(err)
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+    return err
+
+
+def test_an_output_dir_that_is_a_file_or_a_system_folder_is_refused(lab, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    err = refused(["train", "--config", str(lab(tmp_path / "a-file"))], capsys)
+    assert len(err) == 1 and "is a file" in err[0] and "training.output_dir" in err[0]
+    err = refused(["train", "--config", str(lab(tmp_path / "a-file" / "below"))], capsys)
+    assert len(err) == 1 and "no folder can be made below it" in err[0]
+    err = refused(["train", "--config", str(lab("/proc/umlstudio-run"))], capsys)
+    assert len(err) == 1 and "/proc is a system folder" in err[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: an unwritable folder cannot be made")
+def test_an_output_dir_in_an_unwritable_folder_is_refused(lab, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    err = refused(["train", "--config", str(lab(locked / "run"))], capsys)
+    assert len(err) == 1 and "is not writable" in err[0]
+
+
+def fake_checkpoint(folder: Path, base: str) -> Path:
+    """A checkpoint folder with a real (tiny) safetensors file of LoRA-shaped tensors and a manifest."""
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({**LORA, "base_model_name_or_path": base}))
+    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((4, 16), np.float32)},
+              str(folder / "adapter_model.safetensors"))
+    checkpoints.write_manifest(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("config-not-json", "adapter_config.json is not valid JSON"),
+    ("config-not-utf8", "adapter_config.json is not valid JSON"),
+    ("weights-truncated", "adapter_model.safetensors is unreadable"),
+    ("weights-empty", "adapter_model.safetensors is unreadable"),
+])
+def test_a_damaged_checkpoint_to_continue_from_is_refused_before_a_run_row(lab, tmp_path, tiny_model, capsys, damage, message):
+    ckpt = fake_checkpoint(tmp_path / "parent" / "checkpoint-2", str(tiny_model))
+    assert phases.read_adapter(ckpt, "phase.continue_from")["r"] == 4  # undamaged, it reads
+    weights, adapter_config = ckpt / "adapter_model.safetensors", ckpt / "adapter_config.json"
+    if damage == "config-not-json":
+        adapter_config.write_text('{"r": 4, "lora_alpha":')
+    elif damage == "config-not-utf8":
+        adapter_config.write_bytes(b"\xff\xfe{\x00")
+    elif damage == "weights-truncated":
+        weights.write_bytes(weights.read_bytes()[:-16])
+    else:
+        weights.write_bytes(b"")
+    config = lab(tmp_path / "next", phase={"continue_from": str(ckpt), "override_reason": "testing damage"})
+    err = refused(["train", "--config", str(config)], capsys)
+    assert len(err) == 1 and err[0].startswith("error: phase.continue_from: ") and message in err[0]
+    assert "the checkpoint is damaged" in err[0]
+    assert not (tmp_path / "next").exists()
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_its_folder(lab, tmp_path, capsys):
+    out = tmp_path / "runs" / "first"
+    config = lab(out)
+    failed_id = train.prepare(configs.load(config), config_path=config)
+    (out / train.LOG_FILE).write_text("Traceback: the worker died\n")
+    store.update_run(failed_id, status="failed", error="RuntimeError: out of memory")
+    assert phases.check_free(out)["id"] == failed_id  # free, once that run is set aside
+    second = train.prepare(configs.load(config), config_path=config)
+    assert second != failed_id and store.run_for_output_dir(out)["id"] == second
+    moved = Path(store.get_run(failed_id)["output_dir"])
+    assert moved == paths.home() / "failed" / f"first-{failed_id}"
+    assert (moved / train.LOG_FILE).read_text() == "Traceback: the worker died\n"  # its log is kept
+    assert "failed there before its first checkpoint" in capsys.readouterr().out
+    # a run that did save a complete checkpoint still holds its folder: it can be resumed
+    store.update_run(second, status="failed")
+    fake_checkpoint(out / "checkpoint-1", "any")
+    err = refused(["train", "--config", str(config)], capsys)
+    assert "holds run" in err[0] and "resume_from_checkpoint" in err[0]
+
+
+# ---- advise --out is checked before any work ----------------------------------------------------
+
+
+@pytest.mark.parametrize("where, message", [
+    ("missing/next.yaml", "does not exist"),
+    ("existing", "is a folder"),
+])
+def test_advise_out_in_a_missing_or_existing_folder_is_refused_first(tmp_path, capsys, where, message):
+    (tmp_path / "existing").mkdir()
+    # the run does not exist either: the --out check comes first, before the store is read
+    err = refused(["advise", "--run", "nosuchrun", "--out", str(tmp_path / where)], capsys)
+    assert len(err) == 1 and message in err[0] and "--out" in err[0]
+    assert not (tmp_path / "missing").exists()
+
+
+def test_advise_backup_dir_that_is_a_file_is_refused_first(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    err = refused(["advise", "--run", "nosuchrun", "--backup", "--backup-dir", str(tmp_path / "a-file")], capsys)
+    assert len(err) == 1 and "is a file" in err[0]
