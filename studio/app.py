@@ -1,14 +1,33 @@
-"""PlantUML LoRA Studio: `streamlit run studio/app.py`. This file only routes; each page lives in pages/."""
+"""PlantUML LoRA Studio: `streamlit run studio/app.py`. This file only routes; each page lives in pages/.
 
+The studio is a local tool: `studio/.streamlit/config.toml` (read wherever it is started from) binds it
+to 127.0.0.1. Bound anywhere else (a global Streamlit config, a flag, an environment variable), it refuses
+to serve unless UMLSTUDIO_ALLOW_REMOTE=1 says so on purpose.
+"""
+
+import os
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime import Runtime
 
 from core import warmup
 
 ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 st.set_page_config(page_title="PlantUML LoRA Studio", page_icon=":material/schema:", layout="wide")
+address = st.get_option("server.address")
+if Runtime.exists() and address not in LOOPBACK and os.environ.get("UMLSTUDIO_ALLOW_REMOTE") != "1":
+    refusal = (f"the studio is bound to {address or 'every network interface'} and serves only on 127.0.0.1 — "
+               "start it without a server.address setting, or set UMLSTUDIO_ALLOW_REMOTE=1 to expose it on purpose")
+    print(f"error: {refusal}", file=sys.stderr, flush=True)
+    st.error(refusal)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()  # after the page got the refusal
+    st.stop()
 st.cache_resource(show_spinner=False)(warmup.start)()  # once per studio process, in the background
 st.navigation(
     {

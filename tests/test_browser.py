@@ -34,12 +34,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_studio(home: Path, port: int) -> subprocess.Popen:
-    """`streamlit run studio/app.py` as a user starts it, on `port`, with its runs root at `home`."""
+def start_studio(home: Path, port: int, cwd: Path = ROOT, extra=(), env=None) -> subprocess.Popen:
+    """`streamlit run studio/app.py [extra]` as a user starts it (from `cwd`), on `port`, with its runs root at `home`."""
     log = open(home / "streamlit.log", "wb")
+    app = "studio/app.py" if cwd == ROOT else str(ROOT / "studio" / "app.py")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "studio/app.py", "--server.port", str(port)],
-        cwd=ROOT, env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "streamlit", "run", app, "--server.port", str(port), *extra],
+        cwd=cwd, env={**os.environ, "UMLSTUDIO_HOME": str(home), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 90

@@ -1,0 +1,56 @@
+"""The studio listens on loopback only, wherever it is started from, and refuses to serve when bound elsewhere."""
+
+import os
+import signal
+
+from test_browser import browser, free_port, start_studio, wait_until_idle  # noqa: F401  (browser: a fixture)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket in LISTEN state on `port` (IPv4 and IPv6, from /proc/net)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_started_from_another_folder_it_listens_on_loopback_only(tmp_path):
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    port = free_port()
+    process = start_studio(home, port, cwd=elsewhere)
+    try:
+        # 0100007F is 127.0.0.1 as /proc/net/tcp writes it; every interface would be 00000000 (or :: in tcp6)
+        assert listening_addresses(port) == {"0100007F"}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    log = (home / "streamlit.log").read_text()
+    assert "External URL" not in log and "Network URL" not in log
+
+
+def test_bound_to_every_interface_it_refuses_to_serve(tmp_path, browser):  # noqa: F811
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    process = start_studio(home, port, cwd=tmp_path, extra=["--server.address", "0.0.0.0"],
+                           env={"UMLSTUDIO_ALLOW_REMOTE": ""})
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        refusal = page.get_by_text("serves only on 127.0.0.1")
+        refusal.wait_for(timeout=60_000)
+        assert "UMLSTUDIO_ALLOW_REMOTE=1" in refusal.inner_text()
+        assert process.wait(timeout=30) is not None  # the server stopped itself
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    assert "error: the studio is bound to 0.0.0.0 and serves only on 127.0.0.1" in (home / "streamlit.log").read_text()
