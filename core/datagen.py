@@ -1,12 +1,16 @@
-"""Generated requirement -> PlantUML pairs for the diagram types PlantUCD lacks: sequence,
-activity, usecase, state, component and er.
+"""Generated requirement -> PlantUML pairs for the diagram types without real prose (state, use
+case, component, ER) and more of sequence and activity.
 
 Each domain of data/datagen/domains.yaml (banking, hospital, ...) brings its own actors, services,
 workflows, lifecycles and tables. For every domain and type the generator draws `per_domain`
-distinct diagrams of 2 to 8 entities and phrases each request in one of four styles: imperative
-("Draw a ..."), user story ("As a ..., I want ..."), requirement ("The ... shall ...") or terse
-bullets. A prompt names every entity of its diagram and holds no PlantUML syntax. The output is
-valid PlantUML 1.2025 and depends only on the seed (one random.Random, no global state).
+distinct diagrams (mostly 3 to 8 entities; 2-entity diagrams are rare) and has a person ask for
+each in the words of one of the frames of data/datagen/frames.yaml (at least 30 per type): a user
+story ("As a ..., I want ..."), a requirement ("The ... shall ..."), a goal, a story of how things
+happen, or terse notes. A frame fills its blanks from a description of the diagram at several
+levels of detail, so a request often states the goal and the main parts and leaves the rest of
+the design to the model, as a person would. The diagram varies too (titles, notes, groupings,
+participant kinds, arrow forms). The output is valid PlantUML 1.2025 (a test checks it with the
+jar) and depends only on the seed (one random.Random, no global state).
 
 Entities and relations ([source, target, kind, label]) per type:
 - sequence: the participants; one "message" per arrow, sender -> receiver, label = the text
@@ -15,23 +19,26 @@ Entities and relations ([source, target, kind, label]) per type:
 - usecase: actors and use cases; "association" actor -> use case, "include" base -> included,
   "extend" extension -> base, label ""
 - state: the states ([*] is none); one "transition" per arrow between two states, label = event
-- component: components, interfaces, databases and nodes; "association" for - and -->,
+- component: components, interfaces, databases, queues and nodes; "association" for - and -->,
   "dependency" for ..>, label = the arrow's text
 - er: the entities; one "association" per crow's foot line, left -> right, label = its text
 """
 
 import random
 import re
+import string
 
 import yaml
 
 from core.paths import DATA_DIR
 
 DOMAINS_FILE = DATA_DIR / "datagen" / "domains.yaml"
+FRAMES_FILE = DATA_DIR / "datagen" / "frames.yaml"
 GENERATED_TYPES = ("sequence", "activity", "usecase", "state", "component", "er")
-STYLES = ("imperative", "story", "shall", "bullets")
+STYLES = ("story", "shall", "goal", "narrative", "notes")
+PER_DOMAIN = 15
 
-VERBS = ("Draw", "Create", "Produce", "Generate", "Model", "Sketch")
+VERBS = ("Draw", "Create", "Produce", "Sketch", "Model", "Make", "Put together", "Give me")
 SUBMIT = ("submit", "create", "send", "register")
 STORE = ("save", "store", "insert", "persist")
 STORED = ("id", "saved", "stored")
@@ -43,11 +50,14 @@ PROTOCOLS = ("REST", "HTTPS", "gRPC", "GraphQL")
 DB_LABELS = ("SQL", "JDBC", "reads/writes")
 AUTH_PROTOCOLS = ("OAuth2", "SSO", "OpenID Connect")
 NODES = ("AppServer", "BackendCluster", "KubernetesCluster", "ApplicationHost", "CloudRegion")
-ARCHITECTS = ("software architect", "DevOps engineer", "platform engineer", "tech lead")
-CARDINALITY = {
-    "many": (("||--o{", "zero or more"), ("||--|{", "one or more")),
-    "one": (("||--||", "exactly one"), ("||--o|", "at most one")),
+ARCHITECTS = ("software architect", "DevOps engineer", "platform engineer", "tech lead", "new developer",
+              "solution architect", "site reliability engineer")
+CARDINALITY = {  # (left-to-right symbol, right-to-left symbol, words)
+    "many": (("||--o{", "}o--||", "zero or more"), ("||--|{", "}|--||", "one or more")),
+    "one": (("||--||", "||--||", "exactly one"), ("||--o|", "|o--||", "at most one")),
 }
+# how often a diagram has this many entities (capped by what the vocabulary offers)
+SIZES = {2: 1, 3: 4, 4: 6, 5: 6, 6: 5, 7: 3, 8: 2}
 
 
 def load_domains(path=DOMAINS_FILE) -> dict[str, dict]:
@@ -55,9 +65,16 @@ def load_domains(path=DOMAINS_FILE) -> dict[str, dict]:
         return yaml.safe_load(f)
 
 
-def generate(seed: int = 0, per_domain: int = 5) -> list[dict]:
+def load_frames(path=FRAMES_FILE) -> dict[str, list[dict]]:
+    """The prompt frames per diagram type: [{"style", "text"}]; `text` has {blanks}."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def generate(seed: int = 0, per_domain: int = PER_DOMAIN) -> list[dict]:
     """Rows for every domain x generated type, `per_domain` distinct diagrams each."""
     rng = random.Random(seed)
+    frames = load_frames()
     builders = {
         "sequence": _sequence, "activity": _activity, "usecase": _usecase,
         "state": _state, "component": _component, "er": _er,
@@ -67,14 +84,17 @@ def generate(seed: int = 0, per_domain: int = 5) -> list[dict]:
         for diagram_type in GENERATED_TYPES:
             seen = set()
             for _ in range(per_domain * 50):
-                prompt, lines, entities, relations = builders[diagram_type](rng, domain, rng.choice(STYLES))
+                lines, entities, relations, blanks = builders[diagram_type](rng, domain)
                 plantuml = "\n".join(["@startuml", *lines, "@enduml"])
                 if plantuml in seen:
                     continue
                 seen.add(plantuml)
+                blanks.update(domain=domain["name"], system=domain["system"], verb=rng.choice(VERBS),
+                              article=_a(domain["system"]).split()[0])
                 rows.append({
-                    "prompt": prompt, "plantuml": plantuml, "diagram_type": diagram_type,
-                    "category": key, "source": f"gen:{key}", "origin": "generated", "entities": entities, "relations": relations,
+                    "prompt": _fill(rng, frames[diagram_type], blanks), "plantuml": plantuml,
+                    "diagram_type": diagram_type, "category": key, "source": f"gen:{key}", "origin": "generated",
+                    "entities": entities, "relations": relations,
                 })
                 if len(seen) == per_domain:
                     break
@@ -86,12 +106,29 @@ def generate(seed: int = 0, per_domain: int = 5) -> list[dict]:
     return rows
 
 
+def _fill(rng, frames: list[dict], blanks: dict) -> str:
+    """A frame whose blanks are all known and non-empty, filled; sentences start upper case."""
+    usable = [f for f in frames if all(blanks.get(name) for name in _names(f["text"]))]
+    text = rng.choice(usable)["text"].format(**blanks)
+    text = re.sub(r"(^|[.?!]\s+|\n)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text.strip())
+    return re.sub(r"[ \t]+", " ", text)
+
+
+def _names(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _size(rng, low: int, high: int) -> int:
+    options = [n for n in SIZES if low <= n <= high] or [high]
+    return rng.choices(options, [SIZES.get(n, 1) for n in options])[0]
+
+
 # ---- prose helpers ----------------------------------------------------------------------------
 
 
-def _join(items) -> str:
+def _join(items, word: str = "and") -> str:
     items = list(items)
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
 
 
 def _a(word: str) -> str:
@@ -107,21 +144,36 @@ def _cap(text: str) -> str:
 
 
 def _phrase(name: str) -> str:
-    """A title-case name as words in a sentence: "Review SLA Report" -> "review SLA report"."""
-    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in name.split())
+    """A name as words in a sentence: "Review SLA Report" -> "review SLA report", "BookCopy" -> "book copy"."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in spaced.split())
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def _quoted(items) -> list[str]:
     return [f'"{item}"' for item in items]
 
 
+def _sentences(items) -> str:
+    return " ".join(_cap(item.rstrip(".")) + "." for item in items)
+
+
+def _title(rng, lines: list[str], title: str, chance: float = 0.2) -> list[str]:
+    return [f"title {title}", *lines] if rng.random() < chance else lines
+
+
 # ---- sequence ---------------------------------------------------------------------------------
 
 
-def _sequence(rng, d, style):
+def _sequence(rng, d):
     actor, action, noun, service = rng.choice(d["requests"])
     frontend = rng.choice(d["frontends"])
-    size = rng.randint(2, 8)
+    size = _size(rng, 2, 8)
     roles = {"auth": d["auth"], "database": d["services"][service], "notifier": d["notifier"]}
     if service in d["guards"]:
         roles["guard"] = d["guards"][service][0]
@@ -157,50 +209,66 @@ def _sequence(rng, d, style):
             steps += [*work, done]
         steps.append(("-->", frontend, actor, rng.choice(SHOW)))
 
-    kinds = {actor: "actor", frontend: "participant"}
+    kinds = {actor: "actor", frontend: rng.choice(("participant", "participant", "boundary"))}
     if size > 2:
         for role in ("auth", "service", "guard", "external", "database", "notifier"):
             if role == "service":
-                kinds[service] = "participant"
+                kinds[service] = rng.choice(("participant", "participant", "control"))
             elif role in picked:
-                kinds[roles[role]] = "database" if role == "database" else "participant"
+                kinds[roles[role]] = {"database": "database", "notifier": rng.choice(("participant", "queue"))}.get(
+                    role, "participant")
     numbered = rng.random() < 0.2
-    lines = (["autonumber"] if numbered else []) + [f"{kind} {name}" for name, kind in kinds.items()]
-    lines += _sequence_lines(steps, "")
+    active = size > 3 and rng.random() < 0.3
+    declared = [f"{kind} {name}" for name, kind in kinds.items()]
+    if size > 3 and rng.random() < 0.2:  # the back end in a box
+        declared = [*declared[:2], 'box "Back end"', *declared[2:], "end box"]
+    lines = (["autonumber"] if numbered else []) + declared
+    messages = _sequence_lines(steps, "", rng.random() < 0.3)
+    lines += _activated(messages, frontend, service) if active else messages
+    if size > 3 and rng.random() < 0.25:
+        lines.append(rng.choice((f"note over {frontend}, {service} : {action}",
+                                 f"note left of {actor} : wants to {action}",
+                                 f"note right of {service} : owns the {noun}")))
+    lines = _title(rng, lines, _cap(action), 0.15)
     relations = [[a, b, "message", text] for _, a, b, text in _messages(steps)]
 
-    db = roles["database"] if "database" in picked else None
-    shown = f"Show {actor} as an actor" + (f" and {db} as a database." if db else ".")
-    number = " Number the messages." if numbered else ""
-    if style == "imperative":
-        prompt = (f"{rng.choice(VERBS)} a sequence diagram for {d['name']}: how {_a(actor)} can {action} "
-                  f"through the {frontend}. {shown} {_sequence_story(steps, False)}{number}")
-    elif style == "story":
-        prompt = (f"As {_a(actor)}, I want to {action} in the {frontend}. {_sequence_story(steps, False)} "
-                  f"Model this interaction as a sequence diagram. {shown}{number}")
-    elif style == "shall":
-        prompt = (f"The {d['system']} shall let {_a(actor)} {action} via the {frontend}. "
-                  f"{_sequence_story(steps, True)} Provide a UML sequence diagram. {shown}{number}")
-    else:
-        listed = [f"{name} ({kind})" if kind != "participant" else name for name, kind in kinds.items()]
-        bullets = [f"- {_clause(step, False)}" for step in steps] + (["- number the messages"] if numbered else [])
-        prompt = "\n".join([f"Sequence diagram, {d['name']}", f"Participants: {', '.join(listed)}", *bullets])
-    return prompt, lines, list(kinds), relations
+    others = [name for name in kinds if name not in (actor, frontend, service)]
+    guard = d["guards"].get(service) if "guard" in picked else None
+    blanks = {
+        "actor": _phrase(actor), "a_actor": _a(_phrase(actor)), "actors": _plural(_phrase(actor)),
+        "action": action, "noun": noun, "frontend": frontend, "service": service if size > 2 else "",
+        "participants": _join(kinds), "others": _join(others) if others else "",
+        "story": _sequence_story(steps, False), "shall_story": _sequence_story(steps, True),
+        "gist": _sequence_gist(steps, frontend, service, kinds) if size > 2 else "",
+        "check": f"the {noun} only goes through when {guard[3]}; when {guard[4]} the {actor} is told it was rejected"
+                 if guard else "",
+        "db": roles["database"] if "database" in picked else "",
+        "numbered": "Number the messages." if numbered else "",
+        "n": str(len(kinds)),
+    }
+    return lines, list(kinds), relations, blanks
 
 
-def _sequence_lines(steps, indent):
+def _sequence_lines(steps, indent, async_notify=False):
     lines = []
     for step in steps:
         if step[0] == "alt":
             _, ok, ok_steps, fail, fail_steps = step
-            lines += [f"{indent}alt {ok}", *_sequence_lines(ok_steps, indent + "  "),
-                      f"{indent}else {fail}", *_sequence_lines(fail_steps, indent + "  "), f"{indent}end"]
+            lines += [f"{indent}alt {ok}", *_sequence_lines(ok_steps, indent + "  ", async_notify),
+                      f"{indent}else {fail}", *_sequence_lines(fail_steps, indent + "  ", async_notify), f"{indent}end"]
         elif step[0] == "opt":
-            lines += [f"{indent}opt {step[1]}", *_sequence_lines(step[2], indent + "  "), f"{indent}end"]
+            lines += [f"{indent}opt {step[1]}", *_sequence_lines(step[2], indent + "  ", async_notify), f"{indent}end"]
         else:
             arrow, a, b, text = step
+            arrow = "->>" if async_notify and text.startswith("notify ") else arrow  # fire and forget
             lines.append(f"{indent}{a} {arrow} {b} : {text}")
     return lines
+
+
+def _activated(lines: list[str], frontend: str, service: str) -> list[str]:
+    """The service's activation bar: from the front end's first call to it until the last reply."""
+    first = next(i for i, line in enumerate(lines) if line.startswith(f"{frontend} -> {service} : "))
+    return [*lines[:first + 1], f"activate {service}", *lines[first + 1:-1], f"deactivate {service}", lines[-1]]
 
 
 def _messages(steps):
@@ -231,6 +299,15 @@ def _sequence_story(steps, shall: bool) -> str:
     return " ".join(_cap(_clause(step, shall)) + "." for step in steps)
 
 
+def _sequence_gist(steps, frontend, service, kinds) -> str:
+    """What happens behind the front end in one or two sentences, without every message."""
+    helpers = [name for name in kinds if name not in (frontend, service) and kinds[name] != "actor"]
+    text = f"the {frontend} hands the request to the {service}"
+    if helpers:
+        text += f", which works with {_join(helpers)}"
+    return text
+
+
 # ---- activity ---------------------------------------------------------------------------------
 
 
@@ -241,56 +318,69 @@ def _actions(steps) -> list[str]:
     return actions
 
 
-def _activity(rng, d, style):
+def _activity(rng, d):
     flow = rng.choice(d["workflows"])
     ends = [k for k in range(1, len(flow["steps"]) + 1) if 2 <= len(_actions(flow["steps"][:k])) <= 8]
-    steps = flow["steps"][:rng.choice(ends)]
+    weights = [SIZES.get(len(_actions(flow["steps"][:k])), 1) for k in ends]
+    steps = flow["steps"][:rng.choices(ends, weights)[0]]
+    actor, name = flow["actor"], flow["name"]
 
-    lines, relations = ["start"], []
+    lane, group = rng.random() < 0.25, rng.random() < 0.2
+    indent0 = "  " if group else ""
+    lines, relations = [f"|{actor}|"] if lane else [], []
+    lines += ["start"]
+    if group:
+        lines.append(f'partition "{_cap(name)}" {{')
     sources = []  # (action, label) pairs the next action flows from
+    noted = rng.random() < 0.2
 
-    def follow(action, froms, indent=""):
+    def follow(action, froms, indent):
         lines.append(f"{indent}:{action};")
         relations.extend([source, action, "flow", label] for source, label in froms)
         return [(action, "")]
 
     for step in steps:
         if isinstance(step, str):
-            sources = follow(step, sources)
+            sources = follow(step, sources, indent0)
+            if noted:
+                lines.append(f"{indent0}note {rng.choice(('right', 'left'))}: done by the {_phrase(actor)}")
+                noted = False
             continue
-        lines.append(f"if ({step['if']}) then (yes)")
+        lines.append(f"{indent0}if ({step['if']}) then (yes)")
         yes = [(source, "yes") for source, _ in sources]
         for action in step["then"]:
-            yes = follow(action, yes, "  ")
+            yes = follow(action, yes, indent0 + "  ")
         no = [(source, "") for source, _ in sources]
         if "else" in step:
-            lines.append("else (no)")
+            lines.append(f"{indent0}else (no)")
             no = [(source, "no") for source, _ in sources]
             for action in step["else"]:
-                no = follow(action, no, "  ")
-        lines.append("endif")
+                no = follow(action, no, indent0 + "  ")
+        lines.append(f"{indent0}endif")
         sources = yes + no
-    lines.append("stop")
+    if group:
+        lines.append("}")
+    lines.append(rng.choice(("stop", "stop", "stop", "end")))
+    lines = _title(rng, lines, _cap(name), 0.15)
 
-    actor, name = flow["actor"], flow["name"]
-    if style == "imperative":
-        prompt = (f"{rng.choice(VERBS)} an activity diagram that shows how to {name} in {d['name']}. "
-                  f"{_activity_story(steps)}")
-    elif style == "story":
-        prompt = f"As {_a(actor)}, I need the process to {name} drawn as an activity diagram. {_activity_story(steps)}"
-    elif style == "shall":
-        prompt = (f"The {d['system']} shall support the workflow to {name}. {_activity_shall(steps, actor)} "
-                  f"Model it as an activity diagram.")
-    else:
-        bullets = []
-        for step in steps:
-            if isinstance(step, str):
-                bullets.append(f"- {step}")
-            else:
-                bullets += [f"- decision: {step['if']}", f"  - yes: {', then '.join(step['then'])}"]
-                bullets += [f"  - no: {', then '.join(step['else'])}"] if "else" in step else ["  - no: continue"]
-        prompt = "\n".join([f"Activity diagram: {name} ({d['name']})", *bullets])
-    return prompt, lines, _actions(steps), relations
+    actions = _actions(steps)
+    decisions = [step for step in steps if not isinstance(step, str)]
+    plain = [_lower(s) for s in steps if isinstance(s, str)]
+    blanks = {
+        "name": name, "actor": _phrase(actor), "a_actor": _a(_phrase(actor)), "actors": _plural(_phrase(actor)),
+        "story": _activity_story(steps), "shall_story": _activity_shall(steps, _phrase(actor)),
+        "outline": _join(plain[:3]) if len(plain) >= 2 else "",
+        "first": _lower(actions[0]), "last": _lower(actions[-1]),
+        "decision": _decision(decisions[0]) if decisions else "",
+        "notes": "\n".join(f"- {a}" for a in actions), "n": str(len(actions)),
+    }
+    return lines, actions, relations, blanks
+
+
+def _decision(step) -> str:
+    then = _join(map(_lower, step["then"]))
+    otherwise = _join(map(_lower, step["else"])) if "else" in step else "we just carry on"
+    return f"the question is \"{step['if']}\": if so, {then}; if not, {otherwise}"
 
 
 def _activity_story(steps) -> str:
@@ -325,8 +415,8 @@ def _activity_shall(steps, actor) -> str:
 # ---- use case ---------------------------------------------------------------------------------
 
 
-def _usecase(rng, d, style):
-    size = rng.randint(2, 8)
+def _usecase(rng, d):
+    size = _size(rng, 2, 8)
     cases = d["usecases"]
     first = rng.choice(list(cases))
     actors, uses, includes, extends = [first], [(first, rng.choice(cases[first]))], [], []
@@ -355,94 +445,120 @@ def _usecase(rng, d, style):
             {"uses": uses, "include": includes, "extend": extends}[kind].append((a, b))
 
     cases_shown = names()
-    leftright, boundary = rng.random() < 0.3, rng.random() < 0.5
+    leftright = rng.random() < 0.3
+    boundary = rng.choice(("rectangle", "rectangle", "package", None, None))
+    arrow = rng.choice(("-->", "-->", "--", "->"))
+    dots = rng.choice((".>", "..>"))
     declared = [f"usecase ({u})" for u in cases_shown]
-    lines = (["left to right direction"] if leftright else []) + [f"actor {a}" for a in actors]
-    lines += [f'rectangle "{d["system"]}" {{', *(f"  {line}" for line in declared), "}"] if boundary else declared
-    lines += [f"{a} --> ({u})" for a, u in uses]
-    lines += [f"({b}) .> ({i}) : <<include>>" for b, i in includes]
-    lines += [f"({e}) .> ({b}) : <<extend>>" for b, e in extends]
+    lines = (["left to right direction"] if leftright else [])
+    lines += [rng.choice(("skinparam actorStyle awesome", "skinparam packageStyle rectangle"))] if rng.random() < 0.15 else []
+    lines += [f"actor {a}" for a in actors]
+    lines += [f'{boundary} "{d["system"]}" {{', *(f"  {line}" for line in declared), "}"] if boundary else declared
+    lines += [f"{a} {arrow} ({u})" for a, u in uses]
+    lines += [f"({b}) {dots} ({i}) : <<include>>" for b, i in includes]
+    lines += [f"({e}) {dots} ({b}) : <<extend>>" for b, e in extends]
+    lines = _title(rng, lines, d["system"], 0.15)
     relations = ([[a, u, "association", ""] for a, u in uses] + [[b, i, "include", ""] for b, i in includes]
                  + [[e, b, "extend", ""] for b, e in extends])
 
     per_actor = {a: [u for who, u in uses if who == a] for a in actors}
-    links = [f'"{b}" always includes "{i}".' for b, i in includes]
-    links += [f'"{e}" optionally extends "{b}".' for b, e in extends]
-    layout = ([f'Draw the use cases inside a system boundary named "{d["system"]}".'] if boundary else [])
-    layout += ["Lay the diagram out left to right."] if leftright else []
-    if style == "imperative":
-        said = [f"The {a} can {_join(_quoted(us))}." for a, us in per_actor.items()]
-        prompt = " ".join([f"{rng.choice(VERBS)} a use case diagram for the {d['system']}.", *said, *links, *layout])
-    elif style == "story":
-        said = [f"As {_a(a)}, I want to {_join(map(_phrase, us))}." for a, us in per_actor.items()]
-        prompt = " ".join([*said, *links, "Show these user stories in a use case diagram.", *layout])
-    elif style == "shall":
-        said = [f"The {d['system']} shall allow {_a(a)} to {_join(map(_phrase, us))}." for a, us in per_actor.items()]
-        shall = [f'"{b}" shall include "{i}".' for b, i in includes] + [f'"{e}" may extend "{b}".' for b, e in extends]
-        prompt = " ".join([*said, *shall, "Provide the use case diagram.", *layout])
-    else:
-        bullets = [f"- {a}: {', '.join(us)}" for a, us in per_actor.items()]
-        bullets += [f"- {b} includes {i}" for b, i in includes] + [f"- {e} extends {b}" for b, e in extends]
-        bullets += [f"- system boundary: {d['system']}"] if boundary else []
-        bullets += ["- left to right"] if leftright else []
-        prompt = "\n".join([f"Use case diagram: {d['system']}", f"Actors: {', '.join(actors)}", *bullets])
-    return prompt, lines, actors + cases_shown, relations
+    can = [f"{_plural(_phrase(a))} can {_join(map(_phrase, us))}" for a, us in per_actor.items()]
+    stories = [f"As {_a(_phrase(a))}, I want to {_join(map(_phrase, us))}." for a, us in per_actor.items()]
+    shalls = [f"The {d['system']} shall let {_plural(_phrase(a))} {_join(map(_phrase, us))}."
+              for a, us in per_actor.items()]
+    links = [rng.choice(('"{b}" always includes "{i}"', 'every time someone does "{b}", "{i}" happens as part of it',
+                         '"{b}" needs "{i}" first')).format(b=b, i=i) for b, i in includes]
+    links += [rng.choice(('"{e}" is an optional extra of "{b}"', 'while doing "{b}" one may also "{e}"',
+                          '"{e}" extends "{b}"')).format(b=b, e=e) for b, e in extends]
+    blanks = {
+        "actor": _phrase(first), "a_actor": _a(_phrase(first)), "actors": _join(_plural(_phrase(a)) for a in actors),
+        "first_wants": _join(map(_phrase, per_actor[first])),
+        "can": "; ".join(can), "stories": " ".join(stories), "shalls": " ".join(shalls),
+        "links": _sentences(links) if links else "",
+        "cases": _join(_quoted(cases_shown)),
+        "layout": "Lay it out left to right." if leftright else "",
+        "boundary": f'Put the use cases inside a "{d["system"]}" boundary.' if boundary else "",
+        "notes": "\n".join([*(f"- {a}: {', '.join(us)}" for a, us in per_actor.items()),
+                            *(f"- {b} includes {i}" for b, i in includes), *(f"- {e} extends {b}" for b, e in extends)]),
+        "n": str(len(actors) + len(cases_shown)),
+    }
+    return lines, actors + cases_shown, relations, blanks
 
 
 # ---- state ------------------------------------------------------------------------------------
 
 
-def _state(rng, d, style):
+def _state(rng, d):
     cycle = rng.choice(d["lifecycles"])
     order = []
     for source, target, _ in cycle["transitions"]:
         order += [s for s in (source, target) if s not in order]
-    states = order[:rng.randint(2, min(8, len(order)))]
+    states = order[:_size(rng, 2, min(8, len(order)))]
     moves = [(a, b, e) for a, b, e in cycle["transitions"] if a in states and b in states]
     finals = [s for s in states if all(a != s for a, _, _ in moves)]
-    lines = [f"[*] --> {states[0]}", *(f"{a} --> {b} : {e}" for a, b, e in moves), *(f"{s} --> [*]" for s in finals)]
+    arrow = rng.choice(("-->", "-->", "->", "-down->"))
+    lines = []
+    if rng.random() < 0.25:
+        lines += ["hide empty description"]
+    if rng.random() < 0.2:
+        lines += [f'state "{_cap(_phrase(s))}" as {s}' for s in states if _phrase(s) != s.lower()] or []
+    lines += [f"[*] {arrow} {states[0]}", *(f"{a} {arrow} {b} : {e}" for a, b, e in moves)]
+    lines += [f"{s} {arrow} [*]" for s in finals]
+    if finals and rng.random() < 0.2:
+        lines.append(f"{finals[0]} : the {_phrase(cycle['object'])} is done")
+    if rng.random() < 0.15:
+        lines.append(f"{states[0]} : entry / record the new {_phrase(cycle['object'])}")
+    if len(states) > 2 and rng.random() < 0.15:
+        lines.append(f"note right of {states[1]} : {_phrase(cycle['actor'])} decides here")
+    lines = _title(rng, lines, f"{_cap(_phrase(cycle['object']))} lifecycle", 0.15)
     relations = [[a, b, "transition", e] for a, b, e in moves]
 
-    thing = cycle["object"]
-    template = rng.choice(('{a} goes to {b} on "{e}".', 'The event "{e}" moves it from {a} to {b}.'))
-    said = [f"{_cap(_a(thing))} starts as {states[0]}.", *(template.format(a=a, b=b, e=e) for a, b, e in moves)]
-    said += [f"{_join(finals)} {'is' if len(finals) == 1 else 'are'} final."] if finals else []
-    if style == "imperative":
-        prompt = " ".join([f"{rng.choice(VERBS)} a state diagram for {_a(thing)} in {d['name']}.", *said])
-    elif style == "story":
-        prompt = " ".join([f"As {_a(cycle['actor'])}, I want to follow each {thing} through its lifecycle.", *said,
-                           "Capture it as a state machine diagram."])
-    elif style == "shall":
-        shall = [f'On "{e}", {a} shall change to {b}.' for a, b, e in moves]
-        shall += [f"{_join(finals)} shall end the lifecycle."] if finals else []
-        prompt = " ".join([f"The {d['system']} shall track every {thing} through the states {_join(states)}.",
-                           f"A new {thing} shall start as {states[0]}.", *shall, "Provide the state diagram."])
-    else:
-        bullets = [f"- initial: {states[0]}", *(f'- {a} to {b} on "{e}"' for a, b, e in moves)]
-        bullets += [f"- final: {', '.join(finals)}"] if finals else []
-        prompt = "\n".join([f"State machine: {thing} ({d['name']})", *bullets])
-    return prompt, lines, states, relations
+    thing = _phrase(cycle["object"])
+    branching = [s for s in states if sum(a == s for a, _, _ in moves) >= 2]
+    path = [states[0]]
+    while True:
+        nxt = [b for a, b, _ in moves if a == path[-1] and b not in path]
+        if not nxt:
+            break
+        path.append(nxt[0])
+    events = [rng.choice(('"{e}" takes it from {a} to {b}', 'on "{e}" it goes from {a} to {b}',
+                          '{a} becomes {b} when "{e}" happens')).format(a=a, b=b, e=e) for a, b, e in moves]
+    branch = ""
+    if branching:
+        out = [(b, e) for a, b, e in moves if a == branching[0]]
+        branch = f"from {branching[0]} it can go to {_join((b for b, _ in out), 'or')} ({_join(_quoted(e for _, e in out), 'or')})"
+    blanks = {
+        "thing": thing, "things": _plural(thing), "a_thing": _a(thing), "Thing": _cap(thing),
+        "actor": _phrase(cycle["actor"]), "a_actor": _a(_phrase(cycle["actor"])),
+        "initial": states[0], "states": _join(states), "finals": _join(finals, "or") if finals else "",
+        "path": " -> ".join(path) if len(path) > 2 else "", "path_words": _join(path[1:]) if len(path) > 2 else "",
+        "events": _sentences(events), "some_events": _sentences(events[:2]) if len(events) > 2 else "",
+        "branch": branch, "event_names": _join(_quoted(e for _, _, e in moves)),
+        "shalls": " ".join(f'On "{e}", a {thing} in {a} shall move to {b}.' for a, b, e in moves),
+        "notes": "\n".join(f"- {a} -> {b}: {e}" for a, b, e in moves),
+        "n": str(len(states)),
+    }
+    return lines, states, relations, blanks
 
 
 # ---- component --------------------------------------------------------------------------------
 
 _EDGE_PROSE = {  # how an edge is said: (present tense, requirement)
     "calls": ("{a} calls {b} over {label}", "{a} shall call {b} over {label}"),
-    "stores": ("{a} stores data in the {b} database ({label})", "{a} shall store data in the {b} database ({label})"),
-    "depends": ("{a} depends on the external system {b} to {label}",
-                "{a} shall depend on the external system {b} to {label}"),
-    "checks": ("{a} calls {b} to {label}", "{a} shall call {b} to {label}"),
-    "auth": ("{a} authenticates users with {b} via {label}", "{a} shall authenticate users with {b} via {label}"),
+    "stores": ("{a} keeps its data in {b} ({label})", "{a} shall store its data in {b} ({label})"),
+    "depends": ("{a} relies on the external {b} to {label}", "{a} shall use the external {b} to {label}"),
+    "checks": ("{a} asks {b} to {label}", "{a} shall call {b} to {label}"),
+    "auth": ("{a} signs users in through {b} ({label})", "{a} shall authenticate users with {b} via {label}"),
     "publishes": ("{a} publishes {label} to {b}", "{a} shall publish {label} to {b}"),
-    "provides": ("{a} provides the {b} interface", "{a} shall provide the {b} interface"),
-    "uses": ("{a} uses the {b} interface", "{a} shall use the {b} interface"),
+    "provides": ("{a} offers the {b} interface", "{a} shall provide the {b} interface"),
+    "uses": ("{a} goes through the {b} interface", "{a} shall use the {b} interface"),
 }
 
 
-def _component(rng, d, style):
-    size = rng.randint(2, 8)
+def _component(rng, d):
+    size = _size(rng, 2, 8)
     frontend, first = rng.choice(d["frontends"]), rng.choice(list(d["services"]))
-    kinds = {frontend: "frontend", first: "service"}  # name -> frontend|service|backend|interface|database|external
+    kinds = {frontend: "frontend", first: "service"}  # name -> frontend|service|backend|interface|database|external|queue
     edges = [[frontend, first, "-->", rng.choice(PROTOCOLS), "calls"]]  # [a, b, arrow, label, how it is said]
     node = None
     while len(kinds) + (node is not None) < size:
@@ -451,7 +567,7 @@ def _component(rng, d, style):
             node = rng.choice(NODES)
             continue
         services = [n for n, kind in kinds.items() if kind == "service"]
-        kinds[name] = "backend" if role in ("guard", "auth", "notifier") else role
+        kinds[name] = "backend" if role in ("guard", "auth") else role
         if role == "database":
             edges.append([owner, name, "-->", rng.choice(DB_LABELS), "stores"])
         elif role == "interface":
@@ -475,47 +591,58 @@ def _component(rng, d, style):
         elif role == "auth":
             edges.append([frontend, name, "-->", rng.choice(AUTH_PROTOCOLS), "auth"])
         else:
+            kinds[name] = rng.choice(("backend", "queue"))
             edges.append([rng.choice(services), name, "..>", "events", "publishes"])
 
     def named(*wanted):
         return [name for name, kind in kinds.items() if kind in wanted]
 
+    bracket = rng.random() < 0.5
+
     def ref(name):
-        return name if kinds[name] in ("interface", "database") else f"[{name}]"
+        return name if kinds[name] in ("interface", "database", "queue") or not bracket else f"[{name}]"
 
     backend = named("service", "backend")
-    lines = [f"component {n}" for n in named("frontend")] + [f"interface {n}" for n in named("interface")]
+    grouped = rng.random() < 0.3 and len(named("frontend")) > 1
+    fronts = [f"component {n}" for n in named("frontend")]
+    lines = [f'package "Clients" {{', *(f"  {line}" for line in fronts), "}"] if grouped else fronts
+    lines += [f"interface {n}" for n in named("interface")]
     if node:
         lines += [f"node {node} {{", *(f"  component {n}" for n in backend), "}"]
     else:
         lines += [f"component {n}" for n in backend]
-    lines += [f"database {n}" for n in named("database")] + [f"component {n} <<external>>" for n in named("external")]
+    lines += [f"database {n}" for n in named("database")] + [f"queue {n}" for n in named("queue")]
+    externals = named("external")
+    if externals and rng.random() < 0.4:
+        lines += ['cloud "External" {', *(f"  component {n}" for n in externals), "}"]
+    else:
+        lines += [f"component {n} <<external>>" for n in externals]
     lines += [f"{ref(a)} {arrow} {ref(b)}" + (f" : {label}" if label else "") for a, b, arrow, label, _ in edges]
+    lines = _title(rng, lines, d["system"], 0.15)
     relations = [[a, b, "dependency" if arrow == "..>" else "association", label] for a, b, arrow, label, _ in edges]
     entities = [*named("frontend"), *named("interface"), *([node] if node else []), *backend,
-                *named("database"), *named("external")]
+                *named("database"), *named("queue"), *named("external")]
 
-    def said(shall):
-        sentences = [_EDGE_PROSE[how][shall].format(a=a, b=b, label=label) for a, b, _, label, how in edges]
+    def said(shall, chosen):
+        sentences = [_EDGE_PROSE[how][shall].format(a=a, b=b, label=label) for a, b, _, label, how in chosen]
         if node:
             verb = "shall run" if shall else "runs" if len(backend) == 1 else "run"
             sentences.append(f"{_join(backend)} {verb} on the {node} node")
-        return sentences
+        return _sentences(sentences)
 
-    def text(sentences):
-        return " ".join(_cap(sentence) + "." for sentence in sentences)
-
-    if style == "imperative":
-        prompt = f"{rng.choice(VERBS)} a component diagram of the {d['system']}. {text(said(False))}"
-    elif style == "story":
-        prompt = (f"As {_a(rng.choice(ARCHITECTS))}, I want a component diagram of the {d['system']} that shows "
-                  f"how its parts connect. {text(said(False))}")
-    elif style == "shall":
-        prompt = (f"The {d['system']} shall consist of {_join(entities)}. {text(said(True))} "
-                  f"Provide a component diagram.")
-    else:
-        prompt = "\n".join([f"Component diagram: {d['system']}", *(f"- {sentence}" for sentence in said(False))])
-    return prompt, lines, entities, relations
+    goals = [f"{_plural(_phrase(actor))} {action}" for actor, action, _, service in d["requests"] if service in kinds]
+    blanks = {
+        "architect": _a(rng.choice(ARCHITECTS)), "frontend": frontend, "parts": _join(entities),
+        "backend": _join(backend), "edges": said(False, edges), "shall_edges": said(True, edges),
+        "some_edges": said(False, edges[:2]) if len(edges) > 2 else "",
+        "goal": f"it is where {_join(goals[:2])}" if goals else "",
+        "stores": _join(named("database")) if named("database") else "",
+        "externals": _join(externals) if externals else "",
+        "notes": "\n".join(f"- {a} {'depends on' if arrow == '..>' else '->'} {b}" + (f" ({label})" if label else "")
+                           for a, b, arrow, label, _ in edges),
+        "n": str(len(entities)),
+    }
+    return lines, entities, relations, blanks
 
 
 def _component_options(d, kinds, node):
@@ -538,10 +665,10 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def _er(rng, d, style):
+def _er(rng, d):
     tables, links = d["tables"], d["links"]
     chosen = [rng.choice(list(tables))]
-    size = rng.randint(2, min(8, len(tables)))
+    size = _size(rng, 2, min(8, len(tables)))
     while len(chosen) < size:
         a, b, _, _ = rng.choice([link for link in links if (link[0] in chosen) != (link[1] in chosen)])
         chosen.append(b if a in chosen else a)
@@ -549,32 +676,39 @@ def _er(rng, d, style):
     used = [(a, b, *rng.choice(CARDINALITY[card]), label) for a, b, card, label in links if a in chosen and b in chosen]
 
     columns = {t: [tuple(c.split()) for c in tables[t].split(", ")] for t in names}
-    lines = []
+    key_type = rng.choice(("int", "int", "number", "uuid"))
+    mandatory = rng.random() < 0.5
+    lines = ["hide circle"] if rng.random() < 0.25 else []
+    lines += ["skinparam linetype ortho"] if rng.random() < 0.2 else []
     for t in names:
-        keys = [f"  * {_snake(a)}_id : int <<FK>>" for a, b, *_ in used if b == t]
-        attributes = [f"  {column} : {kind}" for column, kind in columns[t]]
-        lines += [f"entity {t} {{", "  * id : int <<PK>>", "  --", *keys, *attributes, "}"]
-    lines += [f"{a} {symbol} {b} : {label}" for a, b, symbol, _, label in used]
-    relations = [[a, b, "association", label] for a, b, _, _, label in used]
+        keys = [f"  * {_snake(a)}_id : {key_type} <<FK>>" for a, b, *_ in used if b == t]
+        attributes = [f"  {'* ' if mandatory and i == 0 else ''}{column} : {kind}"
+                      for i, (column, kind) in enumerate(columns[t])]
+        lines += [f"entity {t} {{", f"  * id : {key_type} <<PK>>", "  --", *keys, *attributes, "}"]
+    reverse = rng.random() < 0.3
+    relations = []
+    for a, b, forward, backward, _, label in used:
+        if reverse:
+            lines.append(f"{b} {backward} {a} : {label}")
+            relations.append([b, a, "association", label])
+        else:
+            lines.append(f"{a} {forward} {b} : {label}")
+            relations.append([a, b, "association", label])
+    lines = _title(rng, lines, f"{_cap(d['name'])} data", 0.15)
 
     typed = rng.random() < 0.5
     described = [f"{t} ({', '.join(f'{c} {kind}' if typed else c for c, kind in columns[t])})" for t in names]
-    said = [f"Each {a} {label} {many} {b}{' rows' if 'more' in many else ''}." for a, b, _, many, label in used]
-    if used:
-        a, b = used[0][:2]
-        said.append(f"Every entity has an integer id primary key; the other side of each relationship holds a "
-                    f"foreign key named after its partner, such as {_snake(a)}_id in {b}.")
-    if style == "imperative":
-        prompt = " ".join([f"{rng.choice(VERBS)} an ER diagram for the {d['name']} database with the entities "
-                           f"{_join(described)}.", *said])
-    elif style == "story":
-        prompt = " ".join([f"As a data engineer, I want an entity-relationship diagram of the {d['name']} data.",
-                           f"We store {_join(described)}.", *said])
-    elif style == "shall":
-        prompt = " ".join([f"The {d['system']} database shall hold {_join(described)}.", *said,
-                           "Provide the ER diagram."])
-    else:
-        bullets = [f"- {text}" for text in described]
-        bullets += [f"- {a} {label} {b}: one to {many}" for a, b, _, many, label in used]
-        prompt = "\n".join([f"ER diagram: {d['name']}", *bullets, *said[len(used):]])
-    return prompt, lines, names, relations
+    facts = [rng.choice(("each {a} {label} {many} {b}", "a {a} {label} {many} {b}",
+                         "one {a} {label} {many} {b}")).format(
+        a=_phrase(a), b=_plural(_phrase(b)) if "more" in many else _phrase(b), many=many, label=label)
+        for a, b, _, _, many, label in used]
+    blanks = {
+        "entities": _join(names), "described": _join(described), "facts": _sentences(facts) if facts else "",
+        "some_facts": _sentences(facts[:2]) if len(facts) > 2 else "",
+        "keys": f"Use {key_type} ids as primary keys and a foreign key on the many side." if used else "",
+        "main": _phrase(names[0]), "mains": _plural(_phrase(names[0])),
+        "notes": "\n".join([*(f"- {text}" for text in described),
+                            *(f"- {a} {label} {b}: one to {many}" for a, b, _, _, many, label in used)]),
+        "n": str(len(names)),
+    }
+    return lines, names, relations, blanks
