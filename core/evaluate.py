@@ -1,10 +1,16 @@
 """Evaluate a checkpoint on the test prompts, and compare 2-4 checkpoints prompt by prompt.
 
-`evaluate` generates on `limit` rows of a split, taken in turn from each diagram type, checks every
+`evaluate` generates on a sample of `limit` rows of a split (`sample_rows`: seeded and stratified,
+every diagram type in turn, within a type its origins (real prose, generated) in turn, within an
+origin its sources in turn), asking for the row's diagram type (`prompts.request`). It checks every
 output with PlantUML (one `syntax_check` call, then a render of each valid one), scores each row
-(`metrics.score`), aggregates, adds the verdict, and stores the evaluation and every generation.
+(`metrics.score`), aggregates with 95% intervals, overall, per type and per origin, adds the
+verdict, and stores the evaluation and every generation (its `prompt` is the message the model got).
 
-Each generation is stored under a settings key: sha256 of the prompt, the decoding settings and the
+`compare` runs the same sample for 2-4 checkpoints and tests each delta against the first
+checkpoint with the sign test on the same prompts: better, worse or within noise.
+
+Each generation is stored under a settings key: sha256 of the message, the decoding settings and the
 checkpoint's manifest sha256. A later evaluation with the same settings takes its outputs from the
 store instead of generating them again (and does not load the model when every row is there): the
 A/B viewer and `compare` rely on that. Scores are always recomputed from the outputs.
@@ -15,19 +21,19 @@ UserError raised before anything is generated or stored.
 
 import hashlib
 import json
+import random
 import sys
 import time
 
 from pydantic import ValidationError
 
-from core import checkpoints, data, generate, metrics, models, store
+from core import checkpoints, data, generate, metrics, models, prompts, store
 from core.config import EvaluationConfig, QualityConfig
 from core.errors import UserError
-from core.render import render, syntax_check
+from core.render import SyntaxResult, render, syntax_check
 
-SUMMARY_KEYS = ("n", "syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1",
-                "hallucination_rate", "complete_rate")
 MAX_COMPARED = 4
+SAMPLE_SEED = 0
 
 
 def label(ckpt) -> str:
@@ -57,9 +63,43 @@ def _check_limit(limit) -> None:
         raise UserError(f"--limit {limit}: must be a whole number of at least 1")
 
 
+def _in_turn(groups: list[list]) -> list:
+    """One item of each group in turn, then the next of each, until every group is used up."""
+    return [group[i] for i in range(max(map(len, groups), default=0)) for group in groups if i < len(group)]
+
+
+def sample_rows(rows: list[dict], limit: int, seed: int = SAMPLE_SEED) -> list[dict]:
+    """A seeded, stratified random sample of `limit` rows: every diagram type in turn; within a type,
+    its origins ("real", "generated") in turn; within an origin, its sources (a PlantUCD model, a
+    US2SD project, a generated domain, ...) in turn, in a seeded random order; rows of a source in a
+    seeded random order. A larger limit keeps the smaller one's rows (the store serves them again)."""
+    rng = random.Random(seed)
+    by_type: dict = {}
+    for row in rows:
+        origins = by_type.setdefault(row.get("diagram_type") or "unknown", {})
+        origins.setdefault(row.get("origin") or "unknown", {}).setdefault(row.get("source") or "", []).append(row)
+    ordered_types = []
+    for diagram_type in sorted(by_type):
+        ordered_origins = []
+        for origin in sorted(by_type[diagram_type]):
+            sources = by_type[diagram_type][origin]
+            names = sorted(sources)
+            rng.shuffle(names)
+            for name in names:
+                rng.shuffle(sources[name])
+            ordered_origins.append(_in_turn([sources[name] for name in names]))
+        ordered_types.append(_in_turn(ordered_origins))
+    return _in_turn(ordered_types)[:limit]
+
+
+def message(row: dict) -> str:
+    """What the model is asked for a dataset row: its requirement with the wanted diagram type."""
+    return prompts.request(row["prompt"], row.get("diagram_type"))
+
+
 def _rows(dataset, split: str, limit: int) -> tuple[str, list[dict]]:
     source = dataset or data.default_dataset_dir()
-    return str(source), data.in_turn(data.load_split(source, split), limit)
+    return str(source), sample_rows(data.load_split(source, split), limit)
 
 
 def _loss(ckpt) -> float | None:
@@ -97,13 +137,13 @@ def _stored(ckpt_label: str, keys: list[str]) -> dict[str, dict]:
     return {row["settings_key"]: row for row in found}  # the newest per key wins
 
 
-def _generate(ckpt, prompts, config, base, ckpt_name, progress) -> list[generate.Generation]:
+def _generate(ckpt, messages, config, base, ckpt_name, progress) -> list[generate.Generation]:
     from tqdm import tqdm
 
     engine = generate.engine_for([label(ckpt)], base)
-    with tqdm(total=len(prompts), desc=f"generating {ckpt_name}", unit="row", disable=not progress,
+    with tqdm(total=len(messages), desc=f"generating {ckpt_name}", unit="row", disable=not progress,
               file=sys.stderr) as bar:
-        return engine.generate(prompts, label(ckpt), max_new_tokens=config.max_new_tokens,
+        return engine.generate(messages, label(ckpt), max_new_tokens=config.max_new_tokens,
                                batch_size=config.batch_size, progress=bar.update)
 
 
@@ -121,34 +161,37 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
 
     settings = decoding_settings(base_resolved, config)
     fingerprint = generate.fingerprint(ckpt)
-    keys = [settings_key(row["prompt"], settings, fingerprint) for row in rows]
+    messages = [message(row) for row in rows]
+    keys = [settings_key(m, settings, fingerprint) for m in messages]
     stored = _stored(label(ckpt), keys)
     missing = [i for i, key in enumerate(keys) if key not in stored]
     if stored and progress:
         print(f"{short_name(ckpt)}: {len(rows) - len(missing)} of {len(rows)} outputs from the store", file=sys.stderr)
-    fresh = dict(zip(missing, _generate(ckpt, [rows[i]["prompt"] for i in missing], config, base_resolved,
+    fresh = dict(zip(missing, _generate(ckpt, [messages[i] for i in missing], config, base_resolved,
                                         short_name(ckpt), progress))) if missing else {}
 
     outputs = []
     for i, key in enumerate(keys):
         if i in fresh:
             g = fresh[i]
-            outputs.append({"output": g.output, "tokens": g.tokens, "latency_s": g.latency_s, "truncated": g.truncated})
+            outputs.append({"output": g.output, "tokens": g.tokens, "latency_s": g.latency_s, "truncated": g.truncated,
+                            "looped": getattr(g, "looped", False)})
         else:
             hit = stored[key]
+            stored_metrics = json.loads(hit["metrics"])
             outputs.append({"output": hit["output"], "tokens": hit["tokens"], "latency_s": hit["latency_s"],
-                            "truncated": json.loads(hit["metrics"])["truncated"]})
+                            "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False)})
 
     checks = syntax_check([o["output"] for o in outputs])
     scored = []
-    for row, out, check, key in zip(rows, outputs, checks, keys):
+    for row, text, out, check, key in zip(rows, messages, outputs, checks, keys):
         renders = check.valid and render(out["output"], "svg").ok
         row_metrics = metrics.score(out["output"], row["plantuml"], row["prompt"], row["diagram_type"],
-                                    syntax=check, renders=renders, truncated=out["truncated"],
-                                    tokens=out["tokens"], latency_s=out["latency_s"])
-        scored.append({**out, "prompt": row["prompt"], "reference": row["plantuml"],
-                       "diagram_type": row["diagram_type"], "settings_key": key, "metrics": row_metrics,
-                       "reused": key in stored})
+                                    syntax=check, renders=renders, truncated=out["truncated"], looped=out["looped"],
+                                    tokens=out["tokens"], latency_s=out["latency_s"], origin=row.get("origin"))
+        scored.append({**out, "prompt": text, "requirement": row["prompt"], "reference": row["plantuml"],
+                       "diagram_type": row["diagram_type"], "origin": row.get("origin"), "settings_key": key,
+                       "metrics": row_metrics, "reused": key in stored})
 
     summary = metrics.aggregate([r["metrics"] for r in scored])
     loss = _loss(ckpt)
@@ -156,7 +199,7 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
     summary["verdict"] = metrics.verdict(summary, loss, quality_for(ckpt), examples)
     summary.update({
         "evaluation_id": store.new_id(), "checkpoint": label(ckpt), "dataset": source, "split": split,
-        "settings": settings, "loss": loss, "generated": len(missing), "reused": len(rows) - len(missing),
+        "sample": {"limit": limit or config.limit, "seed": SAMPLE_SEED}, "settings": settings, "loss": loss, "generated": len(missing), "reused": len(rows) - len(missing),
         "seconds": round(time.perf_counter() - started, 2),
     })
     if save:
@@ -175,24 +218,32 @@ def save_evaluation(summary: dict, scored: list[dict]) -> None:
         con.executemany(
             "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [[store.new_id(), summary["evaluation_id"], summary["checkpoint"], r["settings_key"], r["prompt"], r["reference"],
-              r["diagram_type"], r["output"], json.dumps({**r["metrics"], "truncated": r["truncated"]}),
+              r["diagram_type"], r["output"],
+              json.dumps({**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"]}),
               r["tokens"], r["latency_s"], stamp] for r in scored],
         )
 
 
 def evaluate(checkpoint, dataset=None, limit=None, split="test", **options) -> dict:
-    """Evaluate one checkpoint on `limit` rows of `split` (every diagram type in turn); return the summary (stored)."""
+    """Evaluate one checkpoint on a sample of `limit` rows of `split` (see `sample_rows`); return the summary (stored)."""
     return run(checkpoint, dataset, limit, split, **options)[0]
 
 
-def _minus(a, b):
-    return None if a is None or b is None else a - b
+def paired_tests(first: list[dict], second: list[dict]) -> dict[str, dict]:
+    """`metrics.paired` over all rows and within each origin: the second checkpoint's `score` rows
+    against the first's, on the same prompts in the same order."""
+    tests = {"all": metrics.paired(first, second)}
+    for origin in sorted({row.get("origin") for row in first} - {None}):
+        keep = [i for i, row in enumerate(first) if row.get("origin") == origin]
+        tests[origin] = metrics.paired([first[i] for i in keep], [second[i] for i in keep])
+    return tests
 
 
 def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
             config: EvaluationConfig | None = None, progress: bool = True) -> dict:
     """Evaluate 2-4 checkpoints on the same prompts (stored outputs reused); per-prompt rows, largest
-    regression against the first checkpoint first, and the aggregate deltas against it."""
+    regression against the first checkpoint first, and each checkpoint's paired tests against it
+    ("tests": one per later checkpoint, by group "all" / "generated" / "real", by summary key)."""
     if not 2 <= len(refs) <= MAX_COMPARED:
         raise UserError(f"compare takes 2 to {MAX_COMPARED} checkpoints, got {len(refs)}")
     _check_limit(limit)
@@ -205,7 +256,8 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
     for summary, scored in runs:  # stored only once every checkpoint went through
         save_evaluation(summary, scored)
     summaries = [summary for summary, _ in runs]
-    deltas = [{key: _minus(s[key], summaries[0][key]) for key in SUMMARY_KEYS[1:]} for s in summaries[1:]]
+    first_rows = [r["metrics"] for r in runs[0][1]]
+    tests = [paired_tests(first_rows, [r["metrics"] for r in scored]) for _, scored in runs[1:]]
     rows = []
     for i, first in enumerate(runs[0][1]):
         outputs = []
@@ -214,8 +266,9 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
             outputs.append({key: r[key] for key in ("output", "tokens", "latency_s", "truncated", "metrics")}
                            | {"score": metrics.row_score(r["metrics"])})
         delta = min(o["score"] - outputs[0]["score"] for o in outputs[1:])
-        rows.append({"index": i, "prompt": first["prompt"], "reference": first["reference"],
-                     "diagram_type": first["diagram_type"], "outputs": outputs, "delta": delta})
+        rows.append({"index": i, "prompt": first["requirement"], "reference": first["reference"],
+                     "diagram_type": first["diagram_type"], "origin": first["origin"], "outputs": outputs,
+                     "delta": delta})
     rows.sort(key=lambda r: (r["delta"], r["index"]))
     names = [short_name(c) for c in ckpts]
     return {
@@ -223,8 +276,61 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
         "paths": [label(c) for c in ckpts],
         "dataset": summaries[0]["dataset"], "split": split, "n": summaries[0]["n"],
         "settings": summaries[0]["settings"],
-        "summaries": summaries, "deltas": deltas, "rows": rows,
+        "summaries": summaries, "tests": tests, "rows": rows,
     }
+
+
+# ---- what the studio pages read -------------------------------------------------------------------
+
+
+def rescore(output: str, stored_metrics: dict, row: dict) -> dict:
+    """A stored output scored again with today's metrics against a dataset row (PlantUML's stored
+    verdicts kept: no PlantUML call)."""
+    valid = stored_metrics.get("syntax_valid")
+    return metrics.score(output, row["plantuml"], row["prompt"], row["diagram_type"],
+                         syntax=None if valid is None else SyntaxResult(valid, None, None, None),
+                         renders=stored_metrics.get("renders"), truncated=stored_metrics.get("truncated", False),
+                         looped=stored_metrics.get("looped", False), tokens=stored_metrics.get("tokens", 0),
+                         latency_s=stored_metrics.get("latency_s", 0.0), origin=row.get("origin"))
+
+
+def stored_outputs(ckpts: list[str], rows: list[dict]) -> dict[tuple[str, int], dict]:
+    """(checkpoint, row index) -> {"output", "metrics"}: the newest stored output of each checkpoint
+    for each row's message, scored again (`rescore`); pairs never generated are absent."""
+    wanted = {message(row): i for i, row in enumerate(rows)}
+    found = store.query(
+        f"""SELECT checkpoint, prompt, arg_max(output, created_at) AS output, arg_max(metrics, created_at) AS metrics
+            FROM generations WHERE checkpoint IN ({', '.join('?' * len(ckpts))})
+            AND prompt IN (SELECT unnest(?)) GROUP BY checkpoint, prompt""",
+        [*ckpts, list(wanted)],
+    ) if ckpts and rows else []
+    outputs = {}
+    for hit in found:
+        i = wanted[hit["prompt"]]
+        outputs[(hit["checkpoint"], i)] = {"output": hit["output"],
+                                           "metrics": rescore(hit["output"], json.loads(hit["metrics"]), rows[i])}
+    return outputs
+
+
+def latest_evaluations() -> dict[str, dict]:
+    """checkpoint -> its newest stored evaluation (id, dataset, n, created_at, summary as a dict)."""
+    found = store.query("SELECT * FROM evaluations QUALIFY row_number() OVER "
+                        "(PARTITION BY checkpoint ORDER BY created_at DESC) = 1")
+    return {r["checkpoint"]: {**r, "summary": json.loads(r["summary"])} for r in found}
+
+
+def evaluation_rows(evaluation_id: str) -> list[dict]:
+    """The generations of one stored evaluation: id, prompt (the message), reference, diagram_type,
+    output, and metrics scored again with today's metrics."""
+    found = store.query("SELECT id, prompt, reference, diagram_type, output, metrics FROM generations "
+                        "WHERE evaluation_id = ? ORDER BY id", [evaluation_id])
+    rows = []
+    for r in found:
+        stored_metrics = json.loads(r["metrics"])
+        row = {"prompt": stored_metrics.get("requirement", r["prompt"]), "plantuml": r["reference"],
+               "diagram_type": r["diagram_type"], "origin": stored_metrics.get("origin")}
+        rows.append({**r, "metrics": rescore(r["output"], stored_metrics, row)})
+    return rows
 
 
 # ---- CLI --------------------------------------------------------------------------------------
@@ -233,7 +339,8 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
 def _dataset_args(parser) -> None:
     parser.add_argument("--dataset", help="a dataset folder or a .jsonl/.csv file (default: data/default)")
     parser.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
-    parser.add_argument("--limit", type=int, help=f"evaluate N rows, taken in turn from each diagram type (default: {EvaluationConfig().limit})")
+    parser.add_argument("--limit", type=int, help="evaluate a sample of N rows: seeded, every diagram type, origin "
+                        f"and source in turn (default: {EvaluationConfig().limit})")
     parser.add_argument("--base", help="the base model behind 'base' (default: the checkpoints' base, else smollm2-135m)")
     defaults = EvaluationConfig()
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
@@ -256,28 +363,30 @@ def add_evaluate_args(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def _fmt(value, width: int, signed: bool = False) -> str:
-    """A metric for a table: 3 decimals, '-' when it was not measured."""
-    if value is None:
-        return f"{'-':>{width}}"
-    if isinstance(value, float):
-        return f"{value:>+{width}.3f}" if signed else f"{value:>{width}.3f}"
-    return f"{value:>{width}}"
+def _table(head: list[str], lines: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *lines]]
 
 
 def format_summary(summary: dict) -> str:
+    sample = summary.get("sample", {})
     lines = [f"checkpoint  {summary['checkpoint']}",
-             f"dataset     {summary['dataset']} ({summary['split']}): {summary['n']} rows, "
-             f"{summary['generated']} generated, {summary['reused']} from the store",
-             f"eval_loss   {summary['loss']:.4f}" if summary["loss"] is not None else "eval_loss   unknown", ""]
-    lines += [f"{key:<20}{_fmt(summary[key], 8)}" for key in SUMMARY_KEYS[1:]]
+             f"dataset     {summary['dataset']} ({summary['split']}): {summary['n']} rows sampled (seed "
+             f"{sample.get('seed')}), {summary['generated']} generated, {summary['reused']} from the store",
+             f"eval_loss   {summary['loss']:.4f}" if summary["loss"] is not None else "eval_loss   unknown",
+             "", "each value: mean (95% interval, n rows measured); real = people's prose, generated = template rows", ""]
+    by_group = metrics.groups(summary)
+    lines += _table(["metric", *by_group], [[heading, *(metrics.estimate_text(g, key) for g in by_group.values())]
+                                            for key, heading in metrics.SHOWN if summary.get(key) is not None])
     types = summary.get("per_type") or {}
     if types:
-        cols = ["n", *SUMMARY_KEYS[1:]]
-        heads = ["n", "valid", "render", "type", "entity_f1", "relation_f1", "halluc.", "complete"]
-        lines += ["", "per type".ljust(12) + "".join(f"{h:>12}" for h in heads)]
+        keys = ["syntax_valid_rate", "type_accuracy", "entity_f1", "relation_f1", "complete_rate"]
+        head = ["per type", "rows", *(dict(metrics.SHOWN)[k] for k in keys)]
+        body = []
         for name, values in sorted(types.items()):
-            lines.append(f"{name:<12}" + "".join(_fmt(values.get(c), 12) for c in cols))
+            for origin, group in {name: values, **{f"  {o}": g for o, g in values.get("by_origin", {}).items()}}.items():
+                body.append([origin, str(group["n"]), *(metrics.estimate_text(group, k) for k in keys)])
+        lines += ["", *_table(head, body)]
     verdict = summary["verdict"]
     lines += ["", f"verdict: {verdict['label']}", *(f"  - {reason}" for reason in verdict.get("reasons", []))]
     return "\n".join(lines)
@@ -298,18 +407,28 @@ def add_compare_args(parser) -> None:
     parser.add_argument("--out", default="compare.html", help="the HTML report to write (default: compare.html)")
 
 
+def format_compare(result: dict) -> str:
+    """Each checkpoint's scores and each delta against the first with its sign-test verdict, for
+    all rows and per origin."""
+    names = result["checkpoints"]
+    lines = [f"{result['n']} prompts of {result['dataset']} ({result['split']}); deltas against {names[0]}, "
+             "sign test on the same prompts (p < 0.05: better / worse, else within noise)"]
+    for group in metrics.groups(result["summaries"][0]):
+        summaries = [metrics.groups(s).get(group) for s in result["summaries"]]
+        head = [f"{group} ({summaries[0]['n']} rows)", *names, *(f"Δ {n}" for n in names[1:])]
+        body = [[heading, *(metrics.estimate_text(s, key) if s else "-" for s in summaries),
+                 *(metrics.delta_text(t[group][key]) for t in result["tests"])]
+                for key, heading in metrics.SHOWN if summaries[0].get(key) is not None]
+        lines += ["", *_table(head, body)]
+    return "\n".join(lines)
+
+
 def compare_command(args) -> int:
     from core.report import write_compare
 
     refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]
     result = compare(refs, args.dataset, args.limit, args.split, base=args.base, config=_config(args))
-    names = result["checkpoints"]
-    width = max(len(key) for key in SUMMARY_KEYS)
-    print(f"{'':<{width}}" + "".join(f"{n[-24:]:>26}" for n in names) + "".join(f"{'Δ' + str(i):>10}" for i in range(2, len(names) + 1)))
-    for key in SUMMARY_KEYS[1:]:
-        values = "".join(_fmt(s[key], 26) for s in result["summaries"])
-        deltas = "".join(_fmt(d[key], 10, signed=True) for d in result["deltas"])
-        print(f"{key:<{width}}{values}   {deltas}")
+    print(format_compare(result))
     path = write_compare(result, args.out)
     print(f"wrote {path}")
     return 0

@@ -62,9 +62,13 @@ SCORES = (
     ("complete", "complete_rate", True, True),
     ("looped", "looped_rate", True, False),
 )
-SUMMARY_KEYS = tuple(key for _, key, _, _ in SCORES)
 HIGHER_IS_BETTER = {key: higher for _, key, _, higher in SCORES}
 STRUCTURE = ("entity_f1", "relation_f1", "attribute_f1", "cardinality_f1", "branch_score")
+# how the summary keys are shown in tables: (summary key, heading)
+SHOWN = (("syntax_valid_rate", "valid"), ("render_rate", "renders"), ("type_accuracy", "right type"),
+         ("entity_f1", "entity F1"), ("relation_f1", "relation F1"), ("attribute_f1", "attribute F1"),
+         ("cardinality_f1", "cardinality F1"), ("branch_score", "branches"), ("hallucination_rate", "hallucinated"),
+         ("complete_rate", "complete"), ("looped_rate", "looped"))
 
 
 def _prf(matched: int, predicted: int, expected: int) -> tuple[float, float, float] | None:
@@ -358,6 +362,28 @@ def _decide(value, interval: dict | None, threshold: float, passes):
     if not passes(best, threshold):
         return False
     return None
+
+
+def groups(summary: dict) -> dict[str, dict]:
+    """The summary of all rows, then of each row origin ("generated", "real") where the rows say it."""
+    return {"all": summary, **summary.get("by_origin", {})}
+
+
+def estimate_text(summary: dict, key: str) -> str:
+    """'0.731 (0.64–0.81, n 100)': a summary value with its 95% interval and n; '-' when not measured."""
+    value = summary.get(key)
+    if value is None:
+        return "-"
+    interval = summary["intervals"][key]
+    return f"{value:.3f} ({interval['low']:.2f}–{interval['high']:.2f}, n {interval['n']})"
+
+
+def delta_text(test: dict) -> str:
+    """'+0.120 better (p 0.003, 37 of 40 prompts differ)' for one paired test."""
+    if test["delta"] is None:
+        return "-"
+    return (f"{test['delta']:+.3f} {test['verdict']} (p {test['p']:.3g}, {test['wins'] + test['losses']} of "
+            f"{test['n']} prompts differ)")
 
 
 # ---- the seed's good / bad lists --------------------------------------------------------------

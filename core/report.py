@@ -1,7 +1,8 @@
 """The compare report: one self-contained HTML file (no scripts, no external links).
 
-At the top the aggregate metrics of every checkpoint with their deltas against the first one, then
-each checkpoint's verdict, then prompt by prompt the reference and every checkpoint's diagram side
+At the top the aggregate metrics of every checkpoint with their 95% intervals and each delta against
+the first one with its sign-test verdict (better / worse / within noise), for all rows and for real
+prose and generated rows apart, then each checkpoint's verdict, then prompt by prompt the reference and every checkpoint's diagram side
 by side, largest regression first. Diagrams are embedded as `<img src="data:image/svg+xml;base64,...">`
 (an SVG inside <img> cannot run script or touch the page); every piece of text is HTML-escaped.
 """
@@ -10,20 +11,15 @@ import base64
 import html
 from pathlib import Path
 
+from core.metrics import SHOWN, estimate_text, groups, delta_text
 from core.render import render
-
-# aggregate metrics shown, and whether a higher value is better
-METRICS = (
-    ("syntax_valid_rate", True), ("render_rate", True), ("type_accuracy", True), ("entity_f1", True),
-    ("relation_f1", True), ("hallucination_rate", False), ("complete_rate", True),
-)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; vertical-align: top; }
 th:first-child, td:first-child { text-align: left; }
-.better { color: #17692c; font-weight: 600; } .worse { color: #b3261e; font-weight: 600; }
+.better { color: #17692c; font-weight: 600; } .worse { color: #b3261e; font-weight: 600; } .noise { color: #666; }
 .row { border: 1px solid #ddd; border-radius: 6px; margin: 1rem 0; padding: .75rem; }
 .cells { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: .75rem; }
 .cell { border: 1px solid #eee; padding: .5rem; overflow: auto; }
@@ -66,16 +62,24 @@ def diagram_html(source: str, valid: bool = True) -> str:
     return f"{picture}<details><summary>source</summary><pre>{_e(source)}</pre></details>"
 
 
+def _verdict_html(test: dict) -> str:
+    css = {"better": "better", "worse": "worse"}.get(test["verdict"], "noise")
+    return f'<span class="{css}">{_e(delta_text(test))}</span>'
+
+
 def _aggregate_table(result: dict) -> str:
     names = result["checkpoints"]
     head = "".join(f"<th>{_e(n)}</th>" for n in names) + "".join(f"<th>Δ {_e(n)}</th>" for n in names[1:])
-    lines = [f"<tr><th>metric</th>{head}</tr>"]
-    n_cells = "".join(f"<td>{_e(s['n'])}</td>" for s in result["summaries"])
-    lines.append(f"<tr><td>n</td>{n_cells}{'<td></td>' * (len(names) - 1)}</tr>")
-    for metric, higher in METRICS:
-        values = "".join(f"<td>{_num(s[metric])}</td>" for s in result["summaries"])
-        deltas = "".join(f"<td>{_delta(d[metric], higher)}</td>" for d in result["deltas"])
-        lines.append(f"<tr><td>{_e(metric)}</td>{values}{deltas}</tr>")
+    lines = []
+    for group in groups(result["summaries"][0]):
+        summaries = [groups(s).get(group) for s in result["summaries"]]
+        lines.append(f"<tr><th>{_e(group)} rows ({summaries[0]['n']})</th>{head}</tr>")
+        for key, heading in SHOWN:
+            if summaries[0].get(key) is None:
+                continue
+            values = "".join(f"<td>{_e(estimate_text(s, key)) if s else '-'}</td>" for s in summaries)
+            deltas = "".join(f"<td>{_verdict_html(t[group][key])}</td>" for t in result["tests"])
+            lines.append(f"<tr><td>{_e(heading)}</td>{values}{deltas}</tr>")
     return "<table>" + "".join(lines) + "</table>"
 
 
@@ -95,13 +99,15 @@ def _row_html(row: dict, names: list[str]) -> str:
         m = out["metrics"]
         facts = (f"score {out['score']:.3f} · {out['tokens']} tokens · {out['latency_s']:.2f} s"
                  + (" · cut off" if out["truncated"] else ""))
-        detail = ", ".join(f"{k} {_num(m[k])}" for k in ("syntax_valid", "renders", "type_match", "complete",
-                                                        "entity_f1", "relation_f1"))
+        detail = ", ".join(f"{k} {_num(m.get(k))}" for k in ("syntax_valid", "renders", "type_match", "complete",
+                                                            "entity_f1", "relation_f1", "attribute_f1",
+                                                            "cardinality_f1", "branch_score") if m.get(k) is not None)
         if m["hallucinated_entities"]:
             detail += "; invented: " + ", ".join(m["hallucinated_entities"])
         cells.append(f'<div class="cell"><b>{_e(name)}</b><div class="muted">{_e(facts)}<br>{_e(detail)}</div>'
                      f'{diagram_html(out["output"], m["syntax_valid"] is not False)}</div>')
-    return (f'<div class="row"><div>Δ score {_delta(row["delta"], True)} · <span class="muted">prompt {row["index"] + 1}</span></div>'
+    origin = f" · {_e(row['origin'])}" if row.get("origin") else ""
+    return (f'<div class="row"><div>Δ score {_delta(row["delta"], True)} · <span class="muted">prompt {row["index"] + 1}{origin}</span></div>'
             f'<p>{_e(row["prompt"])}</p><div class="cells">{"".join(cells)}</div></div>')
 
 
@@ -115,7 +121,9 @@ def compare_html(result: dict) -> str:
         f"<style>{CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1>"
         f'<p class="muted">dataset {_e(result["dataset"])} ({_e(result["split"])}), {result["n"]} prompts; '
-        f'greedy decoding, max_new_tokens {_e(result["settings"]["max_new_tokens"])}; Δ is against {_e(names[0])}</p>'
+        f'greedy decoding, max_new_tokens {_e(result["settings"]["max_new_tokens"])}; Δ is against {_e(names[0])}; '
+        f'each value: mean (95% interval, n rows measured); each Δ: sign test on the same prompts, '
+        f'better / worse at p &lt; 0.05, else within noise</p>'
         f"<h2>Aggregate</h2>{_aggregate_table(result)}"
         f"<h2>Verdicts</h2>{_verdicts(result)}"
         f"<h2>Prompt by prompt (largest regression first)</h2>{rows}"

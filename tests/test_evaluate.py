@@ -6,18 +6,19 @@ import json
 import pytest
 from test_generate import make_checkpoint, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
-from core import cli, evaluate, generate, store
+from core import cli, evaluate, generate, prompts, store
 from core.config import EvaluationConfig
 
-KEYS = {"n", "syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1",
-        "hallucination_rate", "complete_rate", "per_type", "verdict"}
-RATES = KEYS - {"n", "per_type", "verdict"}
+RATES = {"syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1", "hallucination_rate",
+         "complete_rate", "looped_rate"}
+KEYS = RATES | {"n", "per_type", "by_origin", "intervals", "verdict", "sample"}
 ROWS = [
-    {"prompt": "A library lends books to members.", "diagram_type": "class",
+    {"prompt": "A library lends books to members.", "diagram_type": "class", "origin": "real", "source": "a",
      "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book : lends\n@enduml"},
     {"prompt": "A <script>alert('x')</script> customer sends an order to a shop.", "diagram_type": "sequence",
+     "origin": "generated", "source": "gen:shop",
      "plantuml": "@startuml\nparticipant Customer\nparticipant Shop\nCustomer -> Shop : order\n@enduml"},
-    {"prompt": "An order has many items.", "diagram_type": "class",
+    {"prompt": "An order has many items.", "diagram_type": "class", "origin": "generated", "source": "gen:shop",
      "plantuml": "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"},
 ]
 FAST = EvaluationConfig(max_new_tokens=12)
@@ -37,11 +38,33 @@ def dataset(tmp_path):
 
 def test_a_limit_takes_the_rows_in_turn_from_each_diagram_type(dataset):
     """The file holds class, sequence, class: two rows take one of each type, not the first two
-    (the A/B page picks its prompts the same way, with data.in_turn)."""
+    (the A/B page picks its prompts the same way, with evaluate.sample_rows)."""
     _, rows = evaluate._rows(dataset, "test", 2)
-    assert [r["diagram_type"] for r in rows] == ["class", "sequence"]
+    assert sorted(r["diagram_type"] for r in rows) == ["class", "sequence"]
     _, rows = evaluate._rows(dataset, "test", 10)
-    assert [r["prompt"][:6] for r in rows] == ["A libr", "A <scr", "An ord"]  # in turn, file order within a type
+    assert len(rows) == 3
+
+
+def test_the_sample_is_seeded_and_stratified_by_type_origin_and_source():
+    rows = [{"prompt": f"{t} {o} {s} {i}", "diagram_type": t, "origin": o, "source": s}
+            for t, o, sources, count in (("class", "real", ["m1", "m2", "m3"], 30), ("sequence", "real", ["p1"], 20),
+                                         ("sequence", "generated", ["g1", "g2"], 10), ("state", "generated", ["g1"], 5))
+            for s in sources for i in range(count)]
+    sample = evaluate.sample_rows(rows, 30)
+    assert sample == evaluate.sample_rows(rows, 30)  # seeded: the same rows every time
+    assert sample != evaluate.sample_rows(rows, 30, seed=1)
+    assert evaluate.sample_rows(rows, 40)[:30] == sample  # a larger sample keeps the smaller one's rows
+
+    def count(key, value):
+        return sum(r[key] == value for r in sample)
+
+    assert (count("diagram_type", "class"), count("diagram_type", "sequence"), count("diagram_type", "state")) == (
+        13, 12, 5)  # types in turn; state has only five rows, class and sequence share the rest
+    assert {count("source", m) for m in ("m1", "m2", "m3")} == {4, 5}  # 13 class rows from every model, not one
+    sequence = [r for r in sample if r["diagram_type"] == "sequence"]
+    assert abs(sum(r["origin"] == "real" for r in sequence) - sum(r["origin"] == "generated" for r in sequence)) <= 1
+    class_rows = [r for r in rows if r["diagram_type"] == "class"]
+    assert [r for r in sample if r["diagram_type"] == "class"] != class_rows[:10]  # random, not file order
 
 
 def count(table: str) -> int:
@@ -56,6 +79,8 @@ def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, data
     assert KEYS <= summary.keys() and summary["n"] == 2
     for key in RATES:
         assert 0.0 <= summary[key] <= 1.0
+        interval = summary["intervals"][key]
+        assert interval["low"] <= summary[key] <= interval["high"] and interval["n"] == 2
     assert set(summary["per_type"]) == {"class", "sequence"}
     assert summary["verdict"]["label"] in ("good", "bad", "not yet good")
     assert summary["generated"] == 2 and summary["reused"] == 0
@@ -64,7 +89,10 @@ def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, data
     assert evaluation["checkpoint"] == str(checkpoint) and evaluation["n"] == 2
     assert json.loads(evaluation["summary"])["evaluation_id"] == evaluation["id"]
     rows = store.query("SELECT * FROM generations ORDER BY prompt")
-    assert [r["prompt"] for r in rows] == sorted(row["prompt"] for row in ROWS[:2])
+    asked = sorted(prompts.request(row["prompt"], row["diagram_type"]) for row in evaluate.sample_rows(ROWS, 2))
+    assert [r["prompt"] for r in rows] == asked  # the message the model got: the wanted type, then the requirement
+    assert summary["by_origin"].keys() <= {"real", "generated"} and "generated" in summary["by_origin"]
+    assert summary["intervals"]["syntax_valid_rate"]["n"] == 2
     for row in rows:
         assert row["evaluation_id"] == evaluation["id"] and len(row["settings_key"]) == 64
         assert 1 <= row["tokens"] <= 12 and row["latency_s"] > 0
@@ -75,7 +103,7 @@ def test_evaluate_prints_a_readable_table(checkpoint, dataset, capsys):
     assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "1",
                      "--max-new-tokens", "8"]) == 0
     out = capsys.readouterr().out
-    assert "syntax_valid_rate" in out and "per type" in out and "verdict:" in out
+    assert "valid" in out and "per type" in out and "verdict:" in out and "95% interval" in out
 
 
 def test_repeat_evaluation_is_served_from_the_store(checkpoint, dataset):
@@ -109,7 +137,9 @@ def test_compare_writes_one_self_contained_html(checkpoint, dataset, tmp_path, c
     code = cli.main(["compare", "--model1", "base", "--model2", str(checkpoint), "--dataset", str(dataset),
                      "--limit", "3", "--max-new-tokens", "12", "--out", str(out)])
     assert code == 0
-    assert "syntax_valid_rate" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "entity F1" in printed and "sign test" in printed
+    assert any(word in printed for word in ("within noise", "better", "worse"))
     page = out.read_text()
     assert page.count("<img") >= 3  # at least the three reference diagrams render
     assert "data:image/svg+xml;base64," in page and "<svg" not in page
@@ -130,7 +160,10 @@ def test_compare_result_orders_regressions_first(checkpoint, dataset, tiny_model
         scores = [o["score"] for o in row["outputs"]]
         assert row["delta"] == pytest.approx(scores[1] - scores[0])
     base, tuned = result["summaries"]
-    assert result["deltas"][0]["entity_f1"] == pytest.approx(tuned["entity_f1"] - base["entity_f1"])
+    test = result["tests"][0]["all"]["entity_f1"]
+    assert test["delta"] == pytest.approx(tuned["entity_f1"] - base["entity_f1"]) and test["n"] == 3
+    assert test["verdict"] == "within noise"  # three prompts can never show a difference at p < 0.05
+    assert set(result["tests"][0]) == {"all", "real", "generated"}
 
 
 def one_error_line(capsys) -> str:
