@@ -419,6 +419,14 @@ def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
 CHARS_PER_TOKEN = 3.5  # the approximation when the base model's tokenizer is not on disk
 
 
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @dataclass
 class Estimate:
     seconds: float | None  # at the median measured throughput; None: no measurement yet
@@ -432,14 +440,6 @@ class Estimate:
             return self.basis
         spread = f" ({duration(self.low)}–{duration(self.high)})" if self.low != self.high else ""
         return f"≈ {duration(self.seconds)}{spread} for {self.tokens:,} tokens; {self.basis}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def throughput(base: str, backend: str) -> tuple[list[float], list[str]]:

@@ -295,3 +295,54 @@ def checklist_command(args) -> int:
         for item in items:
             print(f"[{'x' if item.passed else ' '}] {item.title}: {item.why}")
     return 0 if all(item.passed for item in items) else 1
+
+
+# ---- the studio's review of a run ---------------------------------------------------------------
+
+
+@dataclass
+class Review:
+    """Everything the pre-continue page shows for one run, from one call."""
+
+    run: dict
+    diagnosis: Diagnosis  # of its curve as it stands
+    curves: advise.Curves
+    acknowledged: dict | None  # a person's latest acknowledgement of the curve (see `acknowledgement`)
+    proposal: Config | None  # the next phase, or None (see `problem`)
+    diff: dict  # {key: [now, next]}
+    problem: str | None  # why there is no proposal
+    items: list[Item]  # the checklist of the proposal
+    path: Path  # where the proposal is saved
+
+    @property
+    def acknowledged_as_shown(self) -> bool:
+        """Whether the latest acknowledgement was of the diagnosis shown now."""
+        d = self.diagnosis
+        return bool(self.acknowledged) and self.acknowledged["diagnosis"] == {"scenario": d.scenario, "name": d.name,
+                                                                               "message": d.message}
+
+
+def review(run: dict) -> Review:
+    """Diagnose a run, propose its next phase and check that proposal: the pre-continue page's data."""
+    diagnosis = advise.diagnose(run)
+    proposal, diff, problem, items = None, {}, None, []
+    if diagnosis.scenario is None:
+        problem = "nothing to propose until the curve says something"
+    else:
+        try:
+            proposal, diff = advise.propose(run, diagnosis)
+        except UserError as exc:
+            problem = str(exc)
+        else:
+            items = check(proposal)
+    name = proposal.name if proposal else run["name"]
+    return Review(run, diagnosis, advise.load_curves(run["id"]), acknowledgement(run["id"]), proposal, diff, problem,
+                  items, paths.home() / f"{name}.yaml")
+
+
+def save(review: Review, override_reason: str | None = None) -> Path:
+    """Write the review's proposal (with the override reason, if any) where the Train page lists proposals."""
+    review.proposal.phase.override_reason = override_reason or None
+    advise.write_proposal(review.proposal, review.diff, review.diagnosis, review.run,
+                          advise.estimate(review.proposal), review.path)
+    return review.path

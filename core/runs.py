@@ -12,7 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from core import paths, phases, store
+from core import checkpoints, paths, phases, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -79,6 +79,104 @@ def list_runs() -> list[dict]:
             "error": run["error"],
         })
     return out
+
+
+def table() -> list[dict]:
+    """Every run in lineage order — a continue phase right under the run it continues, oldest first —
+    with its depth (0 for a first phase), its `list_runs` fields, when it was created and its best
+    checkpoint (`checkpoints.best`: path and validation loss, or None)."""
+    listed = {r["id"]: r for r in list_runs()}
+    rows = store.query("SELECT id, parent_run, parent_checkpoint, created_at FROM runs ORDER BY created_at")
+    best = checkpoints.best_of(listed)
+    children: dict[str | None, list[dict]] = {}
+    for row in rows:
+        children.setdefault(row["parent_run"] if row["parent_run"] in listed else None, []).append(row)
+    out: list[dict] = []
+
+    def walk(parent, depth):
+        for row in children.get(parent, []):
+            found = best.get(row["id"])
+            out.append({**listed[row["id"]], "depth": depth, "parent_run": row["parent_run"],
+                        "parent_checkpoint": row["parent_checkpoint"], "created_at": row["created_at"],
+                        "best_checkpoint": str(found[0]) if found else None,
+                        "best_eval_loss": found[1] if found else None})
+            walk(row["id"], depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+def lineage(run_id: str) -> list[tuple[str, int]]:
+    """The run and the phases it continues, oldest first, each with the step it starts at when the
+    phases are laid end to end (a phase starts at the step of the checkpoint it continues from)."""
+    chain = [store.get_run(run_id)]
+    while chain[0]["parent_run"] and (parent := store.get_run(chain[0]["parent_run"])):
+        chain.insert(0, parent)
+    offsets, at = [], 0
+    for i, run in enumerate(chain):
+        if i:
+            at += checkpoints.step_of(run["parent_checkpoint"] or "") or 0
+        offsets.append((run["id"], at))
+    return offsets
+
+
+def curves(run_ids, names) -> list[dict]:
+    """The runs' logged metrics of the given names: {run_id, step, name, value}, by step."""
+    run_ids, names = list(run_ids), list(names)
+    return store.query(f"SELECT run_id, step, name, value FROM metrics WHERE run_id IN ({', '.join('?' * len(run_ids))}) "
+                       f"AND name IN ({', '.join('?' * len(names))}) ORDER BY step", [*run_ids, *names])
+
+
+def saved(run_ids) -> list[dict]:
+    """The runs' recorded checkpoints: {run_id, step, path}, by step."""
+    run_ids = list(run_ids)
+    return store.query(f"SELECT run_id, step, path FROM checkpoints WHERE run_id IN ({', '.join('?' * len(run_ids))}) "
+                       f"ORDER BY step", run_ids)
+
+
+def detail(run_id: str) -> dict:
+    """One run's row with its live status, its last logged step and its stored pre-continue checklist (parsed)."""
+    run = store.get_run(run_id)
+    steps = store.query("SELECT max(step) AS step FROM metrics WHERE run_id = ?", [run_id])[0]["step"]
+    return {**run, "status": status_of(run), "steps": steps,
+            "checklist": json.loads(run["checklist"]) if run["checklist"] else [], "config": json.loads(run["config"])}
+
+
+def active() -> list[dict]:
+    """Runs whose worker is starting or training, oldest first."""
+    rows = store.query("SELECT * FROM runs WHERE status IN ('created', 'running') ORDER BY created_at")
+    return [r for r in rows if status_of(r) in ("created", "running")]
+
+
+def with_loss_curve() -> list[dict]:
+    """Runs that logged a training loss, newest first: the ones a next phase can be judged for."""
+    return store.query("SELECT r.* FROM runs r WHERE EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id "
+                       "AND m.name = 'loss') ORDER BY r.created_at DESC")
+
+
+def progress(run: dict) -> tuple[float | None, str]:
+    """How far the run is (0..1, None when unknown) and its ETA, from its logged steps, epoch and time."""
+    from core import advise  # its one duration format; the listing commands do not need the advisor
+
+    t = json.loads(run["config"])["training"]
+    last = store.query(
+        """SELECT max(step) AS step, arg_max(epoch, step) AS epoch,
+                  arg_max(value, step) FILTER (WHERE name = 'elapsed_s') AS elapsed
+           FROM metrics WHERE run_id = ?""", [run["id"]])[0]
+    if last["step"] is None:
+        return None, "starting: loading the model and the data"
+    if t["max_steps"] > 0:
+        done = last["step"] / t["max_steps"]
+        where = f"step {last['step']} of {t['max_steps']}"
+    elif last["epoch"]:
+        done = last["epoch"] / t["num_train_epochs"]
+        where = f"step {last['step']}, epoch {last['epoch']:.2f} of {t['num_train_epochs']:g}"
+    else:
+        return None, f"step {last['step']}"
+    done = min(done, 1.0)
+    if last["elapsed"] and done > 0:
+        where += f" — ETA {advise.duration(last['elapsed'] * (1 - done) / done)} (elapsed {advise.duration(last['elapsed'])})"
+    return done, where
 
 
 def add_runs_args(parser) -> None:

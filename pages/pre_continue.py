@@ -2,34 +2,28 @@
 windows), the proposed next phase, and the seed's seven checks. Start stays disabled until every
 check passes or an override reason is typed (the reason is stored with the run)."""
 
-import json
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 import yaml
 
-from core import advise, jobs, paths, runs, store
+from core import advise, checklist, checkpoints, jobs, runs, ui
 from core.errors import UserError
-
-MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]"}  # material icons: no emoji font needed
 
 st.title("Pre-continue checklist")
 
-candidates = store.query(
-    """SELECT r.* FROM runs r WHERE EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id AND m.name = 'loss')
-       ORDER BY r.created_at DESC"""
-)
+candidates = runs.with_loss_curve()
 if not candidates:
     st.info("No run has a loss curve yet. Train one first — a **Quick test** on the Train page takes a few "
             "minutes — then come back here to decide how to continue it.")
     st.stop()
 
 run = st.selectbox("Run to continue", candidates, format_func=lambda r: f"{r['name']} · {runs.status_of(r)} · {r['id']}")
+review = checklist.review(run)
+diagnosis, evidence = review.diagnosis, review.diagnosis.evidence
 if runs.status_of(run) == "running":
     st.warning("This run is still training: its curve is not final. Judge it when it has finished or been stopped.")
-
-diagnosis = advise.diagnose(run["id"])
-evidence = diagnosis.evidence
 
 st.subheader("Diagnosis")
 if diagnosis.scenario is None:
@@ -37,13 +31,12 @@ if diagnosis.scenario is None:
 else:
     st.info(f"**Scenario {diagnosis.scenario}: {diagnosis.name}** — {diagnosis.message}")
 
-curves = advise.load_curves(run["id"])
 fig = go.Figure()
-if curves.train:
-    fig.add_trace(go.Scatter(x=[s for s, _ in curves.train], y=[v for _, v in curves.train], name="train loss",
-                             mode="lines", line={"color": "#9db4d8"}))
-if curves.validation:
-    fig.add_trace(go.Scatter(x=[s for s, _ in curves.validation], y=[v for _, v in curves.validation],
+if review.curves.train:
+    fig.add_trace(go.Scatter(x=[s for s, _ in review.curves.train], y=[v for _, v in review.curves.train],
+                             name="train loss", mode="lines", line={"color": "#9db4d8"}))
+if review.curves.validation:
+    fig.add_trace(go.Scatter(x=[s for s, _ in review.curves.validation], y=[v for _, v in review.curves.validation],
                              name="validation loss", mode="lines+markers", line={"color": "#e07b39"}))
 for fit in [advise.Fit(**f) for f in evidence.get("fits", [])]:
     fig.add_trace(go.Scatter(x=[fit.start, fit.end], y=[fit.at(fit.start), fit.at(fit.end)], mode="lines",
@@ -59,48 +52,46 @@ with st.expander("Evidence"):
         st.markdown(f"- {advise.Fit(**fit).describe()}")
     st.json({k: v for k, v in evidence.items() if k != "fits"}, expanded=False)
 
-acknowledged = store.query("SELECT note, created_at FROM acknowledgements WHERE subject = ? AND item = 'loss_curve'",
-                           [run["id"]])
-said = json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name, "message": diagnosis.message})
-st.session_state.setdefault(f"ack:{run['id']}", bool(acknowledged) and acknowledged[0]["note"] == said)
-checked = st.checkbox("I have checked the loss curve", key=f"ack:{run['id']}",
-                      help="recorded with the diagnosis it showed; the checklist's item 2 needs it")
-if checked:
-    if not acknowledged or acknowledged[0]["note"] != said:
-        advise.acknowledge_diagnosis(run["id"], diagnosis)
-elif acknowledged:
-    st.caption(f"Last checked {acknowledged[0]['created_at']:%Y-%m-%d %H:%M} (UTC).")
+# A person's acknowledgement, recorded with the diagnosis it showed; the checklist item itself is
+# judged on the diagnosis of the final curve.
+st.session_state.setdefault(f"ack:{run['id']}", review.acknowledged_as_shown)
+if st.checkbox("I have checked the loss curve", key=f"ack:{run['id']}",
+               help="recorded with the diagnosis shown; the checklist notes it beside its own diagnosis"):
+    if not review.acknowledged_as_shown:
+        checklist.acknowledge(run["id"], diagnosis)
+elif review.acknowledged:
+    st.caption(f"Last checked {review.acknowledged['created_at']:%Y-%m-%d %H:%M} (UTC).")
 
 st.subheader("Proposed next phase")
-if diagnosis.scenario is None:
-    st.info("Nothing to propose until the curve says something. Train longer, or write the next phase "
-            "yourself on the Train page (an override reason will be asked for).")
+if review.proposal is None:
+    if diagnosis.scenario is None:
+        st.info("Nothing to propose until the curve says something. Train longer, or write the next phase "
+                "yourself on the Train page (an override reason will be asked for).")
+    else:
+        st.error(review.problem)
     st.stop()
-try:
-    proposal, diff = advise.propose(run, diagnosis)
-except UserError as exc:
-    st.error(str(exc))
-    st.stop()
-if diff:
-    st.dataframe([{"setting": k, "now": str(old), "next": str(new)} for k, (old, new) in diff.items()],
+proposal = review.proposal
+if review.diff:
+    st.dataframe([{"setting": k, "now": str(old), "next": str(new)} for k, (old, new) in review.diff.items()],
                  hide_index=True, width="stretch")
 with st.expander("The whole config"):
     st.code(yaml.safe_dump(proposal.to_dict(), sort_keys=False), language="yaml")
-proposal_path = paths.home() / f"{proposal.name}.yaml"
-if st.button("Save it to edit on the Train page", help=f"writes {proposal_path}; the Train page lists it under proposals"):
-    advise.write_proposal(proposal, diff, diagnosis, run, advise.estimate(proposal), proposal_path)
-    st.success(f"Wrote `{proposal_path}`: open **Train** and start from *a proposal*.")
+if st.button("Save it to edit on the Train page", help=f"writes {review.path}; the Train page lists it under proposals"):
+    st.success(f"Wrote `{checklist.save(review)}`: open **Train** and start from *a proposal*.")
 
 st.subheader("Before continuing")
-items = advise.checklist(proposal)
 running_evaluation = None
-for item in items:
+for item in review.items:
     with st.container(border=True):
-        st.markdown(f"{MARK[item.passed]} **{item.title}**  \n{item.why}")
-        if not item.passed and item.key == "backed_up" and st.button("Make the run's checkpoints read-only", key="backup"):
-            for line in advise.backup(run):
-                st.write(line)
-            st.rerun()
+        st.markdown(ui.item_line(item.passed, item.title, item.why, below=True))
+        if not item.passed and item.key == "backed_up" and st.button("Back up the checkpoint", key="backup",
+                                                                      help=f"copies it to {checkpoints.backup_root()} and verifies the copy"):
+            try:
+                st.write(f"Verified copy at `{checkpoints.backup(Path(proposal.phase.continue_from))}`")
+            except UserError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
         if not item.passed and item.key == "evaluated" and proposal.phase.continue_from:
             evaluations = [j for j in jobs.list_jobs("evaluate") if j.label == proposal.phase.continue_from]
             if evaluations and not evaluations[0].done:
@@ -115,7 +106,6 @@ for item in items:
                 st.rerun()
 
 
-
 @st.fragment(run_every=3)
 def wait_for(job_id: str):
     if jobs.get(job_id).done:
@@ -125,16 +115,14 @@ def wait_for(job_id: str):
 if running_evaluation:
     wait_for(running_evaluation.id)
 
-failing = [item for item in items if not item.passed]
+failing = [item for item in review.items if not item.passed]
 reason = ""
 if failing:
-    reason = st.text_input(f"{len(failing)} of {len(items)} checks fail. Override reason (stored with the run)",
+    reason = st.text_input(f"{len(failing)} of {len(review.items)} checks fail. Override reason (stored with the run)",
                            key=f"override:{run['id']}", placeholder="why continue anyway").strip()
 if st.button("Start the next phase", type="primary", disabled=bool(failing) and not reason, key="start_phase"):
-    proposal.phase.override_reason = reason or None
-    advise.write_proposal(proposal, diff, diagnosis, run, advise.estimate(proposal), proposal_path)
     try:
-        run_id = runs.start_worker(proposal, config_path=proposal_path)
+        run_id = runs.start_worker(proposal, config_path=checklist.save(review, reason))
     except UserError as exc:
         st.error(str(exc))
     else:

@@ -1,23 +1,20 @@
 """Train: start a phase from a preset or an earlier run's config, edit it with the CLI's validator
 inline, run it as a background worker (it outlives the browser tab), watch its progress, stop it."""
 
-import json
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 import yaml
 
-from core import advise, config, paths, runs, store
+from core import checklist, config, paths, runs, store, ui
 from core.errors import UserError
 
 QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
 
-MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]"}  # material icons: no emoji font needed
-
 st.title("Train")
 if "started" in st.session_state:
-    run = store.get_run(st.session_state.pop("started"))
+    run = runs.detail(st.session_state.pop("started"))
     st.success(f"Started **{run['name']}** in the background (run {run['id']}); its curves are on the Runs page.")
 
 
@@ -50,40 +47,15 @@ def start(cfg: config.Config, text: str | None = None) -> None:
     st.rerun()
 
 
-def progress(run: dict) -> tuple[float | None, str]:
-    """How far the run is (0..1, None when unknown) and its ETA, from its logged steps, epoch and time."""
-    cfg = json.loads(run["config"])["training"]
-    last = store.query(
-        """SELECT max(step) AS step, arg_max(epoch, step) AS epoch,
-                  arg_max(value, step) FILTER (WHERE name = 'elapsed_s') AS elapsed
-           FROM metrics WHERE run_id = ?""", [run["id"]])[0]
-    if last["step"] is None:
-        return None, "starting: loading the model and the data"
-    if cfg["max_steps"] > 0:
-        done = last["step"] / cfg["max_steps"]
-        where = f"step {last['step']} of {cfg['max_steps']}"
-    elif last["epoch"]:
-        done = last["epoch"] / cfg["num_train_epochs"]
-        where = f"step {last['step']}, epoch {last['epoch']:.2f} of {cfg['num_train_epochs']:g}"
-    else:
-        return None, f"step {last['step']}"
-    done = min(done, 1.0)
-    if last["elapsed"] and done > 0:
-        where += f" — ETA {advise.duration(last['elapsed'] * (1 - done) / done)} (elapsed {advise.duration(last['elapsed'])})"
-    return done, where
-
-
-active = [r for r in store.query("SELECT * FROM runs WHERE status IN ('created', 'running') ORDER BY created_at")
-          if runs.status_of(r) in ("created", "running")]
+active = runs.active()
 
 
 @st.fragment(run_every=2 if active else None)
 def training_now():
     shown = False
     for run in active:
-        now = store.get_run(run["id"])
-        status = runs.status_of(now)
-        if status not in ("created", "running"):
+        now = runs.detail(run["id"])
+        if now["status"] not in ("created", "running"):
             st.rerun()  # it ended: redraw the page without it
         shown = True
         with st.container(border=True):
@@ -92,7 +64,7 @@ def training_now():
             if button.button("Stop", key=f"stop-{now['id']}", help="stops after the current step, with a checkpoint"):
                 runs.stop_worker(now["id"])
                 st.toast(f"Stopping {now['name']}: it saves a checkpoint at the end of this step.")
-            done, text = progress(now)
+            done, text = runs.progress(run)
             st.progress(done or 0.0, text=text)
             log = Path(now["output_dir"]) / "train.log"
             if log.is_file():
@@ -124,14 +96,14 @@ if not QUICK_TEST.is_file():
 st.subheader("Start a phase")
 presets = sorted(paths.CONFIG_DIR.glob("*.yaml"))
 proposals = sorted(paths.home().glob("*.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
-earlier = store.query("SELECT id, name, config, created_at FROM runs ORDER BY created_at DESC")
+earlier = sorted(runs.table(), key=lambda r: r["created_at"], reverse=True)
 sources = ["a preset"] + (["a proposal"] if proposals else []) + (["an earlier run's config"] if earlier else [])
 kind = st.radio("Start from", sources, horizontal=True,
                 help="presets ship in config/; proposals are next phases written by the Pre-continue checklist page "
                      "or `umlstudio advise`; an earlier run's config is its exact resolved config")
 if kind == "an earlier run's config":
     picked = st.selectbox("Run", earlier, format_func=lambda r: f"{r['name']} ({r['created_at']:%Y-%m-%d %H:%M})")
-    source_key, initial = f"run:{picked['id']}", yaml.safe_dump(json.loads(picked["config"]), sort_keys=False)
+    source_key, initial = f"run:{picked['id']}", yaml.safe_dump(runs.detail(picked["id"])["config"], sort_keys=False)
 else:
     files = presets if kind == "a preset" else proposals
     if not files:
@@ -159,9 +131,9 @@ st.success(
 ready = True
 if cfg.phase.continue_from:
     st.markdown("**Pre-continue checklist** — a continue phase starts only when every item passes, or with a reason.")
-    items = advise.checklist(cfg)
+    items = checklist.check(cfg)
     for item in items:
-        st.markdown(f"{MARK[item.passed]} **{item.title}** — {item.why}")
+        st.markdown(ui.item_line(item.passed, item.title, item.why))
     if not all(item.passed for item in items):
         reason = st.text_input("Override reason (stored with the run)", key=f"override:{source_key}",
                                placeholder="why start although some items fail")

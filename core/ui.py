@@ -1,0 +1,26 @@
+"""What the studio's pages share: the pass / fail marks and "show the diagram, or PlantUML's error".
+
+No streamlit import here: a page passes the container to draw in (`st`, a column, an expander), so
+every page file still runs alone under AppTest and core stays importable without the studio.
+"""
+
+from core import render
+
+# material icons: no emoji font needed; None is "not judged"
+MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}
+
+
+def show_diagram(where, source: str, caption: str = "") -> bool:
+    """Render PlantUML into `where` as an image, or show where PlantUML rejects it; whether it rendered."""
+    result = render.render(source)
+    if result.ok:
+        where.image(result.data.decode(), caption=caption or None)
+    else:
+        label = f"{caption} does not render" if caption else "PlantUML rejects it"
+        where.error(f"{label} — line {result.error_line}: {result.error_message}")
+    return result.ok
+
+
+def item_line(passed, title: str, why: str, below: bool = False) -> str:
+    """One checklist item as markdown: its mark, its title in bold, what was found (after it, or below it)."""
+    return f"{MARK[passed]} **{title}**{'  ' + chr(10) if below else ' — '}{why}"
