@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import statistics
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -551,18 +550,6 @@ def add_advise_args(parser: argparse.ArgumentParser) -> None:
                         help="where --backup copies to (default: $UMLSTUDIO_BACKUPS, else <runs root>/backups)")
 
 
-def check_out(out: Path) -> Path:
-    """Where `--out` will write, refused before any work: not a folder, in an existing writable folder."""
-    path = out.expanduser().resolve()
-    if path.is_dir():
-        raise UserError(f"--out {out}: is a folder — name the YAML file to write, e.g. --out {out / 'next.yaml'}")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {out}: the folder {path.parent} does not exist — create it first or pick another path")
-    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"--out {out}: cannot write there — pick a writable place")
-    return path
-
-
 def backup_run(run: dict, root: Path | None = None) -> list[str]:
     """Copy the run's latest and best checkpoints (those a next phase starts from) to the backup
     folder, verified; one line each."""
@@ -575,7 +562,7 @@ def backup_run(run: dict, root: Path | None = None) -> list[str]:
 
 
 def advise_command(args) -> int:
-    out = check_out(args.out) if args.out else None
+    out = paths.out_file(args.out, "--out").resolve() if args.out else None  # checked before any work
     if args.backup:
         checkpoints.check_backup_root(checkpoints.backup_root(args.backup_dir))
     run = find_run(args.run_ref)

@@ -13,7 +13,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from core import advise, checklist, checkpoints, cli, paths, store
 from core import config as configs
@@ -202,7 +204,8 @@ def make_checkpoint(run_id: str, config: Config, step: int) -> Path:
     (ckpt / "adapter_config.json").write_text(json.dumps({
         "r": config.lora.r, "lora_alpha": config.lora.lora_alpha, "target_modules": config.lora.target_modules,
         "base_model_name_or_path": config.model.base}))
-    (ckpt / "adapter_model.safetensors").write_bytes(b"adapter weights at step %d" % step)
+    save_file({"base_model.model.lora_A.weight": np.full((config.lora.r, 8), step, np.float32)},
+              str(ckpt / "adapter_model.safetensors"))  # a real header: the plan reads it
     (ckpt / checkpoints.INFO).write_text(json.dumps({"run_id": run_id, "step": step, "backend": "peft",
                                                      "config": config.to_dict()}))
     store.record_checkpoint(run_id, ckpt.resolve(), step, checkpoints.write_manifest(ckpt))
