@@ -533,8 +533,12 @@ def token_lengths(rows: list[dict], folder: Path) -> tuple[list[tuple[int, int]]
     asked = [template.render(messages=[{"role": "user", "content": m}], add_generation_prompt=True) for m in messages]
     full = [template.render(messages=[{"role": "user", "content": m}, {"role": "assistant", "content": r["plantuml"]}],
                             add_generation_prompt=False) for m, r in zip(messages, rows)]
-    lengths = [len(e.ids) for e in tokenizer.encode_batch(asked + full, add_special_tokens=False)]
-    return list(zip(lengths[:len(rows)], lengths[len(rows):])), f"counted with the {folder.name} tokenizer"
+    # prompt and answer apart, as the trainer encodes them
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(
+        asked + [text[len(prompt):] for prompt, text in zip(asked, full)], add_special_tokens=False)]
+    prompt_tokens = lengths[:len(rows)]
+    return ([(p, p + a) for p, a in zip(prompt_tokens, lengths[len(rows):])],
+            f"counted with the {folder.name} tokenizer")
 
 
 def long_rows(rows: list[dict], max_seq_length: int, folder: Path) -> dict:

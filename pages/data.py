@@ -1,14 +1,15 @@
-"""Data: browse a dataset, count it per diagram type and category, see the weak areas of the latest
-evaluation, and save a filtered subset (weak types plus a replay share) for the next phase."""
+"""Data: browse a dataset, count it per diagram type and category, see its mix (types, sources,
+real vs generated, for each split and for the rows a phase trains on) and its rows longer than
+max_seq_length, see the weak areas of the latest evaluation, and save a filtered subset (weak types
+plus a replay share) for the next phase."""
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core import advise, data, paths, render, store
+from core import advise, data, evaluate, paths, render
 from core.config import QualityConfig
 from core.errors import UserError
 
@@ -21,6 +22,16 @@ def rows_of(dataset: str, split: str, stamp: float) -> pd.DataFrame:
     return pd.DataFrame(data.load_split(dataset, split))
 
 
+@st.cache_data(show_spinner="Counting rows and tokens …", max_entries=16)
+def report_of(dataset: str, stamp: float) -> dict:
+    """`umlstudio data`'s report of the dataset (cached until a file changes)."""
+    return data.describe(dataset)
+
+
+def mix_frame(table: dict, key: str) -> pd.DataFrame:
+    return pd.DataFrame(table[key]).T.rename_axis(key)
+
+
 def stamp(dataset: Path) -> float:
     return max((p.stat().st_mtime for p in ([dataset] + list(dataset.glob("*.jsonl")))), default=0.0)
 
@@ -30,8 +41,8 @@ choices = [str(data.default_dataset_dir())] + [str(p) for p in saved]
 dataset = st.selectbox("Dataset", choices, help="the default dataset, or a subset saved below (under the runs root)",
                        format_func=lambda p: f"{Path(p).name} (default)" if p == choices[0] else Path(p).name)
 if not Path(dataset).exists():
-    st.info(f"The default dataset is not built yet. It is made from the PlantUCD rows shipped in "
-            f"`{data.PLANTUCD_FILE.relative_to(paths.ROOT)}` plus generated rows, split by source.")
+    st.info("The default dataset is not built yet. It is made from the real-prose sets shipped in `data/` "
+            "(PlantUCD class, US2SD sequence, LATO activity) plus generated rows, split by source.")
     if st.button("Build the default dataset", type="primary"):
         with st.spinner("Building data/default …"):
             data.build_default_dataset()
@@ -39,14 +50,36 @@ if not Path(dataset).exists():
     st.stop()
 
 try:
-    table = data.counts(dataset)
+    report = report_of(dataset, stamp(Path(dataset)))
 except UserError as exc:
     st.error(str(exc))
     st.stop()
+table = report["counts"]
 counts = pd.DataFrame(table).T
 counts["total"] = counts.sum(axis=1)
 st.subheader("Rows per split and diagram type")
 st.dataframe(counts, width="stretch")
+
+st.subheader("Mix")
+st.caption("Rows and shares per diagram type, per source (plantucd, us2sd, lato: real prose; gen: generated) "
+           "and by origin, for each split and for the train rows as a phase sees them (`data.mix` with the "
+           "config's `data.type_weights`).")
+mixes = {**report["mix"], "train as a phase sees it": report["phase_mix"]}
+tabs = st.tabs(list(mixes))
+for tab, mix in zip(tabs, mixes.values()):
+    left, middle, right = tab.columns(3)
+    left.dataframe(mix_frame(mix, "type"), width="stretch")
+    middle.dataframe(mix_frame(mix, "family"), width="stretch")
+    right.dataframe(mix_frame(mix, "origin"), width="stretch")
+long = report["long"]
+limit = long["max_seq_length"]
+per_split = {name: entry for name, entry in long.items() if isinstance(entry, dict)}
+st.caption(f"Longer than {limit} tokens, prompt + answer ({next(iter(per_split.values()))['how']}): "
+           + "; ".join(f"{name} {entry['cut']} of {entry['rows']} (the trainer cuts their answers; "
+                       f"{entry['prompt_only']} with a prompt that fills {limit} alone)" for name, entry in per_split.items()))
+if report["manifest"]:
+    st.caption("Left out when built (references PlantUML rejects): " + ", ".join(
+        f"{name} {entry['rejected_by_plantuml']} of {entry['read']}" for name, entry in report["manifest"]["families"].items()))
 
 splits = list(table)
 split = st.segmented_control("Split", splits, default="train" if "train" in splits else splits[0]) or splits[0]
@@ -84,14 +117,14 @@ if picked.selection.rows:
         diagram_col.error(f"PlantUML rejects this reference at line {result.error_line}: {result.error_message}")
 
 st.subheader("Weak areas in the latest evaluation")
-latest = store.query("SELECT checkpoint, summary, created_at, n FROM evaluations ORDER BY created_at DESC LIMIT 1")
+evaluations = evaluate.latest_evaluations()
 weak: list[str] = []
-if not latest:
+if not evaluations:
     st.info("No evaluation yet: evaluate a checkpoint (Quality checklist page, or `umlstudio evaluate`) to see "
             "which diagram types the model gets wrong.")
 else:
-    evaluation = latest[0]
-    summary = json.loads(evaluation["summary"])
+    evaluation = max(evaluations.values(), key=lambda e: e["created_at"])
+    summary = evaluation["summary"]
     split_by_type = advise.per_type_split(summary.get("per_type"), QualityConfig())
     st.caption(f"{evaluation['checkpoint']} on {evaluation['n']} rows, {evaluation['created_at']:%Y-%m-%d %H:%M}; "
                f"thresholds from the default quality settings")
