@@ -1,5 +1,7 @@
 """Training runs as the studio and `umlstudio runs` see them: start a worker detached, stop it,
-list every run with what it actually did (steps, last losses, the learning rate it really used).
+list every run with what it actually did (steps, last losses, the learning rate it really used),
+and hand the studio's pages what they show (`table` in lineage order with each run's best
+checkpoint, `lineage`, `curves`, `saved`, `detail`, `active`, `progress`) so no page holds SQL.
 
 A run row says `running` only while its worker lives: a worker killed hard (kill -9, a crash of the
 machine) leaves the row at `running`, and the listing shows it as `interrupted` — resume it with
