@@ -343,6 +343,12 @@ def progress_of(log: str) -> tuple[float, str]:
     return min(1.0, (index - 1 + within) / total), f"step {index} of {total}: {text}"
 
 
+def read_info(folder) -> dict | None:
+    """What an export folder's EXPORT.json records; None when there is none."""
+    path = Path(folder) / INFO
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def default_out(checkpoint: str, format: str, gguf_type: str = "f16") -> Path:
     """A new folder under the runs root's exports/ for this checkpoint and format."""
     name = "base" if checkpoint == checkpoints.BASE else f"{Path(checkpoint).parent.name}-{Path(checkpoint).name}"

@@ -332,3 +332,23 @@ def test_real_model_exports_merged_and_gguf(real_model, tmp_path):
     got = loaded.state_dict()
     for name, weights in model.state_dict().items():
         assert torch.equal(got[name], weights.half().float() if weights.ndim == 2 else weights), name
+
+
+# ---- the studio page ------------------------------------------------------------------------------
+
+
+def test_page_checks_before_starting_a_job(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from core import jobs
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    at = AppTest.from_file(str(Path(export.__file__).parent.parent / "pages" / "export.py"), default_timeout=60).run()
+    assert not at.exception
+    assert at.selectbox[0].value == "base" and at.text_input[0].value.endswith("exports/base-gguf-f16")
+    at.text_input[0].set_value(str(full)).run()
+    at.button[0].click().run()
+    assert not at.exception and "not empty" in at.error[0].value
+    assert jobs.list_jobs("export") == []
