@@ -370,7 +370,8 @@ def _activity(rng, d):
         "name": name, "actor": _phrase(actor), "a_actor": _a(_phrase(actor)), "actors": _plural(_phrase(actor)),
         "story": _activity_story(steps), "shall_story": _activity_shall(steps, _phrase(actor)),
         "outline": _join(plain[:3]) if len(plain) >= 2 else "",
-        "first": _lower(actions[0]), "last": _lower(actions[-1]),
+        "first": _lower(actions[0]),
+        "last": _lower(steps[-1]) if isinstance(steps[-1], str) and len(actions) > 1 else "",  # not inside a branch
         "decision": _decision(decisions[0]) if decisions else "",
         "notes": "\n".join(f"- {a}" for a in actions), "n": str(len(actions)),
     }
@@ -698,10 +699,10 @@ def _er(rng, d):
 
     typed = rng.random() < 0.5
     described = [f"{t} ({', '.join(f'{c} {kind}' if typed else c for c, kind in columns[t])})" for t in names]
-    facts = [rng.choice(("each {a} {label} {many} {b}", "a {a} {label} {many} {b}",
+    facts = [rng.choice(("each {a} {label} {many} {b}", "{an_a} {label} {many} {b}",
                          "one {a} {label} {many} {b}")).format(
-        a=_phrase(a), b=_plural(_phrase(b)) if "more" in many else _phrase(b), many=many, label=label)
-        for a, b, _, _, many, label in used]
+        a=_phrase(a), an_a=_a(_phrase(a)), b=_plural(_phrase(b)) if "more" in many else _phrase(b), many=many,
+        label=label) for a, b, _, _, many, label in used]
     blanks = {
         "entities": _join(names), "described": _join(described), "facts": _sentences(facts) if facts else "",
         "some_facts": _sentences(facts[:2]) if len(facts) > 2 else "",
