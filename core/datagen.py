@@ -15,7 +15,8 @@ jar) and depends only on the seed (one random.Random, no global state).
 Entities and relations ([source, target, kind, label]) per type:
 - sequence: the participants; one "message" per arrow, sender -> receiver, label = the text
 - activity: the action texts; a "flow" from each action to the next, labelled "yes"/"no" when it
-  enters the first action of an if/else branch (start, stop and the if itself are no entities)
+  enters the first action of an if/else branch (start, stop and the if itself are no entities);
+  two actions of a fork both flow from the action before it
 - usecase: actors and use cases; "association" actor -> use case, "include" base -> included,
   "extend" extension -> base, label ""
 - state: the states ([*] is none); one "transition" per arrow between two states, label = event
@@ -339,7 +340,16 @@ def _activity(rng, d):
         relations.extend([source, action, "flow", label] for source, label in froms)
         return [(action, "")]
 
-    for step in steps:
+    # the last two steps in parallel, when both are plain actions after a first one
+    parallel = (len(steps) >= 3 and all(isinstance(s, str) for s in steps[-2:]) and rng.random() < 0.25)
+    for i, step in enumerate(steps):
+        if parallel and i == len(steps) - 2:
+            lines.append(f"{indent0}fork")
+            ends = follow(step, sources, indent0 + "  ")
+            lines.append(f"{indent0}fork again")
+            ends += follow(steps[-1], sources, indent0 + "  ")
+            lines.append(f"{indent0}end fork")
+            break
         if isinstance(step, str):
             sources = follow(step, sources, indent0)
             if noted:
@@ -364,11 +374,12 @@ def _activity(rng, d):
     lines = _title(rng, lines, _cap(name), 0.15)
 
     actions = _actions(steps)
+    together = f' "{steps[-2]}" and "{steps[-1]}" can happen at the same time.' if parallel else ""
     decisions = [step for step in steps if not isinstance(step, str)]
     plain = [_lower(s) for s in steps if isinstance(s, str)]
     blanks = {
         "name": name, "actor": _phrase(actor), "a_actor": _a(_phrase(actor)), "actors": _plural(_phrase(actor)),
-        "story": _activity_story(steps), "shall_story": _activity_shall(steps, _phrase(actor)),
+        "story": _activity_story(steps) + together, "shall_story": _activity_shall(steps, _phrase(actor)) + together,
         "outline": _join(plain[:3]) if len(plain) >= 2 else "",
         "first": _lower(actions[0]),
         "last": _lower(steps[-1]) if isinstance(steps[-1], str) and len(actions) > 1 else "",  # not inside a branch
