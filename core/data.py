@@ -605,6 +605,8 @@ def data_command(args: argparse.Namespace) -> int:
     if args.build:
         if args.dataset:
             raise UserError("--build always writes data/default; drop --dataset")
+        print("building data/default: PlantUCD, US2SD and LATO rows plus generated ones, every reference "
+              "checked with PlantUML (about 20 s) …", file=sys.stderr, flush=True)
         dataset = build_default_dataset(args.seed)
         if not args.json:
             print(f"rebuilt {dataset}")
