@@ -42,5 +42,8 @@ st.navigation(
             st.Page(ROOT / "pages" / "compare.py", title="Checkpoint A/B", icon=":material/compare:"),
             st.Page(ROOT / "pages" / "quality.py", title="Quality checklist", icon=":material/fact_check:"),
         ],
+        "Using": [
+            st.Page(ROOT / "pages" / "export.py", title="Export", icon=":material/output:"),
+        ],
     }
 ).run()

@@ -24,7 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 PAGES = {  # url path -> the page's title
     "": "Runs", "train": "Train", "pre_continue": "Pre-continue checklist", "playground": "Prompt playground",
-    "compare": "Checkpoint A/B", "quality": "Quality checklist", "data": "Data",
+    "compare": "Checkpoint A/B", "quality": "Quality checklist", "data": "Data", "export": "Export",
 }
 
 
