@@ -146,24 +146,12 @@ def _adapter_name(ckpt: Path, signature: tuple) -> str:
     return f"{readable}_{digest}"
 
 
-def adapter_shapes(weights: Path) -> dict[str, tuple]:
-    """The tensor shapes in a safetensors file, read from its header without loading it (and without
-    torch); UserError when the file is unreadable or truncated."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(weights), framework="numpy") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except (OSError, SafetensorError) as exc:
-        raise UserError(f"{weights} is unreadable: {exc}") from None
-
-
 def _misfit(model, weights: Path) -> str | None:
     """Why the LoRA weights in `weights` cannot attach to `model` (a missing module, a wrong shape),
     read from the file's header without loading it; None when they fit."""
     modules = dict(model.named_modules())
     try:
-        shapes = adapter_shapes(weights)
+        shapes = checkpoints.adapter_shapes(weights)
     except UserError as exc:
         return str(exc)
     for key, shape in shapes.items():
@@ -431,10 +419,13 @@ class Engine:
         verdicts = syntax_check([g.output for g in results])
         for g, verdict in zip(results, verdicts):
             g.raw_valid = g.valid = verdict.valid
-        failed = [i for i, v in enumerate(verdicts) if not v.valid]
-        # 1. a second attempt from the last good line, the runner-up token first
+        failed = [i for i, v in enumerate(verdicts) if not v.valid or results[i].looped]
+        # 1. a second attempt from the last good line, the runner-up token first (not for a loop:
+        #    the model goes back into it)
         again = []
         for i in failed:
+            if results[i].looped:
+                continue
             prefix = repair.prefix_before(results[i].output, verdicts[i].error_line)
             if prefix is not None:
                 kept = self.tokenizer(prefix, add_special_tokens=False).input_ids
@@ -454,7 +445,7 @@ class Engine:
                     self._repaired(results[i], text, f"second attempt from line {line} (PlantUML: {verdicts[i].error_message})")
                     verdicts[i] = verdict
         # 2. edits, checked together round by round
-        pending = [i for i in failed if not verdicts[i].valid]
+        pending = [i for i in failed if not verdicts[i].valid or results[i].looped]
         texts = {i: results[i].output for i in pending}
         changes: dict[int, list[str]] = {i: [] for i in pending}
         for i in pending:
@@ -470,7 +461,8 @@ class Engine:
             still = []
             for i, verdict in zip(pending, checked):
                 if verdict.valid:
-                    self._repaired(results[i], texts[i], *changes[i])
+                    if changes[i]:
+                        self._repaired(results[i], texts[i], *changes[i])
                     continue
                 edit = repair.delete_line(texts[i], verdict.error_line)
                 if edit and len(changes[i]) < repair.MAX_EDITS + 2:
@@ -504,6 +496,17 @@ class Engine:
             if repair:
                 self._repair(model, ids, result, max_new_tokens, 1)
         return result[0]
+
+
+def models_on_offer() -> list[dict]:
+    """What the playground can generate with: every stored checkpoint, newest first, then the base
+    models the runs use (the embedded one first); each {label, checkpoint, base}."""
+    from core import store
+
+    found = [{"label": label, "checkpoint": path, "base": None} for path, label in checkpoints.stored().items()]
+    used = {r["base_model"] for r in store.query("SELECT DISTINCT base_model FROM runs WHERE base_model IS NOT NULL")}
+    bases = [models.EMBEDDED] + sorted(used - {models.EMBEDDED})
+    return found + [{"label": f"base model: {Path(b).name}", "checkpoint": checkpoints.BASE, "base": b} for b in bases]
 
 
 _engines: dict[tuple[str, str], Engine] = {}

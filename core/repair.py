@@ -15,7 +15,8 @@ block of lines at most twice, and no piece of a line 4 times. The decoder asks `
 after each token and stops the row at the first loop; the output keeps what was generated.
 
 **Repair** (`Engine.generate(..., repair=True)`). Every output is checked with PlantUML (one
-`-syntax` JVM for all of them). A rejected output gets, in order, until PlantUML accepts it:
+`-syntax` JVM for all of them). A rejected output gets, in order, until PlantUML accepts it (a
+looped one, accepted or not, goes straight to the edits: a second attempt walks back into the loop):
 
 1. *a second attempt from the last good line*: the model continues from the output's lines before
    the error line, taking its second-best token where its best one started the rejected line

@@ -1,24 +1,19 @@
-"""Prompt playground: one prompt, the base model or any checkpoint, tokens as they stream, the diagram
-beside its source, PlantUML's error with its line, and metrics against the reference when there is one.
+"""Prompt playground: one prompt and the wanted diagram type, the base model or any checkpoint, tokens as
+they stream, the diagram beside its source, PlantUML's error with its line, and metrics against the
+reference when there is one. "Valid PlantUML" (on by default) checks the output and repairs it when
+PlantUML rejects it; the page then says what was changed and keeps the model's raw output in view.
 
 Generation runs in a worker process (`python -m core.generate`, a job): the studio never loads a model.
 The job's id sits in the URL, so a refresh picks the same generation up again."""
 
-from pathlib import Path
+import difflib
 
 import streamlit as st
 
-from core import checkpoints, data, jobs, metrics, models, render, store
+from core import data, generate, jobs, metrics, prompts, render
+from core.ui import show_diagram
 
 st.title("Prompt playground")
-
-
-def choices() -> list[dict]:
-    """Every checkpoint on disk, newest first, then the base models the runs use (the embedded one first)."""
-    found = [{"label": label, "checkpoint": path, "base": None} for path, label in checkpoints.stored().items()]
-    used = {r["base_model"] for r in store.query("SELECT DISTINCT base_model FROM runs WHERE base_model IS NOT NULL")}
-    bases = [models.EMBEDDED] + sorted(used - {models.EMBEDDED})
-    return found + [{"label": f"base model: {Path(b).name}", "checkpoint": checkpoints.BASE, "base": b} for b in bases]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -30,19 +25,15 @@ def scored(output: str, row: dict, tokens: int, latency_s: float, truncated: boo
                          latency_s=latency_s)
 
 
-def show_diagram(where, source: str, caption: str) -> None:
-    result = render.render(source)
-    if result.ok:
-        where.image(result.data.decode(), caption=caption)
-    else:
-        where.error(f"PlantUML rejects it at line {result.error_line}: {result.error_message}")
-
-
-options = choices()
+options = generate.models_on_offer()
 model = st.selectbox("Model", options, format_func=lambda o: o["label"],
                      help="a checkpoint's adapter on its base model, or an untrained base model (the floor to beat)")
 with st.expander("Decoding"):
-    max_new_tokens = st.slider("max new tokens", 32, 1024, 320, 32, help="greedy decoding, stops at @enduml")
+    max_new_tokens = st.slider("max new tokens", 32, 1024, 320, 32,
+                               help="greedy decoding; stops at @enduml, at the end of turn, or when a line keeps repeating")
+    make_valid = st.checkbox("Valid PlantUML: check the output and repair it when PlantUML rejects it", value=True,
+                             help="a second attempt from the last good line, then edits (cut loops, close blocks, "
+                                  "delete the rejected line); the raw output stays visible")
 
 dataset = data.default_dataset_dir()
 test_rows = data.load_split(dataset, "test") if (dataset / "test.jsonl").is_file() else []
@@ -51,18 +42,25 @@ how = st.radio("Prompt", ["pick one from the test split", "type one"], horizonta
 if how == "type one" or not test_rows:
     prompt = st.text_area("Requirement", placeholder="e.g. A library lends books to members; each loan has a due date.",
                           height=100)
+    wanted = st.selectbox("Diagram type", [None, *prompts.TYPE_NAMES],
+                          format_func=lambda t: prompts.TYPE_NAMES[t] if t else "not stated (the model picks)",
+                          help="stated in the prompt the way training states it")
 else:
     types = sorted({r["diagram_type"] for r in test_rows})
-    kind = st.selectbox("Diagram type", ["all"] + types)
+    kind = st.selectbox("Diagram type", ["all"] + types, help="the test prompt's type is stated in the prompt")
     rows = [r for r in test_rows if kind == "all" or r["diagram_type"] == kind]
     row = st.selectbox(f"Test prompt ({len(rows)})", rows, format_func=lambda r: r["prompt"][:140])
-    prompt = row["prompt"]
+    prompt, wanted = row["prompt"], row["diagram_type"]
 
 if st.button("Generate", type="primary", disabled=not prompt.strip()):
     args = ["-m", "core.generate", "--checkpoint", model["checkpoint"], "--prompt-file", "{job}/prompt.txt",
             "--out", "{job}/result.json", "--max-new-tokens", max_new_tokens]
     if model["base"]:
         args += ["--base", model["base"]]
+    if wanted:
+        args += ["--type", wanted]
+    if make_valid:
+        args += ["--repair"]
     job = jobs.start("generate", args, label=model["label"], files={"prompt.txt": prompt})
     st.query_params["job"] = job.id
 
@@ -100,14 +98,28 @@ if result is None:
     st.code(job.log(4000) or "(no output)", language=None)
     st.stop()
 
-reference = next((r for r in test_rows if r["prompt"] == result["prompt"]), None)  # typed prompts can match too
+requirement = result.get("requirement", result["prompt"])
+reference = next((r for r in test_rows if r["prompt"] == requirement), None)  # typed prompts can match too
 st.markdown(f"**{job.label}** — {result['tokens']} tokens in {result['latency_s']:.1f} s"
-            + (" · cut off at max new tokens, no @enduml" if result["truncated"] else ""))
+            + (f" · {prompts.TYPE_NAMES[result['diagram_type']]} asked" if result.get("diagram_type") else "")
+            + (" · cut off at max new tokens, no @enduml" if result["truncated"] else "")
+            + (f" · stopped: {result['loop']}" if result.get("looped") else ""))
+if result.get("repaired"):
+    st.warning("Repaired: PlantUML rejected the model's output. What was changed:\n\n"
+               + "\n".join(f"- {change}" for change in result["repair"]))
+elif result.get("valid") is False:
+    st.error("PlantUML rejects the output and no repair helped.")
 source_col, diagram_col = st.columns(2)
-source_col.markdown("**Output**")
+source_col.markdown("**Output**" + (" (repaired)" if result.get("repaired") else ""))
 source_col.code(result["output"] or "(empty)", language=None, wrap_lines=True)
 diagram_col.markdown("**Rendered**")
-show_diagram(diagram_col, result["output"], "the model's output")
+show_diagram(diagram_col, result["output"], "the output")
+if result.get("repaired"):
+    with st.expander("The model's raw output, and the difference"):
+        st.code(result["raw_output"] or "(empty)", language=None, wrap_lines=True)
+        diff = difflib.unified_diff(result["raw_output"].splitlines(), result["output"].splitlines(), "raw", "repaired",
+                                    lineterm="")
+        st.code("\n".join(diff), language="diff")
 if reference:
     st.markdown("**Against the reference**")
     m = scored(result["output"], reference, result["tokens"], result["latency_s"], result["truncated"])

@@ -1,5 +1,6 @@
-"""The generation engine on the tiny model: hot-swapped adapters, determinism, stopping at @enduml,
-streaming, the worker, and one-line errors for checkpoints that do not fit."""
+"""The generation engine on the tiny model: continuous batching token-identical to one row at a time,
+hot-swapped adapters, determinism, stopping at @enduml, the loop guard, repair of outputs PlantUML
+rejects, streaming, the worker, and one-line errors for checkpoints and files that do not fit."""
 
 import json
 import shutil
@@ -9,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, generate
+from core import cli, data, generate, prompts, repair
 from core.errors import UserError
 
 PROMPTS = ["A library lends books to members.", "Orders have items.", "A user owns accounts with a balance."]
 PARROT_PROMPT = "Draw a class A."
+PARROT_MESSAGE = prompts.request(PARROT_PROMPT, "class")
 PARROT_ANSWER = "@startuml\nclass A\n@enduml"
+LOOP_MESSAGE = "List the members."
+LOOP_ANSWER = "@startuml\nclass Member\n" + "Member : +name\n" * 30
+BROKEN_MESSAGE = "Draw something broken."
+BROKEN_ANSWER = "@startuml\nclass A\nA -> -> ((\nclass B\n@enduml"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,27 +62,32 @@ def checkpoints(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parrot(tiny_model, tmp_path_factory):
-    """The tiny model trained to answer PARROT_PROMPT with PARROT_ANSWER and then keep talking."""
+    """The tiny model trained to answer PARROT_MESSAGE with PARROT_ANSWER and then keep talking,
+    LOOP_MESSAGE with one line over and over, and BROKEN_MESSAGE with a diagram PlantUML rejects."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    prompt = generate.chat_prompt(tokenizer, PARROT_PROMPT)
-    ids = tokenizer(prompt + PARROT_ANSWER + "\nand then some more text", return_tensors="pt",
-                    add_special_tokens=False).input_ids
-    labels = ids.clone()
-    labels[:, : len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100
+    examples = []
+    for message, answer in ((PARROT_MESSAGE, PARROT_ANSWER + "\nand then some more text"),
+                            (LOOP_MESSAGE, LOOP_ANSWER), (BROKEN_MESSAGE, BROKEN_ANSWER + "\n")):
+        prompt = generate.chat_prompt(tokenizer, message)
+        ids = tokenizer(prompt + answer, return_tensors="pt", add_special_tokens=False).input_ids
+        labels = ids.clone()
+        labels[:, : len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100
+        examples.append((ids, labels))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = model(input_ids=ids, labels=labels).loss
+    for _ in range(300):
+        losses = [model(input_ids=ids, labels=labels).loss for ids, labels in examples]
+        loss = max(losses)
         if loss.item() < 0.02:
             break
-        loss.backward()
+        sum(losses).backward()
         optimizer.step()
         optimizer.zero_grad()
-    assert loss.item() < 0.05, "the tiny model did not memorise its answer"
+    assert loss.item() < 0.05, "the tiny model did not memorise its answers"
     target = tmp_path_factory.mktemp("parrot") / "parrot"
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
@@ -153,18 +164,19 @@ def test_generation_stops_at_enduml_and_drops_the_rest(parrot):
     import torch
 
     engine = generate.Engine(str(parrot))
-    row, other = engine.generate([PARROT_PROMPT, "Something else, a longer prompt than the first"], "base",
+    row, other = engine.generate([PARROT_MESSAGE, "Something else, a longer prompt than the first"], "base",
                                  max_new_tokens=40)
     assert row.output == PARROT_ANSWER and not row.truncated
     answer_tokens = len(engine.tokenizer(PARROT_ANSWER, add_special_tokens=False).input_ids)
     assert row.tokens <= answer_tokens + 1 < 40  # stopped there, not cut afterwards
     # Without the stop the model goes on: the criterion, not the cut, ended the row.
-    enc = engine._encode([PARROT_PROMPT])
+    ids = torch.tensor(engine.encode([PARROT_MESSAGE], 40))
     with torch.inference_mode():
-        full = engine.model.generate(**enc, do_sample=False, max_new_tokens=row.tokens + 6)
-    assert "and then" in engine.tokenizer.decode(full[0, enc["input_ids"].shape[1]:])
+        full = engine.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                     max_new_tokens=row.tokens + 6)
+    assert "and then" in engine.tokenizer.decode(full[0, ids.shape[1]:])
 
-    pieces = engine.stream("base", PARROT_PROMPT, 40)
+    pieces = engine.stream("base", PARROT_MESSAGE, 40)
     streamed = []
     with pytest.raises(StopIteration) as done:
         while True:
@@ -176,7 +188,7 @@ def test_generation_stops_at_enduml_and_drops_the_rest(parrot):
 def test_generate_command_prints_plantuml_and_writes_the_file(parrot, tmp_path, capsys):
     out = tmp_path / "diagram.puml"
     code = cli.main(["generate", "--checkpoint", "base", "--base", str(parrot), "--prompt", PARROT_PROMPT,
-                     "--out", str(out), "--max-new-tokens", "40"])
+                     "--type", "class", "--out", str(out), "--max-new-tokens", "40"])
     assert code == 0
     assert capsys.readouterr().out.strip() == PARROT_ANSWER
     assert out.read_text().strip() == PARROT_ANSWER
@@ -185,7 +197,7 @@ def test_generate_command_prints_plantuml_and_writes_the_file(parrot, tmp_path, 
 def test_generate_command_renders_svg(parrot, tmp_path):
     out = tmp_path / "diagram.svg"
     assert cli.main(["generate", "--checkpoint", "base", "--base", str(parrot), "--prompt", PARROT_PROMPT,
-                     "--out", str(out), "--max-new-tokens", "40"]) == 0
+                     "--type", "class", "--out", str(out), "--max-new-tokens", "40"]) == 0
     assert out.read_bytes().lstrip().startswith(b"<") and b"<svg" in out.read_bytes()
 
 
@@ -194,14 +206,15 @@ def test_worker_streams_to_stdout_and_writes_the_result(parrot, tmp_path, umlstu
     prompt_file.write_text(PARROT_PROMPT)
     result = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "core.generate", "--checkpoint", "base", "--base", str(parrot),
+        [sys.executable, "-m", "core.generate", "--checkpoint", "base", "--base", str(parrot), "--type", "class",
          "--prompt-file", str(prompt_file), "--out", str(result), "--max-new-tokens", "40"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == PARROT_ANSWER
-    data = json.loads(result.read_text())
-    assert data["output"] == PARROT_ANSWER and data["truncated"] is False and data["tokens"] > 0
+    result = json.loads(result.read_text())
+    assert result["output"] == PARROT_ANSWER and result["truncated"] is False and result["tokens"] > 0
+    assert result["prompt"] == PARROT_MESSAGE and result["requirement"] == PARROT_PROMPT and result["diagram_type"] == "class"
 
 
 def test_missing_adapter_weights_is_one_clear_error(engine, checkpoints, tmp_path):
@@ -250,3 +263,184 @@ def test_worker_bad_input_is_one_line_exit_2(tmp_path):
     )
     assert proc.returncode == 2 and proc.stderr.strip().endswith("none.txt: prompt file not found")
     assert not (tmp_path / "result.json").exists()
+
+
+# ---- continuous batching ------------------------------------------------------------------------
+
+
+def one_at_a_time(engine, messages, checkpoint, max_new_tokens):
+    """Today's reference: transformers' greedy `generate`, one prompt at a time, no padding, cut at @enduml."""
+    import torch
+
+    texts = []
+    with engine.selected(checkpoint) as model, torch.inference_mode():
+        for ids in engine.encode(messages, max_new_tokens):
+            ids = torch.tensor([ids])
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
+                                 stop_strings=[generate.STOP], tokenizer=engine.tokenizer)
+            text = engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True,
+                                           clean_up_tokenization_spaces=False)
+            texts.append(generate.cut_at_stop(text)[0].strip())
+    return texts
+
+
+@pytest.mark.parametrize("slots", [1, 2, 8])
+def test_continuous_batching_is_token_identical_to_one_at_a_time(parrot, checkpoints, tiny_model, slots):
+    """Rows of mixed lengths (the parrot stops early, the others run to the limit) leave and join
+    the batch; each output is what the row gets alone."""
+    engine = generate.Engine(str(parrot))
+    messages = [PROMPTS[0], PARROT_MESSAGE, PROMPTS[1] * 3, PARROT_MESSAGE, PROMPTS[2]]
+    rows = engine.generate(messages, "base", max_new_tokens=24, batch_size=slots, loop_guard=False)
+    assert outputs(rows) == one_at_a_time(engine, messages, "base", 24)
+    assert rows[1].tokens < 24 and rows[3].tokens < 24 and rows[0].tokens == rows[2].tokens == 24  # mixed lengths
+    tiny = generate.Engine(str(tiny_model))  # and with a LoRA adapter active
+    tuned = tiny.generate(PROMPTS * 2, str(checkpoints[0]), max_new_tokens=16, batch_size=slots, loop_guard=False)
+    assert outputs(tuned) == one_at_a_time(tiny, PROMPTS * 2, str(checkpoints[0]), 16)
+
+
+@pytest.mark.slow
+def test_continuous_batching_matches_one_at_a_time_on_the_real_model(real_model):
+    engine = generate.Engine(real_model)
+    rows = data.load_split(data.default_dataset_dir(), "test")
+    messages = [prompts.request(r["prompt"], r["diagram_type"]) for r in data.in_turn(rows, 4)]
+    got = engine.generate(messages, "base", max_new_tokens=96, batch_size=3, loop_guard=False)
+    assert outputs(got) == one_at_a_time(engine, messages, "base", 96)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_with_the_numbers(engine):
+    long = "A library lends books to members. " * 200  # ~1,600 tokens; the tiny model's context is 1,024
+    with pytest.raises(UserError, match=r"is 1,\d{3} tokens; with 320 new tokens that is more than the model's context of 1,024"):
+        engine.generate(PROMPTS[:1] + [long], "base", max_new_tokens=320)
+
+
+# ---- the loop guard -----------------------------------------------------------------------------
+
+LOOPING = [  # outputs that loop, as small models write them (the guard looks at the end of the text)
+    "@startuml\nclass Library {\n" + "  +name: String\n" * 7,
+    "@startuml\nclass Book\n" + "".join(f"class Book{i}\n" for i in range(1, 8)),
+    "@startuml\nUser -> System : login\n" + "System -> DB : query\nDB --> System : rows\n" * 4,
+    "@startuml\nstart\n" + ":check stock;\nif (in stock?) then (yes)\n:ship;\nendif\n" * 4,
+    "@startuml\n" + "state Open\nstate Closed\nOpen --> Closed : close\n" * 4,
+    "@startuml\nclass A {\n" + "  +a1: int\n  +a2: int\n  +a3: int\n  +a4: int\n  +a5: int\n" * 4,
+    "@startuml\nclass Order\nOrder : items = " + "item, " * 12,
+    "@startuml\nactor User\nUser -> (Login) : " + "the user the user " * 5,
+    "@startuml\n" + "}\n" * 7,
+    "@startuml\nclass Book\n" + "\n".join(["Book --> Author", "", "Book --> Author"] * 4) + "\n",
+]
+
+
+def test_the_loop_guard_catches_every_known_loop():
+    assert [bool(repair.loop_in(text)) for text in LOOPING] == [True] * len(LOOPING)
+
+
+def test_the_loop_guard_never_stops_a_reference_diagram_of_the_test_split():
+    """The decoder asks after every token: every prefix of every reference must pass."""
+    for row in data.load_split(data.default_dataset_dir(), "test"):
+        text = row["plantuml"]
+        stopped = next((end for end in range(1, len(text) + 1) if repair.loop_in(text[:end])), None)
+        assert stopped is None, f"{row['prompt'][:60]!r} stopped at {text[:stopped]!r}"
+
+
+def test_limits_are_the_stated_ones():
+    line = "@startuml\n" + "A -> B : ping\n" * repair.SAME_LINE_LIMIT
+    assert repair.loop_in(line) is None and repair.loop_in(line + "A -> B : ping\n")
+    block = "@startuml\n" + "A -> B : ping\nB --> A : pong\n" * repair.BLOCK_LIMIT
+    assert repair.loop_in(block) is None and repair.loop_in(block + "A -> B : ping\nB --> A : pong\n")
+
+
+def test_a_looping_row_is_stopped_and_marked(parrot):
+    engine = generate.Engine(str(parrot))
+    looped, guarded_off = (engine.generate([LOOP_MESSAGE], "base", max_new_tokens=200, loop_guard=guard)[0]
+                           for guard in (True, False))
+    assert looped.looped and not looped.truncated and "7 times in a row" in looped.loop
+    assert looped.output.count("Member : +name") == repair.SAME_LINE_LIMIT + 1 and looped.tokens < 60
+    assert guarded_off.truncated and not guarded_off.looped and guarded_off.tokens == 200
+
+
+# ---- repair ---------------------------------------------------------------------------------------
+
+
+def test_edits_fix_what_they_name():
+    looped = LOOPING[0]
+    cut = repair.unloop(looped)
+    assert cut.text.count("+name") == 1 and "cut 6 repeated copies" in cut.change
+    closed = repair.close(cut.text)
+    assert closed.text.endswith("  +name: String\n}\n@enduml") and closed.change == "closed 1 open { block, added @enduml"
+    deleted = repair.delete_line("@startuml\nclass A\nA -> -> ((\n@enduml", 3)
+    assert deleted.text == "@startuml\nclass A\n@enduml" and deleted.change == "deleted line 3: A -> -> (("
+    assert repair.delete_line("@startuml\nclass A\n@enduml", 3) is None  # never the last line of content
+    assert repair.prefix_before(BROKEN_ANSWER, 3) == "@startuml\nclass A\n"
+
+
+def test_repair_makes_rejected_outputs_valid_and_keeps_the_raw_one(parrot):
+    engine = generate.Engine(str(parrot))
+    broken, good, looped = engine.generate([BROKEN_MESSAGE, PARROT_MESSAGE, LOOP_MESSAGE], "base",
+                                           max_new_tokens=60, repair=True)
+    assert broken.raw_output == BROKEN_ANSWER and broken.raw_valid is False
+    assert broken.repaired and broken.valid and broken.output != BROKEN_ANSWER and broken.repair
+    assert good.output == good.raw_output == PARROT_ANSWER and good.valid and not good.repaired and not good.repair
+    assert looped.looped and looped.repaired and looped.valid and looped.output.count("Member : +name") == 1
+    from core.render import syntax_check
+
+    assert all(v.valid for v in syntax_check([broken.output, looped.output]))
+    assert not any(v.valid for v in syntax_check([broken.raw_output]))
+    unrepaired = engine.generate([BROKEN_MESSAGE], "base", max_new_tokens=60)[0]
+    assert unrepaired.output == BROKEN_ANSWER and unrepaired.valid is None and not unrepaired.repaired
+
+
+# ---- bad input: refused before any generation -------------------------------------------------------
+
+
+@pytest.mark.parametrize("where, message", [
+    ("missing/diagram.puml", "does not exist"),
+    ("folder.svg", "is a folder"),
+    ("/proc/diagram.svg", "cannot write there"),
+    ("diagram.txt", "unknown format"),
+])
+def test_generate_out_that_cannot_be_written_is_refused_before_generating(where, message, tmp_path, capsys,
+                                                                           monkeypatch):
+    (tmp_path / "folder.svg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(generate, "engine_for", lambda *a, **k: pytest.fail("generation started"))
+    assert cli.main(["generate", "--checkpoint", "base", "--prompt", "x", "--out", where]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.svg"]
+
+
+def test_unknown_type_is_one_line_exit_2(capsys, monkeypatch):
+    monkeypatch.setattr(generate, "engine_for", lambda *a, **k: pytest.fail("generation started"))
+    assert cli.main(["generate", "--checkpoint", "base", "--prompt", "x", "--type", "pie"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --type pie: unknown diagram type — one of class, sequence") and len(err.splitlines()) == 1
+
+
+# ---- the playground shows what the worker repaired ----------------------------------------------------
+
+
+def test_playground_shows_a_repaired_output_and_what_changed(parrot):
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from core import jobs
+
+    job = jobs.start("generate", ["-m", "core.generate", "--checkpoint", "base", "--base", str(parrot),
+                                  "--prompt-file", "{job}/prompt.txt", "--out", "{job}/result.json",
+                                  "--max-new-tokens", "60", "--repair"], label="parrot",
+                     files={"prompt.txt": BROKEN_MESSAGE})
+    deadline = time.monotonic() + 300
+    while not jobs.get(job.id).done:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    result = jobs.get(job.id).result()
+    assert result["repaired"] and result["raw_output"] == BROKEN_ANSWER, jobs.get(job.id).log(2000)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "playground.py"), default_timeout=120)
+    at.query_params["job"] = job.id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.warning[0].value.startswith("Repaired: PlantUML rejected the model's output")
+    assert all(f"- {change}" in at.warning[0].value for change in result["repair"])
+    assert BROKEN_ANSWER in [c.value for c in at.code]  # the raw output stays in view
+    assert any(c.language == "diff" and "-A -> -> ((" in c.value for c in at.code)
