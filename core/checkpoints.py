@@ -22,6 +22,7 @@ from core import paths, store
 from core.errors import UserError
 
 MANIFEST = "manifest.json"
+ADAPTER_FILE = "adapter_model.safetensors"
 INFO = "umlstudio.json"
 BASE = "base"  # the untrained base model: a valid checkpoint name everywhere, the floor to beat
 _STEP = re.compile(r"^checkpoint-(\d+)$")
@@ -45,6 +46,18 @@ def write_manifest(ckpt: Path) -> str:
     manifest = {str(p.relative_to(ckpt)): sha256_file(p) for p in _files(ckpt)}
     (ckpt / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return sha256_file(ckpt / MANIFEST)
+
+
+def adapter_shapes(weights: Path) -> dict[str, tuple]:
+    """The tensor shapes in a safetensors file, read from its header without loading it (and without
+    torch); UserError when the file is unreadable or truncated."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"{weights} is unreadable: {exc}") from None
 
 
 def manifest_of(ckpt: Path) -> dict[str, str] | None:

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from core import checkpoints, generate, models, paths, store
+from core import checkpoints, models, paths, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -136,9 +136,9 @@ def resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) ->
 def read_adapter(ckpt: Path, where: str) -> dict:
     """The checkpoint's adapter_config.json, once both it and the weights' header read cleanly
     (a truncated or damaged file is refused here, before any run row or model load)."""
-    weights = ckpt / generate.ADAPTER_FILE
+    weights = ckpt / checkpoints.ADAPTER_FILE
     if not weights.is_file():
-        raise UserError(f"{where}: {ckpt} has no {generate.ADAPTER_FILE} — pick a complete checkpoint")
+        raise UserError(f"{where}: {ckpt} has no {checkpoints.ADAPTER_FILE} — pick a complete checkpoint")
     damaged = f"the checkpoint is damaged: pick another checkpoint of the run, or restore it from its backup ({checkpoints.backup_root()})"
     try:
         adapter = json.loads((ckpt / "adapter_config.json").read_text(encoding="utf-8"))
@@ -149,7 +149,7 @@ def read_adapter(ckpt: Path, where: str) -> dict:
     if not isinstance(adapter, dict):
         raise UserError(f"{where}: {ckpt / 'adapter_config.json'} holds no settings object — {damaged}")
     try:
-        generate.adapter_shapes(weights)
+        checkpoints.adapter_shapes(weights)
     except UserError as exc:
         raise UserError(f"{where}: {exc} — {damaged}") from None
     return adapter
