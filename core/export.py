@@ -311,6 +311,7 @@ def modelfile(tokenizer, gguf_name: str) -> str | None:
     lines = [
         "# Ollama: ollama create plantuml -f Modelfile && ollama run plantuml",
         "# Ask as training did: 'Write a PlantUML <type> diagram for this requirement.' then a blank line and the requirement.",
+        "# Greedy decoding (temperature 0), as the studio evaluates.",
         f"FROM ./{gguf_name}",
         'TEMPLATE """{{- if .System }}<|im_start|>system',
         "{{ .System }}<|im_end|>",
@@ -322,7 +323,7 @@ def modelfile(tokenizer, gguf_name: str) -> str | None:
     if system:
         lines.append(f'SYSTEM """{system}"""')
     lines += ['PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"',
-              "PARAMETER temperature 0  # greedy, as the studio evaluates", "PARAMETER num_predict 512"]
+              "PARAMETER temperature 0", "PARAMETER num_predict 512"]
     return "\n".join(lines) + "\n"
 
 
