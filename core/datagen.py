@@ -90,8 +90,7 @@ def generate(seed: int = 0, per_domain: int = PER_DOMAIN) -> list[dict]:
                 if plantuml in seen:
                     continue
                 seen.add(plantuml)
-                blanks.update(domain=domain["name"], system=domain["system"], verb=rng.choice(VERBS),
-                              article=_a(domain["system"]).split()[0])
+                blanks.update(domain=domain["name"], system=domain["system"], verb=rng.choice(VERBS))
                 rows.append({
                     "prompt": _fill(rng, frames[diagram_type], blanks), "plantuml": plantuml,
                     "diagram_type": diagram_type, "category": key, "source": f"gen:{key}", "origin": "generated",
@@ -483,7 +482,7 @@ def _usecase(rng, d):
     links += [rng.choice(('"{e}" is an optional extra of "{b}"', 'while doing "{b}" one may also "{e}"',
                           '"{e}" extends "{b}"')).format(b=b, e=e) for b, e in extends]
     blanks = {
-        "actor": _phrase(first), "a_actor": _a(_phrase(first)), "actors": _join(_plural(_phrase(a)) for a in actors),
+        "a_actor": _a(_phrase(first)), "actors": _join(_plural(_phrase(a)) for a in actors),
         "first_wants": _join(map(_phrase, per_actor[first])),
         "can": "; ".join(can), "stories": " ".join(stories), "shalls": " ".join(shalls),
         "links": _sentences(links) if links else "",
