@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -366,8 +367,13 @@ def add_export_args(parser) -> None:
     parser.add_argument("--gguf-type", default="f16", help="with --format gguf: f16 (default) or q8_0 (half the size)")
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # unwinds through run(), which removes its partial folder
+
+
 def export_command(args) -> int:
     plan = check(args.checkpoint, args.out, args.format, args.gguf_type)
+    signal.signal(signal.SIGTERM, _stop)  # the studio's Stop button
     info = run(plan)
     print(f"exported {plan.checkpoint} ({plan.format}) to {plan.out}: {', '.join(info['files'])}")
     if MODELFILE in info["files"]:

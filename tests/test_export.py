@@ -295,6 +295,26 @@ def test_bad_input_is_checked_without_loading_a_model(ckpt, tmp_path, monkeypatc
     assert done.stdout.split() == ["4", "model-q8_0.gguf"]
 
 
+def test_stopped_export_leaves_nothing(ckpt, tmp_path):
+    """SIGTERM (the studio's Stop) mid-export: exit 130, no output folder, no partial folder."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "stopped" / "out"
+    out.parent.mkdir()
+    worker = subprocess.Popen([sys.executable, "-m", "core", "export", "--checkpoint", str(ckpt), "--out", str(out),
+                               "--format", "gguf"], cwd=Path(export.__file__).parent.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in worker.stderr:
+        if line.startswith("[1/4]"):
+            break
+    time.sleep(0.5)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=120) == 130, worker.stderr.read()
+    assert list(out.parent.iterdir()) == []
+
+
 def test_progress_reads_steps_and_bars():
     assert export.progress_of("") == (0.0, "starting")
     log = ("[1/4] loading the base model\n[2/4] merging\n[3/4] converting 20 tensors to f16\n"
