@@ -1,15 +1,23 @@
-"""Generation throughput: hot-swapped adapters vs reloading the model, batched vs one at a time.
+"""Generation throughput: hot-swapped adapters vs reloading the model; continuous batching vs static
+batching vs one at a time.
 
 1. N checkpoints x P prompts. "pure" is the generation time alone (adapters already loaded, a warm
    second pass); "hot-swap" is the whole job on one Engine (one base load, each adapter loaded on
    first use, swapped by name); "reload" loads the base model and the adapter again per
    checkpoint. Target: hot-swap <= 1.15 x pure. The outputs of hot-swap and reload must agree.
-2. The same P prompts on one checkpoint, batched (--batch-size) vs one at a time, measured chunk
-   by chunk back to back. Target: batched >= 4 x the tokens/s.
+2. The same P test prompts (every diagram type in turn, the type stated), at 32, 128 and 320 new
+   tokens (--lengths), three ways in the same run, back to back at each length:
+   - one at a time: transformers' `generate`, one prompt after the other;
+   - static batching: transformers' `generate` on batches of --batch-size (left padding; a row that
+     reached @enduml stays in the batch until the longest one ends);
+   - continuous: `Engine.generate` (a finished row leaves, the next prompt takes its slot).
+   Tokens are the tokens each row needed (up to its stop). Targets at 320: continuous >= 4 x one at
+   a time and >= 1.5 x static, outputs identical to one at a time (the loop guard is off here so
+   that the three decode the same thing).
 
 The checkpoints are synthetic: LoRA adapters (r 16 on every projection) with random weights on the
-base model. Usage: python bench/generate_throughput.py [--prompts 32] [--max-new-tokens 64] [--threads 1]
-[--batch-size 8] [--only swap|batch]
+base model. Usage: python bench/generate_throughput.py [--prompts 16] [--lengths 32 128 320]
+[--threads 1] [--batch-size 8] [--only swap|batch]
 """
 
 import argparse
@@ -22,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import data, generate, models  # noqa: E402
+from core.prompts import request  # noqa: E402
 from core.config import DEFAULT_TARGETS  # noqa: E402
 
 
@@ -56,8 +65,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=models.EMBEDDED)
     parser.add_argument("--checkpoints", type=int, default=4)
-    parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="for the hot-swap comparison")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 320], help="for the batching comparison")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice; on a busy machine 1 is faster)")
     parser.add_argument("--only", choices=["swap", "batch"], help="run one of the two comparisons")
@@ -68,7 +78,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    prompts = [row["prompt"] for row in data.load_split(data.default_dataset_dir(), "test")[:args.prompts]]
+    rows = data.in_turn(data.load_split(data.default_dataset_dir(), "test"), args.prompts)
+    prompts = [request(row["prompt"], row["diagram_type"]) for row in rows]
     run = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     print(f"base {args.base}, {args.checkpoints} checkpoints x {len(prompts)} prompts, max_new_tokens "
           f"{args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}", flush=True)
@@ -81,7 +92,7 @@ def main() -> int:
         if args.only != "batch":
             same = compare_swap(args, prompts, ckpts, run)
         if args.only != "swap":
-            compare_batch(args, prompts, ckpts[0], run)
+            compare_batch(args, prompts, ckpts[0])
     return 0 if same else 1
 
 
@@ -130,23 +141,115 @@ def compare_swap(args, prompts, ckpts, run) -> bool:
     return same
 
 
-def compare_batch(args, prompts, ckpt, run) -> None:
-    """Batched vs one at a time on one checkpoint, chunk by chunk back to back, so both see the same load."""
+def stop_at_enduml(engine, prompt_len: int):
+    """The stopping criterion the engine used before continuous batching: a row is done once the
+    decoded tail of its new tokens holds @enduml, or it ended with end-of-turn (transformers'
+    `stop_strings` does the same but builds a table over the whole vocabulary on every call)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            tails = engine.tokenizer.batch_decode(input_ids[:, max(prompt_len, input_ids.shape[1] - 12):],
+                                                  skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            return torch.tensor([generate.STOP in tail for tail in tails], dtype=torch.bool)
+
+    return StoppingCriteriaList([Stop()])
+
+
+def one_at_a_time(engine, model, ids, max_new_tokens) -> list[tuple[str, int]]:
+    """transformers' greedy generate, one prompt at a time: (output, tokens) per prompt."""
+    import torch
+
+    rows = []
+    for row in ids:
+        row = torch.tensor([row])
+        out = model.generate(input_ids=row, attention_mask=torch.ones_like(row), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
+                             stopping_criteria=stop_at_enduml(engine, row.shape[1]))
+        rows.append(_row(engine, out[0, row.shape[1]:].tolist()))
+    return rows
+
+
+def static(engine, model, ids, max_new_tokens, batch_size) -> list[tuple[str, int]]:
+    """transformers' greedy generate on left-padded batches: (output, tokens) per prompt."""
+    import torch
+
+    rows = []
+    pad = engine.tokenizer.pad_token_id
+    for at in range(0, len(ids), batch_size):
+        chunk = ids[at:at + batch_size]
+        width = max(len(r) for r in chunk)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in chunk])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk])
+        out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
+                             pad_token_id=pad, stopping_criteria=stop_at_enduml(engine, width))
+        rows += [_row(engine, line[width:].tolist()) for line in out]
+    return rows
+
+
+def _row(engine, new: list[int]) -> tuple[str, int]:
+    """The output cut at @enduml and the tokens the row needed (padding after its end left out)."""
+    pad, eos = engine.tokenizer.pad_token_id, engine.eos_ids
+    tokens = next((i + 1 for i, t in enumerate(new) if t in eos), len(new))
+    while tokens and new[tokens - 1] == pad and pad not in eos:
+        tokens -= 1
+    text = engine.tokenizer.decode(new[:tokens], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    cut, stopped = generate.cut_at_stop(text)
+    if stopped:  # the tokens up to the one that completed @enduml
+        tokens = next(n for n in range(1, tokens + 1) if generate.STOP in engine.tokenizer.decode(
+            new[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False))
+    return cut.strip(), tokens
+
+
+def compare_batch(args, messages, ckpt) -> None:
+    """Continuous vs static batching vs one at a time, at each length, back to back."""
     engine = generate.Engine(args.base)
-    t_batched = t_single = 0.0
-    tok_batched = tok_single = 0
-    for at in range(0, len(prompts), args.batch_size):
-        chunk = prompts[at:at + args.batch_size]
-        rows, seconds = timed(lambda: engine.generate(chunk, ckpt, **run))
-        t_batched, tok_batched = t_batched + seconds, tok_batched + sum(r.tokens for r in rows)
-        rows, seconds = timed(lambda: engine.generate(chunk, ckpt, max_new_tokens=args.max_new_tokens, batch_size=1))
-        t_single, tok_single = t_single + seconds, tok_single + sum(r.tokens for r in rows)
-    table([
-        (f"batched (batch {args.batch_size}), 1 checkpoint", t_batched, tok_batched),
-        ("one at a time, 1 checkpoint", t_single, tok_single),
-    ])
-    speedup = (tok_batched / t_batched) / (tok_single / t_single)
-    print(f"\nbatched / single  {speedup:.2f}x tokens/s  (target >= 4) {'ok' if speedup >= 4 else 'MISSED'}")
+    ids = engine.encode(messages, max(args.lengths))
+    results = []
+    with engine.selected(ckpt) as model:
+        import torch
+
+        for length in args.lengths:
+            with torch.inference_mode():
+                single, t_single = timed(lambda: one_at_a_time(engine, model, ids, length))
+                batched, t_static = timed(lambda: static(engine, model, ids, length, args.batch_size))
+            rows, t_cont = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length,
+                                                         batch_size=args.batch_size, loop_guard=False))
+            cont = [(r.output, r.tokens) for r in rows]
+            tok = sum(n for _, n in single)
+            same_cont = sum(a[0] == b[0] for a, b in zip(cont, single))
+            same_static = sum(a[0] == b[0] for a, b in zip(batched, single))
+            lengths = sorted(n for _, n in single)
+            results.append({"max_new_tokens": length, "tokens": tok, "one_s": t_single, "static_s": t_static,
+                            "continuous_s": t_cont, "same_continuous": same_cont, "same_static": same_static,
+                            "row_tokens": f"{lengths[0]}-{lengths[len(lengths) // 2]}-{lengths[-1]}"})
+            r = results[-1]
+            print(f"\n{length} new tokens: {tok} tokens (rows min-median-max {r['row_tokens']})", flush=True)
+            table([("one at a time (transformers generate)", t_single, tok),
+                   (f"static batching ({args.batch_size}, transformers generate)", t_static, tok),
+                   (f"continuous batching ({args.batch_size} slots, Engine)", t_cont, sum(n for _, n in cont))])
+            print(f"continuous / one at a time {t_single / t_cont:.2f}x, continuous / static {t_static / t_cont:.2f}x; "
+                  f"same output as one at a time: continuous {same_cont}/{len(ids)}, static {same_static}/{len(ids)}",
+                  flush=True)
+        length = max(args.lengths)
+        guarded, t_gen = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length, batch_size=args.batch_size))
+        _, t_fix = timed(lambda: engine.make_valid(guarded, ckpt, length, args.batch_size))
+    n = len(guarded)
+    raw, fixed = sum(bool(g.raw_valid) for g in guarded), sum(bool(g.valid) for g in guarded)
+    print(f"\nwith the loop guard and repair, {length} new tokens, continuous: generation {t_gen:.1f} s, "
+          f"check + repair {t_fix:.1f} s ({t_fix / n:.2f} s per diagram, x{(t_gen + t_fix) / t_gen:.2f} the generation time); "
+          f"looped {sum(g.looped for g in guarded)}/{n}; valid PlantUML raw {raw}/{n}, repaired {fixed}/{n} "
+          f"({sum(g.repaired for g in guarded)} repaired: "
+          f"{sum(any(c.startswith('second attempt') for c in g.repair) for g in guarded)} by a second attempt)")
+    print("\n| max new tokens | tokens (row min-median-max) | one at a time tok/s | static tok/s | continuous tok/s "
+          "| cont. / one | cont. / static | identical (cont., static) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        tok = r["tokens"]
+        print(f"| {r['max_new_tokens']} | {tok} ({r['row_tokens']}) | {tok / r['one_s']:.1f} | {tok / r['static_s']:.1f} "
+              f"| {tok / r['continuous_s']:.1f} | {r['one_s'] / r['continuous_s']:.2f}x | "
+              f"{r['static_s'] / r['continuous_s']:.2f}x | {r['same_continuous']}/{len(ids)}, {r['same_static']}/{len(ids)} |")
 
 
 if __name__ == "__main__":

@@ -411,6 +411,14 @@ class Engine:
                 self._repair(model, ids, results, max_new_tokens, batch_size)
         return results
 
+    def make_valid(self, results: list[Generation], checkpoint="base", max_new_tokens: int = 320,
+                   batch_size: int = 8) -> None:
+        """Check finished generations with PlantUML and repair the rejected ones in place, with the
+        checkpoint that wrote them (what `generate(..., repair=True)` does after decoding)."""
+        ids = self.encode([g.prompt for g in results], max_new_tokens)
+        with self.selected(checkpoint) as model:
+            self._repair(model, ids, results, max_new_tokens, batch_size)
+
     def _repair(self, model, ids, results: list[Generation], max_new_tokens: int, slots: int) -> None:
         """Check every output with PlantUML and repair the rejected ones in place (see core.repair)."""
         from core.render import syntax_check
