@@ -137,21 +137,24 @@ def _stored(ckpt_label: str, keys: list[str]) -> dict[str, dict]:
     return {row["settings_key"]: row for row in found}  # the newest per key wins
 
 
-def _generate(ckpt, messages, config, base, ckpt_name, progress) -> list[generate.Generation]:
+def _generate(ckpt, messages, config, base, ckpt_name, progress, repair: bool) -> list[generate.Generation]:
     from tqdm import tqdm
 
     engine = generate.engine_for([label(ckpt)], base)
     with tqdm(total=len(messages), desc=f"generating {ckpt_name}", unit="row", disable=not progress,
               file=sys.stderr) as bar:
         return engine.generate(messages, label(ckpt), max_new_tokens=config.max_new_tokens,
-                               batch_size=config.batch_size, progress=bar.update)
+                               batch_size=config.batch_size, progress=bar.update, repair=repair)
 
 
 def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config: EvaluationConfig | None = None,
-        progress: bool = True, save: bool = True) -> tuple[dict, list[dict]]:
+        progress: bool = True, save: bool = True, repair: bool = False) -> tuple[dict, list[dict]]:
     """Evaluate one checkpoint; return (summary, rows), each row with its output and metrics.
 
-    With save=False the caller stores it later with `save_evaluation(summary, rows)`."""
+    With `repair`, outputs PlantUML rejects are repaired by the generation engine; the scores are
+    the repaired outputs', and "raw_valid_rate" / "repaired_rate" say how many the model itself
+    got valid and how many were repaired. With save=False the caller stores it later with
+    `save_evaluation(summary, rows)`."""
     config = config or EvaluationConfig()
     _check_limit(limit)
     ckpt = generate.resolve_checkpoint(checkpoint)
@@ -159,7 +162,7 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
     source, rows = _rows(dataset, split, limit or config.limit)
     started = time.perf_counter()
 
-    settings = decoding_settings(base_resolved, config)
+    settings = decoding_settings(base_resolved, config) | ({"repair": True} if repair else {})
     fingerprint = generate.fingerprint(ckpt)
     messages = [message(row) for row in rows]
     keys = [settings_key(m, settings, fingerprint) for m in messages]
@@ -168,19 +171,24 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
     if stored and progress:
         print(f"{short_name(ckpt)}: {len(rows) - len(missing)} of {len(rows)} outputs from the store", file=sys.stderr)
     fresh = dict(zip(missing, _generate(ckpt, [messages[i] for i in missing], config, base_resolved,
-                                        short_name(ckpt), progress))) if missing else {}
+                                        short_name(ckpt), progress, repair))) if missing else {}
 
     outputs = []
     for i, key in enumerate(keys):
         if i in fresh:
             g = fresh[i]
             outputs.append({"output": g.output, "tokens": g.tokens, "latency_s": g.latency_s, "truncated": g.truncated,
-                            "looped": getattr(g, "looped", False)})
+                            "looped": g.looped, "raw_output": g.raw_output,
+                            "raw_syntax_valid": g.raw_valid if repair else None,
+                            "repaired": g.repaired if repair else None})
         else:
             hit = stored[key]
             stored_metrics = json.loads(hit["metrics"])
             outputs.append({"output": hit["output"], "tokens": hit["tokens"], "latency_s": hit["latency_s"],
-                            "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False)})
+                            "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False),
+                            "raw_output": stored_metrics.get("raw_output", hit["output"]),
+                            "raw_syntax_valid": stored_metrics.get("raw_syntax_valid"),
+                            "repaired": stored_metrics.get("repaired")})
 
     checks = syntax_check([o["output"] for o in outputs])
     scored = []
@@ -189,6 +197,7 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
         row_metrics = metrics.score(out["output"], row["plantuml"], row["prompt"], row["diagram_type"],
                                     syntax=check, renders=renders, truncated=out["truncated"], looped=out["looped"],
                                     tokens=out["tokens"], latency_s=out["latency_s"], origin=row.get("origin"))
+        row_metrics |= {"raw_syntax_valid": out["raw_syntax_valid"], "repaired": out["repaired"]}
         scored.append({**out, "prompt": text, "requirement": row["prompt"], "reference": row["plantuml"],
                        "diagram_type": row["diagram_type"], "origin": row.get("origin"), "settings_key": key,
                        "metrics": row_metrics, "reused": key in stored})
@@ -219,7 +228,8 @@ def save_evaluation(summary: dict, scored: list[dict]) -> None:
             "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [[store.new_id(), summary["evaluation_id"], summary["checkpoint"], r["settings_key"], r["prompt"], r["reference"],
               r["diagram_type"], r["output"],
-              json.dumps({**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"]}),
+              json.dumps({**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"],
+                          **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {})}),
               r["tokens"], r["latency_s"], stamp] for r in scored],
         )
 
@@ -320,8 +330,8 @@ def latest_evaluations() -> dict[str, dict]:
 
 
 def evaluation_rows(evaluation_id: str) -> list[dict]:
-    """The generations of one stored evaluation: id, prompt (the message), reference, diagram_type,
-    output, and metrics scored again with today's metrics."""
+    """The generations of one stored evaluation: id, prompt (the message), requirement, reference,
+    diagram_type, output, and metrics scored again with today's metrics."""
     found = store.query("SELECT id, prompt, reference, diagram_type, output, metrics FROM generations "
                         "WHERE evaluation_id = ? ORDER BY id", [evaluation_id])
     rows = []
@@ -329,7 +339,7 @@ def evaluation_rows(evaluation_id: str) -> list[dict]:
         stored_metrics = json.loads(r["metrics"])
         row = {"prompt": stored_metrics.get("requirement", r["prompt"]), "plantuml": r["reference"],
                "diagram_type": r["diagram_type"], "origin": stored_metrics.get("origin")}
-        rows.append({**r, "metrics": rescore(r["output"], stored_metrics, row)})
+        rows.append({**r, "requirement": row["prompt"], "metrics": rescore(r["output"], stored_metrics, row)})
     return rows
 
 
@@ -360,6 +370,9 @@ def _config(args) -> EvaluationConfig:
 def add_evaluate_args(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
     _dataset_args(parser)
+    parser.add_argument("--repair", action="store_true",
+                        help="repair outputs PlantUML rejects (a second attempt given the error); scores the repaired "
+                             "outputs and reports the raw and repaired valid rates side by side")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -393,7 +406,8 @@ def format_summary(summary: dict) -> str:
 
 
 def evaluate_command(args) -> int:
-    summary = evaluate(args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args))
+    summary = evaluate(args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args),
+                       repair=args.repair)
     print(json.dumps(summary, default=str) if args.json else format_summary(summary))
     return 0
 

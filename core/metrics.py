@@ -51,6 +51,8 @@ STOP_WORDS = frozenset("a an the of to for and or in on at by with from into its
 # aggregate keys: (row key, summary key, is a rate (true/false per row), higher is better)
 SCORES = (
     ("syntax_valid", "syntax_valid_rate", True, True),
+    ("raw_syntax_valid", "raw_valid_rate", True, True),  # with repair: valid before it
+    ("repaired", "repaired_rate", True, False),
     ("renders", "render_rate", True, True),
     ("type_match", "type_accuracy", True, True),
     ("entity_f1", "entity_f1", False, True),
@@ -65,7 +67,8 @@ SCORES = (
 HIGHER_IS_BETTER = {key: higher for _, key, _, higher in SCORES}
 STRUCTURE = ("entity_f1", "relation_f1", "attribute_f1", "cardinality_f1", "branch_score")
 # how the summary keys are shown in tables: (summary key, heading)
-SHOWN = (("syntax_valid_rate", "valid"), ("render_rate", "renders"), ("type_accuracy", "right type"),
+SHOWN = (("syntax_valid_rate", "valid"), ("raw_valid_rate", "valid before repair"), ("repaired_rate", "repaired"),
+         ("render_rate", "renders"), ("type_accuracy", "right type"),
          ("entity_f1", "entity F1"), ("relation_f1", "relation F1"), ("attribute_f1", "attribute F1"),
          ("cardinality_f1", "cardinality F1"), ("branch_score", "branches"), ("hallucination_rate", "hallucinated"),
          ("complete_rate", "complete"), ("looped_rate", "looped"))

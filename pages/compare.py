@@ -1,21 +1,17 @@
-"""Checkpoint A/B: 2-4 checkpoints on one prompt set, their diagrams side by side per prompt, per-prompt
-metric deltas against the first, filters, and the aggregate table.
+"""Checkpoint A/B: 2-4 checkpoints on one prompt sample, their diagrams side by side per prompt, per-prompt
+score deltas against the first, filters, and the aggregate table with 95% intervals and a sign test on
+every delta (better / worse / within noise), for all rows and for real prose and generated rows apart.
 
 Outputs come from the store (every evaluation keeps its generations), so reopening is instant; only
 what is missing is generated, by a background `umlstudio compare` job."""
 
-import json
-
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, data, jobs, metrics, render, store
+from core import checkpoints, data, evaluate, jobs, metrics, render
 from core.config import EvaluationConfig
 
 PER_PAGE = 6
-SHOWN = ("syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1", "hallucination_rate",
-         "complete_rate")
-LOWER_IS_BETTER = {"hallucination_rate"}
 
 st.title("Checkpoint A/B")
 
@@ -28,22 +24,15 @@ if len(names) < 2:
 
 picked = st.multiselect("Checkpoints (2 to 4; deltas are against the first)", list(names), max_selections=4,
                         default=list(names)[:2], format_func=names.get)
-dataset = data.default_dataset_dir()
-limit = st.number_input("Prompts: N from the test split, every diagram type in turn (as `umlstudio evaluate --limit N`)",
-                        1, 500, EvaluationConfig().limit)
+limit = st.number_input("Prompts: a sample of N test rows, every diagram type, origin and source in turn "
+                        "(as `umlstudio evaluate --limit N`)", 1, 500, EvaluationConfig().limit)
 if len(picked) < 2:
     st.info("Pick at least two checkpoints.")
     st.stop()
 
-prompts = data.in_turn(data.load_split(dataset, "test"), int(limit))
-stored = store.query_df(
-    f"""SELECT checkpoint, prompt, arg_max(output, created_at) AS output, arg_max(metrics, created_at) AS metrics
-        FROM generations WHERE checkpoint IN ({', '.join('?' * len(picked))})
-        AND prompt IN (SELECT unnest(?)) GROUP BY checkpoint, prompt""",
-    [*picked, [p["prompt"] for p in prompts]],
-)
-outputs = {(r.checkpoint, r.prompt): (r.output, json.loads(r.metrics)) for r in stored.itertuples()}
-missing = {c: sum((c, p["prompt"]) not in outputs for p in prompts) for c in picked}
+prompts = evaluate.sample_rows(data.load_split(data.default_dataset_dir(), "test"), int(limit))
+outputs = evaluate.stored_outputs(picked, prompts)
+missing = {c: sum((c, i) not in outputs for i in range(len(prompts))) for c in picked}
 
 running = [j for j in jobs.list_jobs("compare") if not j.done]
 if running:
@@ -70,46 +59,57 @@ if failed and not running:
     with st.expander(f"The last compare job {failed[0].status}"):
         st.code(failed[0].log(3000), language=None)
 
-complete = [p for p in prompts if all((c, p["prompt"]) in outputs for c in picked)]
+complete = [i for i in range(len(prompts)) if all((c, i) in outputs for c in picked)]
 if not complete:
     st.stop()
 
 
-def row_score(ckpt, prompt) -> float:
-    return metrics.row_score(outputs[(ckpt, prompt)][1])
+def scored(ckpt) -> list[dict]:
+    return [outputs[(ckpt, i)]["metrics"] for i in complete]
 
 
+st.subheader("Aggregate")
+summaries = [metrics.aggregate(scored(c)) for c in picked]
+tests = [evaluate.paired_tests(scored(picked[0]), scored(c)) for c in picked[1:]]
+lines = []
+for group in metrics.groups(summaries[0]):
+    for key, heading in metrics.SHOWN:
+        if summaries[0].get(key) is None:
+            continue
+        line = {"rows": group, "metric": heading}
+        line |= {names[c]: metrics.estimate_text(metrics.groups(s).get(group, {}), key) for c, s in zip(picked, summaries)}
+        line |= {f"Δ {names[c]}": metrics.delta_text(t[group][key]) for c, t in zip(picked[1:], tests)}
+        lines.append(line)
+st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
+st.caption(f"{len(complete)} prompts every checkpoint has answered. Each value: mean (95% interval, n rows "
+           "measured); real = people's prose, generated = template rows. Each Δ: sign test on the same prompts, "
+           "better / worse at p < 0.05, else within noise. For hallucinated and looped, lower is better.")
+
+st.subheader("Prompt by prompt")
 rows = []
-for p in complete:
-    scores = [row_score(c, p["prompt"]) for c in picked]
-    texts = [outputs[(c, p["prompt"])][0] for c in picked]
-    rows.append({"prompt": p["prompt"], "diagram_type": p["diagram_type"], "reference": p["plantuml"],
+for i in complete:
+    scores = [metrics.row_score(outputs[(c, i)]["metrics"]) for c in picked]
+    texts = [outputs[(c, i)]["output"] for c in picked]
+    p = prompts[i]
+    rows.append({"i": i, "prompt": p["prompt"], "diagram_type": p["diagram_type"], "origin": p.get("origin"),
                  "differ": len(set(texts)) > 1, "delta": min(s - scores[0] for s in scores[1:]),
                  **{names[c]: s for c, s in zip(picked, scores)}})
 table = pd.DataFrame(rows)
-
-st.subheader("Aggregate")
-summaries = [metrics.aggregate([outputs[(c, p["prompt"])][1] for p in complete]) for c in picked]
-aggregate = pd.DataFrame({names[c]: {k: s[k] for k in SHOWN} for c, s in zip(picked, summaries)}).astype(float)
-for c in picked[1:]:
-    aggregate[f"Δ {names[c]}"] = aggregate[names[c]] - aggregate[names[picked[0]]]
-st.dataframe(aggregate.style.format("{:.3f}", na_rep="—"), width="stretch")
-st.caption(f"{len(complete)} prompts every checkpoint has answered; for hallucination_rate lower is better; "
-           "— where PlantUML was not asked.")
-
-st.subheader("Prompt by prompt")
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 types = left.multiselect("Diagram types", sorted(table["diagram_type"].unique()))
+origins = middle.multiselect("Origin", sorted(table["origin"].dropna().unique()))
 which = right.radio("Show", ["all", "only where they differ", "only regressions"], horizontal=True)
 shown = table
 if types:
     shown = shown[shown["diagram_type"].isin(types)]
+if origins:
+    shown = shown[shown["origin"].isin(origins)]
 if which == "only where they differ":
     shown = shown[shown["differ"]]
 elif which == "only regressions":
     shown = shown[shown["delta"] < 0]
-shown = shown.sort_values("delta")
-st.dataframe(shown.drop(columns=["reference"]), hide_index=True, width="stretch", height=240,
+shown = shown.sort_values(["delta", "i"])
+st.dataframe(shown.drop(columns=["i"]), hide_index=True, width="stretch", height=240,
              column_config={"delta": st.column_config.NumberColumn("worst Δ score", format="%+.3f")})
 
 if shown.empty:
@@ -129,14 +129,20 @@ def diagram(where, source: str) -> None:
         st.code(source or "(empty)", language=None)
 
 
+def number(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 for row in shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples():
     with st.container(border=True):
-        st.markdown(f"**{row.prompt}**  \n{row.diagram_type} · worst Δ score {row.delta:+.3f}")
+        st.markdown(f"**{row.prompt}**  \n{row.diagram_type} · {row.origin or 'origin unknown'} · "
+                    f"worst Δ score {row.delta:+.3f}")
         cells = st.columns(len(picked) + 1)
         cells[0].markdown("*reference*")
-        diagram(cells[0], row.reference)
+        diagram(cells[0], prompts[row.i]["plantuml"])
         for cell, c in zip(cells[1:], picked):
-            m = outputs[(c, row.prompt)][1]
-            cell.markdown(f"*{names[c]}* · score {row_score(c, row.prompt):.3f}  \n"
-                          f"entity F1 {m['entity_f1']:.2f} · relation F1 {m['relation_f1']:.2f}")
-            diagram(cell, outputs[(c, row.prompt)][0])
+            m = outputs[(c, row.i)]["metrics"]
+            cell.markdown(f"*{names[c]}* · score {metrics.row_score(m):.3f}  \n"
+                          f"entity F1 {number(m['entity_f1'])} · relation F1 {number(m['relation_f1'])}"
+                          + ("" if m["type_match"] else f" · wrong type ({m['output_type']})"))
+            diagram(cell, outputs[(c, row.i)]["output"])

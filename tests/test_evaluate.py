@@ -120,6 +120,19 @@ def test_repeat_evaluation_is_served_from_the_store(checkpoint, dataset):
     assert third["generated"] == 3
 
 
+def test_repair_reports_raw_and_repaired_validity_side_by_side(checkpoint, dataset, capsys):
+    plain = evaluate.evaluate(str(checkpoint), dataset, 3, config=FAST, progress=False)
+    assert plain["raw_valid_rate"] is None and plain["repaired_rate"] is None  # nothing repaired, nothing to show
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "3",
+                     "--max-new-tokens", "12", "--repair", "--json"]) == 0
+    repaired = json.loads(capsys.readouterr().out)
+    assert repaired["settings"]["repair"] is True and repaired["generated"] == 3  # other settings, other outputs
+    # the model's own outputs are the plain run's (greedy): their valid rate is the plain run's
+    assert repaired["raw_valid_rate"] == plain["syntax_valid_rate"]
+    assert repaired["intervals"]["repaired_rate"]["n"] == 3
+    assert 0.0 <= repaired["repaired_rate"] <= 1.0
+
+
 def test_the_verdict_uses_the_eval_loss_logged_for_the_checkpoint(tiny_model, tmp_path, dataset):
     ckpt = make_checkpoint(tmp_path, tiny_model, seed=1, step=10)
     info = json.loads((ckpt / "umlstudio.json").read_text())

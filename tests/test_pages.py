@@ -17,18 +17,19 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import checkpoints, config, data, jobs, metrics, paths, render, store
+from core import checkpoints, config, data, evaluate, jobs, metrics, paths, render, store
 
 PASS, FAIL = ":green[:material/check_circle:]", ":red[:material/cancel:]"  # how the pages mark a passed and a failed item
+UNSURE = ":gray[:material/help:]"  # not measured, or not enough rows to tell
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 
 
 def seed_rows() -> list[dict]:
-    """The A/B viewer's first two prompts (a class and a sequence prompt: types in turn) and one state prompt."""
+    """The A/B viewer's first two prompts (an activity and a class prompt: types in turn) and one state prompt."""
     rows = data.load_split(data.default_dataset_dir(), "test")
-    return data.in_turn(rows, 2) + [next(r for r in rows if r["diagram_type"] == "state")]
+    return evaluate.sample_rows(rows, 2) + [next(r for r in rows if r["diagram_type"] == "state")]
 
 
 def make_adapter(target: Path, base: Path) -> Path:
@@ -111,7 +112,8 @@ def seed_evaluation(checkpoint: str, good: bool) -> str:
     outputs = [r["plantuml"] if good and r["diagram_type"] != "state" else "@startuml\nclass Thing\n@enduml" for r in rows]
     checks = render.syntax_check(outputs)
     scored = [metrics.score(output, r["plantuml"], r["prompt"], r["diagram_type"], syntax=check,
-                            renders=render.render(output).ok, truncated=False, tokens=20, latency_s=0.5)
+                            renders=render.render(output).ok, truncated=False, tokens=20, latency_s=0.5,
+                            origin=r["origin"])
               for output, r, check in zip(outputs, rows, checks)]
     summary = metrics.aggregate(scored)
     summary["loss"] = 0.45 if good else None
@@ -122,8 +124,9 @@ def seed_evaluation(checkpoint: str, good: bool) -> str:
                     [evaluation, checkpoint, "data/default", json.dumps({"max_new_tokens": 320, "split": "test"}),
                      len(rows), json.dumps(summary), store.now()])
         con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            [store.new_id(), evaluation, checkpoint, f"key-{checkpoint}-{r['prompt']}", r["prompt"], r["plantuml"],
-             r["diagram_type"], output, json.dumps({**m, "truncated": False}), 20, 0.5, store.now()]
+            [store.new_id(), evaluation, checkpoint, f"key-{checkpoint}-{r['prompt']}", evaluate.message(r),
+             r["plantuml"], r["diagram_type"], output, json.dumps({**m, "truncated": False, "requirement": r["prompt"]}),
+             20, 0.5, store.now()]
             for output, r, m in zip(outputs, rows, scored)])
     return evaluation
 
@@ -300,9 +303,10 @@ def test_compare_reads_stored_outputs_without_a_job(seeded):
     at.number_input[0].set_value(2).run()  # the two seeded prompts come first
     no_exceptions(at)
     assert not at.warning and not jobs.list_jobs("compare")
-    aggregate = at.dataframe[0].value
-    assert "Δ base model (untrained)" in aggregate.columns
-    assert aggregate.loc["entity_f1", "Δ base model (untrained)"] < 0  # base is worse than phase 1
+    aggregate = at.dataframe[0].value.set_index(["rows", "metric"])
+    delta = aggregate.loc[("all", "entity F1"), "Δ base model (untrained)"]
+    assert delta.startswith("-") and "within noise" in delta  # base is worse than phase 1, on two prompts only
+    assert ("real", "entity F1") in aggregate.index  # real-prose rows apart
     assert len(at.image) == 6  # 2 prompts x (reference + 2 checkpoints)
     at.radio[0].set_value("only regressions").run()
     assert len(at.dataframe[1].value) == 2
@@ -312,10 +316,13 @@ def test_quality_checklist_judges_the_latest_evaluation(seeded):
     at = page("quality").run()
     no_exceptions(at)
     assert at.selectbox[0].value == seeded["checkpoints"][2]  # the evaluated checkpoint comes first
-    items = [m.value for m in at.markdown if m.value.startswith((PASS, FAIL))]
+    items = [m.value for m in at.markdown if m.value.startswith((PASS, FAIL, UNSURE))]
     assert any(i.startswith(f"{PASS} **Loss < 0.5** — 0.4500") for i in items)
-    assert any(i.startswith(f"{FAIL} **Relevant entity names**") for i in items)  # the state prompt got "Thing"
-    assert at.error[0].value.startswith("Verdict: **bad**")  # "Thing" is a hallucinated entity: a bad-list item
+    # the state prompt got "Thing": entity F1 2 of 3, but three rows cannot tell good from bad
+    assert any(i.startswith(f"{UNSURE} **Relevant entity names**") and "not enough rows to tell" in i for i in items)
+    assert at.warning[0].value.startswith("Verdict: **not yet good**")
+    per_type = next(m.value for m in at.markdown if m.value.startswith("**Weak types**"))
+    assert "state  \n" in per_type and per_type.endswith("**Not enough rows to tell**: activity, class")  # 0 of 1 right type: weak
     entity_item = next(i for i, o in enumerate(at.selectbox[1].options) if o.startswith("Relevant entity names"))
     at.selectbox[1].select_index(entity_item).run()
     no_exceptions(at)
