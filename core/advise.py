@@ -36,6 +36,7 @@ import yaml
 from core import checkpoints, config as configs, data, paths, phases, store
 from core.config import Config, QualityConfig
 from core.errors import UserError
+from core.metrics import judge_types
 
 # ---- thresholds ---------------------------------------------------------------------------------
 
@@ -156,15 +157,23 @@ def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
 
     `per_type` maps a diagram type to its metrics (names as in TYPE_METRICS) and `n`, its evaluated
     rows (a type without `n` counts as having enough). A type fails when any metric misses its
-    threshold in `quality`; types with fewer than MIN_TYPE_ROWS rows are listed but not judged."""
+    threshold in `quality`; types with fewer than MIN_TYPE_ROWS rows are listed but not judged.
+    An evaluation's per-type summary carries 95% intervals: then a type is weak only when a whole
+    interval misses its threshold, and "too few rows" when no interval decides (`metrics.judge_types`)."""
     if not per_type:
         return {}
+    judged = judge_types(per_type, quality) if all("intervals" in m for m in per_type.values()) else None
     types, weak, strong, short = {}, [], [], []
     for name, metrics in sorted(per_type.items()):
         values = {k: float(metrics[k]) for k in TYPE_METRICS if metrics.get(k) is not None}
         failing = [k for k, v in values.items()
                    if (v < getattr(quality, k) if TYPE_METRICS[k] > 0 else v > getattr(quality, k))]
         n = int(metrics.get("n", MIN_TYPE_ROWS))
+        if judged is not None:
+            failing = judged["failing"][name]
+            types[name] = {"n": n, **values, "failing": failing}
+            (weak if name in judged["weak"] else strong if name in judged["strong"] else short).append(name)
+            continue
         types[name] = {"n": n, **values, "failing": failing}
         if n < MIN_TYPE_ROWS or not values:
             short.append(name)

@@ -6,7 +6,7 @@ type with the score a careful reader would give, and why. Change a metric only w
 
 import pytest
 
-from core import metrics, stats
+from core import advise, metrics, stats
 from core.config import EvaluationConfig, QualityConfig
 from core.render import SyntaxResult
 
@@ -538,6 +538,8 @@ def test_weak_types_use_the_interval():
     assert judged["strong"] == ["class"] and judged["weak"] == ["sequence"]
     assert judged["unclear"] == ["state"]  # three rows: the interval spans the threshold
     assert judged["failing"]["sequence"] == ["entity_f1"]
+    split = advise.per_type_split(metrics.aggregate(rows)["per_type"], QualityConfig())  # scenario 5's weak types
+    assert (split["weak_types"], split["strong_types"], split["too_few_rows"]) == (["sequence"], ["class"], ["state"])
 
 
 def test_row_score():
