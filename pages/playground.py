@@ -126,8 +126,9 @@ if reference:
     cols = st.columns(6)
     cols[0].metric("valid PlantUML", {True: "yes", False: "no", None: "—"}[m["syntax_valid"]])
     cols[1].metric("right type", "yes" if m["type_match"] else "no", help=f"expected {m['diagram_type']}")
-    cols[2].metric("entity F1", f"{m['entity_f1']:.2f}")
-    cols[3].metric("relation F1", f"{m['relation_f1']:.2f}")
+    cols[2].metric("entity F1", "—" if m["entity_f1"] is None else f"{m['entity_f1']:.2f}")
+    cols[3].metric("relation F1", "—" if m["relation_f1"] is None else f"{m['relation_f1']:.2f}",
+                   help="— : the reference has no relations to score")
     cols[4].metric("complete", "yes" if m["complete"] else "no")
     cols[5].metric("hallucinated", len(m["hallucinated_entities"]),
                    help=", ".join(m["hallucinated_entities"]) or "no entity outside the prompt and the reference")
