@@ -5,6 +5,7 @@ before its first checkpoint never blocks its folder; `advise --out` is checked b
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,38 @@ def test_advise_backup_dir_that_is_a_file_is_refused_first(tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
     err = refused(["advise", "--run", "nosuchrun", "--backup", "--backup-dir", str(tmp_path / "a-file")], capsys)
     assert len(err) == 1 and "is a file" in err[0]
+
+
+# ---- pages ask core, never the database ---------------------------------------------------------
+
+SQL = re.compile(r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
+                 r"|\b(CREATE|ALTER|DROP)\s+TABLE\b")
+
+
+def sql_in(source: str) -> list[str]:
+    """Where a page's source holds SQL: a string with SQL keywords, a call to the store's query or
+    connection functions, or duckdb itself."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+            found.append(f"line {node.lineno}: {' '.join(node.value.split())[:60]!r}")
+        elif isinstance(node, ast.Attribute) and node.attr in ("query", "query_df", "connect") \
+                and isinstance(node.value, ast.Name) and node.value.id == "store":
+            found.append(f"line {node.lineno}: store.{node.attr}")
+        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "duckdb" for a in node.names) \
+                or isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "duckdb":
+            found.append(f"line {node.lineno}: imports duckdb")
+    return found
+
+
+def test_the_sql_finder_finds_sql_in_strings_store_calls_and_duckdb():
+    assert sql_in('rows = store.query_df(f"SELECT run_id, step FROM metrics WHERE run_id IN ({marks})")') == [
+        "line 1: store.query_df", "line 1: 'SELECT run_id, step FROM metrics WHERE run_id IN ('"]
+    assert sql_in("with store.connect() as con:\n    con.execute(q)") == ["line 1: store.connect"]
+    assert sql_in("import duckdb") == ["line 1: imports duckdb"]
+    assert sql_in('st.write("Select a checkpoint from the list"); runs.table()') == []  # words, not SQL
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
+def test_no_page_holds_sql(page):
+    assert sql_in((ROOT / "pages" / page).read_text()) == [], f"pages/{page}: ask a named function in core instead"
