@@ -15,9 +15,9 @@ output does not depend on which other prompts share its batch. **Continuous batc
 `batch_size` rows share one forward pass per token, each with its own line of one KV cache (left
 padded, positions from the attention mask, exactly as `model.generate` pads a batch). A row leaves
 as soon as it ends — `@enduml` (on its decoded text; what follows is cut off), the end-of-turn
-token, the loop guard (core.repair: `Generation.looped`) or `max_new_tokens` — and the next prompt
-is prefilled alone and takes its place. `model.generate` instead keeps computing finished rows
-until the whole batch ends.
+token, the loop guard (core.repair: `Generation.looped`) or `max_new_tokens` — and the next
+prompts are prefilled together (left padded) and take the free places. `model.generate` instead
+keeps computing finished rows until the whole batch ends.
 
 Why our own loop: transformers 5.17's `generate_batch` / `ContinuousBatchingManager` runs on CPU
 and with PEFT's LoRA layers (it drives the wrapped model's forward), but it moves the model to
@@ -89,8 +89,7 @@ def resolve_checkpoint(ref) -> Path | str:
     ckpt = checkpoints.resolve(str(ref))
     if ckpt == checkpoints.BASE:
         return ckpt
-    if not (ckpt / ADAPTER_FILE).is_file():
-        raise UserError(f"{ckpt}: {ADAPTER_FILE} is missing — the checkpoint is incomplete; pick another checkpoint of the run")
+    checkpoints.read_adapter(ckpt, str(ref))  # both files read cleanly before any model is loaded
     return ckpt
 
 
@@ -197,38 +196,39 @@ class _Batch:
         self.cache = None
         self.mask = None  # [rows, length] long
 
-    def admit(self, row: _Row, cache) -> None:
+    def admit(self, rows: list[_Row], cache, mask) -> None:
+        """Add prefilled rows (their own left-padded cache and mask)."""
         import torch
         import torch.nn.functional as F
 
-        length = len(row.ids)
         if self.cache is None:
-            self.rows, self.cache = [row], cache
-            self.mask = torch.ones(1, length, dtype=torch.long)
+            self.rows, self.cache, self.mask = list(rows), cache, mask
             return
-        have = self.mask.shape[1]
+        have, length = self.mask.shape[1], mask.shape[1]
         pad_old, pad_new = max(length - have, 0), max(have - length, 0)
         for old, new in zip(self.cache.layers, cache.layers):
             old.keys = torch.cat([F.pad(old.keys, (0, 0, pad_old, 0)), F.pad(new.keys, (0, 0, pad_new, 0))])
             old.values = torch.cat([F.pad(old.values, (0, 0, pad_old, 0)), F.pad(new.values, (0, 0, pad_new, 0))])
-        new_mask = F.pad(torch.ones(1, length, dtype=torch.long), (pad_new, 0))
-        self.mask = torch.cat([F.pad(self.mask, (pad_old, 0)), new_mask])
-        self.rows.append(row)
+        self.mask = torch.cat([F.pad(self.mask, (pad_old, 0)), F.pad(mask, (pad_new, 0))])
+        self.rows += rows
 
     def evict(self, keep: list[int]) -> None:
-        if not keep:
-            self.rows, self.cache, self.mask = [], None, None
-            return
-        import torch
+        self.rows, self.cache, self.mask = _select(self.rows, self.cache, self.mask, keep)
 
-        index = torch.tensor(keep)
-        self.rows = [self.rows[i] for i in keep]
-        self.mask = self.mask[index]
-        unused = int((self.mask.sum(0) == 0).long().cumprod(0).sum())  # leading columns no row uses
-        self.mask = self.mask[:, unused:]
-        for layer in self.cache.layers:
-            layer.keys = layer.keys[index, :, unused:]
-            layer.values = layer.values[index, :, unused:]
+
+def _select(rows, cache, mask, keep: list[int]):
+    """The rows at `keep`, their lines of the cache and the mask, without leading columns none of them uses."""
+    if not keep:
+        return [], None, None
+    import torch
+
+    index = torch.tensor(keep)
+    mask = mask[index]
+    unused = int((mask.sum(0) == 0).long().cumprod(0).sum())
+    for layer in cache.layers:
+        layer.keys = layer.keys[index, :, unused:]
+        layer.values = layer.values[index, :, unused:]
+    return [rows[i] for i in keep], cache, mask[:, unused:]
 
 
 def _pick(logits, runner_up: bool) -> int:
@@ -322,15 +322,20 @@ class Engine:
                                 f"the model's context of {self.context:,} tokens — shorten the requirement")
         return ids
 
-    def _prefill(self, model, row: _Row):
+    def _prefill(self, model, rows: list[_Row]):
+        """One forward pass over the prompts of `rows`, left-padded as `model.generate` pads a batch:
+        (cache, mask, each row's first token)."""
         import torch
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
-        ids = torch.tensor([row.ids])
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
-                    logits_to_keep=1)
-        return out.past_key_values, _pick(out.logits[0, -1], row.runner_up)
+        width = max(len(row.ids) for row in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(row.ids)) + row.ids for row in rows])
+        mask = torch.tensor([[0] * (width - len(row.ids)) + [1] * len(row.ids) for row in rows])
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                    past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1)
+        return out.past_key_values, mask, [_pick(out.logits[i, -1], row.runner_up) for i, row in enumerate(rows)]
 
     def _step(self, row: _Row, token: int, guard: bool, clock: float) -> None:
         """Append one token to a row and decide whether it ends there."""
@@ -359,15 +364,18 @@ class Engine:
         with torch.inference_mode():
             while waiting or batch.rows:
                 admitted = []
-                while waiting and len(batch.rows) < slots:
-                    row = waiting.pop()
-                    row.started = time.perf_counter()
-                    cache, token = self._prefill(model, row)
-                    self._step(row, token, guard, time.perf_counter())
-                    admitted.append(row)
-                    if not row.reason:
-                        batch.admit(row, cache)
-                if admitted:
+                while waiting and len(batch.rows) + len(admitted) < slots:
+                    admitted.append(waiting.pop())
+                if admitted:  # the free slots' prompts, prefilled together
+                    started = time.perf_counter()
+                    cache, mask, tokens = self._prefill(model, admitted)
+                    clock = time.perf_counter()
+                    for row, token in zip(admitted, tokens):
+                        row.started = started
+                        self._step(row, token, guard, clock)
+                    keep = [i for i, row in enumerate(admitted) if not row.reason]
+                    if keep:
+                        batch.admit(*_select(admitted, cache, mask, keep))
                     yield admitted
                 if not batch.rows:
                     continue
