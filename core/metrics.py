@@ -48,23 +48,23 @@ MAX_FAILING = 5
 SIMILAR = 0.5  # word overlap (Jaccard of content words) at which two actions or two labels match
 STOP_WORDS = frozenset("a an the of to for and or in on at by with from into its it is are be this that their".split())
 
-# aggregate keys: (row key, summary key, is a rate (true/false per row), higher is better)
+# aggregate keys: (row key, summary key, higher is better)
 SCORES = (
-    ("syntax_valid", "syntax_valid_rate", True, True),
-    ("raw_syntax_valid", "raw_valid_rate", True, True),  # with repair: valid before it
-    ("repaired", "repaired_rate", True, False),
-    ("renders", "render_rate", True, True),
-    ("type_match", "type_accuracy", True, True),
-    ("entity_f1", "entity_f1", False, True),
-    ("relation_f1", "relation_f1", False, True),
-    ("attribute_f1", "attribute_f1", False, True),
-    ("cardinality_f1", "cardinality_f1", False, True),
-    ("branch_score", "branch_score", False, True),
-    ("hallucinated", "hallucination_rate", True, False),
-    ("complete", "complete_rate", True, True),
-    ("looped", "looped_rate", True, False),
+    ("syntax_valid", "syntax_valid_rate", True),
+    ("raw_syntax_valid", "raw_valid_rate", True),  # with repair: valid before it
+    ("repaired", "repaired_rate", False),
+    ("renders", "render_rate", True),
+    ("type_match", "type_accuracy", True),
+    ("entity_f1", "entity_f1", True),
+    ("relation_f1", "relation_f1", True),
+    ("attribute_f1", "attribute_f1", True),
+    ("cardinality_f1", "cardinality_f1", True),
+    ("branch_score", "branch_score", True),
+    ("hallucinated", "hallucination_rate", False),
+    ("complete", "complete_rate", True),
+    ("looped", "looped_rate", False),
 )
-HIGHER_IS_BETTER = {key: higher for _, key, _, higher in SCORES}
+HIGHER_IS_BETTER = {key: higher for _, key, higher in SCORES}
 STRUCTURE = ("entity_f1", "relation_f1", "attribute_f1", "cardinality_f1", "branch_score")
 # how the summary keys are shown in tables: (summary key, heading)
 SHOWN = (("syntax_valid_rate", "valid"), ("raw_valid_rate", "valid before repair"), ("repaired_rate", "repaired"),
@@ -296,8 +296,8 @@ def summarise(rows: list[dict]) -> dict:
     "intervals", its n and 95% interval."""
     summary: dict = {"n": len(rows)}
     intervals = {}
-    for row_key, key, rate, _ in SCORES:
-        found = stats.estimate([_value(row, row_key) for row in rows], rate)
+    for row_key, key, _ in SCORES:
+        found = stats.estimate([_value(row, row_key) for row in rows])
         summary[key] = found["value"]
         intervals[key] = {"n": found["n"], "low": found["low"], "high": found["high"]}
     return summary | {"intervals": intervals}
@@ -325,7 +325,7 @@ def paired(first: list[dict], second: list[dict]) -> dict:
     """Per summary key, the sign test of the second checkpoint against the first on the same prompts
     (`score` rows in the same order): delta, n, p and "better" / "worse" / "within noise"."""
     return {key: stats.sign_test([_value(r, row_key) for r in first], [_value(r, row_key) for r in second], higher)
-            for row_key, key, _, higher in SCORES}
+            for row_key, key, higher in SCORES}
 
 
 def judge_types(per_type: dict, quality: QualityConfig) -> dict:
@@ -445,8 +445,8 @@ def verdict(summary: dict, loss: float | None, quality: QualityConfig, examples:
     def failing(test) -> list:
         return [ident for ident, ex in zip(ids, examples) if test(ex)]
 
-    structured = stats.estimate([_structured(ex) for ex in examples], rate=True)
-    invalid = stats.estimate([_invalid(ex) for ex in examples], rate=True)
+    structured = stats.estimate([_structured(ex) for ex in examples])
+    invalid = stats.estimate([_invalid(ex) for ex in examples])
     loss_value = {"value": loss}
     items = [
         _item("Loss < 0.5", "good", loss_value, quality.good_loss, operator.lt, []),

@@ -2,9 +2,10 @@
 
 - A rate (a share of rows, e.g. valid PlantUML) gets the Wilson score interval: it stays inside
   [0, 1] and is honest for small n and for rates near 0 or 1.
-- A mean of per-row scores in [0, 1] (e.g. entity F1) gets a percentile bootstrap interval
-  (BOOTSTRAP resamples, seeded: the same rows give the same interval). Below MIN_BOOTSTRAP rows the
-  bootstrap is not trusted and the interval is the whole range [0, 1]: too few rows to tell.
+- A mean of per-row scores in [0, 1] (e.g. entity F1) gets the same Wilson interval, taken as the
+  share mean x n of n. A score in [0, 1] varies at most as much as a yes/no value with the same
+  mean (variance <= mean x (1 - mean)), so the interval is conservative, and unlike a bootstrap it
+  does not shrink to a point when every row scored the same (a base model scoring 0 everywhere).
 - Two checkpoints on the same prompts are compared with the exact two-sided sign test on the
   per-prompt differences (ties dropped): a delta is "better" or "worse" only when p < ALPHA,
   otherwise "within noise".
@@ -15,42 +16,26 @@ the true value would fall inside it 95 times in 100.
 
 import math
 
-import numpy as np
-
 Z95 = 1.959963984540054
-BOOTSTRAP = 2000
-MIN_BOOTSTRAP = 10
 ALPHA = 0.05
-SEED = 0
 
 
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a share successes / n (n >= 1)."""
+def wilson(successes: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a share successes / n (n >= 1; successes may be a sum of scores)."""
     p = successes / n
     centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
     half = Z95 / (1 + Z95 ** 2 / n) * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if p == 0 else centre - half), (1.0 if p == 1 else centre + half)
 
 
-def bootstrap(values: list[float]) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of `values` (scores in [0, 1]); [0, 1] below MIN_BOOTSTRAP."""
-    if len(values) < MIN_BOOTSTRAP:
-        return 0.0, 1.0
-    data = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(SEED)
-    means = data[rng.integers(0, len(data), size=(BOOTSTRAP, len(data)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def estimate(values: list, rate: bool) -> dict:
-    """{"value", "n", "low", "high"} of the mean of the measured values (None skipped); a rate
-    (true/false values) gets Wilson, a score mean the bootstrap. value/low/high None when n is 0."""
+def estimate(values: list) -> dict:
+    """{"value", "n", "low", "high"}: the mean of the measured values (true/false or scores in
+    [0, 1]; None skipped) and its 95% Wilson interval; value/low/high None when n is 0."""
     measured = [float(v) for v in values if v is not None]
     n = len(measured)
     if not n:
         return {"value": None, "n": 0, "low": None, "high": None}
-    low, high = wilson(round(sum(measured)), n) if rate else bootstrap(measured)
+    low, high = wilson(sum(measured), n)
     return {"value": sum(measured) / n, "n": n, "low": low, "high": high}
 
 

@@ -395,7 +395,8 @@ def test_aggregate_rates_intervals_and_per_type():
     assert summary["attribute_f1"] is None and summary["intervals"]["attribute_f1"]["n"] == 0
     low, high = summary["intervals"]["syntax_valid_rate"]["low"], summary["intervals"]["syntax_valid_rate"]["high"]
     assert (low, high) == pytest.approx(stats.wilson(2, 3))
-    assert summary["intervals"]["entity_f1"] == {"n": 3, "low": 0.0, "high": 1.0}  # too few rows for a bootstrap
+    entity = summary["intervals"]["entity_f1"]
+    assert entity["n"] == 3 and (entity["low"], entity["high"]) == pytest.approx(stats.wilson(2.5, 3))
     assert set(summary["per_type"]) == {"class", "sequence"}
     assert summary["per_type"]["class"]["n"] == 2 and summary["per_type"]["class"]["syntax_valid_rate"] == 0.5
     assert summary["per_type"]["sequence"]["type_accuracy"] == 0.0
@@ -420,11 +421,11 @@ def test_aggregate_of_nothing():
 def test_intervals():
     assert stats.wilson(0, 10)[0] == 0.0 and 0.25 < stats.wilson(0, 10)[1] < 0.35
     assert stats.wilson(50, 100) == pytest.approx((0.404, 0.596), abs=0.001)
-    values = [0.0, 1.0] * 50
-    low, high = stats.bootstrap(values)
-    assert 0.39 < low < 0.45 and 0.55 < high < 0.61
-    assert stats.bootstrap(values) == (low, high)  # seeded
-    assert stats.bootstrap([0.9] * 5) == (0.0, 1.0)  # below MIN_BOOTSTRAP rows nothing can be told
+    # a mean of scores: as wide as a share with the same mean, and never a point when every row is the same
+    zeros = stats.estimate([0.0] * 14)
+    assert zeros["value"] == 0.0 and zeros["low"] == 0.0 and 0.2 < zeros["high"] < 0.25
+    halves = stats.estimate([0.5] * 100 + [None])
+    assert halves["n"] == 100 and (halves["low"], halves["high"]) == pytest.approx((0.404, 0.596), abs=0.001)
 
 
 def test_the_default_sample_gives_a_headline_interval_of_at_most_ten_points():
@@ -533,7 +534,7 @@ def test_verdict_structure_item_fails_wrong_type_outputs():
 
 def test_weak_types_use_the_interval():
     rows = ([_row("class") for _ in range(40)] + [_row("sequence", entity_f1=0.1) for _ in range(40)]
-            + [_row("state", entity_f1=0.1) for _ in range(3)])
+            + [_row("state", entity_f1=0.5) for _ in range(3)])
     judged = metrics.judge_types(metrics.aggregate(rows)["per_type"], QualityConfig())
     assert judged["strong"] == ["class"] and judged["weak"] == ["sequence"]
     assert judged["unclear"] == ["state"]  # three rows: the interval spans the threshold
