@@ -212,7 +212,7 @@ def test_incompatible_checkpoints_are_refused_before_any_work(checkpoint, datase
     shutil.copytree(checkpoint, broken)
     (broken / "adapter_model.safetensors").unlink()
     assert cli.main(["evaluate", "--checkpoint", str(broken), "--dataset", str(dataset)]) == 2
-    assert "adapter_model.safetensors is missing" in one_error_line(capsys)
+    assert "no adapter_model.safetensors" in one_error_line(capsys)
     assert cli.main(["compare", "--model1", "base", "--model2", "base", "--dataset", str(dataset)]) == 2
     assert "named twice" in one_error_line(capsys)
     assert count("evaluations") == 0 and count("generations") == 0
