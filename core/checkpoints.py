@@ -60,6 +60,28 @@ def adapter_shapes(weights: Path) -> dict[str, tuple]:
         raise UserError(f"{weights} is unreadable: {exc}") from None
 
 
+def read_adapter(ckpt: Path, where: str) -> dict:
+    """The checkpoint's adapter_config.json, once both it and the weights' header read cleanly
+    (a truncated or damaged file is refused here, before any run row or model load)."""
+    weights = ckpt / ADAPTER_FILE
+    if not weights.is_file():
+        raise UserError(f"{where}: {ckpt} has no {ADAPTER_FILE} — pick a complete checkpoint")
+    damaged = f"the checkpoint is damaged: pick another checkpoint of the run, or restore it from its backup ({backup_root()})"
+    try:
+        adapter = json.loads((ckpt / "adapter_config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{where}: {ckpt} has no adapter_config.json — {damaged}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} is not valid JSON ({str(exc)[:120]}) — {damaged}") from None
+    if not isinstance(adapter, dict):
+        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} holds no settings object — {damaged}")
+    try:
+        adapter_shapes(weights)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc} — {damaged}") from None
+    return adapter
+
+
 def manifest_of(ckpt: Path) -> dict[str, str] | None:
     """The checkpoint's manifest (file -> sha256), or None when it has none or it is unreadable."""
     try:

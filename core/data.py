@@ -26,7 +26,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from core import datagen, prompts
+from core import datagen, paths, prompts
 from core.errors import UserError
 from core.paths import DATA_DIR, ROOT
 
@@ -670,6 +670,7 @@ def format_report(report: dict) -> str:
 def _filter_command(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("--filter needs --out FILE, a new .jsonl file for the subset")
+    paths.out_file(args.out)  # a folder that exists, a file name, a writable place: before any work
     dataset = args.dataset or default_dataset_dir()
     diagram_types = [t.strip() for t in args.filter.split(",") if t.strip()]
     subset = filter_rows(load_split(dataset, "train"), diagram_types, args.replay_share, args.seed)

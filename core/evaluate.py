@@ -27,7 +27,7 @@ import time
 
 from pydantic import ValidationError
 
-from core import checkpoints, data, generate, metrics, models, prompts, store
+from core import checkpoints, data, generate, metrics, models, paths, prompts, store
 from core.config import EvaluationConfig, QualityConfig
 from core.errors import UserError
 from core.render import SyntaxResult, render, syntax_check
@@ -158,8 +158,8 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
     config = config or EvaluationConfig()
     _check_limit(limit)
     ckpt = generate.resolve_checkpoint(checkpoint)
+    source, rows = _rows(dataset, split, limit or config.limit)  # before the base model is prepared or loaded
     base_resolved = generate.common_base([label(ckpt)], base)
-    source, rows = _rows(dataset, split, limit or config.limit)
     started = time.perf_counter()
 
     settings = decoding_settings(base_resolved, config) | ({"repair": True} if repair else {})
@@ -260,6 +260,7 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
     ckpts = [generate.resolve_checkpoint(ref) for ref in refs]
     if len({label(c) for c in ckpts}) < len(ckpts):
         raise UserError("compare: the same checkpoint is named twice — pass different checkpoints")
+    _rows(dataset, split, limit or (config or EvaluationConfig()).limit)  # bad data refused before any model work
     shared = generate.common_base([label(c) for c in ckpts], base)  # one base model for all ('base' too)
     runs = [run(label(c), dataset, limit, split, base=shared, config=config, progress=progress, save=False)
             for c in ckpts]
@@ -441,6 +442,7 @@ def compare_command(args) -> int:
     from core.report import write_compare
 
     refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]
+    paths.out_file(args.out)  # checked before the long comparison, not after it
     result = compare(refs, args.dataset, args.limit, args.split, base=args.base, config=_config(args))
     print(format_compare(result))
     path = write_compare(result, args.out)

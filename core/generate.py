@@ -40,14 +40,13 @@ import hashlib
 import json
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core import checkpoints, models, prompts, repair
+from core import checkpoints, models, paths, prompts, repair
 from core.errors import UserError
 from core.prompts import chat_prompt
 
@@ -550,22 +549,10 @@ OUT_FORMATS = {".svg": "svg", ".png": "png", ".puml": None}
 
 
 def check_out(out: Path, flag: str = "--out") -> None:
-    """Refuse, before any work, an output file that cannot be written: an unknown format, a folder,
-    a missing folder, a place this user may not write."""
+    """Refuse, before any work, an output file that cannot be written (`paths.out_file`) or has an unknown format."""
+    paths.out_file(out, flag)
     if out.suffix.lower() not in OUT_FORMATS:
         raise UserError(f"{flag} {out}: unknown format — use a file ending in .svg, .png or .puml")
-    if out.is_dir():
-        raise UserError(f"{flag} {out}: is a folder — name a file inside it, e.g. {out / ('diagram' + out.suffix)}")
-    if not out.parent.is_dir():
-        raise UserError(f"{flag} {out}: the folder {out.parent} does not exist — create it first or pick another place")
-    try:  # the only sure test of a place is writing there; the probe is removed at once
-        with tempfile.TemporaryFile(dir=out.parent):
-            pass
-        if out.exists():
-            with out.open("ab"):
-                pass
-    except OSError as exc:
-        raise UserError(f"{flag} {out}: cannot write there ({exc.strerror}) — pick a writable place") from None
 
 
 def check_type(diagram_type: str | None) -> None:

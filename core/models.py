@@ -145,12 +145,18 @@ def load_tokenizer(base: str):
 
 
 def load_model(base: str, dtype: str = "auto"):
-    """Load (model, tokenizer) for generation or PEFT training."""
+    """Load (model, tokenizer) for generation or PEFT training (a folder of safetensors loads in about a
+    second: no progress bar, which would only stand before the next message)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     path = resolve_base(base)
     tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype))
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype))
+    finally:
+        hf_logging.enable_progress_bar()
     return model, tokenizer
 
 

@@ -1,6 +1,7 @@
 """Where things live. UMLSTUDIO_HOME moves the runs root and the store (default ./runs)."""
 
 import os
+import tempfile
 from pathlib import Path
 
 from core.errors import UserError
@@ -34,15 +35,21 @@ def resolve_output_dir(output_dir: str) -> Path:
 def out_file(value, flag: str = "--out") -> Path:
     """Check, before any work, that a file can be written at `value`; UserError naming the fix when not."""
     path = Path(value).expanduser()
-    parent = path.parent.resolve()
     if str(value).strip() == "":
-        raise UserError(f"{flag}: empty file name — name the file to write, e.g. {flag} diagram.svg")
+        raise UserError(f"{flag}: empty file name — name the file to write")
     if path.is_dir():
-        raise UserError(f"{flag} {path}: is a folder — name a file inside it, e.g. {flag} {path / 'out'}{path.suffix}")
-    if not parent.is_dir():
-        raise UserError(f"{flag} {path}: folder {parent} does not exist — create it first or pick another place")
+        raise UserError(f"{flag} {path}: is a folder — name a file inside it")
+    parent = path.parent.resolve()
     if parent.parts[1:2] in (("proc",), ("sys",), ("dev",)):
         raise UserError(f"{flag} {path}: {parent} is a system folder — write into a folder of yours")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"{flag} {path}: not writable here — pick a folder you can write to")
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: the folder {parent} does not exist — create it first or pick another place")
+    try:  # the only sure test of a place (permissions, read-only mounts, root) is writing there; removed at once
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+        if path.exists():
+            with path.open("ab"):
+                pass
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror}) — pick a folder you can write to") from None
     return path

@@ -133,34 +133,12 @@ def resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) ->
     return "\n".join(lines)
 
 
-def read_adapter(ckpt: Path, where: str) -> dict:
-    """The checkpoint's adapter_config.json, once both it and the weights' header read cleanly
-    (a truncated or damaged file is refused here, before any run row or model load)."""
-    weights = ckpt / checkpoints.ADAPTER_FILE
-    if not weights.is_file():
-        raise UserError(f"{where}: {ckpt} has no {checkpoints.ADAPTER_FILE} — pick a complete checkpoint")
-    damaged = f"the checkpoint is damaged: pick another checkpoint of the run, or restore it from its backup ({checkpoints.backup_root()})"
-    try:
-        adapter = json.loads((ckpt / "adapter_config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{where}: {ckpt} has no adapter_config.json — {damaged}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} is not valid JSON ({str(exc)[:120]}) — {damaged}") from None
-    if not isinstance(adapter, dict):
-        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} holds no settings object — {damaged}")
-    try:
-        checkpoints.adapter_shapes(weights)
-    except UserError as exc:
-        raise UserError(f"{where}: {exc} — {damaged}") from None
-    return adapter
-
-
 def continue_point(config: cfg.Config) -> tuple[Path, dict]:
     """Resolve phase.continue_from and check the adapter can be continued with this config."""
     ckpt = checkpoints.resolve(config.phase.continue_from)
     if ckpt == checkpoints.BASE:
         raise UserError("phase.continue_from: base — a phase starting from the base model is a fresh run: remove phase.continue_from")
-    adapter = read_adapter(ckpt, "phase.continue_from")
+    adapter = checkpoints.read_adapter(ckpt, "phase.continue_from")
     info = checkpoints.info(ckpt)
     parent_base = info.get("config", {}).get("model", {}).get("base") or adapter.get("base_model_name_or_path", "")
     problems = []

@@ -183,7 +183,7 @@ CASES = [
     ("continue from base", ["train", "--config", "{w}/continue_base.yaml"], "fresh run"),
     ("continue from a corrupt adapter_config.json", ["train", "--config", "{w}/continue_corrupt.yaml"], "adapter_config.json"),
     ("continue from a truncated adapter", ["train", "--config", "{w}/continue_truncated.yaml"], "adapter_model.safetensors"),
-    ("continue from an empty checkpoint folder", ["train", "--config", "{w}/continue_empty_dir.yaml"], "adapter"),
+    ("continue from an empty checkpoint folder", ["train", "--config", "{w}/continue_empty_dir.yaml"], "without checkpoints"),
     ("resume a run that does not exist", ["train", "--config", "{w}/resume_missing.yaml"], "not found"),
     ("resume a run without checkpoints", ["train", "--config", "{w}/resume_empty.yaml"], "no complete checkpoint"),
     # checklist
@@ -238,8 +238,10 @@ CASES = [
     # compare
     ("compare one model", ["compare", "--model1", "base"], "--model2"),
     ("compare a missing checkpoint", ["compare", "--model1", "base", "--model2", "{w}/no_checkpoint"], "no_checkpoint"),
-    ("compare --out missing folder", ["compare", "--model1", "base", "--model2", "base", "--out", "{w}/nope/r.html"], "does not exist"),
-    ("compare --out a folder", ["compare", "--model1", "base", "--model2", "base", "--out", "{w}/ds"], "is a folder"),
+    ("compare the same checkpoint twice", ["compare", "--model1", "base", "--model2", "base"], "named twice"),
+    ("compare --out missing folder", ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "{w}/nope/r.html"], "does not exist"),
+    ("compare --out a folder", ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "{w}/ds"], "is a folder"),
+    ("compare --out in /proc", ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "/proc/r.html"], "system folder"),
     ("compare --limit 0", ["compare", "--model1", "base", "--model2", "base", "--limit", "0"], "--limit"),
     # advise
     ("advise a run that does not exist", ["advise", "--run", "no_such_run"], "no_such_run"),
@@ -250,7 +252,7 @@ CASES = [
     ("data --filter an unknown type", ["data", "--filter", "flowchart", "--out", "{w}/f.jsonl"], "flowchart"),
     ("data --filter --out missing folder", ["data", "--filter", "class", "--out", "{w}/nope/f.jsonl"], "does not exist"),
     ("data --filter --out a folder", ["data", "--filter", "class", "--out", "{w}/ds"], "is a folder"),
-    ("data --replay-share 2", ["data", "--filter", "class", "--out", "{w}/f.jsonl", "--replay-share", "2"], "replay-share"),
+    ("data --replay-share 2", ["data", "--filter", "class", "--out", "{w}/f.jsonl", "--replay-share", "2"], "replay share"),
     ("data --max-seq-length 0", ["data", "--max-seq-length", "0"], "max-seq-length"),
     # export
     ("export a missing checkpoint", ["export", "--checkpoint", "{w}/no_checkpoint", "--out", "{w}/exported"], "no_checkpoint"),
@@ -307,7 +309,17 @@ def workdir(tmp_path_factory, tiny_model):
     write(w / "ckpt_truncated" / "checkpoint-2" / "adapter_config.json", adapter_config)
     write(w / "ckpt_truncated" / "checkpoint-2" / "adapter_model.safetensors", truncated)
     (w / "ckpt_empty" / "checkpoint-2").mkdir(parents=True)
+    make_adapter(tiny_model, w / "ckpt_good" / "checkpoint-2")
     return w
+
+
+def make_adapter(base, folder) -> None:
+    """A real (untrained) LoRA adapter of the tiny model, saved as a checkpoint folder."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM"))
+    model.save_pretrained(folder)
 
 
 def snapshot(*folders) -> dict:
@@ -329,6 +341,7 @@ def store_rows() -> dict:
     return {t: store.query(f'SELECT count(*) AS n FROM "{t}"')[0]["n"] for t in tables}
 
 
+@pytest.mark.timeout(180)  # a refusal comes before any long work: a case still running by then did the work
 @pytest.mark.parametrize("case, argv, fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_clear_line_and_writes_nothing(case, argv, fragment, workdir, tiny_model, umlstudio_home,
                                                         capsys):

@@ -167,7 +167,7 @@ def fake_checkpoint(folder: Path, base: str) -> Path:
 ])
 def test_a_damaged_checkpoint_to_continue_from_is_refused_before_a_run_row(lab, tmp_path, tiny_model, capsys, damage, message):
     ckpt = fake_checkpoint(tmp_path / "parent" / "checkpoint-2", str(tiny_model))
-    assert phases.read_adapter(ckpt, "phase.continue_from")["r"] == 4  # undamaged, it reads
+    assert checkpoints.read_adapter(ckpt, "phase.continue_from")["r"] == 4  # undamaged, it reads
     weights, adapter_config = ckpt / "adapter_model.safetensors", ckpt / "adapter_config.json"
     if damage == "config-not-json":
         adapter_config.write_text('{"r": 4, "lora_alpha":')
