@@ -241,6 +241,12 @@ def best_of(run_ids) -> dict[str, tuple[Path, float]]:
     return best
 
 
+def best_paths() -> set[str]:
+    """The stored checkpoints that are their run's best (see best_of), as the paths `stored()` lists."""
+    run_ids = [r["run_id"] for r in store.query("SELECT DISTINCT run_id FROM checkpoints")]
+    return {str(path) for path, _ in best_of(run_ids).values()}
+
+
 def best(run: dict) -> tuple[Path, float] | None:
     """The run's best checkpoint and its validation loss (see best_of); None when none has a validation loss."""
     return best_of([run["id"]]).get(run["id"])

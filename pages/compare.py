@@ -22,8 +22,9 @@ if len(names) < 2:
             "Run a **Quick test** on the Train page first.")
     st.stop()
 
+best = checkpoints.best_paths()  # each run's lowest validation loss: the Runs page's and the advisor's best
 picked = st.multiselect("Checkpoints (2 to 4; deltas are against the first)", list(names), max_selections=4,
-                        default=list(names)[:2], format_func=names.get)
+                        default=list(names)[:2], format_func=lambda p: names[p] + (" · best of its run" if p in best else ""))
 limit = st.number_input("Prompts: a sample of N test rows, every diagram type, origin and source in turn "
                         "(as `umlstudio evaluate --limit N`)", 1, 500, EvaluationConfig().limit)
 if len(picked) < 2:

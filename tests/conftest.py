@@ -40,3 +40,15 @@ def real_model(prepared_home, umlstudio_home):
     umlstudio_home.mkdir(parents=True, exist_ok=True)
     (umlstudio_home / "models").symlink_to(prepared_home / "models", target_is_directory=True)
     return models.EMBEDDED
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): the test
+    machine's 2 cores are shared, and one thread is several times faster there."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

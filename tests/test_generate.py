@@ -24,15 +24,7 @@ BROKEN_MESSAGE = "Draw something broken."
 BROKEN_ANSWER = "@startuml\nclass A\nA -> -> ((\nclass B\n@enduml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine's 2 cores are shared: one torch thread is several times faster there."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_checkpoint(root: Path, base: Path, seed: int, step: int = 10, scale: float = 2.0) -> Path:

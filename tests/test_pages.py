@@ -296,9 +296,12 @@ def test_playground_offers_checkpoints_and_test_prompts(seeded):
 
 def test_compare_reads_stored_outputs_without_a_job(seeded):
     p1_last = seeded["checkpoints"][2]
+    names = checkpoints.stored()
     at = page("compare").run()
     no_exceptions(at)
     assert any("not in the store yet" in w.value for w in at.warning)  # phase 2 was never evaluated
+    best = [o for o in at.multiselect[0].options if o.endswith(" · best of its run")]
+    assert best == [f"{names[p]} · best of its run" for p in checkpoints.stored() if p in checkpoints.best_paths()] != []
     at.multiselect[0].set_value([p1_last, "base"])
     at.number_input[0].set_value(2).run()  # the two seeded prompts come first
     no_exceptions(at)

@@ -2,13 +2,15 @@
 
 import argparse
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import pytest
 
-from core import render, store
+from core import paths, render, store
 from core.errors import UserError
 
 CLASS = "@startuml\nclass Order\nclass Customer\nCustomer --> Order : places\n@enduml"
@@ -298,3 +300,23 @@ def test_cli_bad_input(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(UserError, match="not UTF-8"):
         run_cli(str(binary), "--out", str(tmp_path / "x.svg"))
+
+
+@pytest.mark.parametrize("name, source", [
+    ("400 nested ifs", "@startuml\nstart\n" + "if (c?) then (yes)\n:a;\n" * 400 + "endif\n" * 400 + "stop\n@enduml\n"),
+    ("a slow ditaa drawing", SLOW),
+])
+def test_a_hostile_diagram_answers_within_the_timeout_start_up_included(tmp_path, name, source):
+    """`umlstudio render` in a fresh process (a JVM to start) keeps its --timeout end to end."""
+    path = tmp_path / "hostile.puml"
+    path.write_text(source)
+    timeout_s = 4
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "core", "render", str(path), "--out", str(tmp_path / "h.svg"),
+                           "--timeout", str(timeout_s)], capture_output=True, text=True, cwd=paths.ROOT, timeout=120)
+    elapsed = time.monotonic() - started
+    # python and the imports start before the clock of --timeout does: a few seconds of slack for them
+    assert elapsed < timeout_s + 8, f"{name}: {elapsed:.1f} s"
+    assert done.returncode in (0, 2), done.stderr
+    if done.returncode == 2:
+        assert done.stderr.count("\n") == 1 and "longer than 4 s" in done.stderr, done.stderr

@@ -6,8 +6,10 @@ tests build on it. Each worker is a real `python -m core.train` process.
 """
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -283,3 +285,20 @@ def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, 
     assert m[(last, "elapsed_s")] <= budget_min * 60 + 20  # the stop holds the budget (one step and a save of slack)
     ckpts = checkpoints.list_checkpoints(run["output_dir"])
     assert ckpts and checkpoints.step_of(ckpts[-1]) == last
+
+
+def test_a_worker_killed_by_a_signal_is_explained_with_how_to_resume(lab, home, tiny_model):
+    """`umlstudio train` attached: the worker dies of SIGKILL (as the out-of-memory killer does it)."""
+    path = write_config(lab, "oom", tiny_model, training={"max_steps": 500, "save_steps": 2, "eval_steps": 100})
+    cli_process = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(path)], cwd=paths.ROOT,
+                                   env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: store.run_for_output_dir(paths.resolve_output_dir("oom")) is not None and
+             store.query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", [run_id_of("oom")])[0]["n"] >= 1,
+             "a first checkpoint", process=cli_process)
+    os.kill(store.get_run(run_id_of("oom"))["pid"], signal.SIGKILL)
+    out, err = cli_process.communicate(timeout=120)
+    assert cli_process.returncode == 128 + signal.SIGKILL
+    assert "error: the training worker was killed by SIGKILL" in err and "out of memory" in err
+    assert "training.resume_from_checkpoint=" in err and "its latest checkpoint is checkpoint-" in err
+    assert "Traceback" not in err
