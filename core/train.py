@@ -331,8 +331,9 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
 
 def budget_steps(model, collator, train_rows: list[dict], eval_rows: list[dict], config: cfg.Config, dtype) -> int:
     """Optimizer steps that fit training.time_budget_minutes on this machine: forward and backward of
-    two real micro-batches timed (after one to warm up), evaluations priced at the measured forward
-    time per token, 5% kept for the optimizer, logging and checkpoints."""
+    two real micro-batches timed (after one to warm up) and priced per token for the phase's average
+    row, evaluations priced at the measured forward time per token, 5% kept for the optimizer, logging
+    and checkpoints."""
     import torch
 
     t = config.training
@@ -353,7 +354,9 @@ def budget_steps(model, collator, train_rows: list[dict], eval_rows: list[dict],
             total_s += time.perf_counter() - started
             tokens += batch["input_ids"].numel()
     model.zero_grad(set_to_none=True)
-    step_s = total_s / 2 * t.gradient_accumulation_steps * 1.05
+    # priced per token: the timed batches' rows may be shorter or longer than the phase's average row
+    mean_row = sum(len(r["input_ids"]) for r in train_rows) / len(train_rows)
+    step_s = total_s / tokens * mean_row * size * t.gradient_accumulation_steps * 1.05
     eval_s = forward_s / tokens * sum(len(r["input_ids"]) for r in eval_rows)
     budget_s = t.time_budget_minutes * 60
     # budget = steps * step_s + (steps / eval_steps + 1) * eval_s  (an evaluation at step 0, then every eval_steps)
