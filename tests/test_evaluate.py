@@ -4,10 +4,12 @@ generations served again, bad input, and one slow run of the real 135M base mode
 import json
 
 import pytest
-from test_generate import make_checkpoint, one_thread  # noqa: F401  (one_thread: autouse fixture)
+from test_generate import make_checkpoint
 
 from core import cli, evaluate, generate, prompts, store
 from core.config import EvaluationConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 RATES = {"syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1", "hallucination_rate",
          "complete_rate", "looped_rate"}

@@ -3,7 +3,7 @@
 import os
 import signal
 
-from test_browser import browser, free_port, start_studio, wait_until_idle  # noqa: F401  (browser: a fixture)
+from test_browser import browser, free_port, start_studio  # noqa: F401  (browser: a fixture)
 
 
 def listening_addresses(port: int) -> set[str]:
