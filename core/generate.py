@@ -53,7 +53,6 @@ from core.prompts import chat_prompt
 STOP = "@enduml"
 SEED = 0
 MAX_ADAPTERS = 8  # adapters kept loaded; the least recently used one is dropped beyond that
-ADAPTER_FILE = "adapter_model.safetensors"
 
 
 @dataclass
@@ -136,7 +135,7 @@ def fingerprint(ckpt) -> str:
     ckpt = Path(ckpt)
     if (ckpt / checkpoints.MANIFEST).is_file():
         return checkpoints.sha256_file(ckpt / checkpoints.MANIFEST)
-    files = (ckpt / "adapter_config.json", ckpt / ADAPTER_FILE)
+    files = (ckpt / "adapter_config.json", ckpt / checkpoints.ADAPTER_FILE)
     return hashlib.sha256("".join(checkpoints.sha256_file(p) for p in files).encode()).hexdigest()
 
 
@@ -259,7 +258,7 @@ class Engine:
         trained_on = models.resolve_base(base_of(ckpt))
         if trained_on != self.base:
             raise UserError(f"{ckpt}: incompatible checkpoint — trained on {trained_on}, but the loaded base model is {self.base}")
-        weights = ckpt / ADAPTER_FILE
+        weights = ckpt / checkpoints.ADAPTER_FILE
         stat = weights.stat()
         signature = (stat.st_mtime_ns, stat.st_size)
         key = str(ckpt)

@@ -208,8 +208,9 @@ def _empty(source: str) -> bool:
 
 def _refused(source: str, fmt: str) -> RenderResult | None:
     """A source rendered without asking PlantUML: too large, or empty."""
-    if _too_large(source):
-        return RenderResult(False, None, fmt, None, _too_large(source), "too_large", None)
+    too_large = _too_large(source)
+    if too_large:
+        return RenderResult(False, None, fmt, None, too_large, "too_large", None)
     if _empty(source):
         return RenderResult(False, None, fmt, None, "the diagram is empty — nothing between @startuml and @enduml",
                             "empty", None)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import cli, data, generate, prompts, repair
+from core.checkpoints import ADAPTER_FILE
 from core.errors import UserError
 
 PROMPTS = ["A library lends books to members.", "Orders have items.", "A user owns accounts with a balance."]
@@ -142,7 +143,7 @@ def test_a_checkpoint_rewritten_on_disk_is_loaded_again(engine, checkpoints, tin
     ckpt = make_checkpoint(tmp_path, tiny_model, seed=1)  # the same weights as a
     assert outputs(engine.generate(PROMPTS, str(ckpt), max_new_tokens=8)) == \
         outputs(engine.generate(PROMPTS, str(a), max_new_tokens=8))
-    shutil.copy(b / generate.ADAPTER_FILE, ckpt / generate.ADAPTER_FILE)
+    shutil.copy(b / ADAPTER_FILE, ckpt / ADAPTER_FILE)
     assert outputs(engine.generate(PROMPTS, str(ckpt), max_new_tokens=8)) == \
         outputs(engine.generate(PROMPTS, str(b), max_new_tokens=8))
 
