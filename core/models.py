@@ -11,6 +11,7 @@ torch and transformers are imported inside functions: the studio process imports
 import fcntl
 import importlib.util
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,7 +70,7 @@ def prepare_embedded(force: bool = False) -> Path:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         source = gguf_path()
-        print(f"preparing {EMBEDDED} from {source.name} (once, ~15 s) ...", flush=True)
+        print(f"preparing {EMBEDDED} from {source.name} (once, ~15 s) ...", file=sys.stderr, flush=True)
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         _fix_special_tokens(tokenizer)
         gguf_model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
