@@ -440,23 +440,50 @@ class Estimate:
     seconds: float | None  # at the median measured throughput; None: no measurement yet
     low: float | None  # at the fastest measured throughput (90th percentile)
     high: float | None  # at the slowest (10th percentile)
-    tokens: int  # tokens the phase trains on
+    tokens: int  # tokens the phase still trains on
     basis: str  # where the numbers come from
+
+    def span(self) -> str:
+        """The time with its range, as every page shows it: "≈ 12 min (9–15 min)"."""
+        if self.seconds is None:
+            return "no estimate yet"
+        low, high = duration(self.low), duration(self.high)
+        return f"≈ {duration(self.seconds)}" + (f" ({low}–{high})" if low != high else "")
 
     def describe(self) -> str:
         if self.seconds is None:
             return self.basis
-        spread = f" ({duration(self.low)}–{duration(self.high)})" if self.low != self.high else ""
-        return f"≈ {duration(self.seconds)}{spread} for {self.tokens:,} tokens; {self.basis}"
+        return f"{self.span()} for {self.tokens:,} tokens; {self.basis}"
 
 
-def throughput(base: str, backend: str) -> tuple[list[float], list[str]]:
-    """tokens_per_s logged by earlier runs of this base model on this backend (any backend for auto),
-    and those runs' names."""
+def throughput(base: str, backend: str, run_id: str | None = None) -> tuple[list[float], dict[str, str]]:
+    """tokens_per_s measurements and the runs they come from ({id: name}): the run's own when it has
+    logged two or more (a phase in progress is its own best measure), else those of earlier runs of
+    this base model on this backend (any backend for auto)."""
+    if run_id:
+        own = store.query("SELECT m.value, r.name FROM metrics m JOIN runs r ON r.id = m.run_id "
+                          "WHERE m.run_id = ? AND m.name = 'tokens_per_s' AND m.value > 0", [run_id])
+        if len(own) >= 2:
+            return [r["value"] for r in own], {run_id: own[0]["name"]}
     rows = store.query(
-        "SELECT m.value, r.name FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'tokens_per_s' "
-        "AND m.value > 0 AND r.base_model = ? AND (? = 'auto' OR r.backend = ?)", [base, backend, backend])
-    return [r["value"] for r in rows], sorted({r["name"] for r in rows})
+        "SELECT m.value, r.id, r.name FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'tokens_per_s' "
+        "AND m.value > 0 AND r.base_model = ? AND (? = 'auto' OR r.backend = ?) AND r.id IS DISTINCT FROM ?",
+        [base, backend, backend, run_id])
+    return [r["value"] for r in rows], dict(sorted({(r["id"], r["name"]) for r in rows}, key=lambda p: p[1]))
+
+
+def overhead(run_ids) -> float | None:
+    """Wall-clock time over training time (evaluations and checkpoint saves on top), the median over
+    runs that logged both `elapsed_s` and `time/train_s`; None when none did."""
+    run_ids = list(run_ids)
+    if not run_ids:
+        return None
+    rows = store.query(
+        f"""SELECT run_id, max(value) FILTER (WHERE name = 'elapsed_s') AS wall,
+                   max(value) FILTER (WHERE name = 'time/train_s') AS train
+            FROM metrics WHERE run_id IN ({', '.join('?' * len(run_ids))}) GROUP BY run_id""", run_ids)
+    ratios = [r["wall"] / r["train"] for r in rows if r["wall"] and r["train"] and r["wall"] >= r["train"]]
+    return statistics.median(ratios) if ratios else None
 
 
 def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
@@ -492,10 +519,11 @@ def _tokenized(folder: str, stamp: tuple, pairs: tuple[tuple[str, str], ...]) ->
     return tuple(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
 
 
-def estimate(config: Config) -> Estimate:
-    """How long the phase will train, from the throughput measured in earlier runs of the same base
-    model and backend and the token count of its training data. Training time only: evaluations and
-    checkpoint saves come on top."""
+def estimate(config: Config, run: dict | None = None, done: float = 0.0) -> Estimate:
+    """How long the phase takes — or, for its `run` in progress `done` (0..1) of the way, how long it
+    still takes: the tokens left over the measured throughput (see `throughput`), times the measured
+    share of evaluations and checkpoint saves (`overhead`), capped by training.time_budget_minutes.
+    The one estimate behind the pre-continue checklist, the Train page and the Runs page."""
     source = config.data.train_file or config.data.dataset
     rows = data.load_split(source, "train")
     if not rows:
@@ -503,26 +531,42 @@ def estimate(config: Config) -> Estimate:
     counts, how = count_tokens(config, rows)
     t = config.training
     if t.max_steps > 0:
-        tokens = round(t.max_steps * t.per_device_train_batch_size * t.gradient_accumulation_steps
-                       * statistics.fmean(counts))
+        total = t.max_steps * t.per_device_train_batch_size * t.gradient_accumulation_steps * statistics.fmean(counts)
     else:
-        tokens = round(sum(counts) * t.num_train_epochs)
+        total = sum(counts) * t.num_train_epochs
+    tokens = round(total * (1 - min(max(done, 0.0), 1.0)))
     base, backend = config.model.base, t.backend
-    samples, runs = throughput(base, backend)
+    samples, measured_runs = throughput(base, backend, run["id"] if run else None)
     on = f"{base} on {'any backend' if backend == 'auto' else backend}"
     if not samples:
         return Estimate(None, None, None, tokens,
                         f"no measurement yet: no earlier run of {on} logged its throughput ({tokens:,} tokens, {how})")
+    names = ", ".join(measured_runs.values())
     middle = statistics.median(samples)
     if len(samples) == 1:
         slow = fast = middle
-        measured = f"1 throughput measurement of {on} from {runs[0]}: {middle:.0f} tokens/s"
+        measured = f"1 throughput measurement of {on} from {names}: {middle:.0f} tokens/s"
     else:
         slow, fast = statistics.quantiles(samples, n=10, method="inclusive")[::8]
-        measured = (f"{len(samples)} throughput measurements of {on} from {', '.join(runs)}: median "
+        measured = (f"{len(samples)} throughput measurements of {on} from {names}: median "
                     f"{middle:.0f} tokens/s, 10th–90th percentile {slow:.0f}–{fast:.0f}")
-    return Estimate(tokens / middle, tokens / fast, tokens / slow, tokens,
-                    f"{measured}; tokens {how}; training time only")
+    factor = overhead(measured_runs)
+    extra = (f"evaluations and checkpoint saves add {factor - 1:.0%} as measured" if factor
+             else "training time only (evaluations and checkpoint saves come on top)")
+    factor = factor or 1.0
+    seconds = [tokens / rate * factor for rate in (middle, fast, slow)]
+    if t.time_budget_minutes:
+        spent = _elapsed(run["id"]) if run else 0.0
+        left = max(t.time_budget_minutes * 60 - spent, 0.0)
+        seconds = [min(s, left) for s in seconds]
+        extra += f"; at most the time budget of {t.time_budget_minutes:g} min"
+    return Estimate(*seconds, tokens, f"{measured}; tokens {how}; {extra}")
+
+
+def _elapsed(run_id: str) -> float:
+    """Wall-clock seconds the run has logged so far."""
+    found = store.query("SELECT max(value) AS s FROM metrics WHERE run_id = ? AND name = 'elapsed_s'", [run_id])
+    return found[0]["s"] or 0.0
 
 
 # ---- commands -----------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def list_runs() -> list[dict]:
         config = json.loads(run["config"])
         m = metrics.get(run["id"], {})
         out.append({
-            "id": run["id"], "name": run["name"], "phase_kind": run["phase_kind"],
+            "id": run["id"], "name": run["name"], "phase_kind": run["phase_kind"], "kind": kind_in_words(run),
             "parent": names.get(run["parent_run"], run["parent_run"]), "status": status_of(run),
             "steps": int(m.get("steps", 0)), "loss": m.get("loss"), "eval_loss": m.get("eval_loss"),
             "learning_rate_used": m.get("learning_rate"), "learning_rate_config": config["training"]["learning_rate"],
@@ -130,10 +130,19 @@ def curves(run_ids, names) -> list[dict]:
 
 
 def saved(run_ids) -> list[dict]:
-    """The runs' recorded checkpoints: {run_id, step, path}, by step."""
+    """The runs' recorded checkpoints, every one, by step: {run_id, step, path, eval_loss, loss} with the
+    validation loss logged at that step (None when none was) and the last training loss at or before it
+    (so a chart can place each checkpoint on the curve)."""
     run_ids = list(run_ids)
-    return store.query(f"SELECT run_id, step, path FROM checkpoints WHERE run_id IN ({', '.join('?' * len(run_ids))}) "
-                       f"ORDER BY step", run_ids)
+    marks = ", ".join("?" * len(run_ids))
+    return store.query(
+        f"""WITH loss AS (SELECT run_id, step, value FROM metrics WHERE name = 'loss' AND run_id IN ({marks})),
+                 val AS (SELECT run_id, step, value FROM metrics WHERE name = 'eval_loss' AND run_id IN ({marks}))
+            SELECT c.run_id, c.step, c.path, val.value AS eval_loss, loss.value AS loss
+            FROM checkpoints c
+            ASOF LEFT JOIN loss ON c.run_id = loss.run_id AND c.step >= loss.step
+            LEFT JOIN val ON val.run_id = c.run_id AND val.step = c.step
+            WHERE c.run_id IN ({marks}) ORDER BY c.step""", run_ids * 3)
 
 
 def detail(run_id: str) -> dict:
@@ -157,28 +166,50 @@ def with_loss_curve() -> list[dict]:
 
 
 def progress(run: dict) -> tuple[float | None, str]:
-    """How far the run is (0..1, None when unknown) and its ETA, from its logged steps, epoch and time."""
-    from core import advise  # its one duration format; the listing commands do not need the advisor
+    """How far the run is (0..1, None when unknown) and "step n of N · ≈ 5 min left (4–6 min)": the time
+    left is `advise.estimate` of the run's config from where it is, the same estimate the pre-continue
+    checklist gives before a phase starts."""
+    from core import advise  # the estimate; the listing commands do not need the advisor
 
-    t = json.loads(run["config"])["training"]
-    last = store.query(
-        """SELECT max(step) AS step, arg_max(epoch, step) AS epoch,
-                  arg_max(value, step) FILTER (WHERE name = 'elapsed_s') AS elapsed
-           FROM metrics WHERE run_id = ?""", [run["id"]])[0]
+    config = cfg.parse(json.loads(run["config"]), where=f"run {run['name']}")
+    t = config.training
+    last = store.query("SELECT max(step) AS step, arg_max(epoch, step) AS epoch FROM metrics WHERE run_id = ?",
+                       [run["id"]])[0]
     if last["step"] is None:
         return None, "starting: loading the model and the data"
-    if t["max_steps"] > 0:
-        done = last["step"] / t["max_steps"]
-        where = f"step {last['step']} of {t['max_steps']}"
+    if t.max_steps > 0:
+        done = last["step"] / t.max_steps
+        where = f"step {last['step']} of {t.max_steps}"
     elif last["epoch"]:
-        done = last["epoch"] / t["num_train_epochs"]
-        where = f"step {last['step']}, epoch {last['epoch']:.2f} of {t['num_train_epochs']:g}"
+        done = last["epoch"] / t.num_train_epochs
+        where = f"step {last['step']}, epoch {last['epoch']:.2f} of {t.num_train_epochs:g}"
     else:
         return None, f"step {last['step']}"
     done = min(done, 1.0)
-    if last["elapsed"] and done > 0:
-        where += f" — ETA {advise.duration(last['elapsed'] * (1 - done) / done)} (elapsed {advise.duration(last['elapsed'])})"
-    return done, where
+    try:
+        left = advise.estimate(config, run, done)
+    except UserError:  # its training data moved away since it started: no token count
+        return done, where
+    return done, f"{where} · {left.span()} left" if left.seconds is not None else where
+
+
+def time_split(run_id: str) -> dict[str, float]:
+    """Seconds the run spent training, evaluating and saving checkpoints so far (the cumulative
+    `time/train_s`, `time/eval_s`, `time/checkpoint_s` it logs); empty when it logged none."""
+    rows = store.query("SELECT name, max(value) AS value FROM metrics WHERE run_id = ? AND name IN "
+                       "('time/train_s', 'time/eval_s', 'time/checkpoint_s') GROUP BY name", [run_id])
+    return {r["name"].removeprefix("time/").removesuffix("_s"): r["value"] for r in rows}
+
+
+KINDS = {"fresh": "new run", "continue": "next phase"}  # the store's phase_kind, in words
+
+
+def kind_in_words(run: dict) -> str:
+    """A run's kind as the studio says it: a new run, a next phase (from a checkpoint's adapter) or a resume."""
+    config = run["config"] if isinstance(run.get("config"), dict) else json.loads(run.get("config") or "{}")
+    if config.get("training", {}).get("resume_from_checkpoint"):
+        return "resumed run"
+    return KINDS.get(run["phase_kind"], run["phase_kind"])
 
 
 def add_runs_args(parser) -> None:
