@@ -65,6 +65,20 @@ SCENARIOS = {
     None: "not enough data yet",
 }
 
+# Each diagnosis in one plain sentence, what it means and what to do: the studio leads with it and
+# keeps the numbers (`Diagnosis.message`, the fits) one click away.
+PLAIN = {
+    1: "The loss is still decreasing: 2 more epochs at the same learning rate should still help.",
+    2: "The loss has levelled off: polish with a 3× lower learning rate for 2 more epochs.",
+    3: "The model is overfitting — validation loss rises while training loss does not: at most one short "
+       "regularised epoch from the best checkpoint.",
+    4: "The model is not learning — the loss stayed flat from the start: start over with twice the learning "
+       "rate and twice the LoRA rank.",
+    5: "Some diagram types are good and others weak: continue on the weak types, with some of the others "
+       "replayed against forgetting.",
+    None: "Not enough data yet to tell: train longer, or log the loss more often.",
+}
+
 # Quality metrics a per-type summary may hold: +1 when higher is better, -1 when lower is better.
 TYPE_METRICS = {"valid_rate": 1, "complete_rate": 1, "entity_f1": 1, "relation_f1": 1,
                 "hallucination_rate": -1, "type_accuracy": 1}
@@ -151,6 +165,16 @@ class Diagnosis:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def plain(self) -> str:
+        """The diagnosis in one plain sentence (PLAIN)."""
+        return PLAIN[self.scenario]
+
+    @property
+    def numbers(self) -> str:
+        """The message without its leading scenario name: the measured reasons and the rule applied."""
+        return self.message.removeprefix(f"{self.name}: ")
+
 
 def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
     """Which diagram types meet the quality thresholds and which fail them, with each metric's spread.
@@ -231,7 +255,7 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
         if not train_tells and all(b < a for (_, a), (_, b) in zip(tail, tail[1:])) and drop > MIN_DROP:
             evidence["val_falling"] = (f"eval_loss falls at each of the last {len(tail)} evaluations (steps "
                                        f"{tail[0][0]}–{tail[-1][0]}: {tail[0][1]:.3g} → {tail[-1][1]:.3g}, {-drop:+.1%}; "
-                                       f"in order by chance: 1 in {math.factorial(len(tail))})")
+                                       f"noise alone puts them in this order 1 time in {math.factorial(len(tail))})")
             falling.append(evidence["val_falling"])
         i_min = min(range(len(validation)), key=lambda i: validation[i][1])
         min_step, min_value = validation[i_min]

@@ -22,12 +22,12 @@ from core.advise import Diagnosis
 from core.config import Config
 from core.errors import UserError
 
-TITLES = {  # the seed's words
+TITLES = {  # the seed's words, but for the continue item (a continue phase loads the adapter; it does not resume)
     "evaluated": "Evaluated current model quality",
     "loss_curve": "Checked loss curve (still decreasing?)",
     "backed_up": "Backed up current checkpoints",
     "learning_rate": "Decided on learning rate",
-    "continue_from": "Set resume_from_checkpoint correctly",
+    "continue_from": "Continues from the checkpoint's adapter (a new phase, not a resume)",
     "output_dir": "Changed output_dir (don't overwrite!)",
     "epochs": "Know how many more epochs needed",
 }
@@ -240,10 +240,12 @@ def _check_epochs(config: Config, start: _Start) -> Item:
             return _item("epochs", False, f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
                                           f"short regularised epoch (training.num_train_epochs: 1)")
     try:
-        how_long = advise.estimate(config).describe()
+        how_long = advise.estimate(config)
     except UserError as exc:
         return _item("epochs", False, f"{amount}, but no time estimate: {exc}")
-    return _item("epochs", True, f"{amount}: {how_long}")
+    if how_long.seconds is None:
+        return _item("epochs", True, f"{amount}: {how_long.basis}")
+    return _item("epochs", True, f"{amount}, {how_long.span()} — {how_long.tokens:,} tokens; {how_long.basis}")
 
 
 def check(config: Config) -> list[Item]:

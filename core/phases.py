@@ -4,10 +4,10 @@ output folders are free.
 
 Three operations train a phase (see core/train.py for the recipe that uses these rules):
 
-- fresh: a new run in a new, free output_dir;
+- fresh (a "new run" in the studio): a new run in a new, free output_dir;
 - resume (`training.resume_from_checkpoint`): finish an interrupted run in its own folder from its
   latest complete checkpoint, with its own settings (`resume_changes` lists what would differ);
-- continue (`phase.continue_from`): a new phase in a new output_dir from a checkpoint's adapter
+- continue (`phase.continue_from`, a "next phase" in the studio): a new phase in a new output_dir from a checkpoint's adapter
   weights (`continue_point` checks the adapter fits the config).
 
 Nothing here writes; every refusal is a `UserError` naming the setting and the fix.
@@ -56,6 +56,33 @@ def diff(old: dict, new: dict, ignore=()) -> dict:
     """{key: [old, new]} for every leaf that differs between two configs (as dicts)."""
     a, b = flatten(old), flatten(new)
     return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in ignore}
+
+
+# Config keys in words, for the studio's tables of changes (the key itself stays beside them).
+KEY_WORDS = {
+    "run_name": "run name", "training.output_dir": "output folder", "phase.continue_from": "starts from checkpoint",
+    "phase.override_reason": "override reason", "training.resume_from_checkpoint": "resumes from",
+    "training.learning_rate": "learning rate", "training.num_train_epochs": "epochs", "training.max_steps": "step limit",
+    "training.weight_decay": "weight decay", "training.warmup_ratio": "warm-up share",
+    "training.lr_scheduler_type": "learning-rate schedule", "lora.r": "LoRA rank", "lora.lora_alpha": "LoRA alpha",
+    "lora.lora_dropout": "LoRA dropout", "data.train_file": "training data file",
+    "training.time_budget_minutes": "time budget (minutes)",
+}
+
+
+def value_in_words(key: str, value) -> str:
+    """A config value as the studio shows it: no "None", no bare -1 for "no step limit"."""
+    if key == "training.max_steps" and value is not None and value <= 0:
+        return "none (counted in epochs)"
+    if value is None:
+        return "—"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def changes_in_words(changes: dict) -> list[dict]:
+    """A `diff` as rows a person reads: {setting (in words), now, next, key}."""
+    return [{"setting": KEY_WORDS.get(key, key), "now": value_in_words(key, old), "next": value_in_words(key, new),
+             "key": key} for key, (old, new) in changes.items()]
 
 
 def resume_changes(saved: dict, config: dict) -> dict:

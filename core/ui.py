@@ -24,3 +24,9 @@ def show_diagram(where, source: str, caption: str = "") -> bool:
 def item_line(passed, title: str, why: str, below: bool = False) -> str:
     """One checklist item as markdown: its mark, its title in bold, what was found (after it, or below it)."""
     return f"{MARK[passed]} **{title}**{'  ' + chr(10) if below else ' — '}{why}"
+
+
+def split_why(why: str) -> tuple[str, str]:
+    """A checklist item's text as (what was found, how to fix it): split at its first " — "."""
+    finding, _, fix = why.partition(" — ")
+    return finding, fix

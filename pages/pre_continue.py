@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import yaml
 
-from core import advise, checklist, checkpoints, jobs, runs, ui
+from core import advise, checklist, checkpoints, jobs, phases, runs, ui
 from core.errors import UserError
 
 st.title("Pre-continue checklist")
@@ -26,10 +26,7 @@ if runs.status_of(run) == "running":
     st.warning("This run is still training: its curve is not final. Judge it when it has finished or been stopped.")
 
 st.subheader("Diagnosis")
-if diagnosis.scenario is None:
-    st.warning(f"**{diagnosis.name}** — {diagnosis.message}")
-else:
-    st.info(f"**Scenario {diagnosis.scenario}: {diagnosis.name}** — {diagnosis.message}")
+(st.warning if diagnosis.scenario is None else st.info)(f"**{diagnosis.plain}**")
 
 fig = go.Figure()
 if review.curves.train:
@@ -47,7 +44,9 @@ if "val_min_step" in evidence:
 fig.update_layout(height=380, margin={"t": 20, "b": 20}, xaxis_title="step", yaxis_title="loss",
                   legend={"orientation": "h", "y": -0.2})
 st.plotly_chart(fig, width="stretch", key="diagnosis_curve")
-with st.expander("Evidence"):
+with st.expander("The numbers behind it" + (f" (the seed's scenario {diagnosis.scenario}: {diagnosis.name})"
+                                              if diagnosis.scenario else "")):
+    st.markdown(diagnosis.numbers)
     for fit in evidence.get("fits", []):
         st.markdown(f"- {advise.Fit(**fit).describe()}")
     st.json({k: v for k, v in evidence.items() if k != "fits"}, expanded=False)
@@ -72,8 +71,8 @@ if review.proposal is None:
     st.stop()
 proposal = review.proposal
 if review.diff:
-    st.dataframe([{"setting": k, "now": str(old), "next": str(new)} for k, (old, new) in review.diff.items()],
-                 hide_index=True, width="stretch")
+    st.dataframe(phases.changes_in_words(review.diff), hide_index=True, width="stretch",
+                 column_config={"key": "config key"})
 with st.expander("The whole config"):
     st.code(yaml.safe_dump(proposal.to_dict(), sort_keys=False), language="yaml")
 if st.button("Save it to edit on the Train page", help=f"writes {review.path}; the Train page lists it under proposals"):
@@ -81,9 +80,18 @@ if st.button("Save it to edit on the Train page", help=f"writes {review.path}; t
 
 st.subheader("Before continuing")
 running_evaluation = None
+# Fixes this page offers itself: pointed at, instead of the command line's.
+HERE = {"backed_up": "press *Back up the checkpoint* below.", "evaluated": "press *Evaluate it now* below."}
 for item in review.items:
     with st.container(border=True):
-        st.markdown(ui.item_line(item.passed, item.title, item.why, below=True))
+        finding, fix = ui.split_why(item.why)
+        st.markdown(ui.item_line(item.passed, item.title, finding, below=True))
+        if not item.passed and (item.key in HERE or fix):
+            st.markdown("To fix: " + HERE.get(item.key, fix.replace("set phase.override_reason", "type an override reason below")
+                                               .replace("give phase.override_reason", "type an override reason below")))
+        if finding != item.why:
+            with st.expander("details"):
+                st.markdown(item.why)
         if not item.passed and item.key == "backed_up" and st.button("Back up the checkpoint", key="backup",
                                                                       help=f"copies it to {checkpoints.backup_root()} and verifies the copy"):
             try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from core import checklist, config, paths, runs, store, ui
+from core import checklist, checkpoints, config, paths, runs, store, ui
 from core.errors import UserError
 
 QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
@@ -24,9 +24,15 @@ def validate(text: str) -> tuple[config.Config | None, list[str]]:
         path = Path(folder) / "config.yaml"
         path.write_text(text)
         try:
-            return config.load(path), []
+            loaded = config.load(path)
         except UserError as exc:
             return None, [line.replace(f"{path}:", "line ").replace(str(path), "config") for line in str(exc).splitlines()]
+    if loaded.phase.continue_from:  # a phase from a checkpoint that is not there is not a valid phase
+        try:
+            checkpoints.resolve(loaded.phase.continue_from)
+        except UserError as exc:
+            return None, [f"phase.continue_from: {exc}"]
+    return loaded, []
 
 
 def start(cfg: config.Config, text: str | None = None) -> None:
@@ -60,7 +66,7 @@ def training_now():
         shown = True
         with st.container(border=True):
             head, button = st.columns([5, 1])
-            head.markdown(f"**{now['name']}** · {now['phase_kind']} · `{now['output_dir']}`")
+            head.markdown(f"**{now['name']}** · {runs.kind_in_words(now)} · `{now['output_dir']}`")
             if button.button("Stop", key=f"stop-{now['id']}", help="stops after the current step, with a checkpoint"):
                 runs.stop_worker(now["id"])
                 st.toast(f"Stopping {now['name']}: it saves a checkpoint at the end of this step.")
@@ -83,7 +89,10 @@ st.write(
     f"A hundred optimizer steps on the embedded SmolLM2-135M-Instruct (`{QUICK_TEST.relative_to(paths.ROOT)}`): it "
     "shows the whole loop (training, checkpoints, curves, evaluation) working on this machine before a long run."
 )
-if st.button("Quick test (≈100 steps)", type="primary", disabled=not QUICK_TEST.is_file()):
+quick_name = config.load(QUICK_TEST).name if QUICK_TEST.is_file() else None
+quick_running = [r["name"] for r in active if quick_name and (r["name"] == quick_name or r["name"].startswith(f"{quick_name}-"))]
+if st.button("Quick test (≈100 steps)", type="primary", disabled=not QUICK_TEST.is_file() or bool(quick_running),
+             help=f"{quick_running[0]} is training: wait for it, or stop it above" if quick_running else None):
     quick = config.load(QUICK_TEST)
     folder, name, n = quick.training.output_dir, quick.name, 1
     while paths.resolve_output_dir(quick.training.output_dir).exists():  # every quick test gets its own folder
@@ -113,8 +122,10 @@ else:
     chosen = st.selectbox(kind.removeprefix("a ").capitalize(), files, index=default, format_func=lambda p: p.name)
     source_key, initial = f"file:{chosen}", chosen.read_text()
 
-text = st.text_area("Config (YAML) — checked as you edit, with the same validator as `umlstudio train`",
-                    initial, height=420, key=f"editor:{source_key}")
+st.html("<style>.st-key-yaml_editor textarea { font-family: 'Source Code Pro', monospace; font-size: 0.85rem; }</style>")
+text = st.container(key="yaml_editor").text_area(
+    "Config (YAML) — checked as you edit, with the same validator as `umlstudio train`", initial, height=420,
+    key=f"editor:{source_key}")
 cfg, problems = validate(text)
 if problems:
     st.error("**The config does not validate:**\n\n" + "\n".join(f"- {line}" for line in problems))
@@ -141,5 +152,9 @@ if cfg.phase.continue_from:
         ready = bool(cfg.phase.override_reason)
         st.caption("The Pre-continue checklist page shows the parent run's diagnosis and loss curve, and records "
                    "that you checked it.")
-if st.button("Start training", type="primary", disabled=not ready, key="start"):
+out = paths.resolve_output_dir(t.output_dir)
+same = [r["name"] for r in active if paths.resolve_output_dir(r["output_dir"]) == out]
+if same:
+    st.info(f"**{same[0]}** is training into `{out}`: Start comes back when it has finished or been stopped.")
+if st.button("Start training", type="primary", disabled=not ready or bool(same), key="start"):
     start(cfg, None if cfg.phase.override_reason else text)

@@ -155,7 +155,7 @@ def test_a_falling_validation_curve_shows_learning_that_a_noisy_training_curve_h
     assert advise.diagnose(advise.Curves(train, [])).scenario is None  # the training curve alone cannot tell
     diagnosis = advise.diagnose(advise.Curves(train, validation))
     assert diagnosis.scenario == 1, diagnosis.message
-    assert "steps 40–100: 1.77 → 1.39, -21.7%; in order by chance: 1 in 24" in diagnosis.evidence["val_falling"]
+    assert "steps 40–100: 1.77 → 1.39, -21.7%; noise alone puts them in this order 1 time in 24" in diagnosis.evidence["val_falling"]
     assert diagnosis.evidence["val_falling"] in diagnosis.message
     validation[-1] = (100, validation[-2][1] + 0.01)  # the last evaluation did not improve: no longer in order
     assert advise.diagnose(advise.Curves(train, validation)).scenario is None
@@ -363,6 +363,25 @@ def test_estimate_without_measurements(dataset, tmp_path):
     assert estimate.seconds is None and estimate.basis.startswith("no measurement yet")
 
 
+def test_one_estimate_before_and_during_a_phase(dataset, tmp_path):
+    """The pre-continue estimate and a running phase's time left come from `advise.estimate`: before the
+    phase, earlier runs' throughput; once the phase logs its own, that; the part done is not counted;
+    evaluations and saves are added as measured (elapsed over training time); a time budget caps it."""
+    make_run(dataset, "earlier", curves(1), tokens_per_s=(200.0,))
+    config = make_config(dataset, tmp_path / "next", max_steps=10)  # 6,400 tokens
+    before = advise.estimate(config)
+    assert before.seconds == pytest.approx(6400 / 200) and before.span() == "≈ 32 s"
+    running, _, _ = make_run(dataset, "running", curves(1), tokens_per_s=(400.0, 400.0), max_steps=10)
+    assert advise.estimate(config, running, done=0.5).seconds == pytest.approx(3200 / 400)  # its own throughput
+    with store.connect() as con:  # 30 s on the clock for 20 s of training: evaluations and saves add half
+        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [
+            [running["id"], 20, None, "elapsed_s", 30.0, store.now()], [running["id"], 20, None, "time/train_s", 20.0, store.now()]])
+    during = advise.estimate(config, running, done=0.5)
+    assert during.seconds == pytest.approx(3200 / 400 * 1.5) and "add 50% as measured" in during.basis
+    budget = make_config(dataset, tmp_path / "capped", max_steps=10, time_budget_minutes=0.5)
+    assert advise.estimate(budget, running, done=0.5).seconds == pytest.approx(0.0)  # 30 s of a 30 s budget spent
+
+
 def test_estimate_counts_with_the_base_models_tokenizer_when_on_disk(dataset, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -556,7 +575,7 @@ def test_epochs_fail_when_the_training_data_cannot_be_read(plateau, tmp_path):
 def test_epochs_say_the_estimate(plateau):
     make_run(Path(plateau["config"].data.dataset), "measured", curves(1), tokens_per_s=(300.0,))
     item = items(plateau["proposal"])["epochs"]
-    assert item.passed and item.why.startswith("2 epoch(s) for this phase alone: ≈ 4 s")  # 1200 tokens at 300/s
+    assert item.passed and item.why.startswith("2 epoch(s) for this phase alone, ≈ 4 s — 1,200 tokens")  # at 300/s
 
 
 # ---- the gate -----------------------------------------------------------------------------------
