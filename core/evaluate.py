@@ -22,12 +22,14 @@ UserError raised before anything is generated or stored.
 import hashlib
 import json
 import random
+import signal
 import sys
 import time
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from core import checkpoints, data, generate, metrics, models, paths, prompts, store
+from core import checkpoints, data, generate, jobs, metrics, models, paths, prompts, store
 from core.config import EvaluationConfig, QualityConfig
 from core.errors import UserError
 from core.render import SyntaxResult, render, syntax_check
@@ -137,59 +139,22 @@ def _stored(ckpt_label: str, keys: list[str]) -> dict[str, dict]:
     return {row["settings_key"]: row for row in found}  # the newest per key wins
 
 
-def _generate(ckpt, messages, config, base, ckpt_name, progress, repair: bool) -> list[generate.Generation]:
-    from tqdm import tqdm
-
-    engine = generate.engine_for([label(ckpt)], base)
-    with tqdm(total=len(messages), desc=f"generating {ckpt_name}", unit="row", disable=not progress,
-              file=sys.stderr) as bar:
-        return engine.generate(messages, label(ckpt), max_new_tokens=config.max_new_tokens,
-                               batch_size=config.batch_size, progress=bar.update, repair=repair)
+def _output(g: generate.Generation, repair: bool) -> dict:
+    return {"output": g.output, "tokens": g.tokens, "latency_s": g.latency_s, "truncated": g.truncated,
+            "looped": g.looped, "raw_output": g.raw_output, "raw_syntax_valid": g.raw_valid if repair else None,
+            "repaired": g.repaired if repair else None}
 
 
-def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config: EvaluationConfig | None = None,
-        progress: bool = True, save: bool = True, repair: bool = False) -> tuple[dict, list[dict]]:
-    """Evaluate one checkpoint; return (summary, rows), each row with its output and metrics.
+def _stored_output(hit: dict) -> dict:
+    stored_metrics = json.loads(hit["metrics"])
+    return {"output": hit["output"], "tokens": hit["tokens"], "latency_s": hit["latency_s"],
+            "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False),
+            "raw_output": stored_metrics.get("raw_output", hit["output"]),
+            "raw_syntax_valid": stored_metrics.get("raw_syntax_valid"), "repaired": stored_metrics.get("repaired")}
 
-    With `repair`, outputs PlantUML rejects are repaired by the generation engine; the scores are
-    the repaired outputs', and "raw_valid_rate" / "repaired_rate" say how many the model itself
-    got valid and how many were repaired. With save=False the caller stores it later with
-    `save_evaluation(summary, rows)`."""
-    config = config or EvaluationConfig()
-    _check_limit(limit)
-    ckpt = generate.resolve_checkpoint(checkpoint)
-    source, rows = _rows(dataset, split, limit or config.limit)  # before the base model is prepared or loaded
-    base_resolved = generate.common_base([label(ckpt)], base)
-    started = time.perf_counter()
 
-    settings = decoding_settings(base_resolved, config) | ({"repair": True} if repair else {})
-    fingerprint = generate.fingerprint(ckpt)
-    messages = [message(row) for row in rows]
-    keys = [settings_key(m, settings, fingerprint) for m in messages]
-    stored = _stored(label(ckpt), keys)
-    missing = [i for i, key in enumerate(keys) if key not in stored]
-    if stored and progress:
-        print(f"{short_name(ckpt)}: {len(rows) - len(missing)} of {len(rows)} outputs from the store", file=sys.stderr)
-    fresh = dict(zip(missing, _generate(ckpt, [messages[i] for i in missing], config, base_resolved,
-                                        short_name(ckpt), progress, repair))) if missing else {}
-
-    outputs = []
-    for i, key in enumerate(keys):
-        if i in fresh:
-            g = fresh[i]
-            outputs.append({"output": g.output, "tokens": g.tokens, "latency_s": g.latency_s, "truncated": g.truncated,
-                            "looped": g.looped, "raw_output": g.raw_output,
-                            "raw_syntax_valid": g.raw_valid if repair else None,
-                            "repaired": g.repaired if repair else None})
-        else:
-            hit = stored[key]
-            stored_metrics = json.loads(hit["metrics"])
-            outputs.append({"output": hit["output"], "tokens": hit["tokens"], "latency_s": hit["latency_s"],
-                            "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False),
-                            "raw_output": stored_metrics.get("raw_output", hit["output"]),
-                            "raw_syntax_valid": stored_metrics.get("raw_syntax_valid"),
-                            "repaired": stored_metrics.get("repaired")})
-
+def _scored(rows: list[dict], messages: list[str], outputs: list[dict], keys: list[str], reused: bool) -> list[dict]:
+    """Outputs checked by PlantUML (one syntax_check call, then a render of each valid one) and scored."""
     checks = syntax_check([o["output"] for o in outputs])
     scored = []
     for row, text, out, check, key in zip(rows, messages, outputs, checks, keys):
@@ -200,38 +165,155 @@ def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config
         row_metrics |= {"raw_syntax_valid": out["raw_syntax_valid"], "repaired": out["repaired"]}
         scored.append({**out, "prompt": text, "requirement": row["prompt"], "reference": row["plantuml"],
                        "diagram_type": row["diagram_type"], "origin": row.get("origin"), "settings_key": key,
-                       "metrics": row_metrics, "reused": key in stored})
+                       "metrics": row_metrics, "reused": reused})
+    return scored
 
-    summary = metrics.aggregate([r["metrics"] for r in scored])
+
+def _generation_row(ckpt_label: str, r: dict, settings: dict, evaluation_id: str | None, stamp) -> list:
+    decoding = {"max_new_tokens": settings["max_new_tokens"], "repair": bool(settings.get("repair"))}
+    return [r.get("generation_id") or store.new_id(), evaluation_id, ckpt_label, r["settings_key"], r["prompt"],
+            r["reference"], r["diagram_type"], r["output"],
+            json.dumps({**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"], **decoding,
+                        **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {})}),
+            r["tokens"], r["latency_s"], stamp]
+
+
+def _save_generations(ckpt_label: str, scored: list[dict], settings: dict) -> None:
+    """Fresh outputs go into the store as soon as they are scored, before their evaluation is saved: a
+    stopped job keeps them, a later run serves them again, and the A/B viewer shows them at once."""
+    for r in scored:
+        r["generation_id"] = store.new_id()
+    stamp = store.now()
+    with store.connect() as con:
+        con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [_generation_row(ckpt_label, r, settings, None, stamp) for r in scored])
+
+
+@dataclass
+class _Plan:
+    """One checkpoint's share of an evaluation: its keys, what the store has, what is left to generate."""
+
+    ckpt: object
+    keys: list[str]
+    stored: dict[str, dict]
+    missing: list[int]
+    fresh: dict[int, dict] = field(default_factory=dict)  # row index -> scored row
+    seconds: float = 0.0  # spent generating
+    tokens: int = 0  # generated
+
+
+def _evaluate(ckpts: list, rows: list[dict], config: EvaluationConfig, base_resolved: str, progress: bool,
+              repair: bool) -> list[tuple[dict, list[dict]]]:
+    """Every checkpoint on the same rows: stored outputs reused; the missing ones generated a batch at
+    a time, each checkpoint in turn (so side-by-side rows fill in early), scored and stored as each
+    batch ends; the job's progress.json counts them. Returns (summary without verdict, scored rows)
+    per checkpoint."""
+    from tqdm import tqdm
+
+    settings = decoding_settings(base_resolved, config) | ({"repair": True} if repair else {})
+    messages = [message(row) for row in rows]
+    plans = []
+    for ckpt in ckpts:
+        fp = generate.fingerprint(ckpt)
+        keys = [settings_key(m, settings, fp) for m in messages]
+        stored = _stored(label(ckpt), keys)
+        plans.append(_Plan(ckpt, keys, stored, [i for i, key in enumerate(keys) if key not in stored]))
+        if stored and progress:
+            print(f"{short_name(ckpt)}: {len(rows) - len(plans[-1].missing)} of {len(rows)} outputs from the store",
+                  file=sys.stderr)
+    todo = sum(len(p.missing) for p in plans)
+    report = jobs.Progress(todo, "prompt", stored=len(ckpts) * len(rows) - todo)
+    if todo:
+        engine = generate.engine_for([label(c) for c in ckpts], base_resolved)
+        report.start()
+        with tqdm(total=todo, desc="generating", unit="row", disable=not progress, file=sys.stderr) as bar:
+            for at in range(0, max(len(p.missing) for p in plans), config.batch_size):
+                for plan in plans:
+                    batch = plan.missing[at: at + config.batch_size]
+                    if not batch:
+                        continue
+                    report.note = f"{short_name(plan.ckpt)}" if len(plans) > 1 else ""
+
+                    def advance(n):
+                        bar.update(n)
+                        report.advance(n)
+
+                    started = time.perf_counter()
+                    made = engine.generate([messages[i] for i in batch], label(plan.ckpt),
+                                           max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                           progress=advance, repair=repair)
+                    plan.seconds += time.perf_counter() - started
+                    plan.tokens += sum(g.tokens for g in made)
+                    scored = _scored([rows[i] for i in batch], [messages[i] for i in batch],
+                                     [_output(g, repair) for g in made], [plan.keys[i] for i in batch], False)
+                    _save_generations(label(plan.ckpt), scored, settings)
+                    report.save(len(batch))
+                    plan.fresh.update(zip(batch, scored))
+    results = []
+    for plan in plans:
+        kept = [i for i in range(len(rows)) if i not in plan.fresh]
+        reused = dict(zip(kept, _scored([rows[i] for i in kept], [messages[i] for i in kept],
+                                        [_stored_output(plan.stored[plan.keys[i]]) for i in kept],
+                                        [plan.keys[i] for i in kept], True))) if kept else {}
+        scored = [plan.fresh.get(i) or reused[i] for i in range(len(rows))]
+        summary = metrics.aggregate([r["metrics"] for r in scored])
+        summary.update({"checkpoint": label(plan.ckpt), "settings": settings, "generated": len(plan.missing),
+                        "reused": len(rows) - len(plan.missing), "generation_s": round(plan.seconds, 2),
+                        "generated_tokens": plan.tokens})
+        results.append((summary, scored))
+    return results
+
+
+def _finish(summary: dict, scored: list[dict], ckpt, source: str, split: str, limit: int, started: float) -> dict:
+    """The summary's verdict and where it came from."""
     loss = _loss(ckpt)
     examples = [{**r["metrics"], "id": i + 1} for i, r in enumerate(scored)]  # "id": the row's number
     summary["verdict"] = metrics.verdict(summary, loss, quality_for(ckpt), examples)
-    summary.update({
-        "evaluation_id": store.new_id(), "checkpoint": label(ckpt), "dataset": source, "split": split,
-        "sample": {"limit": limit or config.limit, "seed": SAMPLE_SEED}, "settings": settings, "loss": loss, "generated": len(missing), "reused": len(rows) - len(missing),
-        "seconds": round(time.perf_counter() - started, 2),
-    })
+    summary.update({"evaluation_id": store.new_id(), "dataset": source, "split": split,
+                    "sample": {"limit": limit, "seed": SAMPLE_SEED}, "loss": loss,
+                    "seconds": round(time.perf_counter() - started, 2)})
+    return summary
+
+
+def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config: EvaluationConfig | None = None,
+        progress: bool = True, save: bool = True, repair: bool = False) -> tuple[dict, list[dict]]:
+    """Evaluate one checkpoint; return (summary, rows), each row with its output and metrics.
+
+    With `repair`, outputs PlantUML rejects are repaired by the generation engine; the scores are
+    the repaired outputs', and "raw_valid_rate" / "repaired_rate" say how many the model itself
+    got valid and how many were repaired. Fresh outputs are stored as they are made; with
+    save=False the caller stores the evaluation later with `save_evaluation(summary, rows)`."""
+    config = config or EvaluationConfig()
+    _check_limit(limit)
+    ckpt = generate.resolve_checkpoint(checkpoint)
+    source, rows = _rows(dataset, split, limit or config.limit)  # before the base model is prepared or loaded
+    base_resolved = generate.common_base([label(ckpt)], base)
+    started = time.perf_counter()
+    [(summary, scored)] = _evaluate([ckpt], rows, config, base_resolved, progress, repair)
+    _finish(summary, scored, ckpt, source, split, limit or config.limit, started)
     if save:
         save_evaluation(summary, scored)
     return summary, scored
 
 
 def save_evaluation(summary: dict, scored: list[dict]) -> None:
-    """Store the evaluation and each of its generations, in one transaction."""
+    """Store the evaluation and link each of its generations to it (the fresh ones are stored
+    already; a reused one is stored again under this evaluation), in one transaction."""
     stamp = store.now()
     with store.connect() as con:
         con.execute("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [summary["evaluation_id"], summary["checkpoint"], summary["dataset"],
                      json.dumps({**summary["settings"], "split": summary["split"]}), summary["n"],
                      json.dumps(summary), stamp])
-        con.executemany(
-            "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[store.new_id(), summary["evaluation_id"], summary["checkpoint"], r["settings_key"], r["prompt"], r["reference"],
-              r["diagram_type"], r["output"],
-              json.dumps({**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"],
-                          **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {})}),
-              r["tokens"], r["latency_s"], stamp] for r in scored],
-        )
+        fresh = [r["generation_id"] for r in scored if r.get("generation_id")]
+        if fresh:
+            con.execute("UPDATE generations SET evaluation_id = ? WHERE id IN (SELECT unnest(?))",
+                        [summary["evaluation_id"], fresh])
+        again = [r for r in scored if not r.get("generation_id")]
+        if again:
+            con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [_generation_row(summary["checkpoint"], r, summary["settings"], summary["evaluation_id"],
+                                             stamp) for r in again])
 
 
 def evaluate(checkpoint, dataset=None, limit=None, split="test", **options) -> dict:
@@ -260,12 +342,13 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
     ckpts = [generate.resolve_checkpoint(ref) for ref in refs]
     if len({label(c) for c in ckpts}) < len(ckpts):
         raise UserError("compare: the same checkpoint is named twice — pass different checkpoints")
-    _rows(dataset, split, limit or (config or EvaluationConfig()).limit)  # bad data refused before any model work
+    config = config or EvaluationConfig()
+    source, rows = _rows(dataset, split, limit or config.limit)  # bad data refused before any model work
     shared = generate.common_base([label(c) for c in ckpts], base)  # one base model for all ('base' too)
-    runs = [run(label(c), dataset, limit, split, base=shared, config=config, progress=progress, save=False)
-            for c in ckpts]
-    for summary, scored in runs:  # stored only once every checkpoint went through
-        save_evaluation(summary, scored)
+    started = time.perf_counter()
+    runs = _evaluate(ckpts, rows, config, shared, progress, repair=False)
+    for ckpt, (summary, scored) in zip(ckpts, runs):  # evaluations stored only once every checkpoint went through
+        save_evaluation(_finish(summary, scored, ckpt, source, split, limit or config.limit, started), scored)
     summaries = [summary for summary, _ in runs]
     first_rows = [r["metrics"] for r in runs[0][1]]
     tests = [paired_tests(first_rows, [r["metrics"] for r in scored]) for _, scored in runs[1:]]
@@ -305,22 +388,66 @@ def rescore(output: str, stored_metrics: dict, row: dict) -> dict:
                          latency_s=stored_metrics.get("latency_s", 0.0), origin=row.get("origin"))
 
 
-def stored_outputs(ckpts: list[str], rows: list[dict]) -> dict[tuple[str, int], dict]:
+def stored_outputs(ckpts: list[str], rows: list[dict], max_new_tokens: int | None = None) -> dict[tuple[str, int], dict]:
     """(checkpoint, row index) -> {"output", "metrics"}: the newest stored output of each checkpoint
-    for each row's message, scored again (`rescore`); pairs never generated are absent."""
+    for each row's message (without repair; with `max_new_tokens`, only outputs made with that token
+    budget), scored again (`rescore`); pairs never generated are absent."""
     wanted = {message(row): i for i, row in enumerate(rows)}
+    if not (ckpts and rows):
+        return {}
+    budget = ("coalesce(TRY_CAST(g.metrics->>'max_new_tokens' AS INTEGER), TRY_CAST(e.settings->>'max_new_tokens' "
+              "AS INTEGER)) = ? AND " if max_new_tokens else "")
     found = store.query(
-        f"""SELECT checkpoint, prompt, arg_max(output, created_at) AS output, arg_max(metrics, created_at) AS metrics
-            FROM generations WHERE checkpoint IN ({', '.join('?' * len(ckpts))})
-            AND prompt IN (SELECT unnest(?)) GROUP BY checkpoint, prompt""",
-        [*ckpts, list(wanted)],
-    ) if ckpts and rows else []
+        f"""SELECT g.checkpoint, g.prompt, arg_max(g.output, g.created_at) AS output,
+                   arg_max(g.metrics, g.created_at) AS metrics
+            FROM generations g LEFT JOIN evaluations e ON e.id = g.evaluation_id
+            WHERE g.checkpoint IN ({', '.join('?' * len(ckpts))}) AND g.prompt IN (SELECT unnest(?))
+            AND {budget}NOT coalesce(TRY_CAST(g.metrics->>'repair' AS BOOLEAN), TRY_CAST(e.settings->>'repair' AS BOOLEAN), false)
+            GROUP BY g.checkpoint, g.prompt""",
+        [*ckpts, list(wanted), *([max_new_tokens] if max_new_tokens else [])],
+    )
     outputs = {}
     for hit in found:
         i = wanted[hit["prompt"]]
         outputs[(hit["checkpoint"], i)] = {"output": hit["output"],
                                            "metrics": rescore(hit["output"], json.loads(hit["metrics"]), rows[i])}
     return outputs
+
+
+DEFAULT_TOKENS_PER_S = 10.0  # generated tokens a second when this machine has measured none (2 CPU cores, batch 8)
+
+
+def speed() -> tuple[float, bool]:
+    """Generated tokens a second, measured over the last evaluations that generated something, and
+    whether it was measured (else DEFAULT_TOKENS_PER_S)."""
+    found = store.query("SELECT summary->>'generation_s' AS s, summary->>'generated_tokens' AS t FROM evaluations "
+                        "WHERE TRY_CAST(summary->>'generation_s' AS DOUBLE) > 0 ORDER BY created_at DESC LIMIT 20")
+    seconds = sum(float(r["s"]) for r in found)
+    tokens = sum(int(r["t"]) for r in found)
+    return (tokens / seconds, True) if seconds and tokens else (DEFAULT_TOKENS_PER_S, False)
+
+
+def estimate(ckpts: list[str], rows: list[dict], max_new_tokens: int) -> dict:
+    """How long generating the missing outputs of `ckpts` on `rows` will take, before starting:
+    per checkpoint, how many rows are stored and how many tokens its outputs run to (the mean of its
+    stored outputs, those cut off at an earlier budget counted at this one; the budget when it has
+    none: a base model writes prose to the limit), times the measured speed (`speed`)."""
+    stored = stored_outputs(ckpts, rows, max_new_tokens)
+    lengths = {r["checkpoint"]: r for r in store.query(
+        f"""SELECT checkpoint, avg(CASE WHEN TRY_CAST(metrics->>'truncated' AS BOOLEAN) THEN ? ELSE least(tokens, ?) END)
+                   AS tokens, count(*) AS n
+            FROM generations WHERE checkpoint IN ({', '.join('?' * len(ckpts))}) GROUP BY checkpoint""",
+        [max_new_tokens, max_new_tokens, *ckpts])} if ckpts else {}
+    tokens_per_s, measured = speed()
+    per = []
+    for ckpt in ckpts:
+        missing = sum((ckpt, i) not in stored for i in range(len(rows)))
+        tokens = float(lengths[ckpt]["tokens"]) if ckpt in lengths else float(max_new_tokens)
+        per.append({"checkpoint": ckpt, "stored": len(rows) - missing, "missing": missing, "tokens_per_row": tokens,
+                    "seconds": missing * tokens / tokens_per_s, "measured_length": ckpt in lengths})
+    return {"rows": len(rows), "per_checkpoint": per, "stored": sum(p["stored"] for p in per),
+            "missing": sum(p["missing"] for p in per), "seconds": sum(p["seconds"] for p in per),
+            "tokens_per_s": tokens_per_s, "measured_speed": measured}
 
 
 def latest_evaluations() -> dict[str, dict]:
@@ -406,7 +533,18 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_sigterm() -> None:
+    """The studio's Cancel (SIGTERM) ends the worker between two steps, so a store write in flight
+    finishes or rolls back; what was stored stays."""
+    def stop(signum, frame):
+        print("stopped: the outputs made so far are stored", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def evaluate_command(args) -> int:
+    _stop_on_sigterm()
     summary = evaluate(args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args),
                        repair=args.repair)
     print(json.dumps(summary, default=str) if args.json else format_summary(summary))
@@ -441,6 +579,7 @@ def format_compare(result: dict) -> str:
 def compare_command(args) -> int:
     from core.report import write_compare
 
+    _stop_on_sigterm()
     refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]
     paths.out_file(args.out)  # checked before the long comparison, not after it
     result = compare(refs, args.dataset, args.limit, args.split, base=args.base, config=_config(args))

@@ -9,7 +9,12 @@ Each job is a folder `jobs/<id>/` under the runs root:
     output.txt     the worker's stdout as it writes it (generate streams its tokens here)
     log.txt        the worker's stderr (progress bars, warnings, errors)
     status.json    the supervisor's word: running (with pids), then finished / failed / stopped
+    progress.json  the worker's count: done of total (prompts, rows, ...), how many were saved, its ETA
     result.json    what the worker wrote with `--out {job}/result.json`, if it writes one
+
+A worker learns its folder from the environment (UMLSTUDIO_JOB) and reports with `Progress`; the
+page shows `progress_text` ("prompt 17 of 120 · ~6 min left"). Library warnings stay in log.txt: the
+pages show the log only when a job failed.
 
 `start` launches a small supervisor (`python -m core.jobs <folder>`) in its own session; the
 supervisor runs the worker, waits for it and records its exit code, so the outcome is known even
@@ -31,6 +36,7 @@ from core import paths, store
 RUNNING, FINISHED, FAILED, STOPPED, LOST = "running", "finished", "failed", "stopped", "lost"
 DONE = (FINISHED, FAILED, STOPPED, LOST)
 SUPERVISOR_START_S = 60  # a supervisor that has not written its pid by then never started
+JOB_ENV = "UMLSTUDIO_JOB"  # the worker's job folder, set by the supervisor
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,10 @@ class Job:
         """What the worker printed to stderr so far (the last `tail_chars` characters)."""
         return _tail(self.dir / "log.txt", tail_chars)
 
+    def progress(self) -> dict:
+        """The worker's progress.json (see `Progress`); {} before it wrote one."""
+        return _read_json(self.dir / "progress.json")
+
     def result(self) -> dict | None:
         """The worker's result.json, once the job finished and wrote one."""
         path = self.dir / "result.json"
@@ -74,6 +84,69 @@ def _tail(path: Path, chars: int) -> str:
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - chars * 4))  # at most 4 bytes a character in UTF-8
         return handle.read().decode("utf-8", errors="replace")[-chars:]
+
+
+class Progress:
+    """A worker's count of its work, written to its job's progress.json for the page (nothing outside a job).
+
+    `start()` starts the clock once the work proper begins (after the model is loaded), so the
+    time estimate is the measured time per finished item times the items left."""
+
+    def __init__(self, total: int, unit: str = "prompt", *, stored: int = 0, folder: Path | None = None):
+        folder = folder or (Path(os.environ[JOB_ENV]) if os.environ.get(JOB_ENV) else None)
+        self.path = folder / "progress.json" if folder else None
+        self.total, self.unit, self.stored = total, unit, stored
+        self.done = self.saved = 0
+        self.started: float | None = None
+        self.note = ""
+        self._write()
+
+    def start(self, note: str = "") -> None:
+        self.started, self.note = time.time(), note
+        self._write()
+
+    def advance(self, n: int = 1, note: str | None = None) -> None:
+        self.done += n
+        self.note = self.note if note is None else note
+        self._write()
+
+    def save(self, n: int) -> None:
+        """`n` more finished items are safe (stored): a stopped job keeps them."""
+        self.saved += n
+        self._write()
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        eta = None
+        if self.started and self.done:
+            eta = (time.time() - self.started) / self.done * (self.total - self.done)
+        _write_json(self.path, {"done": self.done, "total": self.total, "unit": self.unit, "stored": self.stored,
+                                "saved": self.saved, "started": self.started, "updated": time.time(),
+                                "eta_s": eta, "note": self.note})
+
+
+def duration_text(seconds: float) -> str:
+    """'40 s', '6 min', '1 h 20 min': a time for people, rounded."""
+    if seconds < 60:
+        return f"{max(1, round(seconds / 5) * 5 if seconds >= 10 else round(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60)} min"
+
+
+def progress_text(progress: dict) -> tuple[float, str]:
+    """How far a job is (0..1) and what to show: 'prompt 17 of 120 · ~6 min left'."""
+    total, done = progress.get("total"), progress.get("done", 0)
+    if not total:
+        return 0.0, "starting …"
+    if not progress.get("started"):
+        return 0.0, f"loading the model … ({total} {progress.get('unit', 'item')}s to do)"
+    eta = progress.get("eta_s")
+    left = f" · ~{duration_text(eta)} left" if eta is not None and done < total else ""
+    current = min(done + 1, total) if done < total else total
+    note = f" · {progress['note']}" if progress.get("note") else ""
+    return done / total, f"{progress.get('unit', 'item')} {current} of {total}{left}{note}"
 
 
 def jobs_dir() -> Path:
@@ -176,7 +249,8 @@ def supervise(folder: Path) -> int:
     stopping = []  # stop() signals the whole process group: the worker gets SIGTERM too
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     with open(folder / "output.txt", "ab") as out, open(folder / "log.txt", "ab") as log:
-        worker = subprocess.Popen(command["argv"], cwd=paths.ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=log)
+        worker = subprocess.Popen(command["argv"], cwd=paths.ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
+                                  env={**os.environ, JOB_ENV: str(folder)})
         _write_json(folder / "status.json", {"status": RUNNING, "supervisor_pid": os.getpid(), "worker_pid": worker.pid})
         returncode = worker.wait()
     status = STOPPED if stopping else FINISHED if returncode == 0 else FAILED
