@@ -72,6 +72,9 @@ class TrainingConfig(Section):
     max_seq_length: int = Field(512, ge=32)
     seed: int = 42
     resume_from_checkpoint: str | None = None  # only to finish an interrupted run, same hyperparameters
+    # processes training together (DDP through accelerate: gloo on a CPU, nccl on GPUs), peft backend;
+    # the global batch is processes x per_device_train_batch_size x gradient_accumulation_steps
+    processes: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _max_steps(self):

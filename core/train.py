@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from core import checkpoints, checklist, models, paths, phases, store
+from core import checkpoints, checklist, distributed, models, paths, phases, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -53,10 +53,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-phase", action="store_true",
                         help="run a resume_from_checkpoint config that changes hyperparameters as a continue "
                              "phase from that checkpoint, in a new output_dir")
+    parser.add_argument("--processes", type=int, metavar="N",
+                        help="train in N processes (DDP: one per GPU, or CPU cores), the same as --set training.processes=N")
 
 
 def train_command(args) -> int:
-    config = cfg.load(args.config, args.set)
+    config = cfg.load(args.config, [*args.set, *([f"training.processes={args.processes}"] if args.processes is not None else [])])
     run_id = prepare(config, config_path=args.config, as_phase=args.as_phase)
     return run_attached(run_id)
 
@@ -90,6 +92,7 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
     Nothing is written when the config is refused (UserError)."""
     config = config.model_copy(deep=True)
     where = str(config_path or "config")
+    distributed.check(config.training.processes)
     _check_inputs(config)
 
     if config.training.resume_from_checkpoint:
@@ -257,6 +260,7 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
     versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft", "trl", "unsloth")
                 if importlib.util.find_spec(p.replace("-", "_"))}
     kept = ("loss", "eval_loss", "learning_rate", "grad_norm")
+    main = distributed.is_main()  # under N processes rank 0 alone writes the store, TensorBoard and the checkpoint files
 
     class Reporter(TrainerCallback):
         """Progress bar; metrics to the store and TensorBoard (tokens/s over training time only,
@@ -266,7 +270,7 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
             self.bar = None
             self.train_s = 0.0
             # a resumed run's purge_step drops the killed attempt's events after the checkpoint
-            self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
+            self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None) if main else None
             prior = store.query("SELECT value FROM metrics WHERE run_id = ? AND name = 'elapsed_s' AND step <= ? "
                                 "ORDER BY step DESC LIMIT 1", [run_id, resume_step])
             self.elapsed0 = prior[0]["value"] if prior else 0.0
@@ -284,6 +288,8 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
         def on_step_end(self, args, state, control, **kwargs):
             self.train_s += time.perf_counter() - self.step_start
             over = budget_s is not None and self.elapsed0 + time.perf_counter() - self.start >= budget_s
+            if distributed.any_rank(bool(stop) or over) and not (stop or over):
+                stop.append("another rank")  # ranks stop together, after the same step
             if over and not control.should_training_stop:
                 self.bar.write(f"time budget of {budget_s / 60:g} min reached at step {state.global_step}: stopping with a checkpoint")
                 control.should_training_stop = control.should_save = True
@@ -304,7 +310,7 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 values["elapsed_s"] = self.elapsed0 + time.perf_counter() - self.start
                 if self.bar is not None:
                     self.bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False)
-            if not values:
+            if not values or not main:
                 return
             store.log_metrics(run_id, state.global_step, state.epoch, values)
             for name, value in values.items():
@@ -314,6 +320,9 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
 
         def on_save(self, args, state, control, **kwargs):
+            distributed.barrier()  # every rank's files are saved before the manifest marks the checkpoint complete
+            if not main:
+                return
             ckpt = output_dir / f"checkpoint-{state.global_step}"
             (ckpt / checkpoints.INFO).write_text(json.dumps({
                 "run_id": run_id, "step": state.global_step, "epoch": state.epoch, "backend": backend_name,
@@ -324,7 +333,8 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.close()
-            self.tb.close()
+            if self.tb is not None:
+                self.tb.close()
 
     return [Reporter()]
 
@@ -360,7 +370,7 @@ def budget_steps(model, collator, train_rows: list[dict], eval_rows: list[dict],
     eval_s = forward_s / tokens * sum(len(r["input_ids"]) for r in eval_rows)
     budget_s = t.time_budget_minutes * 60
     # budget = steps * step_s + (steps / eval_steps + 1) * eval_s  (an evaluation at step 0, then every eval_steps)
-    steps = int((budget_s - eval_s) / (step_s + eval_s / t.eval_steps))
+    steps = distributed.smallest(int((budget_s - eval_s) / (step_s + eval_s / t.eval_steps)))  # ranks: the slowest's
     if steps < 1:
         raise UserError(f"training.time_budget_minutes {t.time_budget_minutes:g}: one step takes {step_s:.1f} s and an "
                         f"evaluation {eval_s:.1f} s here — give a larger budget or fewer data.eval_rows")
@@ -374,7 +384,10 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     # -- setup: the backend first (unsloth must be imported before transformers) --------------
     from core import backends
 
-    backend = backends.select(config.training.backend)
+    choice, notice = distributed.backend_for(config.training.backend, config.training.processes)
+    if notice:
+        print(notice, flush=True)
+    backend = backends.select(choice)
     if backend.notice:
         print(backend.notice, flush=True)
     from datasets import Dataset
@@ -385,7 +398,8 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     output_dir = Path(config.training.output_dir)
     resume = Path(config.training.resume_from_checkpoint) if config.training.resume_from_checkpoint else None
     resume_step = checkpoints.step_of(resume) if resume else 0
-    store.update_run(run_id, backend=backend.name)
+    if distributed.is_main():
+        store.update_run(run_id, backend=backend.name)
     set_seed(config.training.seed)
     model, tokenizer = backend.load(config)
     if config.phase.continue_from:  # a continue phase: the adapter starts from the parent's weights
@@ -431,6 +445,7 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
         prediction_loss_only=True,  # evaluation keeps eval_loss, not 49k-wide logits per token
         remove_unused_columns=False, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=False,
+        ddp_find_unused_parameters=False,  # N processes: every LoRA weight gets a gradient at each step
     )
     callbacks = make_callbacks(run_id, output_dir, config, backend.name, stop, resume_step)
     trainer = backend.trainer(model, tokenizer, args, Dataset.from_list(train_rows), Dataset.from_list(eval_rows),
@@ -438,7 +453,7 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     trainer.remove_callback(PrinterCallback)  # the progress bar and the store report instead
 
     # -- train ----------------------------------------------------------------------------------
-    if resume:
+    if resume and distributed.is_main():
         # what the interrupted attempt logged or half-saved after its last complete checkpoint goes
         store.delete_metrics_after(run_id, resume_step)
         for ckpt in checkpoints.list_checkpoints(output_dir):
@@ -455,6 +470,10 @@ def worker(config_path: Path) -> int:
     run = store.run_for_output_dir(Path(config.training.output_dir))
     if run is None:
         raise UserError(f"{config_path}: no run row for {config.training.output_dir} — start training with `umlstudio train`")
+    if config.training.processes > 1 and not distributed.launched():
+        return launch(run, config_path, config.training.processes)
+    distributed.setup_rank(Path(config.training.output_dir))
+    main = distributed.is_main()
     stop: list = []
 
     def request_stop(signum, frame):
@@ -464,20 +483,45 @@ def worker(config_path: Path) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
+    if not distributed.launched():  # under N processes the launcher is the run's process
+        store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
     try:
         status = train(config, run["id"], stop)
     except UserError as exc:
-        store.update_run(run["id"], status="failed", error=str(exc), finished_at=store.now())
+        if main:
+            store.update_run(run["id"], status="failed", error=str(exc), finished_at=store.now())
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 2
     except BaseException as exc:
-        store.update_run(run["id"], status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=store.now())
+        if not distributed.launched():  # a rank's failure may be a peer's death: the launcher tells which
+            store.update_run(run["id"], status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=store.now())
         raise
-    store.update_run(run["id"], status=status, finished_at=store.now())
-    print(f"{config.name}: {status} — checkpoints in {config.training.output_dir}", flush=True)
-    return 0 if status == "finished" else STOPPED_EXIT
+    if main:
+        store.update_run(run["id"], status=status, finished_at=store.now())
+        print(f"{config.name}: {status} — checkpoints in {config.training.output_dir}", flush=True)
+    return 0 if status == "finished" or distributed.launched() else STOPPED_EXIT  # the launcher reads the status
+
+
+def launch(run: dict, config_path: Path, processes: int) -> int:
+    """This worker as the launcher of `processes` ranks (core.distributed); how they ended, for the run row."""
+    store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
+    print(f"{processes} processes: one rank per {'GPU' if distributed.gpu_count() else 'CPU core'}; ranks 1.. write "
+          f"their output to {distributed.rank_log(run['output_dir'], 1).name} and on", flush=True)
+    failed = distributed.launch([sys.executable, "-m", "core.train", "--worker", str(config_path)], processes, run["id"])
+    status = store.get_run(run["id"])["status"]
+    killed = {rank: -code for rank, code in failed.items() if code < 0}
+    if killed:  # the row stays `running` with this launcher's pid: `interrupted` once it exits
+        rank, signum = min(killed.items())
+        print(f"error: rank {rank}: {killed_message(run, signum)}", file=sys.stderr, flush=True)
+        return 128 + signum
+    if failed and status == "running":
+        rank, code = min(failed.items())
+        where = LOG_FILE if rank == 0 else distributed.rank_log(run["output_dir"], rank).name
+        store.update_run(run["id"], status="failed", error=f"rank {rank} exited with code {code} — see {where}", finished_at=store.now())
+        print(f"error: rank {rank} exited with code {code} — see {Path(run['output_dir']) / where}", file=sys.stderr, flush=True)
+        return code
+    return {"finished": 0, "stopped": STOPPED_EXIT}.get(status, 2 if status == "failed" else 1)
 
 
 def main(argv=None) -> int:
