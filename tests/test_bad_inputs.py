@@ -162,6 +162,9 @@ CASES = [
     ("--set unknown key", ["train", "--config", "{w}/good.yaml", "--set", "training.lr=1"], "unknown key"),
     ("--set a word for a number", ["train", "--config", "{w}/good.yaml", "--set", "training.max_steps=many"], "max_steps"),
     ("--set an alias", ["train", "--config", "{w}/good.yaml", "--set", "training.max_steps=*a"], "max_steps"),
+    ("--processes zero", ["train", "--config", "{w}/good.yaml", "--processes", "0"], "training.processes"),
+    ("--processes a word", ["train", "--config", "{w}/good.yaml", "--processes", "two"], "--processes"),
+    ("more processes than GPUs or cores", ["train", "--config", "{w}/good.yaml", "--processes", "4096"], "training.processes 4096"),
     ("--set a 100k-character key", ["train", "--config", "{w}/good.yaml", "--set", LONG + "=1"], "unknown key"),
     # train: where it writes
     ("output_dir is a file", ["train", "--config", "{w}/out_file.yaml"], "is a file"),
