@@ -7,6 +7,11 @@ every page file still runs alone under AppTest and core stays importable without
 from core import render
 
 # material icons: no emoji font needed; None is "not judged"
+# Metric names (as stored) in words, for tables and headings.
+METRIC_WORDS = {"n": "rows", "valid_rate": "valid PlantUML", "complete_rate": "complete", "entity_f1": "entity F1",
+                "relation_f1": "relation F1", "hallucination_rate": "made-up entities", "type_accuracy": "right type",
+                "failing": "below the threshold", "loss": "training loss", "eval_loss": "validation loss",
+                "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
 MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}
 
 

@@ -1,6 +1,6 @@
 """Data: browse a dataset, count it per diagram type and category, see its mix (types, sources,
 real vs generated, for each split and for the rows a phase trains on) and its rows longer than
-max_seq_length, see the weak areas of the latest evaluation, and save a filtered subset (weak types
+max_seq_length, see the weak areas of a run's best checkpoint, and save a filtered subset (weak types
 plus a replay share) for the next phase."""
 
 from collections import Counter
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import advise, data, evaluate, paths, render
+from core import advise, checkpoints, data, evaluate, paths, render, runs, ui
 from core.config import QualityConfig
 from core.errors import UserError
 
@@ -116,37 +116,51 @@ if picked.selection.rows:
     else:
         diagram_col.error(f"PlantUML rejects this reference at line {result.error_line}: {result.error_message}")
 
-st.subheader("Weak areas in the latest evaluation")
+st.subheader("Weak areas of the best checkpoint")
 evaluations = evaluate.latest_evaluations()
 weak: list[str] = []
-if not evaluations:
-    st.info("No evaluation yet: evaluate a checkpoint (Quality checklist page, or `umlstudio evaluate`) to see "
-            "which diagram types the model gets wrong.")
+judged = [r for r in sorted(runs.table(), key=lambda r: r["created_at"], reverse=True) if r["best_checkpoint"]]
+if not judged:
+    st.info("No checkpoint with a validation loss yet: train a run (the quick test on the Train page saves two), "
+            "then evaluate its best checkpoint to see which diagram types the model gets wrong.")
 else:
-    evaluation = max(evaluations.values(), key=lambda e: e["created_at"])
-    summary = evaluation["summary"]
-    split_by_type = advise.per_type_split(summary.get("per_type"), QualityConfig())
-    st.caption(f"{evaluation['checkpoint']} on {evaluation['n']} rows, {evaluation['created_at']:%Y-%m-%d %H:%M}; "
-               f"thresholds from the default quality settings")
-    if split_by_type:
-        per_type = pd.DataFrame(split_by_type["types"]).T
-        per_type["failing"] = per_type["failing"].map(", ".join)
-        st.dataframe(per_type, width="stretch")
-        weak = split_by_type["weak_types"]
-        st.markdown(f"**Weak:** {', '.join(weak) or 'none'} · **good:** {', '.join(split_by_type['strong_types']) or 'none'}"
-                    + (f" · too few rows to judge: {', '.join(split_by_type['too_few_rows'])}" if split_by_type["too_few_rows"] else ""))
+    first = next((i for i, r in enumerate(judged) if r["best_checkpoint"] in evaluations), 0)
+    run = st.selectbox("Run", judged, index=first, format_func=lambda r: (
+        f"{r['name']} · best checkpoint step {checkpoints.step_of(r['best_checkpoint'])}"
+        + ("" if r["best_checkpoint"] in evaluations else " (not evaluated)")),
+        help="a run's best checkpoint is the one with the lowest validation loss (the one a next phase starts from)")
+    evaluation = evaluations.get(run["best_checkpoint"])
+    if evaluation is None:
+        st.info(f"The best checkpoint of {run['name']} (`{run['best_checkpoint']}`) has no evaluation yet: evaluate it "
+                "(Quality checklist page, or `umlstudio evaluate`) to see its weak diagram types.")
     else:
-        st.info("That evaluation has no per-type metrics.")
+        split_by_type = advise.per_type_split(evaluation["summary"].get("per_type"), QualityConfig())
+        st.caption(f"`{evaluation['checkpoint']}` on {evaluation['n']} rows, {evaluation['created_at']:%Y-%m-%d %H:%M}; "
+                   f"thresholds from the default quality settings")
+        if split_by_type:
+            per_type = pd.DataFrame(split_by_type["types"]).T
+            per_type["failing"] = per_type["failing"].map(lambda names: ", ".join(ui.METRIC_WORDS.get(n, n) for n in names) or "—")
+            st.dataframe(per_type.rename(columns=ui.METRIC_WORDS).round(3).fillna("—"), width="stretch")
+            weak = split_by_type["weak_types"]
+            st.markdown(f"**Weak:** {', '.join(weak) or 'none'} · **good:** {', '.join(split_by_type['strong_types']) or 'none'}"
+                        + (f" · too few rows to judge: {', '.join(split_by_type['too_few_rows'])}" if split_by_type["too_few_rows"] else ""))
+        else:
+            st.info("That evaluation has no per-type metrics.")
 
 st.subheader("Save a filtered subset for the next phase")
 with st.form("subset"):
     present = [t for t in data.DIAGRAM_TYPES if table.get("train", {}).get(t)] or list(data.DIAGRAM_TYPES)
-    focus = st.multiselect("Diagram types to focus on", present, default=[t for t in weak if t in present])
+    weak_here = [t for t in weak if t in present]
+    focus = st.multiselect("Diagram types to focus on", present, default=weak_here if len(weak_here) < len(present) else [],
+                           help="a subset: the weak types (preselected when some types are good), not every type")
     replay = st.slider("Replay share of the other types (against forgetting)", 0.0, 1.0, advise.REPLAY_SHARE, 0.05)
     seed = st.number_input("Seed of the replay sample", value=0, step=1)
     name = st.text_input("File name", value="focus")
     if st.form_submit_button("Save subset", type="primary"):
         try:
+            if set(focus) >= set(present):
+                raise UserError(f"every diagram type is chosen, so the subset would be the whole training set — "
+                                f"keep only the weak ones (of {', '.join(present)})")
             subset = data.filter_rows(data.load_split(dataset, "train"), focus, replay, int(seed))
             path = data.write_rows(subset, paths.home() / "datasets" / f"{Path(name).stem}.jsonl")
         except UserError as exc:

@@ -10,8 +10,7 @@ from plotly.subplots import make_subplots
 
 from core import advise, checkpoints, runs, ui
 
-CURVES = {"loss": "training loss", "eval_loss": "validation loss", "learning_rate": "learning rate",
-          "tokens_per_s": "tokens per second"}
+CURVES = {name: ui.METRIC_WORDS[name] for name in ("loss", "eval_loss", "learning_rate", "tokens_per_s")}
 MAX_POINTS = 1000  # per curve: a long run is thinned for the chart, never for the numbers
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 

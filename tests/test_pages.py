@@ -273,6 +273,27 @@ def test_data_page_counts_and_shows_weak_types(seeded):
     assert "state" in " ".join(m.value for m in at.markdown if m.value.startswith("**Weak:**"))
 
 
+def test_data_page_judges_the_best_checkpoint_not_the_latest_evaluated(seeded):
+    seed_evaluation(seeded["checkpoints"][0], good=False)  # checkpoint-100 of phase 1, evaluated last
+    at = page("data").run()
+    no_exceptions(at)
+    assert "phase1 · best checkpoint step 300" == at.selectbox[1].format_func(at.selectbox[1].value)
+    assert any(seeded["checkpoints"][2] in c.value for c in at.caption)  # the best one's evaluation
+    weak = next(m.value for m in at.markdown if m.value.startswith("**Weak:**"))
+    assert weak.startswith("**Weak:** state ·")  # checkpoint-100's evaluation would call every type weak
+    focus = at.multiselect[-1]
+    assert focus.value == ["state"] and len(focus.options) > 1  # the weak types, a true subset
+
+
+def test_data_page_refuses_a_subset_of_every_type(seeded):
+    at = page("data").run()
+    at.multiselect[-1].set_value(list(at.multiselect[-1].options))
+    at.button[-1].click().run()
+    no_exceptions(at)
+    assert any("every diagram type is chosen" in e.value for e in at.error)
+    assert not (paths.home() / "datasets").exists()
+
+
 def test_data_page_saves_a_filtered_subset(seeded):
     at = page("data").run()
     at.multiselect[-1].set_value(["state"])  # inside a form: sent with the submit
