@@ -16,14 +16,23 @@ MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]
 
 
 def show_diagram(where, source: str, caption: str = "") -> bool:
-    """Render PlantUML into `where` as an image, or show where PlantUML rejects it; whether it rendered."""
+    """Render PlantUML into `where` as an image, or say why not: no PlantUML in the text at all, or the
+    line PlantUML rejects, numbered and quoted; whether it rendered."""
+    label = f"{caption} does not render" if caption else "PlantUML rejects it"
+    if "@startuml" not in source.lower():
+        what = caption or "the answer"
+        where.error(f"No PlantUML in {what}: it has no @startuml … @enduml block." if source.strip()
+                    else f"No PlantUML in {what}: it is empty.")
+        return False
     result = render.render(source)
     if result.ok:
         where.image(result.data.decode(), caption=caption or None)
-    else:
-        label = f"{caption} does not render" if caption else "PlantUML rejects it"
-        where.error(f"{label} — line {result.error_line}: {result.error_message}")
-    return result.ok
+        return True
+    lines = source.splitlines()
+    line = result.error_line
+    quoted = f" `{lines[line - 1].strip()}`" if line and 0 < line <= len(lines) and lines[line - 1].strip() else ""
+    where.error(f"{label} — line {line}{quoted}: {result.error_message}" if line else f"{label}: {result.error_message}")
+    return False
 
 
 def item_line(passed, title: str, why: str, below: bool = False) -> str:

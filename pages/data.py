@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import advise, checkpoints, data, evaluate, paths, render, runs, ui
+from core import advise, checkpoints, data, evaluate, paths, runs, ui
 from core.config import QualityConfig
 from core.errors import UserError
 
@@ -109,12 +109,8 @@ if picked.selection.rows:
     row = shown.iloc[picked.selection.rows[0]]
     source_col, diagram_col = st.columns(2)
     source_col.markdown(f"**Prompt.** {row['prompt']}")
-    source_col.code(row["plantuml"], language=None)
-    result = render.render(row["plantuml"])
-    if result.ok:
-        diagram_col.image(result.data.decode(), caption="the reference, rendered by PlantUML")
-    else:
-        diagram_col.error(f"PlantUML rejects this reference at line {result.error_line}: {result.error_message}")
+    source_col.code(row["plantuml"], language=None, line_numbers=True)
+    ui.show_diagram(diagram_col, row["plantuml"], "the reference")
 
 st.subheader("Weak areas of the best checkpoint")
 evaluations = evaluate.latest_evaluations()

@@ -111,9 +111,9 @@ elif result.get("valid") is False:
     st.error("PlantUML rejects the output and no repair helped.")
 source_col, diagram_col = st.columns(2)
 source_col.markdown("**Output**" + (" (repaired)" if result.get("repaired") else ""))
-source_col.code(result["output"] or "(empty)", language=None, wrap_lines=True)
+source_col.code(result["output"] or "(empty)", language=None, wrap_lines=True, line_numbers=True)
 diagram_col.markdown("**Rendered**")
-show_diagram(diagram_col, result["output"], "the output")
+show_diagram(diagram_col, result["output"], "the answer")
 if result.get("repaired"):
     with st.expander("The model's raw output, and the difference"):
         st.code(result["raw_output"] or "(empty)", language=None, wrap_lines=True)
@@ -133,5 +133,5 @@ if reference:
     cols[5].metric("hallucinated", len(m["hallucinated_entities"]),
                    help=", ".join(m["hallucinated_entities"]) or "no entity outside the prompt and the reference")
     ref_source, ref_diagram = st.columns(2)
-    ref_source.code(reference["plantuml"], language=None)
+    ref_source.code(reference["plantuml"], language=None, line_numbers=True)
     show_diagram(ref_diagram, reference["plantuml"], "the reference from the dataset")

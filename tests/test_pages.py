@@ -382,3 +382,32 @@ def test_a_job_keeps_its_output_result_and_how_it_ended():
     jobs.stop(sleeper.id)
     stopped = wait_done(sleeper.id, 15)
     assert stopped.status == "stopped" and stopped.seconds < 15
+
+
+def finished_generation(output: str) -> str:
+    """A finished playground job whose result is `output` (written the way core.generate writes one)."""
+    result = {"prompt": "A lamp is on or off.", "requirement": "A lamp is on or off.", "output": output,
+              "raw_output": output, "tokens": 12, "latency_s": 0.4, "truncated": False, "diagram_type": "state"}
+    script = f"import json, sys; open(sys.argv[1], 'w').write(json.dumps({result!r}))"
+    return wait_done(jobs.start("generate", ["-c", script, "{job}/result.json"], label="base model").id).id
+
+
+def playground_with(output: str) -> AppTest:
+    at = page("playground")
+    at.query_params["job"] = finished_generation(output)
+    return at.run()
+
+
+def test_playground_says_when_the_answer_has_no_plantuml():
+    at = playground_with("A lamp has two states, on and off, and a switch moves it between them.")
+    no_exceptions(at)
+    errors = [e.value for e in at.error]
+    assert errors == ["No PlantUML in the answer: it has no @startuml … @enduml block."]
+
+
+def test_playground_numbers_the_lines_and_quotes_the_one_plantuml_rejects():
+    at = playground_with("@startuml\n[*] --> On\nOn -> -> Off\n@enduml")
+    no_exceptions(at)
+    error = next(e.value for e in at.error if "does not render" in e.value)
+    assert error.startswith("the answer does not render — line 3 `On -> -> Off`:")
+    assert at.code[0].proto.show_line_numbers  # the line number points at a numbered line
