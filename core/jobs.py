@@ -135,6 +135,13 @@ def duration_text(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60)} min"
 
 
+def time_left(fraction: float, seconds: float) -> str:
+    """' · ~6 min left' from how far a job is (0..1) after `seconds`; '' until it has gone far enough to tell."""
+    if not 0.02 <= fraction < 1:
+        return ""
+    return f" · ~{duration_text(seconds * (1 - fraction) / fraction)} left"
+
+
 def progress_text(progress: dict) -> tuple[float, str]:
     """How far a job is (0..1) and what to show: 'prompt 17 of 120 · ~6 min left'."""
     total, done = progress.get("total"), progress.get("done", 0)

@@ -29,8 +29,8 @@ if running:
         if now.done:
             st.rerun()
         done, text = export.progress_of(now.log(6000))
-        st.progress(done, text=f"{now.label}: {text} ({now.seconds:.0f} s)")
-        if st.button("Stop the export", help="nothing is left at the output folder"):
+        st.progress(done, text=f"{now.label}: {text}{jobs.time_left(done, now.seconds)}")
+        if st.button("Cancel", key="cancel", help="stops the export; nothing is left at the output folder"):
             jobs.stop(job.id)
 
     progress()

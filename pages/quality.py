@@ -1,17 +1,17 @@
 """Quality checklist: the seed's "what good results look like" and "what bad results look like" lists
-for one checkpoint, judged from its latest stored evaluation, each item with its number, 95% interval
-and n ("not enough rows to tell" when the interval holds the threshold), the scores per diagram type
-and per origin (real prose vs generated rows) with the weak types, and the failing examples rendered."""
+for one checkpoint, judged from its latest stored evaluation. Each item leads with one plain sentence
+counted on the evaluation's rows (core.quality); its number, 95% interval, n and threshold sit in an
+expander. Then the scores per diagram type and origin with the weak types, and the failing examples
+rendered. An evaluation runs as a background job with its count, time left and Cancel."""
 
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, evaluate, jobs, metrics, render
+from core import checkpoints, evaluate, jobs, metrics, quality, render
 from core.config import EvaluationConfig, QualityConfig
-
-MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}  # material icons: no emoji font needed
+from core.ui import MARK
 
 st.title("Quality checklist")
 
@@ -27,19 +27,31 @@ if len(names) == 1 and not latest:
 order = sorted(names, key=lambda c: c not in latest)  # evaluated ones first, newest checkpoint first, base last
 ckpt = st.selectbox("Checkpoint", order, format_func=lambda c: names[c] + ("" if c in latest else " (not evaluated)"))
 
-running = [j for j in jobs.list_jobs("evaluate") if j.label == ckpt and not j.done]
-if running:
+mine = [j for j in jobs.list_jobs("evaluate", limit=20) if j.label == ckpt]
+if mine and not mine[0].done:
 
     @st.fragment(run_every=2)
     def progress():
-        job = jobs.get(running[0].id)
+        job = jobs.get(mine[0].id)
         if job.done:
             st.rerun()
-        with st.status(f"Evaluating in the background (job {job.id}, {job.seconds:.0f} s) …"):
-            st.code(job.log(1500).replace("\r", "\n")[-1500:] or "loading the model …", language=None)
+        done, text = jobs.progress_text(job.progress())
+        st.progress(done, text=f"Evaluating {names[ckpt]}: {text}")
+        if st.button("Cancel", key="cancel", help="stops the evaluation; the outputs made so far stay stored and "
+                                                   "are reused when you evaluate again"):
+            jobs.stop(job.id)
 
     progress()
 else:
+    if mine and mine[0].status in (jobs.STOPPED, jobs.FAILED, jobs.LOST):
+        saved = mine[0].progress().get("saved", 0)
+        if mine[0].status == jobs.STOPPED:
+            st.info(f"The last evaluation of this checkpoint was cancelled; {saved} outputs it made are stored and "
+                    "will be reused.")
+        else:
+            st.error(f"The last evaluation of this checkpoint {mine[0].status}.")
+            with st.expander("Its log"):
+                st.code(mine[0].log(3000).replace("\r", "\n")[-3000:], language=None)
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     limit = left.number_input("Test rows", 1, 500, EvaluationConfig().limit,
                               help="a sample of N test rows, every diagram type, origin and source in turn")
@@ -55,28 +67,37 @@ rows = evaluate.evaluation_rows(evaluation["id"])
 examples = [{**r["metrics"], "id": r["id"]} for r in rows]
 by_id = {r["id"]: r for r in rows}
 info_config = checkpoints.info(Path(ckpt)).get("config", {}) if ckpt != checkpoints.BASE else {}
-quality = QualityConfig(**info_config.get("quality", {}))
+thresholds = QualityConfig(**info_config.get("quality", {}))
 summary = metrics.aggregate(examples)
-judged = metrics.verdict(summary, evaluation["summary"].get("loss"), quality, examples)
+judged = metrics.verdict(summary, evaluation["summary"].get("loss"), thresholds, examples)
 
-st.caption(f"Evaluation {evaluation['id']} of {evaluation['n']} rows of {evaluation['dataset']}, "
-           f"{evaluation['created_at']:%Y-%m-%d %H:%M} (UTC), scored with today's metrics; thresholds from the "
-           "checkpoint's quality settings. An item passes when its whole 95% interval clears the threshold.")
-if judged["good"]:
-    st.success("Verdict: **good** — every item of the good list holds and none of the bad list.")
-else:
-    show = st.error if judged["label"] == "bad" else st.warning
-    show(f"Verdict: **{judged['label']}**\n\n" + "\n".join(f"- {reason}" for reason in judged["reasons"]))
+show = st.success if judged["good"] else st.error if judged["label"] == "bad" else st.warning
+show(quality.verdict_sentence(judged))
+st.caption(f"Judged on the latest evaluation: {evaluation['n']} test rows, {evaluation['created_at']:%Y-%m-%d %H:%M} "
+           "(UTC), scored with today's metrics against the checkpoint's quality thresholds. An item passes when its "
+           "whole 95% interval clears the threshold.")
 
+good, bad = st.columns(2)
+for where, which, heading in ((good, "good", "What good results look like"), (bad, "bad", "What bad results look like")):
+    where.subheader(heading)
+    for item in (i for i in judged["items"] if i["list"] == which):
+        box = where.container(border=True)
+        box.markdown(f"{MARK[item['passed']]} **{item['item']}** — {quality.sentence(item, examples)}")
+        with box.expander("numbers"):
+            st.write(quality.numbers(item))
 
-def number(item) -> str:
-    if item["value"] is None:
-        return "not measured"
-    if item["low"] is None:
-        return f"{item['value']:.4f} (threshold {item['threshold']:g})"
-    told = "" if item["passed"] is not None else " — not enough rows to tell"
-    return (f"{item['value']:.0%} (95% interval {item['low']:.0%}–{item['high']:.0%}, n {item['n']}; "
-            f"threshold {item['threshold']:.0%}){told}")
+st.subheader("Per diagram type and origin")
+types = metrics.judge_types(summary["per_type"], thresholds)
+lines = []
+for name, values in sorted(summary["per_type"].items()):
+    for origin, group in {"all": values, **values["by_origin"]}.items():
+        lines.append({"type": name, "rows": origin, "n": group["n"],
+                      **{quality.WORDS[key]: metrics.estimate_text(group, key) for key, _ in metrics.SHOWN
+                         if summary.get(key) is not None}})
+st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
+st.markdown(f"**Weak types** (some metric's whole interval misses its threshold): {', '.join(types['weak']) or 'none'}  \n"
+            f"**Good types** (every interval clears its threshold): {', '.join(types['strong']) or 'none'}  \n"
+            f"**Not enough rows to tell**: {', '.join(types['unclear']) or 'none'}")
 
 
 def score_text(value) -> str:
@@ -86,44 +107,32 @@ def score_text(value) -> str:
 def show_example(generation_id: str) -> None:
     row = by_id[generation_id]
     m = row["metrics"]
-    st.markdown(f"**{row['requirement']}** · {row['diagram_type']} · {m.get('origin') or 'origin unknown'} · "
-                f"entity F1 {score_text(m['entity_f1'])} · relation F1 {score_text(m['relation_f1'])}"
-                + ("" if m["type_match"] else f" · wrong type ({m['output_type']})")
-                + (f" · hallucinated: {', '.join(m['hallucinated_entities'])}" if m.get("hallucinated_entities") else ""))
+    st.text(row["requirement"])  # as written: a requirement is not Markdown
+    st.caption(f"{row['diagram_type']} · {m.get('origin') or 'origin unknown'} · names found (entity F1) "
+               f"{score_text(m['entity_f1'])} · relations found (relation F1) {score_text(m['relation_f1'])}"
+               + ("" if m["type_match"] else f" · wrong type ({m['output_type']})")
+               + (f" · invented: {', '.join(m['hallucinated_entities'])}" if m.get("hallucinated_entities") else ""))
     output, reference = st.columns(2)
-    for where, source, caption in ((output, row["output"], "output"), (reference, row["reference"], "reference")):
-        result = render.render(source)
-        if result.ok:
-            where.image(result.data.decode(), caption=caption)
+    for where, source, caption, empty in ((output, row["output"], "output", m.get("empty")),
+                                          (reference, row["reference"], "reference", False)):
+        if empty:
+            where.warning(f"The {caption} is an empty diagram: nothing to draw.")
         else:
-            where.error(f"{caption} does not render — line {result.error_line}: {result.error_message}")
+            result = render.render(source)
+            if result.ok:
+                where.image(result.data.decode(), caption=caption)
+            else:
+                where.error(f"{caption} does not render — line {result.error_line}: {result.error_message}")
         where.code(source or "(empty)", language=None)
 
-
-good, bad = st.columns(2)
-for where, which, heading in ((good, "good", "What good results look like"), (bad, "bad", "What bad results look like")):
-    where.subheader(heading)
-    for item in (i for i in judged["items"] if i["list"] == which):
-        failing_note = "  \nexamples that fail it: below" if item["failing"] else ""
-        where.container(border=True).markdown(f"{MARK[item['passed']]} **{item['item']}** — {number(item)}{failing_note}")
-
-st.subheader("Per diagram type and origin")
-types = metrics.judge_types(summary["per_type"], quality)
-lines = []
-for name, values in sorted(summary["per_type"].items()):
-    for origin, group in {"all": values, **values["by_origin"]}.items():
-        lines.append({"type": name, "rows": origin, "n": group["n"],
-                      **{heading: metrics.estimate_text(group, key) for key, heading in metrics.SHOWN
-                         if summary.get(key) is not None}})
-st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
-st.markdown(f"**Weak types** (some metric's whole interval misses its threshold): {', '.join(types['weak']) or 'none'}  \n"
-            f"**Good types** (every interval clears its threshold): {', '.join(types['strong']) or 'none'}  \n"
-            f"**Not enough rows to tell**: {', '.join(types['unclear']) or 'none'}")
 
 with_examples = [item for item in judged["items"] if item["failing"]]
 if with_examples:
     st.subheader("Failing examples")
-    item = st.selectbox("Item", with_examples, format_func=lambda i: f"{i['item']} ({len(i['failing'])})")
+    item = st.selectbox("Item", with_examples,
+                        format_func=lambda i: f"{i['item']} ({i['failing_count']} of {len(examples)} outputs)")
+    if item["failing_count"] > len(item["failing"]):
+        st.caption(f"The first {len(item['failing'])} of the {item['failing_count']} outputs that fail it.")
     for generation_id in item["failing"]:
         with st.container(border=True):
             show_example(generation_id)
