@@ -264,6 +264,7 @@ def score(output: str, reference: str, prompt: str, expected_type: str | None, *
         "attribute_f1": found["attribute_f1"], "cardinality_f1": found["cardinality_f1"],
         "branch_score": found["branch_score"],
         "hallucinated_entities": hallucinated,
+        "empty": "@start" in output.lower() and not out.entities and not out.relations,  # e.g. a bare @startuml/@enduml
         "complete": out.complete and not truncated and not looped,
         "looped": looped,
         "tokens": tokens,
@@ -274,7 +275,10 @@ def score(output: str, reference: str, prompt: str, expected_type: str | None, *
 def row_score(row: dict) -> float:
     """One number per output for ranking (e.g. regressions between checkpoints): a quarter for the
     form (valid, renders, complete, right type: their mean) and three quarters for the structure
-    (the mean of its measured structure scores). A wrong type or prose earns no structure credit."""
+    (the mean of its measured structure scores). A wrong type or prose earns no structure credit;
+    a diagram with nothing in it (no entity, no relation) scores 0."""
+    if row.get("empty"):
+        return 0.0
     form = [float(row[k]) for k in ("syntax_valid", "renders", "complete", "type_match") if row.get(k) is not None]
     structure = [float(row[k]) for k in STRUCTURE if row.get(k) is not None]
     parts = [(0.25, fmean(form)) if form else None, (0.75, fmean(structure)) if structure else None]
@@ -417,7 +421,8 @@ def _item(item: str, which: str, found: dict, threshold: float, passes, failing:
     else:
         passed = _decide(value, found, threshold, passes)
     return {"item": item, "list": which, "passed": passed, "value": value, "threshold": threshold,
-            "n": found.get("n"), "low": found.get("low"), "high": found.get("high"), "failing": failing[:MAX_FAILING]}
+            "n": found.get("n"), "low": found.get("low"), "high": found.get("high"), "failing": failing[:MAX_FAILING],
+            "failing_count": len(failing)}
 
 
 def _estimate(summary: dict, key: str, flip: bool = False) -> dict:
