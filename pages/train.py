@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from core import checklist, checkpoints, config, paths, runs, store, ui
+from core import checklist, checkpoints, config, distributed, paths, runs, store, ui
 from core.errors import UserError
 
 QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
@@ -139,6 +139,10 @@ st.success(
     + (f", continuing from `{cfg.phase.continue_from}`" if cfg.phase.continue_from else "")
 )
 
+gpus = distributed.gpu_count()
+if gpus > 1:  # more than one GPU: DDP, one process per GPU, with the peft backend (unsloth's open build is single-GPU)
+    cfg.training.processes = st.number_input("Processes (one per GPU; DDP with the peft backend)", 1, gpus,
+                                             min(t.processes, gpus), key=f"processes:{source_key}")
 ready = True
 if cfg.phase.continue_from:
     st.markdown("**Pre-continue checklist** — a continue phase starts only when every item passes, or with a reason.")
