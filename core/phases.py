@@ -87,7 +87,11 @@ def changes_in_words(changes: dict) -> list[dict]:
 
 def resume_changes(saved: dict, config: dict) -> dict:
     """What a resume config changes against the checkpoint's own config, among the keys a resume
-    may not change (RESUME_FREE and RESUME_FREE_SECTIONS may)."""
+    may not change (RESUME_FREE and RESUME_FREE_SECTIONS may). A key added to the schema after the
+    checkpoint was written counts as its default (what that run trained with)."""
+    defaults = cfg.Config().to_dict()
+    saved = {**defaults, **{section: {**defaults[section], **values} if isinstance(defaults.get(section), dict) else values
+                            for section, values in saved.items()}}
     return {k: v for k, v in diff(saved, config, ignore=RESUME_FREE).items() if not k.startswith(RESUME_FREE_SECTIONS)}
 
 
