@@ -1,21 +1,26 @@
 """The whole studio in a real browser: `streamlit run studio/app.py` on a free loopback port, every
-page opened in headless Chromium, and one playground generation with the tiny model whose rendered
-diagram must appear. Screenshots go to test-artifacts/.
+page opened in headless Chromium, one playground generation with the tiny model whose rendered
+diagram must appear, and an A/B job that counts, fills in rows before it ends and is cancelled.
+No request may leave the studio. Screenshots go to test-artifacts/.
 
 Needs Debian's chromium at /usr/bin/chromium (no browser is downloaded): without it the test is
 skipped, unless UMLSTUDIO_REQUIRE_BROWSER=1 (CI), where it fails."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from test_pages import seed_store
+
+from core import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,6 +74,15 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def watch_requests(page, port: int) -> list[str]:
+    """Every request the page makes that is not to the studio (the list fills in as the page runs)."""
+    outside = []
+    studio = (f"http://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}/")
+    page.on("request", lambda request: None if request.url.startswith((*studio, "data:", "blob:"))
+            else outside.append(request.url))
+    return outside
+
+
 @pytest.fixture
 def browser():
     if not CHROMIUM.exists():
@@ -90,6 +104,7 @@ def test_every_page_and_a_playground_generation(browser, umlstudio_home, tiny_mo
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = watch_requests(page, port)
         for path, title in PAGES.items():
             page.goto(f"http://127.0.0.1:{port}/{path}")
             wait_until_idle(page)
@@ -112,6 +127,60 @@ def test_every_page_and_a_playground_generation(browser, umlstudio_home, tiny_mo
         assert images.count() >= 1
         assert images.first.get_attribute("src").startswith("data:image/svg+xml")
         assert page.get_by_text("the reference from the dataset").count() == 1
+        assert not outside, f"requests that left the studio: {outside}"
+    finally:
+        os.killpg(studio.pid, 15)
+        studio.wait(timeout=30)
+
+
+def progress_count(page) -> tuple[int, int] | None:
+    """(n, total) of the A/B job's 'prompt n of total' progress text; None while it shows none."""
+    bars = page.get_by_test_id("stProgress")
+    if not bars.count():
+        return None
+    found = re.search(r"prompt (\d+) of (\d+)", bars.first.inner_text())
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umlstudio_home, tiny_model):
+    """2 checkpoints x 40 prompts with the tiny model: the count advances, the first side-by-side rows
+    appear while the job still runs, Cancel stops it and what was made stays."""
+    seeded = seed_store(tiny_model)
+    first, second = seeded["checkpoints"][0], seeded["checkpoints"][3]  # neither has a stored output
+    port = free_port()
+    studio = start_studio(umlstudio_home, port)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = watch_requests(page, port)
+        query = urllib.parse.urlencode([("ckpt", first), ("ckpt", second), ("prompts", 40), ("tokens", 96)])
+        page.goto(f"http://127.0.0.1:{port}/compare?{query}")  # the selection comes from the link
+        wait_until_idle(page)
+        assert page.get_by_text("0 of 80 outputs already stored").count() == 1
+        page.get_by_role("button", name="Generate the missing outputs (background job)").click()
+
+        deadline = time.monotonic() + 180
+        counts = set()
+        while len(counts) < 2:  # two different counts seen: it advances
+            assert time.monotonic() < deadline, f"the count did not advance: {counts}"
+            if (count := progress_count(page)) is not None:
+                counts.add(count)
+            time.sleep(0.5)
+        assert {total for _, total in counts} == {80}
+        page.get_by_text(re.compile(r"^Below: the \d+ of 40 prompts every checkpoint has answered so far")).wait_for(
+            timeout=180_000)
+        (job,) = jobs.list_jobs("compare")
+        assert not jobs.get(job.id).done  # rows are on the page before the job ends
+        assert page.get_by_test_id("stImage").count() >= 3  # a reference and both checkpoints' outputs, side by side
+        page.screenshot(path=str(ARTIFACTS / "compare-running.png"), full_page=True)
+
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("The last compare job was cancelled").wait_for(timeout=60_000)
+        stopped = jobs.get(job.id)
+        assert stopped.status == jobs.STOPPED and 0 < stopped.progress()["saved"] < 80
+        assert page.get_by_test_id("stProgress").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "compare-cancelled.png"), full_page=True)
+        assert not outside, f"requests that left the studio: {outside}"
     finally:
         os.killpg(studio.pid, 15)
         studio.wait(timeout=30)
