@@ -184,51 +184,97 @@ class _Row:
     finished: float = 0.0
 
 
-class _Batch:
-    """The rows being decoded together: one KV cache, rows left-padded to a common length.
+class _Slab:
+    """The KV cache of the decoding loop, allocated once and written in place.
 
-    A row's keys and values sit at the right end of its line of the cache; `mask` marks the real
-    positions. Admitting a row pads whichever side is shorter on the left; evicting one drops its
-    line and any leading columns no row uses any more."""
+    Per layer, keys and values of shape [slots, kv heads, capacity, head dim]. The rows being decoded
+    sit in slots 0..n-1, each left-aligned: a row's token at position p is column p. A step writes
+    each row's new keys and values at its own length, and the attention reads the columns up to the
+    longest row, a 4-D mask hiding each shorter row's unused tail (`DynamicCache` instead copies the
+    whole cache into a new tensor at every token). A finished row's slot is filled by moving the rows
+    after it up, so the active rows stay a prefix and the attention reads views, never copies."""
 
-    def __init__(self):
-        self.rows: list[_Row] = []
-        self.cache = None
-        self.mask = None  # [rows, length] long
-
-    def admit(self, rows: list[_Row], cache, mask) -> None:
-        """Add prefilled rows (their own left-padded cache and mask)."""
+    def __init__(self, config, slots: int, capacity: int, dtype):
         import torch
-        import torch.nn.functional as F
 
-        if self.cache is None:
-            self.rows, self.cache, self.mask = list(rows), cache, mask
-            return
-        have, length = self.mask.shape[1], mask.shape[1]
-        pad_old, pad_new = max(length - have, 0), max(have - length, 0)
-        for old, new in zip(self.cache.layers, cache.layers):
-            old.keys = torch.cat([F.pad(old.keys, (0, 0, pad_old, 0)), F.pad(new.keys, (0, 0, pad_new, 0))])
-            old.values = torch.cat([F.pad(old.values, (0, 0, pad_old, 0)), F.pad(new.values, (0, 0, pad_new, 0))])
-        self.mask = torch.cat([F.pad(self.mask, (pad_old, 0)), F.pad(mask, (pad_new, 0))])
-        self.rows += rows
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = (slots, kv_heads, capacity, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.lengths: list[int] = []  # per active row: the positions it holds
+        self._write = None  # this step's (rows, columns) to write at
 
-    def evict(self, keep: list[int]) -> None:
-        self.rows, self.cache, self.mask = _select(self.rows, self.cache, self.mask, keep)
+    def put(self, cache, line: int, length: int) -> None:
+        """Append a prefilled row: the last `length` columns of line `line` of a (left-padded) DynamicCache."""
+        slot = len(self.lengths)
+        for keys, values, layer in zip(self.keys, self.values, cache.layers):
+            keys[slot, :, :length] = layer.keys[line, :, -length:]
+            values[slot, :, :length] = layer.values[line, :, -length:]
+        self.lengths.append(length)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep the active rows at `rows` (ascending), moved up to slots 0..len(rows)-1."""
+        for slot, row in enumerate(rows):
+            if slot != row:
+                length = self.lengths[row]
+                for keys, values in zip(self.keys, self.values):
+                    keys[slot, :, :length] = keys[row, :, :length]
+                    values[slot, :, :length] = values[row, :, :length]
+        self.lengths = [self.lengths[row] for row in rows]
+
+    def step_inputs(self) -> dict:
+        """The model's keyword arguments for one decoding step of every active row."""
+        import torch
+
+        lengths = torch.tensor(self.lengths)
+        span = max(self.lengths) + 1
+        self._write = (torch.arange(len(self.lengths)), lengths)
+        mask = torch.arange(span)[None, :] <= lengths[:, None]
+        return {"attention_mask": mask[:, None, None, :], "position_ids": lengths[:, None],
+                "past_key_values": self, "use_cache": True}
+
+    def update(self, keys, values, layer: int, *args, **kwargs):
+        """Called by each attention layer with the step's new keys and values: write them in place,
+        return views of the columns the attention reads."""
+        rows, columns = self._write
+        self.keys[layer][rows, :, columns] = keys[:, :, 0]
+        self.values[layer][rows, :, columns] = values[:, :, 0]
+        span = max(self.lengths) + 1
+        return self.keys[layer][:len(rows), :, :span], self.values[layer][:len(rows), :, :span]
+
+    def advance(self) -> None:
+        self.lengths = [length + 1 for length in self.lengths]
 
 
-def _select(rows, cache, mask, keep: list[int]):
-    """The rows at `keep`, their lines of the cache and the mask, without leading columns none of them uses."""
-    if not keep:
-        return [], None, None
-    import torch
+SLAB_ATTENTION = "umlstudio_slab"
 
-    index = torch.tensor(keep)
-    mask = mask[index]
-    unused = int((mask.sum(0) == 0).long().cumprod(0).sum())
-    for layer in cache.layers:
-        layer.keys = layer.keys[index, :, unused:]
-        layer.values = layer.values[index, :, unused:]
-    return [rows[i] for i in keep], cache, mask[:, unused:]
+
+def _slab_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of one decoding step over the slab: the query heads that share a key/value head are
+    laid along the query axis, so the keys and values are read where they are (transformers' SDPA
+    path copies them once per query head, `repeat_kv`, whenever a mask is given)."""
+    import torch.nn.functional as F
+
+    rows, heads, _, head_dim = query.shape
+    kv_heads = key.shape[1]
+    grouped = query.reshape(rows, kv_heads, heads // kv_heads, head_dim)
+    out = F.scaled_dot_product_attention(grouped, key, value, attn_mask=attention_mask, scale=scaling)
+    return out.reshape(rows, 1, heads, head_dim), None
+
+
+@contextlib.contextmanager
+def _slab_attention_on(config):
+    """The model's attention layers use `_slab_attention` for the duration of one decoding step."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SLAB_ATTENTION, _slab_attention)
+    before = config._attn_implementation
+    config._attn_implementation = SLAB_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 def _pick(logits, runner_up: bool) -> int:
@@ -324,7 +370,7 @@ class Engine:
 
     def _prefill(self, model, rows: list[_Row]):
         """One forward pass over the prompts of `rows`, left-padded as `model.generate` pads a batch:
-        (cache, mask, each row's first token)."""
+        (cache, each row's first token)."""
         import torch
         from transformers import DynamicCache
 
@@ -335,7 +381,7 @@ class Engine:
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
                     past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1)
-        return out.past_key_values, mask, [_pick(out.logits[i, -1], row.runner_up) for i, row in enumerate(rows)]
+        return out.past_key_values, [_pick(out.logits[i, -1], row.runner_up) for i, row in enumerate(rows)]
 
     def _step(self, row: _Row, token: int, guard: bool, clock: float) -> None:
         """Append one token to a row and decide whether it ends there."""
@@ -353,45 +399,53 @@ class Engine:
         if row.reason:
             row.finished = clock
 
-    def decode(self, model, rows: list[_Row], slots: int, guard: bool = True):
+    def decode(self, model, rows: list[_Row], slots: int, guard: bool = True, should_stop=None):
         """Greedy decoding with continuous batching: up to `slots` rows share one forward pass per
         token; a row leaves as soon as it ends and the next prompt takes its place. Yields the rows
-        that changed after each step (finished ones with `reason` set)."""
+        that changed after each step (finished ones with `reason` set). `should_stop()`, when given,
+        is asked before each step; when it answers True, decoding ends there (rows not finished keep
+        `reason` None)."""
         import torch
 
+        if not rows:
+            return
         waiting = list(reversed(rows))
-        batch = _Batch()
+        slots = min(slots, len(rows))
+        slab = _Slab(self.model.config, slots, max(len(row.ids) + row.limit for row in rows), self.model.dtype)
+        active: list[_Row] = []
         with torch.inference_mode():
-            while waiting or batch.rows:
+            while waiting or active:
+                if should_stop is not None and should_stop():
+                    return
                 admitted = []
-                while waiting and len(batch.rows) + len(admitted) < slots:
+                while waiting and len(active) + len(admitted) < slots:
                     admitted.append(waiting.pop())
                 if admitted:  # the free slots' prompts, prefilled together
                     started = time.perf_counter()
-                    cache, mask, tokens = self._prefill(model, admitted)
+                    cache, tokens = self._prefill(model, admitted)
                     clock = time.perf_counter()
-                    for row, token in zip(admitted, tokens):
+                    for line, (row, token) in enumerate(zip(admitted, tokens)):
                         row.started = started
                         self._step(row, token, guard, clock)
-                    keep = [i for i, row in enumerate(admitted) if not row.reason]
-                    if keep:
-                        batch.admit(*_select(admitted, cache, mask, keep))
+                        if not row.reason:
+                            slab.put(cache, line, len(row.ids))
+                            active.append(row)
                     yield admitted
-                if not batch.rows:
+                if not active:
                     continue
-                last = torch.tensor([[row.tokens[-1]] for row in batch.rows])
-                batch.mask = torch.cat([batch.mask, torch.ones(len(batch.rows), 1, dtype=torch.long)], dim=1)
-                positions = (batch.mask.cumsum(-1) - 1)[:, -1:]
-                out = model(input_ids=last, attention_mask=batch.mask, position_ids=positions,
-                            past_key_values=batch.cache, use_cache=True)
-                batch.cache = out.past_key_values
+                last = torch.tensor([[row.tokens[-1]] for row in active])
+                with _slab_attention_on(self.model.config):
+                    out = model(input_ids=last, **slab.step_inputs())
+                slab.advance()
                 picked = out.logits[:, -1].argmax(-1).tolist()
                 clock = time.perf_counter()
-                for row, token in zip(batch.rows, picked):
+                for row, token in zip(active, picked):
                     self._step(row, token, guard, clock)
-                yield list(batch.rows)
-                if any(row.reason for row in batch.rows):
-                    batch.evict([i for i, row in enumerate(batch.rows) if not row.reason])
+                yield list(active)
+                if any(row.reason for row in active):
+                    keep = [i for i, row in enumerate(active) if not row.reason]
+                    slab.keep(keep)
+                    active = [active[i] for i in keep]
 
     def _generation(self, message: str, row: _Row) -> Generation:
         text, _ = cut_at_stop(row.text)
@@ -399,23 +453,26 @@ class Engine:
                           truncated=row.reason == "limit", looped=row.reason == "loop", loop=row.loop)
 
     def generate(self, messages: list[str], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 8,
-                 progress=None, *, repair: bool = False, loop_guard: bool = True) -> list[Generation]:
+                 progress=None, *, repair: bool = False, loop_guard: bool = True,
+                 should_stop=None) -> list[Generation | None]:
         """Greedy outputs for `messages` (user messages, see `prompts.request`), in their order.
 
         Up to `batch_size` rows are decoded together (continuous batching). `progress(n)` is called
         as rows finish. With `repair`, outputs PlantUML rejects are repaired (see core.repair);
-        `raw_output` keeps what the model wrote."""
+        `raw_output` keeps what the model wrote. `should_stop()`, when given, is asked between
+        decoding steps: once it answers True, generation ends at once and the list holds the rows
+        finished so far (not repaired) and None for the others."""
         ids = self.encode(messages, max_new_tokens)
         results: list[Generation | None] = [None] * len(messages)
         with self.selected(checkpoint) as model:
             rows = [_Row(i, row_ids, max_new_tokens) for i, row_ids in enumerate(ids)]
-            for changed in self.decode(model, rows, batch_size, loop_guard):
+            for changed in self.decode(model, rows, batch_size, loop_guard, should_stop):
                 done = [row for row in changed if row.reason]
                 for row in done:
                     results[row.index] = self._generation(messages[row.index], row)
                 if done and progress:
                     progress(len(done))
-            if repair:
+            if repair and None not in results:
                 self._repair(model, ids, results, max_new_tokens, batch_size)
         return results
 
