@@ -171,7 +171,8 @@ def progress(run: dict) -> tuple[float | None, str]:
     checklist gives before a phase starts."""
     from core import advise  # the estimate; the listing commands do not need the advisor
 
-    config = cfg.parse(json.loads(run["config"]), where=f"run {run['name']}")
+    raw = run["config"] if isinstance(run["config"], dict) else json.loads(run["config"])  # a row, or `detail`
+    config = cfg.parse(raw, where=f"run {run['name']}")
     t = config.training
     last = store.query("SELECT max(step) AS step, arg_max(epoch, step) AS epoch FROM metrics WHERE run_id = ?",
                        [run["id"]])[0]

@@ -213,6 +213,41 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     assert "no evaluation of checkpoint-300" in at.expander[0].markdown[0].value
 
 
+def chart_traces(at: AppTest) -> dict[str, dict]:
+    """The Runs page's chart: its traces by name."""
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return {trace["name"]: trace for trace in figure["data"]}
+
+
+def values(array) -> list:
+    """A trace's x or y as a list: plotly writes numpy arrays as base64 with their dtype."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(training_quick_test):
+    store.record_checkpoint(training_quick_test, paths.home() / "quick_test" / "checkpoint-30", 30, "0" * 64)
+    at = page("runs").run()
+    no_exceptions(at)
+    assert list(at.dataframe[0].value["kind"]) == ["new run"]
+    assert list(at.dataframe[0].value["best validation loss"]) == ["—"]  # no validation loss yet: a dash, not None
+    [bar] = at.get("progress")
+    assert bar.proto.text.startswith("step 40 of 100 · ≈ ") and bar.proto.text.endswith(" left")
+    marks = chart_traces(at)["quick-test: checkpoints"]
+    assert values(marks["x"]) == [30] and values(marks["y"]) == [pytest.approx(2.0 - 30 / 100)]  # no validation loss at step 30: on the training loss
+    assert any("refreshing every 3 s" in c.value for c in at.caption)
+
+
+def test_runs_page_legend_lists_checkpoints_only_when_there_are_some(training_quick_test):
+    at = page("runs").run()
+    assert not [name for name in chart_traces(at) if name.endswith("checkpoints")]
+
+
 def test_train_page_validates_inline_with_the_line_of_the_error(seeded):
     at = page("train").run()
     no_exceptions(at)
@@ -238,6 +273,41 @@ def test_train_page_gates_a_continue_phase_on_the_checklist(seeded):
     assert any("Backed up current checkpoints" in m.value for m in at.markdown)
     at.text_input[0].set_value("testing the gate").run()
     assert not next(b for b in at.button if b.key == "start").disabled
+
+
+def test_train_page_does_not_call_a_phase_from_a_missing_checkpoint_valid():
+    at = page("train").run()
+    at.selectbox[0].set_value(paths.CONFIG_DIR / "continue_training.yaml").run()
+    no_exceptions(at)
+    assert not at.success, "no green 'Valid' for a phase whose checkpoint is not there"
+    assert "phase.continue_from: checkpoint" in at.error[0].value and "not found" in at.error[0].value
+
+
+@pytest.fixture
+def training_quick_test():
+    """A quick test whose worker is alive (a stand-in process with the worker's module in its command line)."""
+    quick = config.load(paths.CONFIG_DIR / "quick_test.yaml")
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "core.train"])
+    out = paths.resolve_output_dir(quick.training.output_dir)
+    run_id = store.create_run(name=quick.name, output_dir=out, phase_kind="fresh", config=quick.to_dict(),
+                              base_model=quick.model.base)
+    store.update_run(run_id, status="running", pid=worker.pid)
+    log_curve(run_id, range(2, 41, 2), lambda s: 2.0 - s / 100)
+    yield run_id
+    worker.kill()
+    worker.wait()
+
+
+def test_train_page_disables_quick_test_and_start_while_their_run_trains(training_quick_test):
+    at = page("train").run()
+    no_exceptions(at)
+    quick = next(b for b in at.button if b.label.startswith("Quick test"))
+    assert quick.disabled
+    assert any(p.proto.text.startswith("step 40 of 100 · ") for p in at.get("progress"))
+    at.radio[0].set_value("an earlier run's config").run()
+    assert next(b for b in at.button if b.key == "start").disabled  # its output folder is the running run's
+    assert any("is training into" in i.value for i in at.info)
+    assert any("st-key-yaml_editor textarea" in h.proto.body for h in at.get("html"))
 
 
 def test_pre_continue_start_is_disabled_until_checks_pass_or_a_reason_is_typed(seeded):
