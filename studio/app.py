@@ -19,7 +19,10 @@ from core import warmup
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-st.set_page_config(page_title="PlantUML LoRA Studio", page_icon=":material/schema:", layout="wide")
+# A local icon file: Streamlit fetches material and emoji page icons from an outside host.
+st.set_page_config(page_title="PlantUML LoRA Studio", page_icon=str(ROOT / "studio" / "icon.png"), layout="wide")
+st.html(ROOT / "studio" / "studio.css")
+st.html(ROOT / "studio" / "narrow.html", unsafe_allow_javascript=True)  # folds the sidebar on a narrow window
 address = st.get_option("server.address")
 if Runtime.exists() and address not in LOOPBACK and os.environ.get("UMLSTUDIO_ALLOW_REMOTE") != "1":
     refusal = (f"the studio is bound to {address or 'every network interface'} and serves only on 127.0.0.1 — "
