@@ -143,7 +143,13 @@ def setup_rank(output_dir: Path) -> None:
     import torch
     from accelerate import PartialState
 
-    PartialState(cpu=not torch.cuda.is_available())
+    cpu = not torch.cuda.is_available()
+    PartialState(cpu=cpu)
+    if cpu:
+        # accelerate names each CPU rank's device `cpu:0`, and transformers resumes the optimizer with that
+        # map_location under several processes; torch's loader knows only `cpu`: teach it the indexed name.
+        torch.serialization.register_package(11, lambda obj: None,
+                                             lambda obj, location: obj if location.startswith("cpu:") else None)
 
 
 def _reduce(value: int, op) -> int:

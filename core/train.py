@@ -510,13 +510,15 @@ def launch(run: dict, config_path: Path, processes: int) -> int:
           f"their output to {distributed.rank_log(run['output_dir'], 1).name} and on", flush=True)
     failed = distributed.launch([sys.executable, "-m", "core.train", "--worker", str(config_path)], processes, run["id"])
     status = store.get_run(run["id"])["status"]
-    killed = {rank: -code for rank, code in failed.items() if code < 0}
-    if killed:  # the row stays `running` with this launcher's pid: `interrupted` once it exits
-        rank, signum = min(killed.items())
+    # a rank killed from outside (kill -9, out of memory) makes the others fail or be stopped by the launcher
+    killed = {rank: -code for rank, code in failed.items() if code < 0 and -code != signal.SIGTERM}
+    errors = {rank: code for rank, code in failed.items() if code > 0}
+    if killed or (failed and not errors):  # the row stays `running` with this launcher's pid: `interrupted` once it exits
+        rank, signum = min(killed.items()) if killed else (min(failed), signal.SIGTERM)
         print(f"error: rank {rank}: {killed_message(run, signum)}", file=sys.stderr, flush=True)
         return 128 + signum
-    if failed and status == "running":
-        rank, code = min(failed.items())
+    if errors and status == "running":
+        rank, code = min(errors.items())
         where = LOG_FILE if rank == 0 else distributed.rank_log(run["output_dir"], rank).name
         store.update_run(run["id"], status="failed", error=f"rank {rank} exited with code {code} — see {where}", finished_at=store.now())
         print(f"error: rank {rank} exited with code {code} — see {Path(run['output_dir']) / where}", file=sys.stderr, flush=True)

@@ -19,19 +19,20 @@ from pathlib import Path
 import pytest
 
 from core import checkpoints, cli, distributed, phases, runs, store, train
+from core import config as cfg
 
-# 16 short rows: 2 epochs of 8 optimizer steps at a global batch of 4 (the tiny model's cost is its vocabulary)
+# 16 short rows: 2 optimizer steps an epoch at a global batch of 8 (the tiny model's cost is its vocabulary)
 THINGS = [("Library", "Book"), ("Shop", "Order"), ("Team", "Player"), ("Farm", "Cow"), ("School", "Pupil"),
           ("Garage", "Car"), ("Zoo", "Animal"), ("Bank", "Account"), ("Hotel", "Room"), ("Album", "Song"),
           ("City", "Street"), ("Ship", "Cabin"), ("Band", "Gig"), ("Court", "Case"), ("Park", "Tree"), ("Club", "Member")]
 ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} \"1\" -- \"*\" {b}\n@enduml",
          "diagram_type": "class"} for a, b in THINGS]
-# global batch 4 = 1 process x 2 rows x 2 accumulated = 2 processes x 1 row x 2 accumulated
-SETTINGS = dict(max_steps=6, gradient_accumulation_steps=2, save_steps=3, eval_steps=3, logging_steps=1,
+# a global batch of 8 rows: 1 process x 4 micro-batches of 2 rows, or 2 processes x 2 micro-batches of 2 rows each
+SETTINGS = dict(max_steps=6, per_device_train_batch_size=2, save_steps=3, eval_steps=3, logging_steps=1,
                 learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=96)
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
-pytestmark = pytest.mark.skipif(distributed.cores() < 2, reason="2 processes need 2 CPU cores")
+two_cores = pytest.mark.skipif(distributed.cores() < 2, reason="2 processes need 2 CPU cores")
 
 
 def write_config(folder: Path, name: str, tiny_model, processes: int, backend="peft", training=None) -> Path:
@@ -44,7 +45,7 @@ def write_config(folder: Path, name: str, tiny_model, processes: int, backend="p
         "model": {"base": str(tiny_model)},
         "data": {"dataset": str(dataset), "eval_rows": 4},
         "training": {"backend": backend, "output_dir": name, "processes": processes,
-                     "per_device_train_batch_size": 2 // processes, **SETTINGS, **(training or {})},
+                     "gradient_accumulation_steps": 4 // processes, **SETTINGS, **(training or {})},
         "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0},  # no dropout: 1 and 2 processes draw their masks differently
     }
     path = folder / f"{name}.yaml"
@@ -91,6 +92,7 @@ def home(lab, monkeypatch):
     return lab / "home"
 
 
+@two_cores
 def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_model, capsys):
     assert cli.main(["train", "--config", str(write_config(lab, "one", tiny_model, 1))]) == 0
     # unsloth asked for: 2 processes train with peft, and say so in one line
@@ -124,10 +126,11 @@ def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_m
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
+@two_cores
 def test_a_rank_killed_by_sigkill_leaves_the_run_interrupted_and_resume_finishes_it(lab, home, tiny_model, capsys):
     """The studio's path: a detached launcher; kill -9 of rank 1 after a checkpoint and a later step."""
     path = write_config(lab, "killed", tiny_model, 2, training={"save_steps": 2})
-    run_id = runs.start_worker(train.cfg.load(path), path)
+    run_id = runs.start_worker(cfg.load(path), path)
 
     def saved_then_stepped():
         ckpt = store.query("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
@@ -154,6 +157,7 @@ def test_a_rank_killed_by_sigkill_leaves_the_run_interrupted_and_resume_finishes
     assert all(checkpoints.verify(c) == [] for c in checkpoints.list_checkpoints(run["output_dir"]))
 
 
+@two_cores
 def test_a_resume_keeps_the_number_of_processes(lab, home, tiny_model, capsys):
     path = write_config(lab, "killed", tiny_model, 2, training={"save_steps": 2})
     argv = ["train", "--config", str(path), "--set", "training.resume_from_checkpoint=killed", "--processes", "1"]
@@ -161,10 +165,11 @@ def test_a_resume_keeps_the_number_of_processes(lab, home, tiny_model, capsys):
     assert "training.processes" in capsys.readouterr().err
 
 
+@two_cores
 def test_sigterm_stops_every_rank_with_a_final_checkpoint(lab, home, tiny_model):
     """The studio's Stop: SIGTERM to the run's process (the launcher) reaches both ranks, which stop after the same step."""
     path = write_config(lab, "stopped", tiny_model, 2, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100})
-    run_id = runs.start_worker(train.cfg.load(path), path)
+    run_id = runs.start_worker(cfg.load(path), path)
     wait_for(lambda: store.query("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
              "two logged steps")
     assert runs.stop_worker(run_id)
@@ -176,3 +181,19 @@ def test_sigterm_stops_every_rank_with_a_final_checkpoint(lab, home, tiny_model)
     assert ckpts and checkpoints.step_of(ckpts[-1]) == last < 500
     assert checkpoints.verify(ckpts[-1]) == [] and (ckpts[-1] / "rng_state_1.pth").is_file()
     assert "SIGTERM: stopping" in distributed.rank_log(run["output_dir"], 1).read_text()
+
+
+def test_a_checkpoint_older_than_the_processes_key_resumes_as_one_process():
+    now = cfg.Config().to_dict()
+    older = json.loads(json.dumps(now))
+    del older["training"]["processes"]
+    assert phases.resume_changes(older, now) == {}
+    now["training"]["processes"] = 2
+    assert phases.resume_changes(older, now) == {"training.processes": [1, 2]}
+
+
+def test_unsloth_is_swapped_for_peft_only_for_several_processes():
+    assert distributed.backend_for("unsloth", 1) == ("unsloth", None)
+    assert distributed.backend_for("peft", 4) == ("peft", None)
+    choice, notice = distributed.backend_for("auto", 2)
+    assert choice == "peft" and "unsloth's open-source build trains on one GPU" in notice
