@@ -385,42 +385,7 @@ def test_playground_offers_checkpoints_and_test_prompts(seeded):
     assert next(b for b in at.button if b.label == "Generate").disabled is False
 
 
-def test_compare_reads_stored_outputs_without_a_job(seeded):
-    p1_last = seeded["checkpoints"][2]
-    names = checkpoints.stored()
-    at = page("compare").run()
-    no_exceptions(at)
-    assert any("not in the store yet" in w.value for w in at.warning)  # phase 2 was never evaluated
-    best = [o for o in at.multiselect[0].options if o.endswith(" · best of its run")]
-    assert best == [f"{names[p]} · best of its run" for p in checkpoints.stored() if p in checkpoints.best_paths()] != []
-    at.multiselect[0].set_value([p1_last, "base"])
-    at.number_input[0].set_value(2).run()  # the two seeded prompts come first
-    no_exceptions(at)
-    assert not at.warning and not jobs.list_jobs("compare")
-    aggregate = at.dataframe[0].value.set_index(["rows", "metric"])
-    delta = aggregate.loc[("all", "entity F1"), "Δ base model (untrained)"]
-    assert delta.startswith("-") and "within noise" in delta  # base is worse than phase 1, on two prompts only
-    assert ("real", "entity F1") in aggregate.index  # real-prose rows apart
-    assert len(at.image) == 6  # 2 prompts x (reference + 2 checkpoints)
-    at.radio[0].set_value("only regressions").run()
-    assert len(at.dataframe[1].value) == 2
-
-
-def test_quality_checklist_judges_the_latest_evaluation(seeded):
-    at = page("quality").run()
-    no_exceptions(at)
-    assert at.selectbox[0].value == seeded["checkpoints"][2]  # the evaluated checkpoint comes first
-    items = [m.value for m in at.markdown if m.value.startswith((PASS, FAIL, UNSURE))]
-    assert any(i.startswith(f"{PASS} **Loss < 0.5** — 0.4500") for i in items)
-    # the state prompt got "Thing": entity F1 2 of 3, but three rows cannot tell good from bad
-    assert any(i.startswith(f"{UNSURE} **Relevant entity names**") and "not enough rows to tell" in i for i in items)
-    assert at.warning[0].value.startswith("Verdict: **not yet good**")
-    per_type = next(m.value for m in at.markdown if m.value.startswith("**Weak types**"))
-    assert "state  \n" in per_type and per_type.endswith("**Not enough rows to tell**: activity, class")  # 0 of 1 right type: weak
-    entity_item = next(i for i, o in enumerate(at.selectbox[1].options) if o.startswith("Relevant entity names"))
-    at.selectbox[1].select_index(entity_item).run()
-    no_exceptions(at)
-    assert len(at.image) >= 2  # the failing example's output and its reference, rendered
+# The A/B and quality pages: tests/test_pages_jobs.py
 
 
 # ---- the background jobs the pages start (core/jobs.py) ---------------------------------------
