@@ -15,6 +15,13 @@ checkpoint's manifest sha256. A later evaluation with the same settings takes it
 store instead of generating them again (and does not load the model when every row is there): the
 A/B viewer and `compare` rely on that. Scores are always recomputed from the outputs.
 
+Missing outputs are generated a batch at a time, the checkpoints in turn, and each batch is scored
+and stored as soon as it ends (its generations first belong to no evaluation; the evaluation links
+them when it is saved). So the A/B viewer fills in its rows while a job runs, a cancelled job
+(SIGTERM, the studio's Cancel) keeps what it made, and the job's progress.json (`jobs.Progress`)
+counts the outputs with the time left. `estimate` says how long the missing ones will take before a
+job starts, from the measured generation speed and each checkpoint's stored output lengths.
+
 Bad input (missing checkpoint or dataset, limit < 1, checkpoints of different base models) is a
 UserError raised before anything is generated or stored.
 """
@@ -232,7 +239,7 @@ def _evaluate(ckpts: list, rows: list[dict], config: EvaluationConfig, base_reso
                     batch = plan.missing[at: at + config.batch_size]
                     if not batch:
                         continue
-                    report.note = f"{short_name(plan.ckpt)}" if len(plans) > 1 else ""
+                    report.note = f"now {short_name(plan.ckpt)}" if len(plans) > 1 else ""
 
                     def advance(n):
                         bar.update(n)
@@ -359,10 +366,10 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
             r = scored[i]
             outputs.append({key: r[key] for key in ("output", "tokens", "latency_s", "truncated", "metrics")}
                            | {"score": metrics.row_score(r["metrics"])})
-        delta = min(o["score"] - outputs[0]["score"] for o in outputs[1:])
+        changes = [o["score"] - outputs[0]["score"] for o in outputs[1:]]
         rows.append({"index": i, "prompt": first["requirement"], "reference": first["reference"],
                      "diagram_type": first["diagram_type"], "origin": first["origin"], "outputs": outputs,
-                     "delta": delta})
+                     "delta": min(changes), "gain": max(changes)})
     rows.sort(key=lambda r: (r["delta"], r["index"]))
     names = [short_name(c) for c in ckpts]
     return {

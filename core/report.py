@@ -107,7 +107,9 @@ def _row_html(row: dict, names: list[str]) -> str:
         cells.append(f'<div class="cell"><b>{_e(name)}</b><div class="muted">{_e(facts)}<br>{_e(detail)}</div>'
                      f'{diagram_html(out["output"], m["syntax_valid"] is not False)}</div>')
     origin = f" · {_e(row['origin'])}" if row.get("origin") else ""
-    return (f'<div class="row"><div>Δ score {_delta(row["delta"], True)} · <span class="muted">prompt {row["index"] + 1}{origin}</span></div>'
+    gain = f' · largest gain {_delta(row["gain"], True)}' if "gain" in row else ""
+    return (f'<div class="row"><div>score change: largest drop {_delta(row["delta"], True)}{gain} · '
+            f'<span class="muted">prompt {row["index"] + 1}{origin}</span></div>'
             f'<p>{_e(row["prompt"])}</p><div class="cells">{"".join(cells)}</div></div>')
 
 
