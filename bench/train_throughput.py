@@ -1,23 +1,30 @@
-"""Training throughput: a naive baseline against the trainer's two backends, same data and batch.
+"""Training throughput: the trainer's packed micro-batches against two plain HF + PEFT baselines.
 
-    .venv/bin/python bench/train_throughput.py [--steps 10] [--batch 4] [--accum 4] [--base smollm2-135m]
+    .venv/bin/python bench/train_throughput.py [--rows 48] [--tokens 4096] [--dtypes float32,bfloat16]
 
-- baseline: transformers Trainer + PEFT in fp32, every row padded to max_seq_length (the common
-  first attempt);
-- peft: the `peft` backend as `umlstudio train` runs it: padding-free packed batches, bf16 autocast
-  where the CPU has native bf16;
-- unsloth: the `unsloth` backend (FastLanguageModel + TRL SFTTrainer), same packed batches.
+For each dtype (fp32 always, bf16 where the CPU or GPU computes it natively, or as --dtypes says),
+each variant in its own process (unsloth patches transformers when imported), on the same rows in
+the same order, the same LoRA shape, learning rate (constant) and seed, every row seen once:
 
-Each variant runs in its own process (unsloth patches transformers when imported), on the same
-rows in the same order, the same LoRA shape, learning rate and seed. Reported: real (non-pad)
-tokens per second of training time (evaluation excluded), the ratio to the baseline, eval loss
-after the last step on the same validation rows, and model-FLOPs utilisation against a bf16 and
-an fp32 matmul timed in this run (4 x params FLOPs per token: forward plus the activation
-gradients; LoRA has no weight gradients of the frozen base; attention scores not counted).
+- padded: transformers Trainer + PEFT, every row padded to max_seq_length (the common first attempt);
+- unpadded: transformers Trainer + PEFT with dynamic padding (each batch padded to its longest row);
+  both take --batch rows a forward pass and --accum passes an optimizer step;
+- peft@T: the `peft` backend as `umlstudio train` runs it: rows packed end to end into micro-batches
+  of up to T tokens (training.tokens_per_batch), attention inside each row (backends.PACKED_ATTENTION),
+  accumulation chosen so that an optimizer step sees about as many tokens as the baselines' step;
+- unsloth@T: the `unsloth` backend, same packed micro-batches.
+
+Reported: real (non-pad) tokens per second of training time (evaluation excluded), the ratio to the
+padded and to the unpadded baseline of the same dtype, model-FLOPs utilisation against the matmul
+peak of that dtype timed in this run (4 x params FLOPs per token: forward plus the activation
+gradients; LoRA has no weight gradients of the frozen base; attention scores not counted), and the
+eval loss after training (the exact mean answer-token loss over the same validation rows), and the
+process's peak memory (resident set).
 """
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -25,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("baseline", "peft", "unsloth")
+BASELINES = ("padded", "unpadded")
 
 
 def matmul_flops(dtype_name: str, seconds: float = 3.0) -> float:
@@ -33,45 +40,92 @@ def matmul_flops(dtype_name: str, seconds: float = 3.0) -> float:
     import torch
 
     dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(2048, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a, b = torch.randn(2048, 576, dtype=dtype, device=device), torch.randn(576, 1536, dtype=dtype, device=device)
     a @ b
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         n += 1
+    if device == "cuda":
+        torch.cuda.synchronize()
     return 2 * 2048 * 576 * 1536 * n / (time.perf_counter() - start)
 
 
+def eval_loss(model, rows: list[dict], dtype) -> float:
+    """The exact mean answer-token loss over `rows`, packed 4,096 tokens at a time (the same for every variant)."""
+    import torch
+
+    from core import train
+
+    model.eval()
+    device = next(model.parameters()).device
+    total = count = 0.0
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for batch in train.pack(rows, 4096, 1):
+            inputs = {k: v.to(device) for k, v in train.Flatten()([batch]).items()}
+            n = int((inputs["labels"][:, 1:] != -100).sum())
+            total += model(**inputs, use_cache=False).loss.float().item() * n
+            count += n
+    return total / count
+
+
 def run_variant(variant: str, args) -> dict:
-    """One variant, in this process: train `steps` optimizer steps, then evaluate."""
+    """One variant, in this process: train on the rows once, then evaluate."""
+    name, _, tokens = variant.partition("@")
     from core import backends
     from core import config as cfg
 
     config = cfg.parse({
-        "model": {"base": args.base, "dtype": "float32" if variant == "baseline" else "auto"},
-        "training": {"backend": "unsloth" if variant == "unsloth" else "peft", "max_steps": args.steps,
-                     "per_device_train_batch_size": args.batch, "gradient_accumulation_steps": args.accum,
-                     "learning_rate": 2e-4, "max_seq_length": args.max_seq_length, "warmup_ratio": 0.0},
+        "model": {"base": args.base, "dtype": args.dtype},
+        "training": {"backend": "unsloth" if name == "unsloth" else "peft", "learning_rate": 2e-4,
+                     "max_seq_length": args.max_seq_length, "warmup_ratio": 0.0, "lr_scheduler_type": "constant"},
         "lora": {"r": args.r, "lora_alpha": 2 * args.r},
     })
     backend = backends.select(config.training.backend)  # unsloth first, before transformers
     import torch
     from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, PrinterCallback, TrainerCallback
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, TrainerCallback
 
-    from core import data, train
+    from core import data, models, train
 
-    model, tokenizer = backend.load(config)
-    rows = data.load_split(args.dataset, "train")[: args.steps * args.batch * args.accum]
+    dtype = models.pick_dtype(args.dtype)
+    if name in BASELINES:  # plain transformers + PEFT, transformers' own sdpa attention
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        path = models.resolve_base(args.base)
+        tokenizer = models.load_tokenizer(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model.config.use_cache = False
+        torch.manual_seed(42)
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=args.r, lora_alpha=2 * args.r,
+                                                 target_modules=config.lora.target_modules))
+        trainer_of = backends.PeftBackend()
+        trainer_of.dtype = dtype
+    else:
+        model, tokenizer = backend.load(config)
+        trainer_of = backend
+    rows = data.load_split(args.dataset, "train")[: args.rows]
     train_rows = train.encode_rows(tokenizer, rows, args.max_seq_length)
     eval_rows = train.encode_rows(tokenizer, data.load_split(args.dataset, "validation"), args.max_seq_length)[: args.eval_rows]
-    if variant == "baseline":
-        collator = DataCollatorForSeq2Seq(tokenizer, padding="max_length", max_length=args.max_seq_length, label_pad_token_id=-100)
+    real_tokens = sum(len(r["input_ids"]) for r in train_rows)
+    if name in BASELINES:
+        padding = "max_length" if name == "padded" else "longest"
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=padding, max_length=args.max_seq_length, label_pad_token_id=-100)
+        dataset, batch, accum = Dataset.from_list(train_rows), args.batch, args.accum
+        chunks = [train_rows[i:i + args.batch] for i in range(0, len(train_rows), args.batch)]
+        computed = len(train_rows) * args.max_seq_length if name == "padded" else \
+            sum(len(chunk) * max(len(r["input_ids"]) for r in chunk) for chunk in chunks)
     else:
-        collator = DataCollatorWithFlattening(return_position_ids=True)
+        batches = train.pack(train_rows, int(tokens), 1)  # the rows' own order, as the baselines see them
+        per_step = real_tokens / len(train_rows) * args.batch * args.accum  # the baselines' tokens per optimizer step
+        collator, dataset, batch = train.Flatten(), Dataset.from_list(batches), 1
+        accum = max(1, round(per_step / (real_tokens / len(batches))))
+        computed = real_tokens
 
     class Clock(TrainerCallback):
-        """Training seconds (optimizer steps only) and real tokens (labels or attention, never pads)."""
+        """Training seconds: optimizer steps only."""
 
         seconds = 0.0
 
@@ -82,43 +136,43 @@ def run_variant(variant: str, args) -> dict:
             self.seconds += time.perf_counter() - self.start
 
     clock = Clock()
-    out = Path(args.workdir) / variant
-    trainer = backend.trainer(model, tokenizer, dict(
-        output_dir=str(out), max_steps=args.steps, learning_rate=2e-4, warmup_steps=0.0,
-        per_device_train_batch_size=args.batch, per_device_eval_batch_size=args.batch,
-        gradient_accumulation_steps=args.accum, optim="adamw_torch_fused", seed=42, logging_steps=1,
-        eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True, remove_unused_columns=False,
-        prediction_loss_only=True, dataloader_num_workers=0, dataloader_pin_memory=False,
-    ), Dataset.from_list(train_rows), Dataset.from_list(eval_rows), collator, [clock])
+    out = Path(args.workdir) / variant.replace("@", "_")
+    trainer = trainer_of.trainer(model, tokenizer, dict(
+        output_dir=str(out), num_train_epochs=1, learning_rate=2e-4, warmup_steps=0.0, lr_scheduler_type="constant",
+        per_device_train_batch_size=batch, gradient_accumulation_steps=accum, optim="adamw_torch_fused", seed=42,
+        logging_steps=1, eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
+        remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False,
+        train_sampling_strategy="sequential",  # the rows in the same order for every variant
+    ), dataset, None, collator, [clock])
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
-    eval_loss = trainer.evaluate()["eval_loss"]
-    # every row is seen once, in the same order: its tokens are the real tokens of every variant
-    real_tokens = sum(len(r["input_ids"]) for r in train_rows[: args.steps * args.batch * args.accum])
-    computed = real_tokens if variant != "baseline" else args.steps * args.batch * args.accum * args.max_seq_length
     params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and "embed_tokens" not in n)
     params += model.get_output_embeddings().weight.numel() if getattr(model.config, "tie_word_embeddings", False) else 0
     return {
-        "variant": variant, "backend": backend.name, "dtype": str(backend.dtype).replace("torch.", ""),
-        "steps": result.global_step, "real_tokens": real_tokens, "computed_tokens": computed,
-        "train_s": clock.seconds, "tok_s": real_tokens / clock.seconds, "eval_loss": eval_loss,
+        "variant": variant, "dtype": str(dtype).replace("torch.", ""), "steps": result.global_step, "accum": accum,
+        "real_tokens": real_tokens, "computed_tokens": computed, "train_s": clock.seconds,
+        "tok_s": real_tokens / clock.seconds, "eval_loss": eval_loss(model, eval_rows, dtype),
         "flops_per_token": 4 * params, "threads": torch.get_num_threads(),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB on Linux
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per variant (default 10)")
-    parser.add_argument("--batch", type=int, default=4, help="rows per forward pass (default 4)")
-    parser.add_argument("--accum", type=int, default=4, help="gradient accumulation (default 4: effective batch 16)")
+    parser.add_argument("--rows", type=int, default=48, help="training rows, each seen once (default 48: 3 baseline steps)")
+    parser.add_argument("--batch", type=int, default=4, help="baselines: rows per forward pass (default 4)")
+    parser.add_argument("--accum", type=int, default=4, help="baselines: gradient accumulation (default 4: 16 rows a step)")
+    parser.add_argument("--tokens", default="4096", help="packed variants: tokens_per_batch values, comma-separated (default 4096)")
+    parser.add_argument("--dtypes", default=None, help="default: float32, and bfloat16 where the hardware computes it natively")
+    parser.add_argument("--variants", default="padded,unpadded,peft,unsloth")
     parser.add_argument("--max-seq-length", type=int, default=512)
-    parser.add_argument("--r", type=int, default=64, help="LoRA rank (alpha = 2r), phase 1's 64 by default")
+    parser.add_argument("--r", type=int, default=16, help="LoRA rank (alpha = 2r), the CPU presets' 16 by default")
     parser.add_argument("--eval-rows", type=int, default=32)
     parser.add_argument("--base", default="smollm2-135m")
     parser.add_argument("--dataset", default="data/default")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--workdir", default=None, help="scratch folder for the trainers (default: a temp folder)")
-    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--dtype", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.variant:
@@ -127,36 +181,47 @@ def main() -> int:
 
     import tempfile
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="bench-train-")
-    peak = {"bfloat16": matmul_flops("bfloat16"), "float32": matmul_flops("float32")}
-    print(f"matmul 2048x576 @ 576x1536: bf16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s, fp32 {peak['float32'] / 1e9:.1f} GFLOP/s")
-    results = []
-    for variant in args.variants.split(","):
-        child = [sys.executable, __file__, "--variant", variant, "--workdir", workdir,
-                 *(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("variant", "workdir", "variants") and v is not None)]
-        start = time.perf_counter()
-        done = subprocess.run(child, capture_output=True, text=True)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if done.returncode or line is None:
-            print(f"{variant}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", file=sys.stderr)
-            continue
-        result = json.loads(line[len("RESULT "):])
-        result["wall_s"] = time.perf_counter() - start
-        results.append(result)
-        print(f"{variant}: {result['tok_s']:.1f} real tok/s, eval_loss {result['eval_loss']:.4f}", flush=True)
+    import torch
 
-    base = next((r for r in results if r["variant"] == "baseline"), None)
-    print(f"\n{args.steps} steps x {args.batch} rows x {args.accum} accumulation, max_seq_length {args.max_seq_length}, "
-          f"LoRA r {args.r}, {results[0]['threads'] if results else '?'} threads")
-    print(f"{'variant':<9} {'dtype':<9} {'real tok/s':>10} {'x base':>7} {'eval loss':>9} {'vs base':>8} "
-          f"{'pad share':>9} {'MFU bf16':>8} {'MFU fp32':>8} {'wall s':>7}")
+    from core import models
+
+    dtypes = args.dtypes.split(",") if args.dtypes else \
+        ["float32"] + (["bfloat16"] if models.pick_dtype("auto") == torch.bfloat16 else [])
+    variants = [v if v in BASELINES else f"{v}@{t}" for v in args.variants.split(",")
+                for t in (args.tokens.split(",") if v not in BASELINES else [None])]
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench-train-")
+    peak = {d: matmul_flops(d) for d in dtypes}
+    print("matmul 2048x576 @ 576x1536: " + ", ".join(f"{d} {peak[d] / 1e9:.1f} GFLOP/s" for d in dtypes), flush=True)
+    results = []
+    for dtype in dtypes:
+        for variant in variants:
+            child = [sys.executable, __file__, "--variant", variant, "--dtype", dtype, "--workdir", workdir,
+                     *(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                       if k not in ("variant", "variants", "dtype", "dtypes", "workdir", "tokens") and v is not None)]
+            start = time.perf_counter()
+            done = subprocess.run(child, capture_output=True, text=True)
+            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+            if done.returncode or line is None:
+                print(f"{variant} {dtype}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
+                continue
+            result = json.loads(line[len("RESULT "):])
+            result["wall_s"] = time.perf_counter() - start
+            results.append(result)
+            print(f"{variant} {dtype}: {result['tok_s']:.1f} real tok/s, {result['steps']} steps, eval_loss "
+                  f"{result['eval_loss']:.4f} ({result['wall_s']:.0f} s)", flush=True)
+
+    print(f"\n{args.rows} rows once, baselines {args.batch} rows x {args.accum} accumulation a step, max_seq_length "
+          f"{args.max_seq_length}, LoRA r {args.r}, {results[0]['threads'] if results else '?'} threads")
+    print(f"{'variant':<14} {'dtype':<9} {'steps':>5} {'real tok/s':>10} {'x padded':>8} {'x unpadded':>10} {'eval loss':>9} "
+          f"{'vs unpadded':>11} {'pad share':>9} {'MFU':>6} {'peak GB':>7} {'wall s':>7}")
     for r in results:
-        ratio = f"{r['tok_s'] / base['tok_s']:.2f}" if base else "-"
-        loss_delta = f"{(r['eval_loss'] / base['eval_loss'] - 1) * 100:+.1f}%" if base else "-"
-        flops = r["tok_s"] * r["flops_per_token"]
+        same = {b: next((x for x in results if x["variant"] == b and x["dtype"] == r["dtype"]), None) for b in BASELINES}
+        ratio = {b: f"{r['tok_s'] / same[b]['tok_s']:.2f}" if same[b] else "-" for b in BASELINES}
+        delta = f"{(r['eval_loss'] / same['unpadded']['eval_loss'] - 1) * 100:+.1f}%" if same["unpadded"] else "-"
+        mfu = r["tok_s"] * r["flops_per_token"] / peak[r["dtype"]]
         pad = 1 - r["real_tokens"] / r["computed_tokens"]
-        print(f"{r['variant']:<9} {r['dtype']:<9} {r['tok_s']:>10.1f} {ratio:>7} {r['eval_loss']:>9.4f} {loss_delta:>8} "
-              f"{pad:>9.0%} {flops / peak['bfloat16']:>8.1%} {flops / peak['float32']:>8.1%} {r['wall_s']:>7.0f}")
+        print(f"{r['variant']:<14} {r['dtype']:<9} {r['steps']:>5} {r['tok_s']:>10.1f} {ratio['padded']:>8} "
+              f"{ratio['unpadded']:>10} {r['eval_loss']:>9.4f} {delta:>11} {pad:>9.0%} {mfu:>6.1%} {r['peak_rss_gb']:>7.1f} {r['wall_s']:>7.0f}")
     return 0
 
 

@@ -555,7 +555,10 @@ def estimate(config: Config, run: dict | None = None, done: float = 0.0) -> Esti
     counts, how = count_tokens(config, rows)
     t = config.training
     if t.max_steps > 0:
-        total = t.max_steps * t.per_device_train_batch_size * t.gradient_accumulation_steps * statistics.fmean(counts)
+        # a packed micro-batch holds up to tokens_per_batch tokens (its last row may not fit: ~half a row less)
+        per_batch = t.tokens_per_batch - statistics.fmean(counts) / 2 if t.tokens_per_batch else \
+            t.per_device_train_batch_size * statistics.fmean(counts)
+        total = t.max_steps * t.gradient_accumulation_steps * per_batch
     else:
         total = sum(counts) * t.num_train_epochs
     tokens = round(total * (1 - min(max(done, 0.0), 1.0)))

@@ -14,10 +14,56 @@ Both work on a CPU without native bf16 (fp32), a CPU with AMX / AVX512-BF16 (bf1
 (bf16, or fp16 where bf16 is missing). On a CPU, transformers refuses bf16 unless told the run is a
 CPU run (`use_cpu`); `precision_args` says so.
 - auto: unsloth when it imports, else peft with a one-line notice saying why.
+
+Attention over packed rows (`PACKED_ATTENTION`): a micro-batch is many rows end to end, position_ids
+restarting at 0 for each. transformers' own sdpa would build a dense block-causal mask over the
+whole packed length and compute every masked score (at 4,096 tokens as many FLOPs as the rest of the
+model); `packed_sdpa` runs causal SDPA on each row alone instead (the sum of the rows' squared
+lengths). The peft backend uses it everywhere, the unsloth backend on a CPU (where unsloth runs stock
+transformers); on a GPU unsloth attends packed rows with its own varlen kernels.
 """
 
 from core import models
 from core.errors import UserError
+
+PACKED_ATTENTION = "packed_sdpa"
+
+
+def packed_sdpa(module, query, key, value, attention_mask, position_ids=None, **kwargs):
+    """transformers' SDPA, causal, on each packed row alone: a row starts where its position_ids
+    restart at 0. A padded batch (a mask) goes to plain SDPA with its mask."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if attention_mask is not None or position_ids is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    length = query.shape[2]
+    outputs = []
+    for b in range(query.shape[0]):
+        starts = (position_ids[b] == 0).nonzero().flatten().tolist()
+        bounds = sorted({0, *starts, length})
+        rows = [sdpa_attention_forward(module, query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
+                                       None, **kwargs)[0] for s, e in zip(bounds, bounds[1:])]
+        outputs.append(torch.cat(rows, dim=1))  # (1, rows' tokens, heads, head_dim)
+    return torch.cat(outputs, dim=0), None
+
+
+def _packed_mask(*args, attention_mask=None, **kwargs):
+    """No mask for packed rows (`packed_sdpa` reads their bounds from position_ids); a padding mask as sdpa's."""
+    from transformers.masking_utils import sdpa_mask
+
+    return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register_packed_attention() -> str:
+    """Make `attn_implementation=PACKED_ATTENTION` known to transformers; returns the name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_sdpa)
+    AttentionMaskInterface.register(PACKED_ATTENTION, _packed_mask)
+    return PACKED_ATTENTION
+
 
 def select(choice: str):
     """The backend for `training.backend`; call it before anything imports transformers."""
@@ -63,7 +109,7 @@ class PeftBackend:
         path = models.resolve_base(config.model.base)
         tokenizer = models.load_tokenizer(path)
         # fp32 master weights; bf16 (where native) comes from autocast, so LoRA updates stay exact.
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=register_packed_attention())
         model.config.use_cache = False
         torch.manual_seed(config.training.seed)
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
@@ -82,12 +128,15 @@ class UnslothBackend:
     notice = None
 
     def load(self, config):
+        import torch
         from unsloth import FastLanguageModel
 
         self.dtype = models.pick_dtype(config.model.dtype)
+        # on a CPU unsloth runs stock transformers: packed rows need packed_sdpa there; a GPU has unsloth's own kernels
+        attention = {} if torch.cuda.is_available() else {"attn_implementation": register_packed_attention()}
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=models.resolve_base(config.model.base), dtype=self.dtype, load_in_4bit=False,
-            max_seq_length=config.training.max_seq_length, use_gradient_checkpointing=False,
+            max_seq_length=config.training.max_seq_length, use_gradient_checkpointing=False, **attention,
         )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

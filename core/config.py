@@ -63,6 +63,9 @@ class TrainingConfig(Section):
     learning_rate: float = Field(1e-4, gt=0)
     per_device_train_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(4, ge=1)
+    # a micro-batch is rows end to end (no padding; attention stays inside each row): filled up to this many
+    # tokens when set (per_device_train_batch_size is then not used), per_device_train_batch_size rows when null
+    tokens_per_batch: int | None = Field(None, ge=32)
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
@@ -80,6 +83,13 @@ class TrainingConfig(Section):
     def _max_steps(self):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps must be -1 (use num_train_epochs) or a positive number of steps")
+        return self
+
+    @model_validator(mode="after")
+    def _tokens_per_batch(self):
+        if self.tokens_per_batch is not None and self.tokens_per_batch < self.max_seq_length:
+            raise ValueError(f"tokens_per_batch {self.tokens_per_batch} is below max_seq_length {self.max_seq_length}: "
+                             f"a row of max_seq_length tokens must fit one micro-batch — raise tokens_per_batch")
         return self
 
 

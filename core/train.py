@@ -41,6 +41,8 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
 TENSORBOARD_DIR = "tensorboard"
 STOPPED_EXIT = 130
+# cumulative seconds per run, logged as metrics: in optimizer steps, in evaluations, in checkpoint saves
+TIME_METRICS = ("time/train_s", "time/eval_s", "time/checkpoint_s")
 
 
 # ---- 1. plan -----------------------------------------------------------------------------------
@@ -246,6 +248,43 @@ def encode_rows(tokenizer, rows: list[dict], max_len: int, what: str = "rows") -
     return encoded
 
 
+def pack(rows: list[dict], tokens_per_batch: int | None, rows_per_batch: int, seed: int | None = None) -> list[dict]:
+    """Micro-batches of encoded rows, end to end: each filled with rows up to `tokens_per_batch` tokens
+    (or `rows_per_batch` rows when that is None), the rows in a seeded random order (their own order
+    when `seed` is None). Made once per run, so a resume sees the same batches; the trainer shuffles the
+    batches each epoch. One batch is one item: {"input_ids": [ids of row 1, ...], "labels": [...]}."""
+    import random
+
+    order = random.Random(seed).sample(rows, len(rows)) if seed is not None else rows
+    batches, current, size = [], [], 0
+    for row in order:
+        n = len(row["input_ids"])
+        full = size + n > tokens_per_batch if tokens_per_batch else len(current) == rows_per_batch
+        if current and full:
+            batches.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += n
+    if current:
+        batches.append(current)
+    return [{"input_ids": [r["input_ids"] for r in b], "labels": [r["labels"] for r in b]} for b in batches]
+
+
+class Flatten:
+    """The collator: a micro-batch's rows as one sequence (transformers' DataCollatorWithFlattening):
+    position_ids restart at 0 for each row, so attention stays inside it (backends.PACKED_ATTENTION),
+    and no pad is computed; the labels keep only answer tokens."""
+
+    def __init__(self):
+        from transformers import DataCollatorWithFlattening
+
+        self.flatten = DataCollatorWithFlattening(return_position_ids=True)
+
+    def __call__(self, batches: list[dict]) -> dict:
+        return self.flatten([{"input_ids": ids, "labels": labels} for batch in batches
+                             for ids, labels in zip(batch["input_ids"], batch["labels"])])
+
+
 def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_name: str, stop: list,
                    resume_step: int):
     """The worker's view of training: progress bar, metrics (store + TensorBoard), checkpoints, stop."""
@@ -264,29 +303,45 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
 
     class Reporter(TrainerCallback):
         """Progress bar; metrics to the store and TensorBoard (tokens/s over training time only,
-        evaluations and saves excluded); umlstudio.json + manifest into each checkpoint; the stop."""
+        evaluations and saves excluded); umlstudio.json + manifest into each checkpoint; the stop.
+        Where the time goes, cumulative over the run (a resume goes on from its checkpoint's values):
+        time/train_s in optimizer steps, time/eval_s in evaluations, time/checkpoint_s in saves."""
 
         def __init__(self):
             self.bar = None
-            self.train_s = 0.0
             # a resumed run's purge_step drops the killed attempt's events after the checkpoint
             self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None) if main else None
-            prior = store.query("SELECT value FROM metrics WHERE run_id = ? AND name = 'elapsed_s' AND step <= ? "
-                                "ORDER BY step DESC LIMIT 1", [run_id, resume_step])
-            self.elapsed0 = prior[0]["value"] if prior else 0.0
-            self.start = time.perf_counter()
+
+            def before(name: str) -> float:  # a resume goes on from the value logged at its checkpoint
+                prior = store.query("SELECT value FROM metrics WHERE run_id = ? AND name = ? AND step <= ? "
+                                    "ORDER BY step DESC LIMIT 1", [run_id, name, resume_step])
+                return prior[0]["value"] if prior else 0.0
+
+            self.elapsed0 = before("elapsed_s")
+            self.time = {name: before(name) for name in TIME_METRICS}
+            self.start = self.mark = time.perf_counter()  # mark: the end of the last stretch of time counted
             self.window = (0, 0.0)  # tokens seen, training seconds at the last log
 
+        @property
+        def train_s(self) -> float:
+            return self.time["time/train_s"]
+
+        def count(self, name: str) -> None:
+            now = time.perf_counter()
+            self.time[name] += now - self.mark
+            self.mark = now
+
         def on_train_begin(self, args, state, control, **kwargs):
+            self.mark = time.perf_counter()
             self.window = (state.num_input_tokens_seen, self.train_s)
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=config.name, unit="step",
                             dynamic_ncols=True, file=sys.stderr)
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self.step_start = time.perf_counter()
+            self.mark = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.train_s += time.perf_counter() - self.step_start
+            self.count("time/train_s")
             over = budget_s is not None and self.elapsed0 + time.perf_counter() - self.start >= budget_s
             if distributed.any_rank(bool(stop) or over) and not (stop or over):
                 stop.append("another rank")  # ranks stop together, after the same step
@@ -302,7 +357,10 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             values = {k: float(v) for k, v in (logs or {}).items() if k in kept}
+            if "eval_loss" in values:  # logged as the evaluation ends
+                self.count("time/eval_s")
             if "loss" in values:
+                values.update(self.time)
                 tokens, seconds = state.num_input_tokens_seen, self.train_s
                 if seconds > self.window[1]:
                     values["tokens_per_s"] = (tokens - self.window[0]) / (seconds - self.window[1])
@@ -312,10 +370,7 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                     self.bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False)
             if not values or not main:
                 return
-            store.log_metrics(run_id, state.global_step, state.epoch, values)
-            for name, value in values.items():
-                self.tb.add_scalar(f"{'eval' if name == 'eval_loss' else 'train'}/{name}", value, state.global_step)
-            self.tb.flush()
+            self.record(state, values)
             if "eval_loss" in values and self.bar is not None:
                 self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
 
@@ -329,30 +384,46 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 "config": config.to_dict(), "versions": versions,
             }, indent=1))
             store.record_checkpoint(run_id, ckpt, state.global_step, checkpoints.write_manifest(ckpt))
+            self.count("time/checkpoint_s")
+
+        def record(self, state, values: dict) -> None:
+            store.log_metrics(run_id, state.global_step, state.epoch, values)
+            for name, value in values.items():
+                tag = name if name.startswith("time/") else f"{'eval' if name == 'eval_loss' else 'train'}/{name}"
+                self.tb.add_scalar(tag, value, state.global_step)
+            self.tb.flush()
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.close()
+            if main:  # the totals, the last save included
+                self.record(state, self.time)
+                share = self.time["time/train_s"] / max(sum(self.time.values()), 1e-9)
+                print(f"time: {self.time['time/train_s']:.0f} s in training steps ({share:.0%}), {self.time['time/eval_s']:.0f} s in "
+                      f"evaluations, {self.time['time/checkpoint_s']:.0f} s saving checkpoints", flush=True)
             if self.tb is not None:
                 self.tb.close()
 
     return [Reporter()]
 
 
-def budget_steps(model, collator, train_rows: list[dict], eval_rows: list[dict], config: cfg.Config, dtype) -> int:
+def batch_tokens(batches: list[dict]) -> int:
+    return sum(len(ids) for batch in batches for ids in batch["input_ids"])
+
+
+def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict], config: cfg.Config, dtype) -> int:
     """Optimizer steps that fit training.time_budget_minutes on this machine: forward and backward of
     two real micro-batches timed (after one to warm up) and priced per token for the phase's average
-    row, evaluations priced at the measured forward time per token, 5% kept for the optimizer, logging
-    and checkpoints."""
+    micro-batch, evaluations priced at the measured forward time per token, 5% kept for the optimizer,
+    logging and checkpoints."""
     import torch
 
     t = config.training
-    size = t.per_device_train_batch_size
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     forward_s = total_s = tokens = 0.0
     for i in range(3):
-        batch = collator(train_rows[(i * size) % len(train_rows):][:size] or train_rows[:size])
+        batch = collator([batches[i % len(batches)]])
         batch = {k: v.to(device) for k, v in batch.items()}
         started = time.perf_counter()
         with autocast:
@@ -364,10 +435,9 @@ def budget_steps(model, collator, train_rows: list[dict], eval_rows: list[dict],
             total_s += time.perf_counter() - started
             tokens += batch["input_ids"].numel()
     model.zero_grad(set_to_none=True)
-    # priced per token: the timed batches' rows may be shorter or longer than the phase's average row
-    mean_row = sum(len(r["input_ids"]) for r in train_rows) / len(train_rows)
-    step_s = total_s / tokens * mean_row * size * t.gradient_accumulation_steps * 1.05
-    eval_s = forward_s / tokens * sum(len(r["input_ids"]) for r in eval_rows)
+    # priced per token: the timed batches may be shorter or longer than the phase's average one
+    step_s = total_s / tokens * batch_tokens(batches) / len(batches) * t.gradient_accumulation_steps * 1.05
+    eval_s = forward_s / tokens * batch_tokens(eval_batches)
     budget_s = t.time_budget_minutes * 60
     # budget = steps * step_s + (steps / eval_steps + 1) * eval_s  (an evaluation at step 0, then every eval_steps)
     steps = distributed.smallest(int((budget_s - eval_s) / (step_s + eval_s / t.eval_steps)))  # ranks: the slowest's
@@ -391,7 +461,7 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     if backend.notice:
         print(backend.notice, flush=True)
     from datasets import Dataset
-    from transformers import DataCollatorWithFlattening, PrinterCallback, set_seed
+    from transformers import PrinterCallback, set_seed
 
     from core import data
 
@@ -420,23 +490,27 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     # the same validation rows at every evaluation: a seeded sample with each type's share
     eval_rows = encode_rows(tokenizer, data.mix(validation, weights, seed, n=min(config.data.eval_rows, len(validation))),
                             max_len, "validation rows")
-    print(f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
-          f"{sum(len(r['input_ids']) for r in train_rows)} tokens per epoch", flush=True)
-
-    # Padding-free: a batch is its rows end to end with restarting position_ids; transformers builds
-    # a block-diagonal causal mask from them, so rows never attend to each other and no pad is computed.
-    collator = DataCollatorWithFlattening(return_position_ids=True)
+    # Packed micro-batches: rows end to end, up to training.tokens_per_batch tokens (or
+    # per_device_train_batch_size rows); a trainer "sample" is one whole micro-batch, so steps, epochs
+    # and the ETA count packed batches. Evaluation packs its fixed rows the same way, in their order.
     t = config.training
+    batches = pack(train_rows, t.tokens_per_batch, t.per_device_train_batch_size, seed)
+    eval_batches = pack(eval_rows, t.tokens_per_batch, t.per_device_train_batch_size)
+    sizing = f"up to {t.tokens_per_batch} tokens" if t.tokens_per_batch else f"{t.per_device_train_batch_size} rows"
+    print(f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
+          f"{batch_tokens(batches)} tokens per epoch in {len(batches)} packed micro-batches of {sizing} "
+          f"(mean {batch_tokens(batches) / len(batches):.0f} tokens), {len(eval_batches)} for evaluation", flush=True)
+    collator = Flatten()
     max_steps = t.max_steps
     if t.time_budget_minutes and max_steps == -1:  # a resume keeps the steps its first attempt measured
         max_steps = phases.trainer_state(resume)["max_steps"] if resume else \
-            budget_steps(model, collator, train_rows, eval_rows, config, backend.dtype)
+            budget_steps(model, collator, batches, eval_batches, config, backend.dtype)
     args = dict(
         output_dir=str(output_dir), num_train_epochs=t.num_train_epochs, max_steps=max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
-        weight_decay=t.weight_decay, per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+        weight_decay=t.weight_decay, per_device_train_batch_size=1, per_device_eval_batch_size=1,  # one packed batch
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
         optim="adamw_torch_fused", seed=t.seed,  # fused AdamW has CPU kernels; foreach is slow over LoRA's many tensors
         logging_steps=t.logging_steps, eval_strategy="steps", eval_steps=t.eval_steps,
         eval_on_start=resume is None,  # eval_loss at step 0: the floor the phase starts from
@@ -448,7 +522,7 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
         ddp_find_unused_parameters=False,  # N processes: every LoRA weight gets a gradient at each step
     )
     callbacks = make_callbacks(run_id, output_dir, config, backend.name, stop, resume_step)
-    trainer = backend.trainer(model, tokenizer, args, Dataset.from_list(train_rows), Dataset.from_list(eval_rows),
+    trainer = backend.trainer(model, tokenizer, args, Dataset.from_list(batches), Dataset.from_list(eval_batches),
                               collator, callbacks)
     trainer.remove_callback(PrinterCallback)  # the progress bar and the store report instead
 

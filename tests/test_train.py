@@ -17,13 +17,15 @@ import pytest
 
 from core import checkpoints, cli, paths, runs, store, train
 from core import config as cfg
+from core.errors import UserError
 
 # Short rows: the tiny model's cost is its 49k-token vocabulary, so few tokens keep each step fast.
 THINGS = [("Library", "Book"), ("Shop", "Order"), ("Team", "Player"), ("Farm", "Cow"), ("School", "Pupil"),
           ("Garage", "Car"), ("Zoo", "Animal"), ("Bank", "Account"), ("Hotel", "Room"), ("Album", "Song")]
 ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} \"1\" -- \"*\" {b}\n@enduml",
          "diagram_type": "class"} for a, b in THINGS]
-SETTINGS = dict(max_steps=8, per_device_train_batch_size=2, gradient_accumulation_steps=2, save_steps=3, eval_steps=4,
+# micro-batches packed by tokens (rows are ~70 tokens: 2 a batch); the SIGTERM test sizes them by rows
+SETTINGS = dict(max_steps=8, tokens_per_batch=160, gradient_accumulation_steps=2, save_steps=3, eval_steps=4,
                 logging_steps=1, learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=96)
 # metrics that must match between runs exactly (tokens/s and elapsed time are wall-clock)
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
@@ -89,6 +91,7 @@ def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys
     assert cli.main(["train", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "ref: finished" in out and "eval_loss" in out
+    assert "packed micro-batches of up to 160 tokens" in out and "s in training steps" in out
     run = store.get_run(run_id_of("ref"))
     assert (run["status"], run["phase_kind"], run["backend"]) == ("finished", "fresh", "peft")
     m = metrics(run["id"])
@@ -96,8 +99,12 @@ def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys
     assert m[(8, "eval_loss")] < m[(0, "eval_loss")] - 0.05
     assert m[(8, "loss")] < m[(1, "loss")]
     for step in range(1, 9):
-        for name in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s"):
+        for name in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s", *train.TIME_METRICS):
             assert (step, name) in m, (step, name)
+    # where the time went, cumulative: steps, 3 evaluations, 3 saves; the totals at the end hold the last save
+    for name in train.TIME_METRICS:
+        assert 0 < m[(1, name) if name != "time/checkpoint_s" else (4, name)] <= m[(8, name)], name
+    assert sum(m[(7, name)] for name in train.TIME_METRICS) <= m[(7, "elapsed_s")]  # logged together: nothing counted twice
     assert sorted(s for s, name in m if name == "eval_loss") == [0, 4, 8]
     assert m[(1, "learning_rate")] == pytest.approx(5e-3)
     out_dir = Path(run["output_dir"])
@@ -230,7 +237,8 @@ def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_pha
 
 def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
     """The studio's path: a detached worker, stopped through core.runs."""
-    path = write_config(lab, "stopped", tiny_model, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100})
+    path = write_config(lab, "stopped", tiny_model, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100,
+                                                              "tokens_per_batch": None, "per_device_train_batch_size": 2})
     run_id = runs.start_worker(cfg.load(path), path)
     run = store.get_run(run_id)
     wait_for(lambda: store.query("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
@@ -302,3 +310,65 @@ def test_a_worker_killed_by_a_signal_is_explained_with_how_to_resume(lab, home, 
     assert "error: the training worker was killed by SIGKILL" in err and "out of memory" in err
     assert "training.resume_from_checkpoint=" in err and "its latest checkpoint is checkpoint-" in err
     assert "Traceback" not in err
+
+
+def test_packing_fills_micro_batches_by_tokens_or_rows():
+    rows = [{"input_ids": [i] * n, "labels": [-100] * n} for i, n in enumerate([30, 50, 20, 60, 10, 40, 90, 5])]
+    batches = train.pack(rows, tokens_per_batch=100, rows_per_batch=4, seed=3)
+    assert train.pack(rows, 100, 4, seed=3) == batches  # seeded: a resume packs the same batches
+    sizes = [sum(len(ids) for ids in b["input_ids"]) for b in batches]
+    assert max(sizes) <= 100 and sum(sizes) == 305
+    assert sorted(ids[0] for b in batches for ids in b["input_ids"]) == list(range(8))  # every row once
+    by_rows = train.pack(rows, None, 3)  # no token budget: 3 rows a batch, in the rows' own order
+    assert [[ids[0] for ids in b["input_ids"]] for b in by_rows] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+
+
+def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model):
+    """Rows end to end with restarting position_ids (backends.PACKED_ATTENTION): the logits are those
+    of each row run alone, the loss is the mean answer-token loss of the rows run one at a time, and
+    so are the gradients (fp32, 1e-4). The same rows as one causal sequence (attention across rows)
+    give other logits: the check can fail."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core import backends, models
+
+    tokenizer = models.load_tokenizer(str(tiny_model))
+    rows = train.encode_rows(tokenizer, [{**r, "prompt": r["prompt"] * (1 + i % 3)} for i, r in enumerate(ROWS[:6])], 96)
+    [batch] = train.pack(rows, tokens_per_batch=4096, rows_per_batch=1)
+    packed = train.Flatten()([batch])
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows)) and "attention_mask" not in packed
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=backends.register_packed_attention())
+    model.config.use_cache = False  # as in training
+    out = model(**packed)
+    out.loss.backward()
+    grad = model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+    model.zero_grad()
+
+    total, count, logits = 0.0, 0, []
+    for row in rows:  # one row at a time, no packing: summed token losses over all answer tokens
+        labels = torch.tensor([row["labels"]])
+        n = int((labels[:, 1:] != -100).sum())
+        alone = model(input_ids=torch.tensor([row["input_ids"]]), labels=labels)
+        (alone.loss * n).backward()
+        total, count = total + alone.loss.item() * n, count + n
+        logits.append(alone.logits.detach())
+    logits = torch.cat(logits, dim=1)
+    alone_grad = model.model.layers[0].self_attn.q_proj.weight.grad / count
+    assert (out.logits.detach() - logits).abs().max().item() < 1e-4
+    assert abs(out.loss.item() - total / count) < 1e-4
+    assert (grad - alone_grad).abs().max().item() < 1e-4 * alone_grad.abs().max().item() + 1e-7
+
+    # transformers' own sdpa builds a dense block-causal mask from the same position_ids (no cache):
+    # the same logits, at the cost of the whole packed length squared
+    dense = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa")
+    with torch.no_grad():
+        assert (dense(**packed, use_cache=False).logits - logits).abs().max().item() < 1e-4
+        across = dense(input_ids=packed["input_ids"], use_cache=False).logits  # one causal sequence
+    assert (across - logits).abs().max().item() > 1e-2
+
+
+def test_a_micro_batch_smaller_than_a_row_is_refused():
+    with pytest.raises(UserError, match="tokens_per_batch 256 is below max_seq_length 512"):
+        cfg.parse({"training": {"tokens_per_batch": 256, "max_seq_length": 512}})
