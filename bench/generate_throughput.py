@@ -10,14 +10,16 @@ batching vs one at a time.
    - one at a time: transformers' `generate`, one prompt after the other;
    - static batching: transformers' `generate` on batches of --batch-size (left padding; a row that
      reached @enduml stays in the batch until the longest one ends);
-   - continuous: `Engine.generate` (a finished row leaves, the next prompt takes its slot).
+   - continuous: `Engine.generate` (a finished row leaves, the next prompt takes its slot), at each
+     of --slots (the fastest is the one compared).
    Tokens are the tokens each row needed (up to its stop). Targets at 320: continuous >= 4 x one at
    a time and >= 1.5 x static, outputs identical to one at a time (the loop guard is off here so
    that the three decode the same thing).
 
 The checkpoints are synthetic: LoRA adapters (r 16 on every projection) with random weights on the
-base model. Usage: python bench/generate_throughput.py [--prompts 16] [--lengths 32 128 320]
-[--threads 1] [--batch-size 8] [--only swap|batch]
+base model; `--checkpoint` puts a trained one in the batching comparison instead (rows then end at
+@enduml at mixed lengths, as in an evaluation). Usage: python bench/generate_throughput.py [--prompts 16]
+[--lengths 32 128 320] [--threads 1] [--batch-size 8] [--slots 8 16] [--checkpoint C] [--only swap|batch]
 """
 
 import argparse
@@ -68,8 +70,10 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="for the hot-swap comparison")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 320], help="for the batching comparison")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="static batching's batch, and continuous batching's slots")
+    parser.add_argument("--slots", type=int, nargs="+", help="continuous batching's slots, each measured (default: --batch-size)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice; on a busy machine 1 is faster)")
+    parser.add_argument("--checkpoint", help="a trained checkpoint for the batching comparison (default: a synthetic adapter)")
     parser.add_argument("--only", choices=["swap", "batch"], help="run one of the two comparisons")
     args = parser.parse_args()
 
@@ -92,7 +96,7 @@ def main() -> int:
         if args.only != "batch":
             same = compare_swap(args, prompts, ckpts, run)
         if args.only != "swap":
-            compare_batch(args, prompts, ckpts[0])
+            compare_batch(args, prompts, args.checkpoint or ckpts[0])
     return 0 if same else 1
 
 
@@ -214,26 +218,29 @@ def compare_batch(args, messages, ckpt) -> None:
             with torch.inference_mode():
                 single, t_single = timed(lambda: one_at_a_time(engine, model, ids, length))
                 batched, t_static = timed(lambda: static(engine, model, ids, length, args.batch_size))
-            rows, t_cont = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length,
-                                                         batch_size=args.batch_size, loop_guard=False))
-            cont = [(r.output, r.tokens) for r in rows]
+            continuous = {}
+            for slots in args.slots or [args.batch_size]:
+                continuous[slots] = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length,
+                                                                  batch_size=slots, loop_guard=False))
+            slots, (_, t_cont) = min(continuous.items(), key=lambda item: item[1][1])  # the fastest
             tok = sum(n for _, n in single)
-            same_cont = sum(a[0] == b[0] for a, b in zip(cont, single))
+            same_cont = min(sum(a.output == b[0] for a, b in zip(got, single)) for got, _ in continuous.values())
             same_static = sum(a[0] == b[0] for a, b in zip(batched, single))
             lengths = sorted(n for _, n in single)
             results.append({"max_new_tokens": length, "tokens": tok, "one_s": t_single, "static_s": t_static,
-                            "continuous_s": t_cont, "same_continuous": same_cont, "same_static": same_static,
+                            "continuous_s": t_cont, "slots": slots, "same_continuous": same_cont, "same_static": same_static,
                             "row_tokens": f"{lengths[0]}-{lengths[len(lengths) // 2]}-{lengths[-1]}"})
             r = results[-1]
             print(f"\n{length} new tokens: {tok} tokens (rows min-median-max {r['row_tokens']})", flush=True)
             table([("one at a time (transformers generate)", t_single, tok),
-                   (f"static batching ({args.batch_size}, transformers generate)", t_static, tok),
-                   (f"continuous batching ({args.batch_size} slots, Engine)", t_cont, sum(n for _, n in cont))])
-            print(f"continuous / one at a time {t_single / t_cont:.2f}x, continuous / static {t_static / t_cont:.2f}x; "
-                  f"same output as one at a time: continuous {same_cont}/{len(ids)}, static {same_static}/{len(ids)}",
-                  flush=True)
+                   (f"static batching ({args.batch_size}, transformers generate)", t_static, tok)]
+                  + [(f"continuous batching ({n} slots, Engine)", t, sum(g.tokens for g in got))
+                     for n, (got, t) in continuous.items()])
+            print(f"continuous ({slots} slots) / one at a time {t_single / t_cont:.2f}x, continuous / static "
+                  f"{t_static / t_cont:.2f}x; same output as one at a time: continuous {same_cont}/{len(ids)} "
+                  f"(every slot count), static {same_static}/{len(ids)}", flush=True)
         length = max(args.lengths)
-        guarded, t_gen = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length, batch_size=args.batch_size))
+        guarded, t_gen = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length, batch_size=slots))
         _, t_fix = timed(lambda: engine.make_valid(guarded, ckpt, length, args.batch_size))
     n = len(guarded)
     raw, fixed = sum(bool(g.raw_valid) for g in guarded), sum(bool(g.valid) for g in guarded)
@@ -242,13 +249,13 @@ def compare_batch(args, messages, ckpt) -> None:
           f"looped {sum(g.looped for g in guarded)}/{n}; valid PlantUML raw {raw}/{n}, repaired {fixed}/{n} "
           f"({sum(g.repaired for g in guarded)} repaired: "
           f"{sum(any(c.startswith('second attempt') for c in g.repair) for g in guarded)} by a second attempt)")
-    print("\n| max new tokens | tokens (row min-median-max) | one at a time tok/s | static tok/s | continuous tok/s "
+    print("\n| max new tokens | tokens (row min-median-max) | one at a time tok/s | static tok/s | continuous tok/s (slots) "
           "| cont. / one | cont. / static | identical (cont., static) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         tok = r["tokens"]
         print(f"| {r['max_new_tokens']} | {tok} ({r['row_tokens']}) | {tok / r['one_s']:.1f} | {tok / r['static_s']:.1f} "
-              f"| {tok / r['continuous_s']:.1f} | {r['one_s'] / r['continuous_s']:.2f}x | "
+              f"| {tok / r['continuous_s']:.1f} ({r['slots']}) | {r['one_s'] / r['continuous_s']:.2f}x | "
               f"{r['static_s'] / r['continuous_s']:.2f}x | {r['same_continuous']}/{len(ids)}, {r['same_static']}/{len(ids)} |")
 
 

@@ -71,10 +71,14 @@ def _tail_loop(lines: list[str]) -> tuple[int, int] | None:
     return None
 
 
-def loop_in(text: str) -> str | None:
-    """What loops at the end of `text` (the generation so far), in words; None when nothing does."""
-    *done, current = text.split("\n")
-    found = _tail_loop(_content("\n".join(done)))
+def loop_in(text: str, new_line: bool = True) -> str | None:
+    """What loops at the end of `text` (the generation so far), in words; None when nothing does.
+
+    `new_line` False: no line was completed since the last check of this text (which found no
+    loop), so only its unfinished last line is looked at (the decoder asks after every token)."""
+    at = text.rfind("\n")
+    current = text[at + 1:]
+    found = _tail_loop(_content(text[:at])) if new_line and at >= 0 else None
     if found:
         period, copies = found
         what = "the same line" if period == 1 else f"a block of {period} lines"

@@ -282,20 +282,47 @@ def one_at_a_time(engine, messages, checkpoint, max_new_tokens):
 @pytest.mark.parametrize("slots", [1, 2, 8])
 def test_continuous_batching_is_token_identical_to_one_at_a_time(parrot, checkpoints, tiny_model, slots):
     """Rows of mixed lengths (the parrot stops early, the others run to the limit) leave and join
-    the batch; each output is what the row gets alone."""
-    engine = generate.Engine(str(parrot))
+    the batch; each output is what the row gets alone. float32 pinned: the same sums on every host."""
+    engine = generate.Engine(str(parrot), dtype="float32")
     messages = [PROMPTS[0], PARROT_MESSAGE, PROMPTS[1] * 3, PARROT_MESSAGE, PROMPTS[2]]
     rows = engine.generate(messages, "base", max_new_tokens=24, batch_size=slots, loop_guard=False)
     assert outputs(rows) == one_at_a_time(engine, messages, "base", 24)
     assert rows[1].tokens < 24 and rows[3].tokens < 24 and rows[0].tokens == rows[2].tokens == 24  # mixed lengths
-    tiny = generate.Engine(str(tiny_model))  # and with a LoRA adapter active
+    tiny = generate.Engine(str(tiny_model), dtype="float32")  # and with a LoRA adapter active
     tuned = tiny.generate(PROMPTS * 2, str(checkpoints[0]), max_new_tokens=16, batch_size=slots, loop_guard=False)
     assert outputs(tuned) == one_at_a_time(tiny, PROMPTS * 2, str(checkpoints[0]), 16)
 
 
+def test_more_slots_than_rows_and_rows_moving_up_keep_every_output(parrot):
+    """Slots freed in the middle of the batch are filled by the rows after them moving up (their
+    caches copied); rows admitted later start in the freed slots."""
+    engine = generate.Engine(str(parrot), dtype="float32")
+    messages = [PARROT_MESSAGE, PROMPTS[0], PARROT_MESSAGE, PROMPTS[1], PARROT_MESSAGE, PROMPTS[2] * 2, PARROT_MESSAGE]
+    expected = one_at_a_time(engine, messages, "base", 20)
+    for slots in (3, 16):
+        assert outputs(engine.generate(messages, "base", max_new_tokens=20, batch_size=slots, loop_guard=False)) == expected
+
+
+def test_should_stop_ends_generation_between_steps_with_the_rows_finished_so_far(parrot):
+    engine = generate.Engine(str(parrot), dtype="float32")
+    messages = [PARROT_MESSAGE, PROMPTS[0], PARROT_MESSAGE, PROMPTS[1]]
+    full = engine.generate(messages, "base", max_new_tokens=40, batch_size=2, loop_guard=False)
+    finished, asked = [], []
+
+    def should_stop():
+        asked.append(len(finished))
+        return len(finished) >= 1
+
+    cut = engine.generate(messages, "base", max_new_tokens=40, batch_size=2, loop_guard=False,
+                          progress=lambda n: finished.append(n), should_stop=should_stop, repair=True)
+    assert cut[0] is not None and cut[0].output == full[0].output == PARROT_ANSWER
+    assert cut[1:] == [None, None, None] and asked[-1] == 1 and len(asked) < full[0].tokens + 2
+    assert engine.generate(messages, "base", should_stop=lambda: True) == [None] * 4
+
+
 @pytest.mark.slow
 def test_continuous_batching_matches_one_at_a_time_on_the_real_model(real_model):
-    engine = generate.Engine(real_model)
+    engine = generate.Engine(real_model, dtype="float32")
     rows = data.load_split(data.default_dataset_dir(), "test")
     messages = [prompts.request(r["prompt"], r["diagram_type"]) for r in data.in_turn(rows, 4)]
     got = engine.generate(messages, "base", max_new_tokens=96, batch_size=3, loop_guard=False)
@@ -341,6 +368,13 @@ def test_limits_are_the_stated_ones():
     assert repair.loop_in(line) is None and repair.loop_in(line + "A -> B : ping\n")
     block = "@startuml\n" + "A -> B : ping\nB --> A : pong\n" * repair.BLOCK_LIMIT
     assert repair.loop_in(block) is None and repair.loop_in(block + "A -> B : ping\nB --> A : pong\n")
+
+
+def test_completed_lines_are_looked_at_only_when_one_was_added():
+    """The decoder passes new_line=False while a line is unfinished: the verdict on the completed
+    lines cannot have changed, the unfinished line is still checked."""
+    assert repair.loop_in(LOOPING[0]) and repair.loop_in(LOOPING[0], new_line=False) is None
+    assert repair.loop_in(LOOPING[6], new_line=False) == repair.loop_in(LOOPING[6]) is not None
 
 
 def test_a_looping_row_is_stopped_and_marked(parrot):
