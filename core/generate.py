@@ -13,20 +13,22 @@ the model's context with `max_new_tokens` is refused with the numbers before any
 Decoding is greedy, so two checkpoints' outputs differ only because their weights differ, and a
 row's output is the one it gets alone (padding changes float sums in their last bits at most; the
 tests and the benchmark compare token for token). **Continuous batching**: up to
-`batch_size` rows share one forward pass per token, each with its own line of one KV cache (left
-padded, positions from the attention mask, exactly as `model.generate` pads a batch). A row leaves
-as soon as it ends — `@enduml` (on its decoded text; what follows is cut off), the end-of-turn
-token, the loop guard (core.repair: `Generation.looped`) or `max_new_tokens` — and the next
-prompts are prefilled together (left padded) and take the free places. `model.generate` instead
-keeps computing finished rows until the whole batch ends.
+`batch_size` rows share one forward pass per token, each in its own slot of one KV cache that is
+allocated once and written in place (`_Slab`: a row at its own length, a 4-D mask, attention that
+reads the cache where it is). A row leaves as soon as it ends — `@enduml` (on its decoded text;
+what follows is cut off), the end-of-turn token, the loop guard (core.repair: `Generation.looped`)
+or `max_new_tokens` — and the next prompts are prefilled together (left padded, as
+`model.generate` pads a batch) and take the free slots. `model.generate` instead keeps computing
+finished rows until the whole batch ends, and its `DynamicCache` copies the whole cache at every
+token.
 
 Why our own loop: transformers 5.17's `generate_batch` / `ContinuousBatchingManager` runs on CPU,
 also on a PEFT model (called on the wrapped model, whose layers carry the LoRA weights; outputs
 token-identical), but it switches the model to paged attention, and on this CPU it was no faster
 than one row at a time (embedded model, 4 prompts x 40 new tokens: 41.6 s vs 47.4 s, plus ~48 s
 of warm-up on the first call); nor can it end a row on a stop string or a loop guard while it
-decodes (only on end-of-sequence ids). vLLM and SGLang need a GPU. The loop here is ~120 lines
-on transformers' `DynamicCache`.
+decodes (only on end-of-sequence ids). vLLM and SGLang need a GPU. The loop here is ~200 lines
+on transformers' model forward (its attention functions are pluggable, `AttentionInterface`).
 
 `python -m core.generate --checkpoint C --prompt-file F --out result.json` is the worker the studio
 starts (the studio never imports torch): it prints the text as it streams and writes the result.
