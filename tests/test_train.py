@@ -60,7 +60,7 @@ def adapter(ckpt: Path) -> dict:
     return load_file(ckpt / "adapter_model.safetensors")
 
 
-def wait_for(condition, what: str, timeout_s: float = 180, process=None):
+def wait_for(condition, what: str, timeout_s: float = 600, process=None):  # generous: the test machine may be busy
     deadline = time.monotonic() + timeout_s
     while not condition():
         if process is not None and process.poll() is not None:
