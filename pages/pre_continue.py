@@ -19,7 +19,8 @@ if not candidates:
             "minutes — then come back here to decide how to continue it.")
     st.stop()
 
-run = st.selectbox("Run to continue", candidates, format_func=lambda r: f"{r['name']} · {runs.status_of(r)} · {r['id']}")
+run = st.selectbox("Run to continue", candidates,
+                   format_func=lambda r: f"{r['name']} · {runs.status_of(r)} · started {r['created_at']:%Y-%m-%d %H:%M}")
 review = checklist.review(run)
 diagnosis, evidence = review.diagnosis, review.diagnosis.evidence
 if runs.status_of(run) == "running":
