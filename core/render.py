@@ -486,24 +486,62 @@ def clear_memory_cache() -> None:
 _SENTINEL = "UMLSTUDIO-SENTINEL"
 
 
+START_TIMEOUT_S = 180.0  # a JVM start on a very busy machine; the per-diagram timeout counts after it
+
+
 def _syntax_run(blocks: list[_Block], timeout_s: float) -> tuple[list[SyntaxResult | None], str]:
     """One `-syntax` JVM over the blocks: a verdict per block (None where none came back cleanly),
-    and why some are missing."""
+    and why some are missing. `timeout_s` counts from PlantUML's answer to a sentinel placed before
+    the first block, so a JVM slow to start on a busy machine is not a verdict on the diagrams."""
     token = uuid.uuid4().hex[:8]
-    parts = []
+    start = f"{_SENTINEL}-{token}-start"
+    parts = [f'@startuml\n!assert 0 : "{start}"\n@enduml\n']
     for i, block in enumerate(blocks):
         parts.append(block.text)
         parts.append(f'@startuml\n!assert 0 : "{_SENTINEL}-{token}-{i}"\n@enduml\n')
+    proc = subprocess.Popen(_command("-syntax", "-charset", "UTF-8"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_lines: list[str] = []
+    err: list[bytes] = []
+    started = threading.Event()
+
+    def feed():
+        try:
+            proc.stdin.write("".join(parts).encode("utf-8"))
+            proc.stdin.close()
+        except OSError:  # the JVM died before reading everything: its exit says why
+            pass
+
+    def read_out():
+        for raw in proc.stdout:
+            out_lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            if start in out_lines[-1]:
+                started.set()
+        started.set()  # the output ended: nothing more to wait for
+
+    threads = [threading.Thread(target=target, daemon=True)
+               for target in (feed, read_out, lambda: err.append(proc.stderr.read()))]
+    for thread in threads:
+        thread.start()
+    problem = ""
     try:
-        out = subprocess.run(_command("-syntax", "-charset", "UTF-8"), input="".join(parts).encode("utf-8"),
-                             capture_output=True, timeout=timeout_s)
-        stdout, problem = out.stdout, _crash(out.stderr)
-    except subprocess.TimeoutExpired as exc:  # the JVM is killed; what it printed so far still counts
-        stdout, problem = exc.stdout or b"", f"PlantUML gave no verdict within {timeout_s:g} s"
+        if not started.wait(START_TIMEOUT_S):
+            raise subprocess.TimeoutExpired(proc.args, START_TIMEOUT_S)
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:  # the JVM is killed; what it printed so far still counts
+        proc.kill()
+        proc.wait()
+        problem = f"PlantUML gave no verdict within {timeout_s:g} s"
+    for thread in threads:
+        thread.join()
+    if not any(start in line for line in out_lines):
+        raise RuntimeError(f"PlantUML -syntax did not start within {START_TIMEOUT_S:g} s: "
+                           f"{b''.join(err).decode('utf-8', 'replace')[-300:] or 'no output'} — check `java -version`")
+    problem = problem or _crash(b"".join(err))
     verdicts: list[SyntaxResult | None] = [None] * len(blocks)
-    lines = stdout.decode("utf-8", "replace").splitlines()
+    lines = out_lines
     sentinel = re.compile(rf"Assertion error : {_SENTINEL}-{token}-(\d+)")
-    chunk_start = 0
+    chunk_start = next(k for k, line in enumerate(lines) if start in line) + 1
     for k, line in enumerate(lines):
         found = sentinel.fullmatch(line.strip())
         if not found:

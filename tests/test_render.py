@@ -260,6 +260,20 @@ def test_syntax_check_survives_a_block_that_kills_plantuml():
     assert all(r.valid and r.plantuml_type == "CLASS" for i, r in enumerate(results) if i not in (3, 8))
 
 
+def test_a_jvm_slow_to_start_is_no_verdict_on_the_diagrams(monkeypatch):
+    # a busy machine: the JVM starts 3 s late, longer than the whole per-diagram timeout
+    command = render._command
+    monkeypatch.setattr(render, "_command", lambda *args: ["sh", "-c", 'sleep 3; exec "$@"', "sh", *command(*args)])
+    results = render.syntax_check([f"@startuml\nclass A{i}\n@enduml" for i in range(3)] + [BROKEN], timeout_s=2)
+    assert [r.valid for r in results] == [True, True, True, False] and results[3].error_line == 4
+
+
+def test_a_jvm_that_never_answers_is_an_error_not_invalid_diagrams(monkeypatch):
+    monkeypatch.setattr(render, "_command", lambda *args: ["sh", "-c", "echo no java here >&2; exit 1"])
+    with pytest.raises(RuntimeError, match="did not start.*no java here"):
+        render.syntax_check(["@startuml\nclass A\n@enduml"])
+
+
 def test_syntax_check_of_nothing_and_of_empty_text():
     assert render.syntax_check([]) == []
     empty = render.syntax_check([""])[0]
