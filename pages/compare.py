@@ -77,8 +77,8 @@ if running:
             st.rerun()  # new rows are stored: the whole page shows them
         done, text = jobs.progress_text(state)
         st.progress(done, text=f"Generating ({now.label}): {text}")
-        if st.button("Cancel", key="cancel", help="stops the job; the outputs made so far stay stored and are shown"):
-            jobs.stop(job.id)
+        # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
+        st.button("Cancel", key="cancel", on_click=jobs.stop, args=(job.id,), help="stops the job; the outputs made so far stay stored and are shown")
 
     progress()
 else:

@@ -30,8 +30,8 @@ if running:
             st.rerun()
         done, text = export.progress_of(now.log(6000))
         st.progress(done, text=f"{now.label}: {text}{jobs.time_left(done, now.seconds)}")
-        if st.button("Cancel", key="cancel", help="stops the export; nothing is left at the output folder"):
-            jobs.stop(job.id)
+        # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
+        st.button("Cancel", key="cancel", on_click=jobs.stop, args=(job.id,), help="stops the export; nothing is left at the output folder")
 
     progress()
     st.stop()

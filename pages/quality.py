@@ -37,9 +37,9 @@ if mine and not mine[0].done:
             st.rerun()
         done, text = jobs.progress_text(job.progress())
         st.progress(done, text=f"Evaluating {names[ckpt]}: {text}")
-        if st.button("Cancel", key="cancel", help="stops the evaluation; the outputs made so far stay stored and "
-                                                   "are reused when you evaluate again"):
-            jobs.stop(job.id)
+        # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
+        st.button("Cancel", key="cancel", on_click=jobs.stop, args=(job.id,), help="stops the evaluation; the outputs made so far stay stored and "
+                                                   "are reused when you evaluate again")
 
     progress()
 else:

@@ -143,7 +143,8 @@ def progress_count(page) -> tuple[int, int] | None:
 
 
 def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umlstudio_home, tiny_model):
-    """2 checkpoints x 40 prompts with the tiny model: the count advances, the first side-by-side rows
+    """2 checkpoints x 120 prompts with the tiny model (a quiet machine makes 2 x 40 in under
+    30 s): the count advances, the first side-by-side rows
     appear while the job still runs, Cancel stops it and what was made stays."""
     seeded = seed_store(tiny_model)
     first, second = seeded["checkpoints"][0], seeded["checkpoints"][3]  # neither has a stored output
@@ -153,10 +154,10 @@ def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umls
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         outside = watch_requests(page, port)
-        query = urllib.parse.urlencode([("ckpt", first), ("ckpt", second), ("prompts", 40), ("tokens", 96)])
+        query = urllib.parse.urlencode([("ckpt", first), ("ckpt", second), ("prompts", 120), ("tokens", 512)])
         page.goto(f"http://127.0.0.1:{port}/compare?{query}")  # the selection comes from the link
         wait_until_idle(page)
-        assert page.get_by_text("0 of 80 outputs already stored").count() == 1
+        assert page.get_by_text("0 of 240 outputs already stored").count() == 1
         page.get_by_role("button", name="Generate the missing outputs (background job)").click()
 
         deadline = time.monotonic() + 180
@@ -166,19 +167,19 @@ def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umls
             if (count := progress_count(page)) is not None:
                 counts.add(count)
             time.sleep(0.5)
-        assert {total for _, total in counts} == {80}
-        page.get_by_text(re.compile(r"^Below: the \d+ of 40 prompts every checkpoint has answered so far")).wait_for(
+        assert {total for _, total in counts} == {240}
+        page.get_by_text(re.compile(r"^Below: the \d+ of 120 prompts every checkpoint has answered so far")).wait_for(
             timeout=180_000)
         (job,) = jobs.list_jobs("compare")
         assert not jobs.get(job.id).done  # rows are on the page before the job ends
-        page.get_by_test_id("stImage").first.wait_for(timeout=60_000)  # the first row's reference, rendered
-        page.get_by_text(re.compile(r"· score \d\.\d{3}")).nth(1).wait_for(timeout=60_000)  # both checkpoints' outputs
         page.screenshot(path=str(ARTIFACTS / "compare-running.png"), full_page=True)
 
         page.get_by_role("button", name="Cancel").click()
         page.get_by_text("The last compare job was cancelled").wait_for(timeout=60_000)
+        page.get_by_test_id("stImage").first.wait_for(timeout=60_000)  # the kept rows: the reference, rendered
+        page.get_by_text(re.compile(r"· score \d\.\d{3}")).nth(1).wait_for(timeout=60_000)  # both checkpoints' outputs
         stopped = jobs.get(job.id)
-        assert stopped.status == jobs.STOPPED and 0 < stopped.progress()["saved"] < 80
+        assert stopped.status == jobs.STOPPED and 0 < stopped.progress()["saved"] < 240
         assert page.get_by_test_id("stProgress").count() == 0
         page.screenshot(path=str(ARTIFACTS / "compare-cancelled.png"), full_page=True)
         assert not outside, f"requests that left the studio: {outside}"
