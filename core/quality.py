@@ -6,16 +6,6 @@ Every count comes from the same rows the verdict judged (`examples`: the `metric
 says which of the other items' failures keep its rows out.
 """
 
-# what the summary keys mean, for people (the tables' short headings are metrics.SHOWN)
-WORDS = {
-    "syntax_valid_rate": "valid PlantUML", "raw_valid_rate": "valid before repair", "repaired_rate": "repaired",
-    "render_rate": "renders", "type_accuracy": "right diagram type", "entity_f1": "expected names found (entity F1)",
-    "relation_f1": "expected relations found (relation F1)", "attribute_f1": "expected members found (attribute F1)",
-    "cardinality_f1": "multiplicities right (cardinality F1)", "branch_score": "branches like the reference",
-    "hallucination_rate": "invents names", "complete_rate": "whole diagram", "looped_rate": "stopped repeating itself",
-}
-
-
 def _count(examples: list[dict], test) -> int:
     return sum(1 for row in examples if test(row))
 

@@ -6,12 +6,18 @@ every page file still runs alone under AppTest and core stays importable without
 
 from core import render
 
+# Metric and summary names (as stored) in words, for tables, headings and the quality items: one list.
+METRIC_WORDS = {
+    "n": "rows", "failing": "below the threshold", "loss": "training loss", "eval_loss": "validation loss",
+    "learning_rate": "learning rate", "tokens_per_s": "tokens per second",
+    "valid_rate": "valid PlantUML", "syntax_valid_rate": "valid PlantUML", "raw_valid_rate": "valid before repair",
+    "repaired_rate": "repaired", "render_rate": "renders", "type_accuracy": "right diagram type",
+    "entity_f1": "expected names found (entity F1)", "relation_f1": "expected relations found (relation F1)",
+    "attribute_f1": "expected members found (attribute F1)", "cardinality_f1": "multiplicities right (cardinality F1)",
+    "branch_score": "branches like the reference", "hallucination_rate": "invents names",
+    "complete_rate": "whole diagram", "looped_rate": "stopped repeating itself",
+}
 # material icons: no emoji font needed; None is "not judged"
-# Metric names (as stored) in words, for tables and headings.
-METRIC_WORDS = {"n": "rows", "valid_rate": "valid PlantUML", "complete_rate": "complete", "entity_f1": "entity F1",
-                "relation_f1": "relation F1", "hallucination_rate": "made-up entities", "type_accuracy": "right type",
-                "failing": "below the threshold", "loss": "training loss", "eval_loss": "validation loss",
-                "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
 MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import checkpoints, evaluate, jobs, metrics, quality, render
 from core.config import EvaluationConfig, QualityConfig
-from core.ui import MARK
+from core.ui import MARK, METRIC_WORDS
 
 st.title("Quality checklist")
 
@@ -92,7 +92,7 @@ lines = []
 for name, values in sorted(summary["per_type"].items()):
     for origin, group in {"all": values, **values["by_origin"]}.items():
         lines.append({"type": name, "rows": origin, "n": group["n"],
-                      **{quality.WORDS[key]: metrics.estimate_text(group, key) for key, _ in metrics.SHOWN
+                      **{METRIC_WORDS[key]: metrics.estimate_text(group, key) for key, _ in metrics.SHOWN
                          if summary.get(key) is not None}})
 st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
 st.markdown(f"**Weak types** (some metric's whole interval misses its threshold): {', '.join(types['weak']) or 'none'}  \n"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_pages import PAGES, no_exceptions, seed_rows, seeded  # noqa: F401  (seeded: the fixture)
+from test_pages import PAGES, no_exceptions, seed_rows, seeded, wait_done  # noqa: F401  (seeded: the fixture)
 
 from core import checkpoints, data, evaluate, jobs, metrics, quality, render, store
 from core.config import QualityConfig
@@ -16,14 +16,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def page(name: str) -> AppTest:
     return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=120)
-
-
-def wait_done(job_id: str, seconds: float = 60) -> jobs.Job:
-    deadline = time.monotonic() + seconds
-    while not (job := jobs.get(job_id)).done:
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
-        time.sleep(0.1)
-    return job
 
 
 # ---- progress of a job -----------------------------------------------------------------------
