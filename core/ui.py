@@ -15,7 +15,7 @@ METRIC_WORDS = {
     "entity_f1": "expected names found (entity F1)", "relation_f1": "expected relations found (relation F1)",
     "attribute_f1": "expected members found (attribute F1)", "cardinality_f1": "multiplicities right (cardinality F1)",
     "branch_score": "branches like the reference", "hallucination_rate": "invents names",
-    "complete_rate": "whole diagram", "looped_rate": "stopped repeating itself",
+    "complete_rate": "whole diagram", "looped_rate": "looped (stopped for repeating itself)",
 }
 # material icons: no emoji font needed; None is "not judged"
 MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}
