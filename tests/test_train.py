@@ -281,7 +281,9 @@ def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, 
     budget_min = 0.2
     path = write_config(lab, "budget", tiny_model, training={"max_steps": -1, "num_train_epochs": 100, "eval_steps": 5,
                                                              "save_steps": 1000, "time_budget_minutes": budget_min})
-    assert cli.main(["train", "--config", str(path)]) == 0
+    # float32 on every host: emulated bf16 on a loaded CPU without it can take longer than the whole budget
+    # for one step (the dtype matrix is test_both_backends_train_in_both_cpu_dtypes' job)
+    assert cli.main(["train", "--config", str(path), "--set", "model.dtype=float32"]) == 0
     out = capsys.readouterr().out
     assert "time budget 0.2 min: a step takes" in out and "so this phase trains" in out
     planned = int(out.split("so this phase trains ")[1].split()[0])
