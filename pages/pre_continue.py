@@ -80,6 +80,20 @@ if st.button("Save it to edit on the Train page", help=f"writes {review.path}; t
     st.success(f"Wrote `{checklist.save(review)}`: open **Train** and start from *a proposal*.")
 
 st.subheader("Before continuing")
+
+
+@st.fragment(run_every=2)
+def evaluation_progress(job_id: str):
+    job = jobs.get(job_id)
+    if job.done:
+        st.rerun()  # the evaluation is stored: check the list again
+    done, text = jobs.progress_text(job.progress())
+    st.progress(done, text=f"Evaluating the checkpoint: {text}")
+    # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
+    st.button("Cancel", key="cancel_evaluation", on_click=jobs.stop, args=(job_id,),
+              help="stops the evaluation; the outputs made so far stay stored and are reused when you evaluate again")
+
+
 running_evaluation = None
 # Fixes this page offers itself: pointed at, instead of the command line's.
 HERE = {"backed_up": "press *Back up the checkpoint* below.", "evaluated": "press *Evaluate it now* below."}
@@ -105,8 +119,11 @@ for item in review.items:
             evaluations = [j for j in jobs.list_jobs("evaluate") if j.label == proposal.phase.continue_from]
             if evaluations and not evaluations[0].done:
                 running_evaluation = evaluations[0]
-                st.status(f"Evaluating in the background (job {running_evaluation.id}) — this list updates when it is done")
-            elif evaluations and evaluations[0].status != "finished":
+                evaluation_progress(running_evaluation.id)
+            elif evaluations and evaluations[0].status == jobs.STOPPED:
+                st.info(f"The last evaluation was cancelled; the {evaluations[0].progress().get('saved', 0)} outputs it "
+                        "made are stored and will be reused.")
+            elif evaluations and evaluations[0].status != jobs.FINISHED:
                 st.error(f"The last evaluation job {evaluations[0].status}:")
                 st.code(evaluations[0].log(3000), language=None)
             if not running_evaluation and st.button("Evaluate it now (background job)", key="evaluate"):
@@ -114,15 +131,6 @@ for item in review.items:
                            label=proposal.phase.continue_from)
                 st.rerun()
 
-
-@st.fragment(run_every=3)
-def wait_for(job_id: str):
-    if jobs.get(job_id).done:
-        st.rerun()  # the evaluation is stored: check the list again
-
-
-if running_evaluation:
-    wait_for(running_evaluation.id)
 
 failing = [item for item in review.items if not item.passed]
 reason = ""

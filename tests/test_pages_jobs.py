@@ -1,4 +1,4 @@
-"""The long jobs of the A/B, quality and export pages: progress files, partial results, Cancel, the
+"""The long jobs of the A/B, quality, pre-continue and export pages: progress files, partial results, Cancel, the
 A/B estimate and URL selection, and the quality checklist's plain sentences and counts (AppTest on
 a seeded store, see test_pages.seed_store; the real browser drives a running job in test_browser)."""
 
@@ -189,5 +189,33 @@ def test_export_page_offers_cancel_with_the_time_left_while_an_export_runs(seede
         assert bar.proto.text.startswith("base → /tmp/x: step 1 of 2: merging")
         next(b for b in at.button if b.key == "cancel").click().run()
         assert wait_done(job.id, 15).status == jobs.STOPPED
+    finally:
+        jobs.stop(job.id)
+
+
+def test_pre_continue_shows_the_evaluation_job_with_its_count_and_cancel(seeded):
+    start = seeded["checkpoints"][2]  # phase1's last checkpoint, where its next phase starts
+    with store.connect() as con:  # not evaluated: the page offers to evaluate it
+        con.execute("DELETE FROM generations WHERE evaluation_id IN (SELECT id FROM evaluations WHERE checkpoint = ?)", [start])
+        con.execute("DELETE FROM evaluations WHERE checkpoint = ?", [start])
+    at = page("pre_continue").run()
+    at.selectbox[0].select_index(1).run()  # phase1
+    assert any(b.key == "evaluate" for b in at.button)
+    script = ("import time\nfrom core import jobs\np = jobs.Progress(4, 'prompt')\np.start()\np.advance(); p.save(1)\n"
+              "time.sleep(60)\n")
+    job = jobs.start("evaluate", ["-c", script], label=start)
+    try:
+        while jobs.get(job.id).progress().get("done") != 1:
+            time.sleep(0.1)
+        at.run()
+        no_exceptions(at)
+        (bar,) = at.get("progress")
+        assert bar.proto.text.startswith("Evaluating the checkpoint: prompt 2 of 4")
+        assert not any(b.key == "evaluate" for b in at.button)  # one evaluation at a time
+        next(b for b in at.button if b.key == "cancel_evaluation").click().run()
+        assert wait_done(job.id, 15).status == jobs.STOPPED
+        at.run()
+        assert any("was cancelled; the 1 outputs" in i.value for i in at.info)
+        assert any(b.key == "evaluate" for b in at.button)
     finally:
         jobs.stop(job.id)
