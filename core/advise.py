@@ -37,6 +37,7 @@ from core import checkpoints, config as configs, data, paths, phases, store
 from core.config import Config, QualityConfig
 from core.errors import UserError
 from core.metrics import judge_types
+from core.prompts import request
 
 # ---- thresholds ---------------------------------------------------------------------------------
 
@@ -519,10 +520,10 @@ def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
     tokenizer_file, template_file = folder / "tokenizer.json", folder / "chat_template.jinja"
     if tokenizer_file.is_file() and template_file.is_file():
         stamp = (tokenizer_file.stat().st_mtime_ns, template_file.stat().st_mtime_ns)
-        counts = _tokenized(str(folder), stamp, tuple((r["prompt"], r["plantuml"]) for r in rows))
+        counts = _tokenized(str(folder), stamp, tuple((request(r["prompt"], r.get("diagram_type")), r["plantuml"]) for r in rows))
         how = f"counted with {folder.name}'s tokenizer and chat template"
     else:
-        counts = [round((len(r["prompt"]) + len(r["plantuml"])) / CHARS_PER_TOKEN) for r in rows]
+        counts = [round((len(request(r["prompt"], r.get("diagram_type"))) + len(r["plantuml"])) / CHARS_PER_TOKEN) for r in rows]
         how = f"approximated as characters / {CHARS_PER_TOKEN} (the tokenizer of {config.model.base} is not on disk)"
     return [min(c, config.training.max_seq_length) for c in counts], how
 

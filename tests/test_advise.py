@@ -21,6 +21,7 @@ from core import advise, checklist, checkpoints, cli, paths, store
 from core import config as configs
 from core.config import Config
 from core.errors import UserError
+from core.prompts import request
 
 # ---- synthetic curves ---------------------------------------------------------------------------
 
@@ -182,12 +183,13 @@ def write_jsonl(path: Path, rows) -> None:
 
 @pytest.fixture
 def dataset(tmp_path):
-    """10 class rows and 5 sequence rows; each row is 63 + 77 = 140 characters (40 tokens at 3.5)."""
+    """10 class rows and 5 sequence rows; each row is 63 + 77 = 140 characters (40 tokens at 3.5) as the
+    trainer sees it: the request (which names the type) and the PlantUML."""
     folder = tmp_path / "dataset"
-    rows = ([{"prompt": "p" * 63, "plantuml": "@startuml\n" + "c" * 59 + "\n@enduml", "diagram_type": "class",
-              "source": f"c{i}"} for i in range(10)]
-            + [{"prompt": "q" * 63, "plantuml": "@startuml\n" + "a" * 59 + "\n@enduml", "diagram_type": "sequence",
-                "source": f"s{i}"} for i in range(5)])
+    rows = ([{"prompt": "p" * (63 - len(request("", "class"))), "plantuml": "@startuml\n" + "c" * 59 + "\n@enduml",
+              "diagram_type": "class", "source": f"c{i}"} for i in range(10)]
+            + [{"prompt": "q" * (63 - len(request("", "sequence"))), "plantuml": "@startuml\n" + "a" * 59 + "\n@enduml",
+                "diagram_type": "sequence", "source": f"s{i}"} for i in range(5)])
     for split in ("train", "validation", "test"):
         write_jsonl(folder / f"{split}.jsonl", rows)
     return folder
@@ -395,7 +397,10 @@ def test_estimate_counts_with_the_base_models_tokenizer_when_on_disk(dataset, tm
                                     "training": {"num_train_epochs": 1}})
     # "<user> ppp… <assistant> @startuml ccc… @enduml" is 6 words per row
     assert advise.count_tokens(config, [{"prompt": "p" * 63, "plantuml": "@startuml\nc\n@enduml"}])[0] == [6]
-    assert advise.estimate(config).tokens == 15 * 6
+    # a row with its type is counted as the trainer sees it: the request names the type first (8 words more)
+    typed = {"prompt": "p" * 63, "plantuml": "@startuml\nc\n@enduml", "diagram_type": "class"}
+    assert advise.count_tokens(config, [typed])[0] == [14]
+    assert advise.estimate(config).tokens == 15 * 14
     assert "base-model's tokenizer" in advise.estimate(config).basis
 
 
