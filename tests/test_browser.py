@@ -6,6 +6,7 @@ No request may leave the studio. Screenshots go to test-artifacts/.
 Needs Debian's chromium at /usr/bin/chromium (no browser is downloaded): without it the test is
 skipped, unless UMLSTUDIO_REQUIRE_BROWSER=1 (CI), where it fails."""
 
+import contextlib
 import os
 import re
 import socket
@@ -62,6 +63,18 @@ def start_studio(home: Path, port: int, cwd: Path = ROOT, extra=(), env=None) ->
     raise AssertionError(f"streamlit did not come up: {(home / 'streamlit.log').read_text()[-2000:]}")
 
 
+@contextlib.contextmanager
+def studio_at(home: Path):
+    """A studio (`start_studio`) on a free loopback port for the length of the block: yields the port."""
+    port = free_port()
+    studio = start_studio(home, port)
+    try:
+        yield port
+    finally:
+        os.killpg(studio.pid, 15)
+        studio.wait(timeout=30)
+
+
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
     """The script has run to its end ('notRunning') and the page's title is on screen."""
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
@@ -99,10 +112,8 @@ def browser():
 
 def test_every_page_and_a_playground_generation(browser, umlstudio_home, tiny_model):
     seeded = seed_store(tiny_model)
-    port = free_port()
-    studio = start_studio(umlstudio_home, port)
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with studio_at(umlstudio_home) as port:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         outside = watch_requests(page, port)
         for path, title in PAGES.items():
@@ -128,9 +139,6 @@ def test_every_page_and_a_playground_generation(browser, umlstudio_home, tiny_mo
         assert images.first.get_attribute("src").startswith("data:image/svg+xml")
         assert page.get_by_text("the reference from the dataset").count() == 1
         assert not outside, f"requests that left the studio: {outside}"
-    finally:
-        os.killpg(studio.pid, 15)
-        studio.wait(timeout=30)
 
 
 def progress_count(page) -> tuple[int, int] | None:
@@ -148,10 +156,8 @@ def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umls
     appear while the job still runs, Cancel stops it and what was made stays."""
     seeded = seed_store(tiny_model)
     first, second = seeded["checkpoints"][0], seeded["checkpoints"][3]  # neither has a stored output
-    port = free_port()
-    studio = start_studio(umlstudio_home, port)
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with studio_at(umlstudio_home) as port:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         outside = watch_requests(page, port)
         query = urllib.parse.urlencode([("ckpt", first), ("ckpt", second), ("prompts", 120), ("tokens", 512)])
@@ -183,6 +189,3 @@ def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umls
         assert page.get_by_test_id("stProgress").count() == 0
         page.screenshot(path=str(ARTIFACTS / "compare-cancelled.png"), full_page=True)
         assert not outside, f"requests that left the studio: {outside}"
-    finally:
-        os.killpg(studio.pid, 15)
-        studio.wait(timeout=30)

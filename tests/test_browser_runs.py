@@ -15,21 +15,13 @@ import pytest
 
 from core import config as cfg
 from core import phases, runs, store
-from test_browser import ARTIFACTS, browser, free_port, start_studio, wait_until_idle  # noqa: F401 (a fixture)
+from test_browser import ARTIFACTS, browser, studio_at, wait_until_idle, watch_requests  # noqa: F401 (a fixture)
 from test_pages import seed_store
 from test_train import write_config
 
 # A checkpoint every 4 steps and a validation loss every 8 (and at step 0): every other checkpoint has no
 # validation loss of its own, and the best checkpoint moves as the loss falls.
 TRAINING = {"max_steps": 16, "save_steps": 4, "eval_steps": 8, "logging_steps": 1}
-
-
-def outside_requests(page, port: int) -> list[str]:
-    """Collects every request of the page that is not to the studio (http://127.0.0.1:port) or inline data."""
-    seen: list[str] = []
-    page.on("request", lambda r: None if r.url.startswith((f"http://127.0.0.1:{port}/", "data:", "blob:"))
-            else seen.append(r.url))
-    return seen
 
 
 def metric(page, label: str) -> str:
@@ -50,61 +42,56 @@ def checkpoint_markers(page) -> list[int]:
 def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home, tiny_model, tmp_path):
     umlstudio_home.mkdir(parents=True, exist_ok=True)
     path = write_config(tmp_path, "live", tiny_model, training=TRAINING)
-    port = free_port()
-    studio = start_studio(umlstudio_home, port)
     ARTIFACTS.mkdir(exist_ok=True)
     run_id = None
-    try:
-        run_id = runs.start_worker(cfg.load(path), path)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        outside = outside_requests(page, port)
-        page.goto(f"http://127.0.0.1:{port}/")  # opened while the worker starts; never reloaded below
-        wait_until_idle(page)
-        assert metric(page, "best checkpoint") == "—"
+    with studio_at(umlstudio_home) as port:
+        try:
+            run_id = runs.start_worker(cfg.load(path), path)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            outside = watch_requests(page, port)
+            page.goto(f"http://127.0.0.1:{port}/")  # opened while the worker starts; never reloaded below
+            wait_until_idle(page)
+            assert metric(page, "best checkpoint") == "—"
 
-        seen_best, seen_markers, seen_progress = set(), set(), set()
-        deadline = time.monotonic() + 600  # a busy shared machine trains the tiny model slowly
-        while store.get_run(run_id)["status"] in ("created", "running") and time.monotonic() < deadline:
-            seen_best.add(metric(page, "best checkpoint"))
-            seen_markers.add(tuple(checkpoint_markers(page)))
-            bar = page.get_by_test_id("stProgress")
-            if bar.count():
-                seen_progress.add(bar.first.inner_text())
-            time.sleep(1)
-        assert store.get_run(run_id)["status"] == "finished", store.get_run(run_id)["error"]
-        page.screenshot(path=str(ARTIFACTS / "runs-live.png"), full_page=True)
+            seen_best, seen_markers, seen_progress = set(), set(), set()
+            deadline = time.monotonic() + 600  # a busy shared machine trains the tiny model slowly
+            while store.get_run(run_id)["status"] in ("created", "running") and time.monotonic() < deadline:
+                seen_best.add(metric(page, "best checkpoint"))
+                seen_markers.add(tuple(checkpoint_markers(page)))
+                bar = page.get_by_test_id("stProgress")
+                if bar.count():
+                    seen_progress.add(bar.first.inner_text())
+                time.sleep(1)
+            assert store.get_run(run_id)["status"] == "finished", store.get_run(run_id)["error"]
+            page.screenshot(path=str(ARTIFACTS / "runs-live.png"), full_page=True)
 
-        # While it trained, the page showed two or more best checkpoints and a growing set of markers.
-        steps = sorted(int(v.split()[1]) for v in seen_best if v.startswith("step "))
-        assert len(steps) >= 2, f"the best checkpoint never changed on the open page: {seen_best}"
-        growing = sorted(seen_markers, key=len)
-        assert len(growing[-1]) > len([m for m in growing if m][0]), f"markers did not grow: {seen_markers}"
-        assert any(text.startswith("step ") and " of 16 · ≈ " in text and text.endswith(" left") for text in seen_progress), seen_progress
-        # When it ended: every saved checkpoint is marked, those without a validation loss of their own too.
-        page.wait_for_function("() => !document.body.innerText.includes('refreshing every 3 s')", timeout=30_000)
-        wait_until_idle(page)
-        saved = [r["step"] for r in runs.saved([run_id])]
-        assert sorted(checkpoint_markers(page)) == saved == [4, 8, 12, 16]
-        best = runs.table()[0]["best_checkpoint"]
-        assert metric(page, "best checkpoint") == f"step {best.rsplit('-', 1)[1]}"
-        assert outside == [], f"requests that left the studio: {outside}"
-    finally:
-        if run_id and runs.stop_worker(run_id):  # the test failed while it trained: no worker left behind
-            time.sleep(10)
-            if phases.worker_alive(store.get_run(run_id)):
-                os.kill(store.get_run(run_id)["pid"], signal.SIGKILL)
-        os.killpg(studio.pid, 15)
-        studio.wait(timeout=30)
+            # While it trained, the page showed two or more best checkpoints and a growing set of markers.
+            steps = sorted(int(v.split()[1]) for v in seen_best if v.startswith("step "))
+            assert len(steps) >= 2, f"the best checkpoint never changed on the open page: {seen_best}"
+            growing = sorted(seen_markers, key=len)
+            assert len(growing[-1]) > len([m for m in growing if m][0]), f"markers did not grow: {seen_markers}"
+            assert any(text.startswith("step ") and " of 16 · ≈ " in text and text.endswith(" left") for text in seen_progress), seen_progress
+            # When it ended: every saved checkpoint is marked, those without a validation loss of their own too.
+            page.wait_for_function("() => !document.body.innerText.includes('refreshing every 3 s')", timeout=30_000)
+            wait_until_idle(page)
+            saved = [r["step"] for r in runs.saved([run_id])]
+            assert sorted(checkpoint_markers(page)) == saved == [4, 8, 12, 16]
+            best = runs.table()[0]["best_checkpoint"]
+            assert metric(page, "best checkpoint") == f"step {best.rsplit('-', 1)[1]}"
+            assert outside == [], f"requests that left the studio: {outside}"
+        finally:
+            if run_id and runs.stop_worker(run_id):  # the test failed while it trained: no worker left behind
+                time.sleep(10)
+                if phases.worker_alive(store.get_run(run_id)):
+                    os.kill(store.get_run(run_id)["pid"], signal.SIGKILL)
 
 
 @pytest.mark.parametrize("width", [800])
 def test_a_narrow_window_folds_the_sidebar_and_fits_the_metrics(browser, umlstudio_home, tiny_model, width):
     seed_store(tiny_model)
-    port = free_port()
-    studio = start_studio(umlstudio_home, port)
-    try:
+    with studio_at(umlstudio_home) as port:
         page = browser.new_page(viewport={"width": width, "height": 1000})
-        outside = outside_requests(page, port)
+        outside = watch_requests(page, port)
         page.goto(f"http://127.0.0.1:{port}/")
         wait_until_idle(page)
         page.wait_for_selector("button[aria-controls='stSidebar'][aria-expanded='false']", timeout=10_000)
@@ -119,6 +106,3 @@ def test_a_narrow_window_folds_the_sidebar_and_fits_the_metrics(browser, umlstud
         font = page.locator(".st-key-yaml_editor textarea").evaluate("e => getComputedStyle(e).fontFamily")
         assert "monospace" in font
         assert outside == [], f"requests that left the studio: {outside}"
-    finally:
-        os.killpg(studio.pid, 15)
-        studio.wait(timeout=30)

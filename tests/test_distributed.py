@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from test_train import metrics
+from test_train import write_config as train_config
 
 from core import checkpoints, cli, distributed, phases, runs, store, train
 from core import config as cfg
@@ -36,26 +38,11 @@ two_cores = pytest.mark.skipif(distributed.cores() < 2, reason="2 processes need
 
 
 def write_config(folder: Path, name: str, tiny_model, processes: int, backend="peft", training=None) -> Path:
-    dataset = folder / "dataset"
-    if not dataset.is_dir():
-        dataset.mkdir(parents=True)
-        (dataset / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-        (dataset / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[:4]))
-    config = {
-        "model": {"base": str(tiny_model)},
-        "data": {"dataset": str(dataset), "eval_rows": 4},
-        "training": {"backend": backend, "output_dir": name, "processes": processes,
-                     "gradient_accumulation_steps": 4 // processes, **SETTINGS, **(training or {})},
-        "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0},  # no dropout: 1 and 2 processes draw their masks differently
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    return path
-
-
-def metrics(run_id: str) -> dict[tuple[int, str], float]:
-    rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ?", [run_id])
-    return {(r["step"], r["name"]): r["value"] for r in rows}
+    """test_train's config on these 16 rows, in `processes` processes at the same global batch, without
+    dropout (1 and 2 processes draw their masks differently)."""
+    return train_config(folder, name, tiny_model, backend, rows=ROWS, lora={"lora_dropout": 0.0},
+                        training={"tokens_per_batch": None, "processes": processes,
+                                  "gradient_accumulation_steps": 4 // processes, **SETTINGS, **(training or {})})
 
 
 def run_named(name: str) -> dict:

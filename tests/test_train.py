@@ -31,12 +31,12 @@ SETTINGS = dict(max_steps=8, tokens_per_batch=160, gradient_accumulation_steps=2
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
 
-def write_config(folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None) -> Path:
+def write_config(folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None, rows=ROWS) -> Path:
     dataset = folder / "dataset"
     if not dataset.is_dir():
         dataset.mkdir(parents=True)
-        (dataset / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-        (dataset / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[:4]))
+        (dataset / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (dataset / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
     config = {
         "model": {"base": str(tiny_model)},
         "data": {"dataset": str(dataset), "eval_rows": 4},
