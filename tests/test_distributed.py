@@ -39,8 +39,9 @@ two_cores = pytest.mark.skipif(distributed.cores() < 2, reason="2 processes need
 
 def write_config(folder: Path, name: str, tiny_model, processes: int, backend="peft", training=None) -> Path:
     """test_train's config on these 16 rows, in `processes` processes at the same global batch, without
-    dropout (1 and 2 processes draw their masks differently)."""
-    return train_config(folder, name, tiny_model, backend, rows=ROWS, lora={"lora_dropout": 0.0},
+    dropout (1 and 2 processes draw their masks differently), in float32 on every host (the tolerance
+    below is float32 rounding; a CPU with native bf16 would pick bf16)."""
+    return train_config(folder, name, tiny_model, backend, rows=ROWS, lora={"lora_dropout": 0.0}, model={"dtype": "float32"},
                         training={"tokens_per_batch": None, "processes": processes,
                                   "gradient_accumulation_steps": 4 // processes, **SETTINGS, **(training or {})})
 

@@ -31,14 +31,15 @@ SETTINGS = dict(max_steps=8, tokens_per_batch=160, gradient_accumulation_steps=2
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
 
-def write_config(folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None, rows=ROWS) -> Path:
+def write_config(folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None, rows=ROWS,
+                 model=None) -> Path:
     dataset = folder / "dataset"
     if not dataset.is_dir():
         dataset.mkdir(parents=True)
         (dataset / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (dataset / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
     config = {
-        "model": {"base": str(tiny_model)},
+        "model": {"base": str(tiny_model), **(model or {})},
         "data": {"dataset": str(dataset), "eval_rows": 4},
         "training": {"backend": backend, "output_dir": name, **SETTINGS, **(training or {})},
         "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, **(lora or {})},
