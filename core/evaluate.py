@@ -207,6 +207,7 @@ class _Plan:
     fresh: dict[int, dict] = field(default_factory=dict)  # row index -> scored row
     seconds: float = 0.0  # spent generating
     tokens: int = 0  # generated
+    repair_s: float = 0.0  # spent checking outputs with PlantUML and repairing them (with repair)
 
 
 def _evaluate(ckpts: list, rows: list[dict], config: EvaluationConfig, base_resolved: str, progress: bool,
@@ -249,7 +250,9 @@ def _evaluate(ckpts: list, rows: list[dict], config: EvaluationConfig, base_reso
                     made = engine.generate([messages[i] for i in batch], label(plan.ckpt),
                                            max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                            progress=advance, repair=repair)
-                    plan.seconds += time.perf_counter() - started
+                    repaired_s = sum(g.repair_s for g in made)  # each row carries its share of its batch's
+                    plan.repair_s += repaired_s
+                    plan.seconds += time.perf_counter() - started - repaired_s
                     plan.tokens += sum(g.tokens for g in made)
                     scored = _scored([rows[i] for i in batch], [messages[i] for i in batch],
                                      [_output(g, repair) for g in made], [plan.keys[i] for i in batch], False)
@@ -266,7 +269,7 @@ def _evaluate(ckpts: list, rows: list[dict], config: EvaluationConfig, base_reso
         summary = metrics.aggregate([r["metrics"] for r in scored])
         summary.update({"checkpoint": label(plan.ckpt), "settings": settings, "generated": len(plan.missing),
                         "reused": len(rows) - len(plan.missing), "generation_s": round(plan.seconds, 2),
-                        "generated_tokens": plan.tokens})
+                        "generated_tokens": plan.tokens} | ({"repair_s": round(plan.repair_s, 2)} if repair else {}))
         results.append((summary, scored))
     return results
 
@@ -522,6 +525,9 @@ def format_summary(summary: dict) -> str:
              f"dataset     {summary['dataset']} ({summary['split']}): {summary['n']} rows sampled (seed "
              f"{sample.get('seed')}), {summary['generated']} generated, {summary['reused']} from the store",
              f"eval_loss   {summary['loss']:.4f}" if summary["loss"] is not None else "eval_loss   unknown",
+             *([f"repair      PlantUML's check and the repairs took {summary['repair_s']:.1f} s, "
+                f"{summary['repair_s'] / summary['generation_s']:.2f}x the generation's {summary['generation_s']:.1f} s"]
+               if summary.get("repair_s") is not None and summary.get("generation_s") else []),
              "", "each value: mean (95% interval, n rows measured); real = people's prose, generated = template rows", ""]
     by_group = metrics.groups(summary)
     lines += _table(["metric", *by_group], [[heading, *(metrics.estimate_text(g, key) for g in by_group.values())]

@@ -476,7 +476,7 @@ class Engine:
         return Generation(message, text.strip(), len(row.tokens), round(row.finished - row.started, 4),
                           truncated=row.reason == "limit", looped=row.reason == "loop", loop=row.loop)
 
-    def generate(self, messages: list[str], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 8,
+    def generate(self, messages: list[str], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 16,
                  progress=None, *, repair: bool = False, loop_guard: bool = True,
                  should_stop=None) -> list[Generation | None]:
         """Greedy outputs for `messages` (user messages, see `prompts.request`), in their order.
@@ -501,7 +501,7 @@ class Engine:
         return results
 
     def make_valid(self, results: list[Generation], checkpoint="base", max_new_tokens: int = 320,
-                   batch_size: int = 8) -> None:
+                   batch_size: int = 16) -> None:
         """Check finished generations with PlantUML and repair the rejected ones in place, with the
         checkpoint that wrote them (what `generate(..., repair=True)` does after decoding)."""
         ids = self.encode([g.prompt for g in results], max_new_tokens)

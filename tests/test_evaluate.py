@@ -133,6 +133,10 @@ def test_repair_reports_raw_and_repaired_validity_side_by_side(checkpoint, datas
     assert repaired["raw_valid_rate"] == plain["syntax_valid_rate"]
     assert repaired["intervals"]["repaired_rate"]["n"] == 3
     assert 0.0 <= repaired["repaired_rate"] <= 1.0
+    # the check and repair are timed apart from the generation, and the text report says both
+    assert repaired["repair_s"] > 0 and repaired["generation_s"] > 0 and "repair_s" not in plain
+    text = evaluate.format_summary(repaired)
+    assert f"took {repaired['repair_s']:.1f} s, {repaired['repair_s'] / repaired['generation_s']:.2f}x the generation's" in text
 
 
 def test_the_verdict_uses_the_eval_loss_logged_for_the_checkpoint(tiny_model, tmp_path, dataset):
