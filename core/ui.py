@@ -4,7 +4,7 @@ No streamlit import here: a page passes the container to draw in (`st`, a column
 every page file still runs alone under AppTest and core stays importable without the studio.
 """
 
-from core import render
+from core import jobs, render
 
 # Metric and summary names (as stored) in words, for tables, headings and the quality items: one list.
 METRIC_WORDS = {
@@ -17,6 +17,8 @@ METRIC_WORDS = {
     "branch_score": "branches like the reference", "hallucination_rate": "invents names",
     "complete_rate": "whole diagram", "looped_rate": "looped (stopped for repeating itself)",
 }
+# what Cancel on an evaluation keeps (the quality and pre-continue pages)
+EVALUATION_CANCEL = "stops the evaluation; the outputs made so far stay stored and are reused when you evaluate again"
 # material icons: no emoji font needed; None is "not judged"
 MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}
 
@@ -50,3 +52,10 @@ def split_why(why: str) -> tuple[str, str]:
     """A checklist item's text as (what was found, how to fix it): split at its first " — "."""
     finding, _, fix = why.partition(" — ")
     return finding, fix
+
+
+def job_bar(where, job_id: str, done: float, text: str, cancel_help: str, key: str = "cancel") -> None:
+    """A running job's progress bar and its Cancel button. Cancel is an on_click callback: Streamlit
+    runs it before the rerun the click starts, so a page that refreshes itself cannot swallow the click."""
+    where.progress(done, text=text)
+    where.button("Cancel", key=key, on_click=jobs.stop, args=(job_id,), help=cancel_help)

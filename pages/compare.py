@@ -11,7 +11,7 @@ in as each batch ends, and Cancel (what was made stays stored). The selection li
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, data, evaluate, jobs, metrics, render
+from core import checkpoints, data, evaluate, jobs, metrics, render, ui
 from core.config import EvaluationConfig
 
 PER_PAGE = 6
@@ -76,9 +76,8 @@ if running:
         if now.done or state.get("saved", 0) != seen:
             st.rerun()  # new rows are stored: the whole page shows them
         done, text = jobs.progress_text(state)
-        st.progress(done, text=f"Generating ({now.label}): {text}")
-        # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
-        st.button("Cancel", key="cancel", on_click=jobs.stop, args=(job.id,), help="stops the job; the outputs made so far stay stored and are shown")
+        ui.job_bar(st, job.id, done, f"Generating ({now.label}): {text}",
+                   "stops the job; the outputs made so far stay stored and are shown")
 
     progress()
 else:

@@ -5,7 +5,7 @@ import json
 
 import streamlit as st
 
-from core import checkpoints, export, jobs
+from core import checkpoints, export, jobs, ui
 from core.errors import UserError
 
 FORMATS = {"gguf": "GGUF for llama.cpp / Ollama / LM Studio", "hf": "merged transformers folder (float32)"}
@@ -29,9 +29,8 @@ if running:
         if now.done:
             st.rerun()
         done, text = export.progress_of(now.log(6000))
-        st.progress(done, text=f"{now.label}: {text}{jobs.time_left(done, now.seconds)}")
-        # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
-        st.button("Cancel", key="cancel", on_click=jobs.stop, args=(job.id,), help="stops the export; nothing is left at the output folder")
+        ui.job_bar(st, job.id, done, f"{now.label}: {text}{jobs.time_left(done, now.seconds)}",
+                   "stops the export; nothing is left at the output folder")
 
     progress()
     st.stop()

@@ -88,10 +88,7 @@ def evaluation_progress(job_id: str):
     if job.done:
         st.rerun()  # the evaluation is stored: check the list again
     done, text = jobs.progress_text(job.progress())
-    st.progress(done, text=f"Evaluating the checkpoint: {text}")
-    # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
-    st.button("Cancel", key="cancel_evaluation", on_click=jobs.stop, args=(job_id,),
-              help="stops the evaluation; the outputs made so far stay stored and are reused when you evaluate again")
+    ui.job_bar(st, job_id, done, f"Evaluating the checkpoint: {text}", ui.EVALUATION_CANCEL, key="cancel_evaluation")
 
 
 running_evaluation = None

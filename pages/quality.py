@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, evaluate, jobs, metrics, quality, render
+from core import checkpoints, evaluate, jobs, metrics, quality, render, ui
 from core.config import EvaluationConfig, QualityConfig
-from core.ui import MARK, METRIC_WORDS
 
 st.title("Quality checklist")
 
@@ -36,10 +35,7 @@ if mine and not mine[0].done:
         if job.done:
             st.rerun()
         done, text = jobs.progress_text(job.progress())
-        st.progress(done, text=f"Evaluating {names[ckpt]}: {text}")
-        # a callback runs before the rerun the click starts, so a page refresh cannot swallow it
-        st.button("Cancel", key="cancel", on_click=jobs.stop, args=(job.id,), help="stops the evaluation; the outputs made so far stay stored and "
-                                                   "are reused when you evaluate again")
+        ui.job_bar(st, job.id, done, f"Evaluating {names[ckpt]}: {text}", ui.EVALUATION_CANCEL)
 
     progress()
 else:
@@ -82,7 +78,7 @@ for where, which, heading in ((good, "good", "What good results look like"), (ba
     where.subheader(heading)
     for item in (i for i in judged["items"] if i["list"] == which):
         box = where.container(border=True)
-        box.markdown(f"{MARK[item['passed']]} **{item['item']}** — {quality.sentence(item, examples)}")
+        box.markdown(f"{ui.MARK[item['passed']]} **{item['item']}** — {quality.sentence(item, examples)}")
         with box.expander("numbers"):
             st.write(quality.numbers(item))
 
@@ -92,7 +88,7 @@ lines = []
 for name, values in sorted(summary["per_type"].items()):
     for origin, group in {"all": values, **values["by_origin"]}.items():
         lines.append({"type": name, "rows": origin, "n": group["n"],
-                      **{METRIC_WORDS[key]: metrics.estimate_text(group, key) for key, _ in metrics.SHOWN
+                      **{ui.METRIC_WORDS[key]: metrics.estimate_text(group, key) for key, _ in metrics.SHOWN
                          if summary.get(key) is not None}})
 st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
 st.markdown(f"**Weak types** (some metric's whole interval misses its threshold): {', '.join(types['weak']) or 'none'}  \n"
