@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-from core.errors import UserError
+from core.errors import Stopped, UserError
 
 # name, help, module, function adding the arguments, function running the command
 COMMANDS = [
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         print("interrupted", file=sys.stderr)
         return 130
 

@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 from core import checkpoints, generate, models, paths
-from core.errors import UserError
+from core.errors import Stopped, UserError
 from core.prompts import chat_prompt
 
 FORMATS = ("hf", "gguf")
@@ -368,7 +368,7 @@ def add_export_args(parser) -> None:
 
 
 def _stop(signum, frame):
-    raise KeyboardInterrupt  # unwinds through run(), which removes its partial folder
+    raise Stopped  # unwinds through run(), which removes its partial folder
 
 
 def export_command(args) -> int:
