@@ -16,8 +16,9 @@ the same order, the same LoRA shape, learning rate (constant) and seed, every ro
 
 Reported: real (non-pad) tokens per second of training time (evaluation excluded), the ratio to the
 padded and to the unpadded baseline of the same dtype, model-FLOPs utilisation against the matmul
-peak of that dtype timed in this run (4 x params FLOPs per token: forward plus the activation
-gradients; LoRA has no weight gradients of the frozen base; attention scores not counted), and the
+peak of that dtype timed in this run (the FLOPs a step needs: 4 x params per token, forward plus the
+activation gradients, as LoRA has no weight gradients of the frozen base; the output layer only at
+the answer tokens, the only ones with a loss; attention scores not counted), and the
 eval loss after training (the exact mean answer-token loss over the same validation rows), and the
 process's peak memory (resident set).
 """
@@ -120,7 +121,7 @@ def run_variant(variant: str, args) -> dict:
     else:
         batches = train.pack(train_rows, int(tokens), 1)  # the rows' own order, as the baselines see them
         per_step = real_tokens / len(train_rows) * args.batch * args.accum  # the baselines' tokens per optimizer step
-        collator, dataset, batch = train.Flatten(), Dataset.from_list(batches), 1
+        collator, dataset, batch = train.Flatten(backend.answer_logits_only), Dataset.from_list(batches), 1
         accum = max(1, round(per_step / (real_tokens / len(batches))))
         computed = real_tokens
 
@@ -146,13 +147,15 @@ def run_variant(variant: str, args) -> dict:
     ), dataset, None, collator, [clock])
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
-    params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and "embed_tokens" not in n)
-    params += model.get_output_embeddings().weight.numel() if getattr(model.config, "tie_word_embeddings", False) else 0
+    head = model.get_output_embeddings().weight.numel()
+    body = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and "embed_tokens" not in n)
+    body -= 0 if getattr(model.config, "tie_word_embeddings", False) else head
+    answer_tokens = sum(sum(label != -100 for label in r["labels"]) for r in train_rows)
     return {
         "variant": variant, "dtype": str(dtype).replace("torch.", ""), "steps": result.global_step, "accum": accum,
         "real_tokens": real_tokens, "computed_tokens": computed, "train_s": clock.seconds,
         "tok_s": real_tokens / clock.seconds, "eval_loss": eval_loss(model, eval_rows, dtype),
-        "flops_per_token": 4 * params, "threads": torch.get_num_threads(),
+        "flops_per_token": 4 * (body + head * answer_tokens / real_tokens), "threads": torch.get_num_threads(),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB on Linux
     }
 

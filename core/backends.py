@@ -99,6 +99,7 @@ def _lora_kwargs(config) -> dict:
 class PeftBackend:
     name = "peft"
     notice = None
+    answer_logits_only = True  # the collator keeps logits only where an answer token is learnt (train.Flatten)
 
     def load(self, config):
         import torch
@@ -126,6 +127,7 @@ class PeftBackend:
 class UnslothBackend:
     name = "unsloth"
     notice = None
+    answer_logits_only = False  # TRL's SFTTrainer does it itself (its fused LM head); the collator must not
 
     def load(self, config):
         import torch

@@ -327,9 +327,9 @@ def test_packing_fills_micro_batches_by_tokens_or_rows():
 
 
 def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model):
-    """Rows end to end with restarting position_ids (backends.PACKED_ATTENTION): the logits are those
-    of each row run alone, the loss is the mean answer-token loss of the rows run one at a time, and
-    so are the gradients (fp32, 1e-4). The same rows as one causal sequence (attention across rows)
+    """Rows end to end with restarting position_ids (backends.PACKED_ATTENTION), logits only where an
+    answer token is predicted: those logits are each row's run alone, the loss is the mean answer-token
+    loss of the rows run one at a time (all logits), and so are the gradients (fp32, 1e-4). The same rows as one causal sequence (attention across rows)
     give other logits: the check can fail."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -339,7 +339,7 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model)
     tokenizer = models.load_tokenizer(str(tiny_model))
     rows = train.encode_rows(tokenizer, [{**r, "prompt": r["prompt"] * (1 + i % 3)} for i, r in enumerate(ROWS[:6])], 96)
     [batch] = train.pack(rows, tokens_per_batch=4096, rows_per_batch=1)
-    packed = train.Flatten()([batch])
+    packed = train.Flatten(answer_logits_only=True)([batch])
     assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows)) and "attention_mask" not in packed
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=backends.register_packed_attention())
@@ -359,7 +359,9 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model)
         logits.append(alone.logits.detach())
     logits = torch.cat(logits, dim=1)
     alone_grad = model.model.layers[0].self_attn.q_proj.weight.grad / count
-    assert (out.logits.detach() - logits).abs().max().item() < 1e-4
+    keep = packed["logits_to_keep"]  # logits only where the next token is an answer token: one per target
+    assert out.logits.shape[1] == len(keep) == count < packed["input_ids"].shape[1]
+    assert (out.logits.detach() - logits[:, keep]).abs().max().item() < 1e-4
     assert abs(out.loss.item() - total / count) < 1e-4
     assert (grad - alone_grad).abs().max().item() < 1e-4 * alone_grad.abs().max().item() + 1e-7
 
@@ -367,7 +369,7 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model)
     # the same logits, at the cost of the whole packed length squared
     dense = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa")
     with torch.no_grad():
-        assert (dense(**packed, use_cache=False).logits - logits).abs().max().item() < 1e-4
+        assert (dense(**packed, use_cache=False).logits - logits[:, keep]).abs().max().item() < 1e-4
         across = dense(input_ids=packed["input_ids"], use_cache=False).logits  # one causal sequence
     assert (across - logits).abs().max().item() > 1e-2
 
