@@ -8,7 +8,8 @@ on identical batches and both save standard PEFT adapters.
 - unsloth: `FastLanguageModel` + TRL `SFTTrainer`. `import unsloth` patches transformers, so it is
   imported first, and only here, in the training worker.
 - peft: transformers `Trainer` + PEFT, fp32 master weights with bf16 (or fp16 on GPUs without bf16)
-  autocast where the hardware computes it natively (`models.pick_dtype`).
+  autocast where the hardware computes it natively (`models.pick_dtype`); logits only at the positions
+  that predict an answer token (`answer_logits_only`, done by the collator).
 
 Both work on a CPU without native bf16 (fp32), a CPU with AMX / AVX512-BF16 (bf16) and a CUDA GPU
 (bf16, or fp16 where bf16 is missing). On a CPU, transformers refuses bf16 unless told the run is a
