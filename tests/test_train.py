@@ -329,8 +329,8 @@ def test_packing_fills_micro_batches_by_tokens_or_rows():
 def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model):
     """Rows end to end with restarting position_ids (backends.PACKED_ATTENTION), logits only where an
     answer token is predicted: those logits are each row's run alone, the loss is the mean answer-token
-    loss of the rows run one at a time (all logits), and so are the gradients (fp32, 1e-4). The same rows as one causal sequence (attention across rows)
-    give other logits: the check can fail."""
+    loss of the rows run one at a time (all logits), and so are the gradients (fp32, 1e-4). The same
+    rows as one causal sequence (attention across rows) give other logits: the check can fail."""
     import torch
     from transformers import AutoModelForCausalLM
 
