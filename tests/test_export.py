@@ -287,6 +287,28 @@ def test_bad_input_is_checked_without_loading_a_model(ckpt, tmp_path, monkeypatc
     assert done.stdout.split() == ["4", "model-q8_0.gguf"]
 
 
+def test_a_stop_is_not_a_keyboard_interrupt(monkeypatch, capsys):
+    """The Stop handler's exception must not be a KeyboardInterrupt: CPython remembers one that crossed a
+    library's embedded PyRun_String and then ends the process by SIGINT (-2), not with the CLI's 130
+    (the subprocess test below catches that only at some stop delays)."""
+    import signal
+
+    from core.errors import Stopped
+
+    try:
+        export._stop(signal.SIGTERM, None)
+    except BaseException as exc:  # a KeyboardInterrupt would end pytest itself: caught here to fail the test
+        raised = exc
+    assert isinstance(raised, Stopped) and not isinstance(raised, KeyboardInterrupt)
+
+    def stopped(args):
+        raise Stopped
+
+    monkeypatch.setattr(export, "export_command", stopped)
+    assert cli.main(["export", "--checkpoint", "base", "--out", "unused"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 def test_stopped_export_leaves_nothing(ckpt, tmp_path):
     """SIGTERM (the studio's Stop) mid-export: exit 130, no output folder, no partial folder."""
     import signal
