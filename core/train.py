@@ -290,8 +290,8 @@ class Flatten:
     def __call__(self, batches: list[dict]) -> dict:
         import torch
 
-        batch = self.flatten([{"input_ids": ids, "labels": labels} for batch in batches
-                              for ids, labels in zip(batch["input_ids"], batch["labels"])])
+        batch = self.flatten([{"input_ids": ids, "labels": labels} for micro in batches
+                              for ids, labels in zip(micro["input_ids"], micro["labels"])])
         if not self.answer_logits_only:
             return batch
         following = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=-100)  # one sequence: (1, tokens)
