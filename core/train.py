@@ -427,16 +427,20 @@ def batch_tokens(batches: list[dict]) -> int:
 
 def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict], config: cfg.Config, dtype) -> int:
     """Optimizer steps that fit training.time_budget_minutes on this machine: forward and backward of
-    two real micro-batches timed (after one to warm up) and priced per token for the phase's average
-    micro-batch, evaluations priced at the measured forward time per token, 5% kept for the optimizer,
-    logging and checkpoints."""
+    three real micro-batches timed (after one to warm up), the median seconds per token priced for the
+    phase's average micro-batch, evaluations priced at the median forward seconds per token, 5% kept
+    for the optimizer, logging and checkpoints. The median: the first timed batch can still run ~30%
+    slow while allocations settle (BENCHMARKS.md), and a mean of two planned a 20-minute phase that
+    ended after 14."""
+    import statistics
+
     import torch
 
     t = config.training
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    forward_s = total_s = tokens = 0.0
-    for i in range(3):
+    forward_per_token, total_per_token = [], []
+    for i in range(4):
         batch = collator([batches[i % len(batches)]])
         batch = {k: v.to(device) for k, v in batch.items()}
         started = time.perf_counter()
@@ -445,13 +449,13 @@ def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict],
         forwarded = time.perf_counter()
         loss.backward()
         if i:  # the first one warms up kernels and caches
-            forward_s += forwarded - started
-            total_s += time.perf_counter() - started
-            tokens += batch["input_ids"].numel()
+            tokens = batch["input_ids"].numel()
+            forward_per_token.append((forwarded - started) / tokens)
+            total_per_token.append((time.perf_counter() - started) / tokens)
     model.zero_grad(set_to_none=True)
     # priced per token: the timed batches may be shorter or longer than the phase's average one
-    step_s = total_s / tokens * batch_tokens(batches) / len(batches) * t.gradient_accumulation_steps * 1.05
-    eval_s = forward_s / tokens * batch_tokens(eval_batches)
+    step_s = statistics.median(total_per_token) * batch_tokens(batches) / len(batches) * t.gradient_accumulation_steps * 1.05
+    eval_s = statistics.median(forward_per_token) * batch_tokens(eval_batches)
     budget_s = t.time_budget_minutes * 60
     # budget = steps * step_s + (steps / eval_steps + 1) * eval_s  (an evaluation at step 0, then every eval_steps)
     steps = distributed.smallest(int((budget_s - eval_s) / (step_s + eval_s / t.eval_steps)))  # ranks: the slowest's
