@@ -1,10 +1,10 @@
 """Warm a studio process up in the background, once, so that the first visit to a page does not pay
-for what every later visit gets for free: the chart modules' import (~1 s), the PlantUML server's
-start and first render (a JVM start and its JIT: seconds of both cores) and the default training
-set's token counts for the time estimate (~0.5 s).
+for what every later visit gets for free: the PlantUML server's start and first render (a JVM start
+and its JIT: seconds of both cores) and the default training set's token counts for the time
+estimate (~0.5 s).
 
-The import runs at once (the first page needs it anyway); the rest waits DELAY_S, so that it does not
-compete with the first page for the CPU while the browser loads the studio."""
+It waits DELAY_S first, so that it does not compete with the first page for the CPU while the browser
+loads the studio."""
 
 import sys
 import threading
@@ -17,9 +17,6 @@ DIAGRAM = "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"
 
 
 def _work() -> None:
-    import plotly.graph_objects  # noqa: F401  (the Runs and Pre-continue charts)
-    import plotly.subplots  # noqa: F401
-
     time.sleep(DELAY_S)
     from core import advise, data, render
     from core.config import Config

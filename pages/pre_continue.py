@@ -4,11 +4,10 @@ check passes or an override reason is typed (the reason is stored with the run).
 
 from pathlib import Path
 
-import plotly.graph_objects as go
 import streamlit as st
 import yaml
 
-from core import advise, checklist, checkpoints, jobs, phases, runs, ui
+from core import advise, charts, checklist, checkpoints, jobs, phases, runs, ui
 from core.errors import UserError
 
 st.title("Pre-continue checklist")
@@ -29,22 +28,9 @@ if runs.status_of(run) == "running":
 st.subheader("Diagnosis")
 (st.warning if diagnosis.scenario is None else st.info)(f"**{diagnosis.plain}**")
 
-fig = go.Figure()
-if review.curves.train:
-    fig.add_trace(go.Scatter(x=[s for s, _ in review.curves.train], y=[v for _, v in review.curves.train],
-                             name="train loss", mode="lines", line={"color": "#9db4d8"}))
-if review.curves.validation:
-    fig.add_trace(go.Scatter(x=[s for s, _ in review.curves.validation], y=[v for _, v in review.curves.validation],
-                             name="validation loss", mode="lines+markers", line={"color": "#e07b39"}))
-for fit in [advise.Fit(**f) for f in evidence.get("fits", [])]:
-    fig.add_trace(go.Scatter(x=[fit.start, fit.end], y=[fit.at(fit.start), fit.at(fit.end)], mode="lines",
-                             name=f"fit: {fit.curve}, {fit.window}", line={"width": 3, "dash": "dash"},
-                             hovertext=fit.describe(), hoverinfo="text"))
-if "val_min_step" in evidence:
-    fig.add_vline(x=evidence["val_min_step"], line_dash="dot", line_color="grey", annotation_text="validation minimum")
-fig.update_layout(height=380, margin={"t": 20, "b": 20}, xaxis_title="step", yaxis_title="loss",
-                  legend={"orientation": "h", "y": -0.2})
-st.plotly_chart(fig, width="stretch", key="diagnosis_curve")
+st.vega_lite_chart(spec=charts.diagnosis(review.curves.train, review.curves.validation,
+                                         [advise.Fit(**f) for f in evidence.get("fits", [])], evidence.get("val_min_step")),
+                   width="stretch", key="diagnosis_curve")
 with st.expander("The numbers behind it" + (f" (the seed's scenario {diagnosis.scenario}: {diagnosis.name})"
                                               if diagnosis.scenario else "")):
     st.markdown(diagnosis.numbers)

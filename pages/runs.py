@@ -4,14 +4,13 @@ the whole view (table, summary, progress, curves, checkpoint markers) refreshes 
 import json
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from core import advise, checkpoints, runs, ui
+from core import advise, charts, checkpoints, runs, ui
 
 CURVES = {name: ui.METRIC_WORDS[name] for name in ("loss", "eval_loss", "learning_rate", "tokens_per_s")}
 MAX_POINTS = 1000  # per curve: a long run is thinned for the chart, never for the numbers
+PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 
 st.title("Runs")
@@ -23,40 +22,40 @@ def dash(value, spec: str = "") -> str:
     return "—" if value is None or value == "" else format(value, spec)
 
 
-def curves_figure(chain: list[str], offsets: dict[str, int], by_id: dict[str, dict]) -> go.Figure:
-    """Loss (training and validation) on top, learning rate and tokens per second below; every saved
-    checkpoint marked on the loss curve (at its validation loss when one was logged at that step)."""
+def curves_chart(chain: list[str], offsets: dict[str, int], by_id: dict[str, dict]) -> dict[str, dict] | None:
+    """The run's curves, its phases end to end, every saved checkpoint marked on the loss curve (at its
+    validation loss when one was logged at that step, else at the training loss); None before any metric."""
     metrics = pd.DataFrame(runs.curves(chain, CURVES), columns=["run_id", "step", "name", "value"])
     ckpts = pd.DataFrame(runs.saved(chain), columns=["run_id", "step", "path", "eval_loss", "loss"])
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.56, 0.22, 0.22],
-                        subplot_titles=("loss", "learning rate", "tokens per second"))
+    curves, marks, phases = [], [], []
     for rid in chain:
         name, one = by_id[rid]["name"], metrics[metrics["run_id"] == rid]
-        for metric, row in (("loss", 1), ("eval_loss", 1), ("learning_rate", 2), ("tokens_per_s", 3)):
+        for metric, panel in PANELS.items():
             curve = one[one["name"] == metric]
             if len(curve) > MAX_POINTS:
                 curve = curve.iloc[:: len(curve) // MAX_POINTS + 1]
-            if not curve.empty:
-                fig.add_trace(go.Scatter(
-                    x=curve["step"] + offsets[rid], y=curve["value"], name=f"{name}: {CURVES[metric]}",
-                    mode="lines+markers" if metric == "eval_loss" else "lines",
-                ), row=row, col=1)
+            curves += [{"step": int(step) + offsets[rid], "value": float(value), "series": f"{name}: {CURVES[metric]}",
+                        "panel": panel, "points": metric == "eval_loss"} for step, value in zip(curve["step"], curve["value"])]
         saved = ckpts[ckpts["run_id"] == rid]
-        y = saved["eval_loss"].fillna(saved["loss"])
-        placed = saved[y.notna()]
-        if not placed.empty:
-            fig.add_trace(go.Scatter(
-                x=placed["step"] + offsets[rid], y=y[y.notna()], text=placed["path"],
-                customdata=[dash(v, ".4f") for v in placed["eval_loss"]],
-                mode="markers", marker={"symbol": "diamond", "size": 11, "color": "#2f6fde"},
-                name=f"{name}: checkpoints",
-                hovertemplate="checkpoint at step %{x}<br>validation loss %{customdata}<br>%{text}<extra></extra>",
-            ), row=1, col=1)
+        for step, path, eval_loss, loss in zip(saved["step"], saved["path"], saved["eval_loss"], saved["loss"]):
+            value = loss if pd.isna(eval_loss) else eval_loss
+            if not pd.isna(value):
+                marks.append({"step": int(step) + offsets[rid], "value": float(value), "series": f"{name}: checkpoints",
+                              "path": path, "eval_loss": dash(None if pd.isna(eval_loss) else eval_loss, ".4f")})
         if offsets[rid]:
-            fig.add_vline(x=offsets[rid], line_dash="dash", line_color="grey", annotation_text=name)
-    fig.update_layout(height=620, margin={"t": 40, "b": 20}, legend={"orientation": "h", "y": -0.1})
-    fig.update_xaxes(title_text="step (phases end to end)" if len(chain) > 1 else "step", row=3, col=1)
-    return fig
+            phases.append({"step": offsets[rid], "name": name})
+    return charts.run_curves(curves, marks, phases, len(chain) > 1) if curves else None
+
+
+def config_rows(config: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """The config as (dotted setting, value) rows: `training.learning_rate`, `3e-04`."""
+    rows = []
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            rows += config_rows(value, f"{prefix}{key}.")
+        else:
+            rows.append((prefix + key, "—" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
+    return rows
 
 
 @st.fragment(run_every=3 if was_live else None)
@@ -121,15 +120,18 @@ def runs_view():
                 st.markdown(ui.item_line(item["passed"], item["title"], item["why"]))
     if now["error"]:
         st.error(now["error"])
-    figure = curves_figure(chain, offsets, {r["id"]: r for r in listed})
-    if figure.data:
-        st.plotly_chart(figure, width="stretch", key="curves")
+    chart = curves_chart(chain, offsets, {r["id"]: r for r in listed})
+    if chart:
+        st.vega_lite_chart(spec=chart["loss"], width="stretch", key="curves")
+        for column, panel in zip(st.columns(2), ("learning rate", "tokens per second")):
+            column.vega_lite_chart(spec=chart[panel], width="stretch", key=f"curves:{panel}")
     else:
         st.info("No metrics logged yet — the first ones arrive after the first logging step.")
     if was_live:
         st.caption("Live: refreshing every 3 s while a run trains.")
-    with st.expander("Config of this run"):
-        st.code(json.dumps(now["config"], indent=2), language="json")
+    with st.expander("Config of this run"):  # a table: no code highlighter to load for the first page
+        st.dataframe(pd.DataFrame(config_rows(now["config"]), columns=["setting", "value"]), hide_index=True,
+                     width="stretch", key="run_config")
 
 
 runs_view()

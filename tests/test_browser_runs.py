@@ -32,11 +32,8 @@ def metric(page, label: str) -> str:
 
 def checkpoint_markers(page) -> list[int]:
     """The steps of the checkpoint markers drawn on the Runs page's chart."""
-    return page.evaluate("""() => {
-        const chart = document.querySelector('.js-plotly-plot');
-        if (!chart || !chart._fullData) return [];  // plotly's decoded traces
-        return chart._fullData.filter(t => (t.name || '').endsWith(': checkpoints')).flatMap(t => Array.from(t.x));
-    }""")
+    return page.evaluate("""() => Array.from(document.querySelectorAll('[aria-label^="checkpoint at step "]'))
+        .map(mark => parseInt(mark.getAttribute('aria-label').slice('checkpoint at step '.length)))""")  # each mark's description
 
 
 def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home, tiny_model, tmp_path):

@@ -203,7 +203,13 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     table = at.dataframe[0].value
     assert list(table["run"]) == ["phase1", "└ phase2"]  # phase 2 hangs under phase 1
     assert list(table["phase"]) == [1, 2]
-    assert at.get("plotly_chart"), "no loss chart"
+    loss, rate, speed = (chart_data(at, i) for i in range(3))  # loss on top, learning rate and speed below
+    assert {c["series"] for c in loss["curves"]} >= {"phase1: training loss", "phase1: validation loss", "phase2: training loss"}
+    assert {c["series"] for c in rate["curves"]} >= {"phase1: learning rate", "phase2: learning rate"}
+    assert {c["panel"] for c in speed["curves"]} == {"tokens per second"}
+    assert loss["phases"] == rate["phases"] == [{"step": 300, "name": "phase2"}]  # phase 2 drawn after phase 1's 300 steps
+    settings = dict(at.dataframe[1].value.itertuples(index=False))  # the config, one setting a row
+    assert settings["training.output_dir"].endswith("phase2")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["best checkpoint"] == "step 100"  # phase 2 is shown (newest); its one checkpoint
     # it started on an override: which check failed and why it started anyway, and the whole list
@@ -213,21 +219,16 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     assert "no evaluation of checkpoint-300" in at.expander[0].markdown[0].value
 
 
-def chart_traces(at: AppTest) -> dict[str, dict]:
-    """The Runs page's chart: its traces by name."""
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    return {trace["name"]: trace for trace in figure["data"]}
+def chart(at: AppTest, index: int = 0):
+    """A Vega-Lite chart of the page, in page order (its proto: the spec and the named datasets)."""
+    return at.get("vega_lite_chart")[index].proto
 
 
-def values(array) -> list:
-    """A trace's x or y as a list: plotly writes numpy arrays as base64 with their dtype."""
-    import base64
+def chart_data(at: AppTest, index: int = 0) -> dict[str, list[dict]]:
+    """A chart's named datasets (Streamlit sends them as Arrow), as rows."""
+    import pyarrow as pa
 
-    import numpy as np
-
-    if isinstance(array, dict):
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
-    return list(array)
+    return {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pylist() for d in chart(at, index).datasets}
 
 
 def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(training_quick_test):
@@ -238,14 +239,17 @@ def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(tra
     assert list(at.dataframe[0].value["best validation loss"]) == ["—"]  # no validation loss yet: a dash, not None
     [bar] = at.get("progress")
     assert bar.proto.text.startswith("step 40 of 100 · ≈ ") and bar.proto.text.endswith(" left")
-    marks = chart_traces(at)["quick-test: checkpoints"]
-    assert values(marks["x"]) == [30] and values(marks["y"]) == [pytest.approx(2.0 - 30 / 100)]  # no validation loss at step 30: on the training loss
+    [mark] = chart_data(at)["checkpoints"]
+    assert (mark["series"], mark["step"], mark["label"]) == ("quick-test: checkpoints", 30, "checkpoint at step 30")
+    assert mark["value"] == pytest.approx(2.0 - 30 / 100) and mark["eval_loss"] == "—"  # no validation loss at step 30: on the training loss
     assert any("refreshing every 3 s" in c.value for c in at.caption)
 
 
 def test_runs_page_legend_lists_checkpoints_only_when_there_are_some(training_quick_test):
     at = page("runs").run()
-    assert not [name for name in chart_traces(at) if name.endswith("checkpoints")]
+    assert "checkpoints" not in chart_data(at)
+    assert not [spec for spec in json.loads(chart(at).spec)["layer"]
+                if spec["data"]["name"] == "checkpoints"], "no checkpoint layer (nor legend entry) without checkpoints"
 
 
 def test_train_page_validates_inline_with_the_line_of_the_error(seeded):
@@ -315,6 +319,9 @@ def test_pre_continue_start_is_disabled_until_checks_pass_or_a_reason_is_typed(s
     no_exceptions(at)
     at.selectbox[0].select_index(1).run()  # phase1: finished, still learning
     assert "still decreasing" in " ".join(i.value for i in at.info)
+    drawn = chart_data(at)  # the evidence: both curves and the advisor's fitted windows
+    assert {c["series"] for c in drawn["curves"]} == {"train loss", "validation loss"}
+    assert drawn["fits"] and all(f["series"].startswith("fit: ") for f in drawn["fits"])
     start = next(b for b in at.button if b.key == "start_phase")
     assert start.disabled
     failing = [m.value for m in at.markdown if m.value.startswith(FAIL)]

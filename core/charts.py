@@ -1,0 +1,97 @@
+"""The studio's charts as Vega-Lite specs, for `st.vega_lite_chart`: the Runs page's curves and the
+Pre-continue page's diagnosis. Vega-Lite, not plotly: the browser loads a 0.8 MB chart bundle instead
+of 4.7 MB before it can draw the first page (BENCHMARKS.md).
+
+Tabular data goes in as named datasets (Streamlit sends them as Arrow); each mark that matters carries
+an accessible description, so a screen reader and the browser test read the same checkpoints."""
+
+X_TITLE = {True: "step (phases end to end)", False: "step"}
+
+
+def _x(title: str) -> dict:
+    return {"field": "step", "type": "quantitative", "title": title}
+
+
+def _y(title: str) -> dict:
+    return {"field": "value", "type": "quantitative", "title": title, "scale": {"zero": False}}
+
+
+def _color() -> dict:
+    return {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 2, "labelLimit": 300}}
+
+
+def _tooltip() -> list[dict]:
+    return [{"field": "series", "title": "curve"}, {"field": "step", "title": "step"},
+            {"field": "value", "title": "value", "format": ".4~g"}]
+
+
+def _lines(dataset: str, x_title: str, y_title: str) -> list[dict]:
+    """A line per series of `dataset`, with points where the row says `points`."""
+    encoding = {"x": _x(x_title), "y": _y(y_title), "color": _color(), "tooltip": _tooltip()}
+    return [
+        {"data": {"name": dataset}, "mark": {"type": "line", "aria": False}, "encoding": encoding},
+        {"data": {"name": dataset}, "transform": [{"filter": "datum.points"}],
+         "mark": {"type": "point", "filled": True, "size": 36, "aria": False}, "encoding": encoding},
+    ]
+
+
+def _rule(dataset: dict, dash: list[int], x_title: str) -> list[dict]:
+    """A dashed vertical rule at each row's step, labelled with its name at the top."""
+    return [
+        {"data": dataset, "mark": {"type": "rule", "strokeDash": dash, "color": "grey", "aria": False},
+         "encoding": {"x": _x(x_title)}},
+        {"data": dataset, "mark": {"type": "text", "align": "left", "dx": 4, "dy": 4, "baseline": "top", "color": "grey",
+                                   "aria": False},
+         "encoding": {"x": _x(x_title), "y": {"value": 0}, "text": {"field": "name"}}},
+    ]
+
+
+def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], lineage: bool) -> dict[str, dict]:
+    """Three charts on one step axis, by panel: "loss" (training and validation), "learning rate" and
+    "tokens per second". Separate charts, not one concatenated spec: Vega-Lite fits only a single or
+    layered view to the page's width.
+
+    curves: {step, value, series, panel, points}; checkpoints: {step, value, series, path, eval_loss
+    (text)}, drawn as diamonds on the loss chart, each described as "checkpoint at step N"; phases:
+    {step, name}, a dashed rule where each continued phase starts (`lineage`: phases end to end)."""
+    x_title = X_TITLE[lineage]
+    charts = {}
+    for panel, height in (("loss", 440), ("learning rate", 220), ("tokens per second", 220)):
+        datasets = {"curves": [c for c in curves if c["panel"] == panel]}
+        layers = _lines("curves", x_title=x_title, y_title=panel)
+        if panel == "loss" and checkpoints:
+            datasets["checkpoints"] = [{**c, "label": f"checkpoint at step {c['step']}"} for c in checkpoints]
+            layers.append({
+                "data": {"name": "checkpoints"},
+                "mark": {"type": "point", "shape": "diamond", "filled": True, "size": 130, "opacity": 1, "aria": True},
+                "encoding": {
+                    "x": _x(x_title), "y": _y(panel), "color": _color(), "description": {"field": "label"},
+                    "tooltip": [{"field": "path", "title": "checkpoint"}, {"field": "step", "title": "step"},
+                                {"field": "eval_loss", "title": "validation loss"}],
+                },
+            })
+        if phases:
+            datasets["phases"] = phases
+            layers += _rule({"name": "phases"}, [6, 4], x_title)
+        charts[panel] = {"datasets": datasets, "height": height, "layer": layers}
+    return charts
+
+
+def diagnosis(train: list[tuple[int, float]], validation: list[tuple[int, float]], fits: list, minimum: int | None) -> dict:
+    """The loss curves the advisor read, each fitted window as a thick dashed line, and the step of the
+    validation minimum. `fits`: advise.Fit."""
+    curves = [{"step": s, "value": v, "series": "train loss", "points": False} for s, v in train]
+    curves += [{"step": s, "value": v, "series": "validation loss", "points": True} for s, v in validation]
+    datasets = {"curves": curves}
+    layers = _lines("curves", "step", "loss")
+    if fits:
+        datasets["fits"] = [{"step": step, "value": fit.at(step), "series": f"fit: {fit.curve}, {fit.window}",
+                             "fit": fit.describe()} for fit in fits for step in (fit.start, fit.end)]
+        layers.append({
+            "data": {"name": "fits"},
+            "mark": {"type": "line", "strokeWidth": 3, "strokeDash": [8, 4], "aria": False},
+            "encoding": {"x": _x("step"), "y": _y("loss"), "color": _color(), "tooltip": [{"field": "fit", "title": "fit"}]},
+        })
+    if minimum is not None:
+        layers += _rule({"values": [{"step": minimum, "name": "validation minimum"}]}, [2, 3], "step")
+    return {"datasets": datasets, "height": 340, "layer": layers}
