@@ -14,6 +14,9 @@ the same order, the same LoRA shape, learning rate (constant) and seed, every ro
   accumulation chosen so that an optimizer step sees about as many tokens as the baselines' step;
 - unsloth@T: the `unsloth` backend, same packed micro-batches.
 
+With --compile every variant trains through `torch.compile` (transformers' `torch_compile=True`, the
+inductor backend; compiling counts as training time), and --threads sets torch's intra-op threads.
+
 Reported: real (non-pad) tokens per second of training time (evaluation excluded), the ratio to the
 padded and to the unpadded baseline of the same dtype, model-FLOPs utilisation against the matmul
 peak of that dtype timed in this run (the FLOPs a step needs: 4 x params per token, forward plus the
@@ -126,15 +129,16 @@ def run_variant(variant: str, args) -> dict:
         computed = real_tokens
 
     class Clock(TrainerCallback):
-        """Training seconds: optimizer steps only."""
+        """Training seconds: optimizer steps only, each step's kept."""
 
-        seconds = 0.0
+        def __init__(self):
+            self.steps: list[float] = []
 
         def on_step_begin(self, *a, **k):
             self.start = time.perf_counter()
 
         def on_step_end(self, *a, **k):
-            self.seconds += time.perf_counter() - self.start
+            self.steps.append(time.perf_counter() - self.start)
 
     clock = Clock()
     out = Path(args.workdir) / variant.replace("@", "_")
@@ -144,6 +148,7 @@ def run_variant(variant: str, args) -> dict:
         logging_steps=1, eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
         remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False,
         train_sampling_strategy="sequential",  # the rows in the same order for every variant
+        torch_compile=args.compile,
     ), dataset, None, collator, [clock])
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
@@ -153,8 +158,8 @@ def run_variant(variant: str, args) -> dict:
     answer_tokens = sum(sum(label != -100 for label in r["labels"]) for r in train_rows)
     return {
         "variant": variant, "dtype": str(dtype).replace("torch.", ""), "steps": result.global_step, "accum": accum,
-        "real_tokens": real_tokens, "computed_tokens": computed, "train_s": clock.seconds,
-        "tok_s": real_tokens / clock.seconds, "eval_loss": eval_loss(model, eval_rows, dtype),
+        "real_tokens": real_tokens, "computed_tokens": computed, "train_s": sum(clock.steps), "step_s": clock.steps,
+        "tok_s": real_tokens / sum(clock.steps), "eval_loss": eval_loss(model, eval_rows, dtype),
         "flops_per_token": 4 * (body + head * answer_tokens / real_tokens), "threads": torch.get_num_threads(),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB on Linux
     }
@@ -169,14 +174,20 @@ def main() -> int:
     parser.add_argument("--dtypes", default=None, help="default: float32, and bfloat16 where the hardware computes it natively")
     parser.add_argument("--variants", default="padded,unpadded,peft,unsloth")
     parser.add_argument("--max-seq-length", type=int, default=512)
-    parser.add_argument("--r", type=int, default=16, help="LoRA rank (alpha = 2r), the CPU presets' 16 by default")
+    parser.add_argument("--r", type=int, default=16, help="LoRA rank (alpha = 2r): 16, the quick test's, by default; the 30-minute preset trains 64")
     parser.add_argument("--eval-rows", type=int, default=32)
     parser.add_argument("--base", default="smollm2-135m")
     parser.add_argument("--dataset", default="data/default")
     parser.add_argument("--workdir", default=None, help="scratch folder for the trainers (default: a temp folder)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true", help="train through torch.compile (inductor)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     if args.variant:
         print("RESULT " + json.dumps(run_variant(args.variant, args)), flush=True)
@@ -199,8 +210,8 @@ def main() -> int:
     for dtype in dtypes:
         for variant in variants:
             child = [sys.executable, __file__, "--variant", variant, "--dtype", dtype, "--workdir", workdir,
-                     *(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                       if k not in ("variant", "variants", "dtype", "dtypes", "workdir", "tokens") and v is not None)]
+                     *(f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in vars(args).items()
+                       if k not in ("variant", "variants", "dtype", "dtypes", "workdir", "tokens") and v is not None and v is not False)]
             start = time.perf_counter()
             done = subprocess.run(child, capture_output=True, text=True)
             line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
@@ -210,11 +221,13 @@ def main() -> int:
             result = json.loads(line[len("RESULT "):])
             result["wall_s"] = time.perf_counter() - start
             results.append(result)
-            print(f"{variant} {dtype}: {result['tok_s']:.1f} real tok/s, {result['steps']} steps, eval_loss "
-                  f"{result['eval_loss']:.4f} ({result['wall_s']:.0f} s)", flush=True)
+            print(f"{variant} {dtype}: {result['tok_s']:.1f} real tok/s, {result['steps']} steps ("
+                  + ", ".join(f"{s:.1f}" for s in result["step_s"]) + f" s), eval_loss {result['eval_loss']:.4f} "
+                  f"({result['wall_s']:.0f} s)", flush=True)
 
     print(f"\n{args.rows} rows once, baselines {args.batch} rows x {args.accum} accumulation a step, max_seq_length "
-          f"{args.max_seq_length}, LoRA r {args.r}, {results[0]['threads'] if results else '?'} threads")
+          f"{args.max_seq_length}, LoRA r {args.r}, {results[0]['threads'] if results else '?'} threads"
+          + (", torch.compile" if args.compile else ""))
     print(f"{'variant':<14} {'dtype':<9} {'steps':>5} {'real tok/s':>10} {'x padded':>8} {'x unpadded':>10} {'eval loss':>9} "
           f"{'vs unpadded':>11} {'pad share':>9} {'MFU':>6} {'peak GB':>7} {'wall s':>7}")
     for r in results:
