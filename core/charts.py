@@ -6,6 +6,8 @@ Tabular data goes in as named datasets (Streamlit sends them as Arrow); each mar
 an accessible description, so a screen reader and the browser test read the same checkpoints."""
 
 X_TITLE = {True: "step (phases end to end)", False: "step"}
+DIAGNOSIS_COLORS = ["#9db4d8", "#e07b39"]  # training loss, validation loss
+FIT_COLORS = ["#1f4e9c", "#6a3d9a", "#2a7f62", "#8c564b", "#555555"]  # one per fitted window (the advisor fits up to 3)
 
 
 def _x(title: str) -> dict:
@@ -16,8 +18,9 @@ def _y(title: str) -> dict:
     return {"field": "value", "type": "quantitative", "title": title, "scale": {"zero": False}}
 
 
-def _color() -> dict:
-    return {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom", "columns": 2, "labelLimit": 300}}
+def _color(scale: dict | None = None) -> dict:
+    legend = {"orient": "bottom", "columns": 2, "labelLimit": 300}
+    return {"field": "series", "type": "nominal", "title": None, "legend": legend, **({"scale": scale} if scale else {})}
 
 
 def _tooltip() -> list[dict]:
@@ -25,9 +28,9 @@ def _tooltip() -> list[dict]:
             {"field": "value", "title": "value", "format": ".4~g"}]
 
 
-def _lines(dataset: str, x_title: str, y_title: str) -> list[dict]:
+def _lines(dataset: str, x_title: str, y_title: str, scale: dict | None = None) -> list[dict]:
     """A line per series of `dataset`, with points where the row says `points`."""
-    encoding = {"x": _x(x_title), "y": _y(y_title), "color": _color(), "tooltip": _tooltip()}
+    encoding = {"x": _x(x_title), "y": _y(y_title), "color": _color(scale), "tooltip": _tooltip()}
     return [
         {"data": {"name": dataset}, "mark": {"type": "line", "aria": False}, "encoding": encoding},
         {"data": {"name": dataset}, "transform": [{"filter": "datum.points"}],
@@ -83,14 +86,17 @@ def diagnosis(train: list[tuple[int, float]], validation: list[tuple[int, float]
     curves = [{"step": s, "value": v, "series": "train loss", "points": False} for s, v in train]
     curves += [{"step": s, "value": v, "series": "validation loss", "points": True} for s, v in validation]
     datasets = {"curves": curves}
-    layers = _lines("curves", "step", "loss")
+    names = [f"fit: {fit.curve}, {fit.window}" for fit in fits]
+    # the validation loss in front, the training loss behind it, the fits in darker shades
+    scale = {"domain": ["train loss", "validation loss", *names], "range": [*DIAGNOSIS_COLORS, *FIT_COLORS[:len(names)]]}
+    layers = _lines("curves", "step", "loss", scale)
     if fits:
-        datasets["fits"] = [{"step": step, "value": fit.at(step), "series": f"fit: {fit.curve}, {fit.window}",
-                             "fit": fit.describe()} for fit in fits for step in (fit.start, fit.end)]
+        datasets["fits"] = [{"step": step, "value": fit.at(step), "series": name, "fit": fit.describe()}
+                            for fit, name in zip(fits, names) for step in (fit.start, fit.end)]
         layers.append({
             "data": {"name": "fits"},
             "mark": {"type": "line", "strokeWidth": 3, "strokeDash": [8, 4], "aria": False},
-            "encoding": {"x": _x("step"), "y": _y("loss"), "color": _color(), "tooltip": [{"field": "fit", "title": "fit"}]},
+            "encoding": {"x": _x("step"), "y": _y("loss"), "color": _color(scale), "tooltip": [{"field": "fit", "title": "fit"}]},
         })
     if minimum is not None:
         layers += _rule({"values": [{"step": minimum, "name": "validation minimum"}]}, [2, 3], "step")
