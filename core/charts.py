@@ -5,6 +5,10 @@ of 4.7 MB before it can draw the first page (BENCHMARKS.md).
 Tabular data goes in as named datasets (Streamlit sends them as Arrow); each mark that matters carries
 an accessible description, so a screen reader and the browser test read the same checkpoints."""
 
+from core import runs, ui
+
+PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
+MAX_POINTS = 1000  # per curve: a long run is thinned for the chart, never for the numbers
 X_TITLE = {True: "step (phases end to end)", False: "step"}
 DIAGNOSIS_COLORS = ["#9db4d8", "#e07b39"]  # training loss, validation loss
 FIT_COLORS = ["#1f4e9c", "#6a3d9a", "#2a7f62", "#8c564b", "#555555"]  # one per fitted window (the advisor fits up to 3)
@@ -47,6 +51,28 @@ def _rule(dataset: dict, dash: list[int], x_title: str) -> list[dict]:
                                    "aria": False},
          "encoding": {"x": _x(x_title), "y": {"value": 0}, "text": {"field": "name"}}},
     ]
+
+
+def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, str]) -> dict[str, dict] | None:
+    """`run_curves` of a run and the phases it continues (`chain`, each drawn from its offset on one step
+    axis; `names`: run id -> name), from the store: every saved checkpoint placed at its validation loss
+    when one was logged at that step, else at the training loss; None before any metric."""
+    logged: dict[tuple[str, str], list[dict]] = {}
+    for point in runs.curves(chain, PANELS):
+        logged.setdefault((point["run_id"], point["name"]), []).append(point)
+    curves = []
+    for rid in chain:
+        for metric, panel in PANELS.items():
+            points = logged.get((rid, metric), [])
+            points = points[:: len(points) // MAX_POINTS + 1] if len(points) > MAX_POINTS else points
+            curves += [{"step": p["step"] + offsets[rid], "value": p["value"], "series": f"{names[rid]}: {ui.METRIC_WORDS[metric]}",
+                        "panel": panel, "points": metric == "eval_loss"} for p in points]
+    marks = [{"step": c["step"] + offsets[c["run_id"]], "value": c["loss"] if c["eval_loss"] is None else c["eval_loss"],
+              "series": f"{names[c['run_id']]}: checkpoints", "path": c["path"],
+              "eval_loss": "—" if c["eval_loss"] is None else f"{c['eval_loss']:.4f}"}
+             for c in runs.saved(chain) if c["eval_loss"] is not None or c["loss"] is not None]
+    phases = [{"step": offsets[rid], "name": names[rid]} for rid in chain if offsets[rid]]
+    return run_curves(curves, marks, phases, len(chain) > 1) if curves else None
 
 
 def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], lineage: bool) -> dict[str, dict]:

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -432,8 +433,6 @@ def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict],
     for the optimizer, logging and checkpoints. The median: the first timed batch can still run ~30%
     slow while allocations settle (BENCHMARKS.md), and a mean of two planned a 20-minute phase that
     ended after 14."""
-    import statistics
-
     import torch
 
     t = config.training

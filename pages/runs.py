@@ -1,16 +1,11 @@
 """Runs: every run and phase as a lineage tree, its best checkpoint, and its curves. While a run trains,
 the whole view (table, summary, progress, curves, checkpoint markers) refreshes every 3 s."""
 
-import json
-
 import pandas as pd
 import streamlit as st
 
-from core import advise, charts, checkpoints, runs, ui
+from core import advise, charts, checkpoints, phases, runs, ui
 
-CURVES = {name: ui.METRIC_WORDS[name] for name in ("loss", "eval_loss", "learning_rate", "tokens_per_s")}
-MAX_POINTS = 1000  # per curve: a long run is thinned for the chart, never for the numbers
-PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 
 st.title("Runs")
@@ -20,42 +15,6 @@ was_live = bool(runs.active())
 def dash(value, spec: str = "") -> str:
     """A value as the page shows it; "—" when there is none (never "None")."""
     return "—" if value is None or value == "" else format(value, spec)
-
-
-def curves_chart(chain: list[str], offsets: dict[str, int], by_id: dict[str, dict]) -> dict[str, dict] | None:
-    """The run's curves, its phases end to end, every saved checkpoint marked on the loss curve (at its
-    validation loss when one was logged at that step, else at the training loss); None before any metric."""
-    metrics = pd.DataFrame(runs.curves(chain, CURVES), columns=["run_id", "step", "name", "value"])
-    ckpts = pd.DataFrame(runs.saved(chain), columns=["run_id", "step", "path", "eval_loss", "loss"])
-    curves, marks, phases = [], [], []
-    for rid in chain:
-        name, one = by_id[rid]["name"], metrics[metrics["run_id"] == rid]
-        for metric, panel in PANELS.items():
-            curve = one[one["name"] == metric]
-            if len(curve) > MAX_POINTS:
-                curve = curve.iloc[:: len(curve) // MAX_POINTS + 1]
-            curves += [{"step": int(step) + offsets[rid], "value": float(value), "series": f"{name}: {CURVES[metric]}",
-                        "panel": panel, "points": metric == "eval_loss"} for step, value in zip(curve["step"], curve["value"])]
-        saved = ckpts[ckpts["run_id"] == rid]
-        for step, path, eval_loss, loss in zip(saved["step"], saved["path"], saved["eval_loss"], saved["loss"]):
-            value = loss if pd.isna(eval_loss) else eval_loss
-            if not pd.isna(value):
-                marks.append({"step": int(step) + offsets[rid], "value": float(value), "series": f"{name}: checkpoints",
-                              "path": path, "eval_loss": dash(None if pd.isna(eval_loss) else eval_loss, ".4f")})
-        if offsets[rid]:
-            phases.append({"step": offsets[rid], "name": name})
-    return charts.run_curves(curves, marks, phases, len(chain) > 1) if curves else None
-
-
-def config_rows(config: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """The config as (dotted setting, value) rows: `training.learning_rate`, `3e-04`."""
-    rows = []
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            rows += config_rows(value, f"{prefix}{key}.")
-        else:
-            rows.append((prefix + key, "—" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
-    return rows
 
 
 @st.fragment(run_every=3 if was_live else None)
@@ -120,7 +79,7 @@ def runs_view():
                 st.markdown(ui.item_line(item["passed"], item["title"], item["why"]))
     if now["error"]:
         st.error(now["error"])
-    chart = curves_chart(chain, offsets, {r["id"]: r for r in listed})
+    chart = charts.lineage_curves(chain, offsets, {r["id"]: r["name"] for r in listed})
     if chart:
         st.vega_lite_chart(spec=chart["loss"], width="stretch", key="curves")
         for column, panel in zip(st.columns(2), ("learning rate", "tokens per second")):
@@ -130,8 +89,9 @@ def runs_view():
     if was_live:
         st.caption("Live: refreshing every 3 s while a run trains.")
     with st.expander("Config of this run"):  # a table: no code highlighter to load for the first page
-        st.dataframe(pd.DataFrame(config_rows(now["config"]), columns=["setting", "value"]), hide_index=True,
-                     width="stretch", key="run_config")
+        settings = phases.flatten(now["config"])
+        st.dataframe(pd.DataFrame({"setting": list(settings), "value": [phases.value_in_words(k, v) for k, v in settings.items()]}),
+                     hide_index=True, width="stretch", key="run_config")
 
 
 runs_view()
