@@ -4,7 +4,7 @@ the whole view (table, summary, progress, curves, checkpoint markers) refreshes 
 import pandas as pd
 import streamlit as st
 
-from core import advise, charts, checkpoints, phases, runs, ui
+from core import advise, charts, checkpoints, phases, runs, store, ui
 
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 
@@ -19,6 +19,11 @@ def dash(value, spec: str = "") -> str:
 
 @st.fragment(run_every=3 if was_live else None)
 def runs_view():
+    with store.session():  # the view's dozen reads on one connection
+        view()
+
+
+def view():
     listed = runs.table()  # lineage order: a continue phase right under its parent
     if not listed:
         st.info(

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import duckdb
 
@@ -48,6 +49,43 @@ def test_run_rows_round_trip():
     assert json.loads(row["changes"]) == {"lr": [1e-4, 3e-5]}
     assert store.run_for_output_dir("/o")["id"] == run
 
+
+
+def test_a_session_opens_the_store_once_and_shares_its_transaction(monkeypatch):
+    """In a `session` block every store call of the thread uses one connection: the reads in it open the
+    store once, a write in it commits or rolls back with the block, and another thread waits."""
+    run = store.create_run(name="r", output_dir="/o", phase_kind="fresh", config={})
+    opened = []
+    real = store.duckdb.connect
+    monkeypatch.setattr(store.duckdb, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    with store.session():
+        for _ in range(3):
+            store.get_run(run)
+        store.query_df("SELECT * FROM runs")
+        with store.connect() as one, store.connect() as other:
+            assert one is other
+    assert len(opened) == 1
+    store.get_run(run)
+    assert len(opened) == 2  # outside a block, one connection a read again
+
+    try:
+        with store.session():
+            store.update_run(run, status="running")
+            assert store.get_run(run)["status"] == "running"  # the block sees its own write
+            raise KeyError("the page failed")
+    except KeyError:
+        pass
+    assert store.get_run(run)["status"] == "created"  # rolled back with the block
+
+    seen = []
+    with store.session():
+        store.update_run(run, status="finished")
+        other = threading.Thread(target=lambda: seen.append(store.get_run(run)["status"]))
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive()  # another thread waits for the block's lock
+    other.join(timeout=60)
+    assert seen == ["finished"]
 
 WRITER = textwrap.dedent(
     """
