@@ -19,8 +19,8 @@ DELAY_S = 5.0
 DIAGRAM = "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"
 # What the pages import (none of them imports a model library): pandas and the core modules.
 PAGE_IMPORTS = ("pandas", "core.advise", "core.charts", "core.checklist", "core.checkpoints", "core.data",
-                "core.evaluate", "core.export", "core.generate", "core.jobs", "core.phases", "core.quality",
-                "core.render", "core.runs", "core.ui")
+                "core.distributed", "core.evaluate", "core.export", "core.generate", "core.jobs", "core.phases",
+                "core.quality", "core.render", "core.runs", "core.ui")
 
 
 def _imports() -> None:

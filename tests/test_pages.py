@@ -5,6 +5,7 @@ The seed is real data the way the trainer and the evaluator write it: run rows w
 metric curves, checkpoints that are real PEFT adapters on the tiny model (with manifests), an
 evaluation and its generations."""
 
+import ast
 import json
 import math
 import os
@@ -176,8 +177,23 @@ def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library(umlstudio_home):
+    """studio/app.py's start-up hook runs core.warmup.preload: afterwards every module a page imports is
+    loaded (so the first visit does not import it), and no model library."""
+    imports = sorted({(alias.name, None) if isinstance(node, ast.Import) else (node.module, alias.name)
+                      for page in PAGES.glob("*.py") for node in ast.walk(ast.parse(page.read_text()))
+                      if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names})
+    out = fresh_process(
+        "from core import warmup\n"
+        "warmup.preload().join(timeout=120)\n"
+        f"print(sorted(m for m, name in {imports!r} if m.split('.')[0] not in (*sys.stdlib_module_names, 'streamlit')\n"
+        "             and (m not in sys.modules or name and not hasattr(sys.modules[m], name))))\n"
+        f"print({MODEL_LIBRARIES})\n", umlstudio_home)
+    assert out.splitlines()[-2:] == ["[]", "[]"]
+
+
 def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
-    """studio/app.py starts core.warmup once per process: afterwards the PlantUML server runs, the
+    """studio/navigation.py starts core.warmup once per process: afterwards the PlantUML server runs, the
     default training set's token counts are cached, and no model library was imported."""
     out = fresh_process(
         "from core import advise, render, warmup\n"
