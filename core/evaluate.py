@@ -442,13 +442,14 @@ def estimate(ckpts: list[str], rows: list[dict], max_new_tokens: int) -> dict:
     per checkpoint, how many rows are stored and how many tokens its outputs run to (the mean of its
     stored outputs, those cut off at an earlier budget counted at this one; the budget when it has
     none: a base model writes prose to the limit), times the measured speed (`speed`)."""
-    stored = stored_outputs(ckpts, rows, max_new_tokens)
-    lengths = {r["checkpoint"]: r for r in store.query(
-        f"""SELECT checkpoint, avg(CASE WHEN TRY_CAST(metrics->>'truncated' AS BOOLEAN) THEN ? ELSE least(tokens, ?) END)
-                   AS tokens, count(*) AS n
-            FROM generations WHERE checkpoint IN ({', '.join('?' * len(ckpts))}) GROUP BY checkpoint""",
-        [max_new_tokens, max_new_tokens, *ckpts])} if ckpts else {}
-    tokens_per_s, measured = speed()
+    with store.session():  # three reads, one connection
+        stored = stored_outputs(ckpts, rows, max_new_tokens)
+        lengths = {r["checkpoint"]: r for r in store.query(
+            f"""SELECT checkpoint, avg(CASE WHEN TRY_CAST(metrics->>'truncated' AS BOOLEAN) THEN ? ELSE least(tokens, ?) END)
+                       AS tokens, count(*) AS n
+                FROM generations WHERE checkpoint IN ({', '.join('?' * len(ckpts))}) GROUP BY checkpoint""",
+            [max_new_tokens, max_new_tokens, *ckpts])} if ckpts else {}
+        tokens_per_s, measured = speed()
     per = []
     for ckpt in ckpts:
         missing = sum((ckpt, i) not in stored for i in range(len(rows)))

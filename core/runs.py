@@ -87,9 +87,10 @@ def table() -> list[dict]:
     """Every run in lineage order — a continue phase right under the run it continues, oldest first —
     with its depth (0 for a first phase), its `list_runs` fields, when it was created and its best
     checkpoint (`checkpoints.best`: path and validation loss, or None)."""
-    listed = {r["id"]: r for r in list_runs()}
-    rows = store.query("SELECT id, parent_run, parent_checkpoint, created_at FROM runs ORDER BY created_at")
-    best = checkpoints.best_of(listed)
+    with store.session():  # five reads, one connection
+        listed = {r["id"]: r for r in list_runs()}
+        rows = store.query("SELECT id, parent_run, parent_checkpoint, created_at FROM runs ORDER BY created_at")
+        best = checkpoints.best_of(listed)
     children: dict[str | None, list[dict]] = {}
     for row in rows:
         children.setdefault(row["parent_run"] if row["parent_run"] in listed else None, []).append(row)

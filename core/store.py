@@ -224,9 +224,10 @@ def connect(path: Path | None = None):
 
 @contextlib.contextmanager
 def session():
-    """For a page: every store call in the block shares one connection and transaction. Opening the
-    store costs ~25 ms, and the Runs page's view makes 13 calls. The lock is held for the whole block,
-    so keep slow work (rendering, generating) out of it."""
+    """Every store call of this thread in the block shares one connection and transaction: for a page or
+    a core function that reads many times. Opening the store costs ~25 ms, and the Runs page's view
+    makes 13 calls. The lock is held for the whole block, so keep slow work (rendering, generating)
+    out of it."""
     with connect():
         yield
 
