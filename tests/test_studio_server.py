@@ -1,7 +1,10 @@
-"""The studio listens on loopback only, wherever it is started from, and refuses to serve when bound elsewhere."""
+"""The studio listens on loopback only, wherever it is started from, and refuses to serve when bound elsewhere;
+stopped, it leaves no PlantUML server behind."""
 
+import contextlib
 import os
 import signal
+import time
 
 from test_browser import browser, free_port, start_studio  # noqa: F401  (browser: a fixture)
 
@@ -54,3 +57,46 @@ def test_bound_to_every_interface_it_refuses_to_serve(tmp_path, browser):  # noq
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
     assert "error: the studio is bound to 0.0.0.0 and serves only on 127.0.0.1" in (home / "streamlit.log").read_text()
+
+
+def plantuml_children(pid: int) -> list[int]:
+    """Process ids of the PlantUML servers (`-picoweb` JVMs) whose parent is `pid`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"-picoweb" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_stopped_with_sigterm_it_leaves_no_plantuml_server_behind(tmp_path, browser):  # noqa: F811
+    """`kill <pid>` (SIGTERM to the studio alone, not its process group) stops the JVM it started too."""
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    process, jvms = start_studio(home, port), []
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")  # the first visit starts the warm-up, which starts PlantUML
+        deadline = time.monotonic() + 120
+        while not (jvms := plantuml_children(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert jvms, "the warm-up started no PlantUML server"
+        page.close()
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{jvm}") for jvm in jvms) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(os.path.exists(f"/proc/{jvm}") for jvm in jvms), "the PlantUML server outlived the studio"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        for jvm in jvms:  # a failed run leaves none behind either
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(jvm, signal.SIGKILL)
