@@ -32,14 +32,18 @@ def _tooltip() -> list[dict]:
             {"field": "value", "title": "value", "format": ".4~g"}]
 
 
-def _lines(dataset: str, x_title: str, y_title: str, scale: dict | None = None) -> list[dict]:
-    """A line per series of `dataset`, with points where the row says `points`."""
+def _lines(curves: list[dict], x_title: str, y_title: str, scale: dict | None = None) -> tuple[dict, list[dict]]:
+    """The datasets and layers of a line per series, with points where a row says `points`. The points
+    are a dataset of their own, so the browser evaluates no filter on every row."""
     encoding = {"x": _x(x_title), "y": _y(y_title), "color": _color(scale), "tooltip": _tooltip()}
-    return [
-        {"data": {"name": dataset}, "mark": {"type": "line", "aria": False}, "encoding": encoding},
-        {"data": {"name": dataset}, "transform": [{"filter": "datum.points"}],
-         "mark": {"type": "point", "filled": True, "size": 36, "aria": False}, "encoding": encoding},
-    ]
+    datasets = {"curves": curves}
+    layers = [{"data": {"name": "curves"}, "mark": {"type": "line", "aria": False}, "encoding": encoding}]
+    points = [c for c in curves if c["points"]]
+    if points:
+        datasets["points"] = points
+        layers.append({"data": {"name": "points"}, "mark": {"type": "point", "filled": True, "size": 36, "aria": False},
+                       "encoding": encoding})
+    return datasets, layers
 
 
 def _rule(dataset: dict, dash: list[int], x_title: str) -> list[dict]:
@@ -86,8 +90,7 @@ def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], 
     x_title = X_TITLE[lineage]
     charts = {}
     for panel, height in (("loss", 440), ("learning rate", 220), ("tokens per second", 220)):
-        datasets = {"curves": [c for c in curves if c["panel"] == panel]}
-        layers = _lines("curves", x_title=x_title, y_title=panel)
+        datasets, layers = _lines([c for c in curves if c["panel"] == panel], x_title=x_title, y_title=panel)
         if panel == "loss" and checkpoints:
             datasets["checkpoints"] = [{**c, "label": f"checkpoint at step {c['step']}"} for c in checkpoints]
             layers.append({
@@ -111,11 +114,10 @@ def diagnosis(train: list[tuple[int, float]], validation: list[tuple[int, float]
     validation minimum. `fits`: advise.Fit."""
     curves = [{"step": s, "value": v, "series": "train loss", "points": False} for s, v in train]
     curves += [{"step": s, "value": v, "series": "validation loss", "points": True} for s, v in validation]
-    datasets = {"curves": curves}
     names = [f"fit: {fit.curve}, {fit.window}" for fit in fits]
     # the validation loss in front, the training loss behind it, the fits in darker shades
     scale = {"domain": ["train loss", "validation loss", *names], "range": [*DIAGNOSIS_COLORS, *FIT_COLORS[:len(names)]]}
-    layers = _lines("curves", "step", "loss", scale)
+    datasets, layers = _lines(curves, "step", "loss", scale)
     if fits:
         datasets["fits"] = [{"step": step, "value": fit.at(step), "series": name, "fit": fit.describe()}
                             for fit, name in zip(fits, names) for step in (fit.start, fit.end)]

@@ -25,7 +25,7 @@ def test_run_curves_split_by_panel_with_checkpoints_on_the_loss_chart_only():
 
 def test_diagnosis_without_fits_or_minimum_draws_the_curves_alone():
     spec = charts.diagnosis([(0, 2.0), (5, 1.5)], [], [], None)
-    assert list(spec["datasets"]) == ["curves"] and len(spec["layer"]) == 2
+    assert list(spec["datasets"]) == ["curves"] and len(spec["layer"]) == 1  # lines only: no points to draw
     fit = advise.Fit(curve="loss", window="recent", start=0, end=5, n=2, slope=-0.1, slope_se=0.01, intercept=2.0,
                      level=1.75, change=-0.29, change_ci=0.05)
     spec = charts.diagnosis([(0, 2.0), (5, 1.5)], [(5, 1.6)], [fit], 5)
