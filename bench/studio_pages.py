@@ -32,7 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, free_port, start_studio  # noqa: E402  the studio as the browser test starts it
+from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, studio_at  # noqa: E402  the studio as the browser test starts it
 RUNS, METRIC_ROWS, GENERATIONS, CHECKPOINTS_PER_RUN, PROMPTS = 50, 100_000, 10_000, 5, 40
 TARGET_S, FIRST_PAGE_TARGET_S = 2.0, 3.0
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
@@ -134,11 +134,9 @@ def first_page(playwright, home: Path, rounds: int) -> list[tuple[float, float, 
     """(server up, page usable, curves drawn) in seconds, a fresh studio and browser each round."""
     results = []
     for _ in range(rounds):
-        port = free_port()
         started = time.perf_counter()
-        studio = start_studio(home, port)
-        up = time.perf_counter() - started
-        try:
+        with studio_at(home) as port:
+            up = time.perf_counter() - started
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             start = time.perf_counter()
@@ -146,9 +144,6 @@ def first_page(playwright, home: Path, rounds: int) -> list[tuple[float, float, 
             page.wait_for_selector(CHART, timeout=120_000)
             results.append((up, usable, time.perf_counter() - start))
             browser.close()
-        finally:
-            os.killpg(studio.pid, 15)
-            studio.wait(timeout=30)
     return results
 
 
@@ -163,22 +158,16 @@ def main() -> int:
         started = time.perf_counter()
         seed(home)
         print(f"seeding took {time.perf_counter() - started:.1f} s", flush=True)
-        port = free_port()
-        studio = start_studio(home, port)
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                results = {}
-                for attempt in ("cold", "warm"):
-                    for path, title in PAGES.items():
-                        results.setdefault(title, {})[attempt] = measure(page, f"http://127.0.0.1:{port}/{path}")
-                for title in [*list(PAGES.values())[1:], list(PAGES.values())[0]]:
-                    results[title]["click"] = measure_click(page, title)
-                browser.close()
-        finally:
-            os.killpg(studio.pid, 15)
-            studio.wait(timeout=30)
+        with studio_at(home) as port, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            results = {}
+            for attempt in ("cold", "warm"):
+                for path, title in PAGES.items():
+                    results.setdefault(title, {})[attempt] = measure(page, f"http://127.0.0.1:{port}/{path}")
+            for title in [*list(PAGES.values())[1:], list(PAGES.values())[0]]:
+                results[title]["click"] = measure_click(page, title)
+            browser.close()
         load = os.getloadavg()[0]
         with sync_playwright() as playwright:
             firsts = first_page(playwright, home, rounds)

@@ -209,9 +209,8 @@ def main() -> int:
     results = []
     for dtype in dtypes:
         for variant in variants:
-            child = [sys.executable, __file__, "--variant", variant, "--dtype", dtype, "--workdir", workdir,
-                     *(f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in vars(args).items()
-                       if k not in ("variant", "variants", "dtype", "dtypes", "workdir", "tokens") and v is not None and v is not False)]
+            # the parent's own arguments, then the variant's (argparse keeps the last --workdir)
+            child = [sys.executable, __file__, *sys.argv[1:], "--variant", variant, "--dtype", dtype, "--workdir", workdir]
             start = time.perf_counter()
             done = subprocess.run(child, capture_output=True, text=True)
             line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)

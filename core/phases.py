@@ -79,6 +79,11 @@ def value_in_words(key: str, value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def config_in_words(config: dict) -> list[dict]:
+    """A config as rows a person reads: {setting (the dotted key), value (`value_in_words`)}."""
+    return [{"setting": key, "value": value_in_words(key, value)} for key, value in flatten(config).items()]
+
+
 def changes_in_words(changes: dict) -> list[dict]:
     """A `diff` as rows a person reads: {setting (in words), now, next, key}."""
     return [{"setting": KEY_WORDS.get(key, key), "now": value_in_words(key, old), "next": value_in_words(key, new),

@@ -94,9 +94,8 @@ def view():
     if was_live:
         st.caption("Live: refreshing every 3 s while a run trains.")
     with st.expander("Config of this run"):  # a table: no code highlighter to load for the first page
-        settings = phases.flatten(now["config"])
-        st.dataframe(pd.DataFrame({"setting": list(settings), "value": [phases.value_in_words(k, v) for k, v in settings.items()]}),
-                     hide_index=True, width="stretch", key="run_config")
+        st.dataframe(pd.DataFrame(phases.config_in_words(now["config"]), columns=["setting", "value"]), hide_index=True,
+                     width="stretch", key="run_config")
 
 
 runs_view()

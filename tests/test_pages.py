@@ -226,6 +226,7 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     assert loss["phases"] == rate["phases"] == [{"step": 300, "name": "phase2"}]  # phase 2 drawn after phase 1's 300 steps
     settings = dict(at.dataframe[1].value.itertuples(index=False))  # the config, one setting a row
     assert settings["training.output_dir"].endswith("phase2")
+    assert "None" not in settings.values()  # in words: "—", and "none (counted in epochs)" for no step limit
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["best checkpoint"] == "step 100"  # phase 2 is shown (newest); its one checkpoint
     # it started on an override: which check failed and why it started anyway, and the whole list
