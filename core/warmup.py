@@ -2,13 +2,20 @@
 every later visit gets for free.
 
 - `preload`, when the server starts (the start-up hook in studio/app.py): the imports every page
-  needs (pandas and core, ~1 s), while the browser is still loading Streamlit's own scripts.
+  needs (pandas and core, ~1 s), while the browser is still loading Streamlit's own scripts. Then two
+  costs that would otherwise fall on the first page: the module index that Streamlit's first element
+  builds (its REPL check calls `inspect.stack()`, ~0.1 s the first time), and the full garbage
+  collection Streamlit runs after every script run: what the imports created lives as long as the
+  process, so it is frozen out of the collections (0.1–0.2 s each with the interpreter lock held,
+  delaying the page's last messages, and every 3 s while a Runs page follows a training run).
 - `start`, once, on the first visit: DELAY_S later, the PlantUML server's start and first render (a JVM
   start and its JIT: seconds of both cores) and the default training set's token counts for the time
   estimate (~0.5 s). The delay keeps it off the CPU while the first page is drawn.
 """
 
+import gc
 import importlib
+import inspect
 import sys
 import threading
 import time
@@ -26,6 +33,8 @@ PAGE_IMPORTS = ("pandas", "core.advise", "core.charts", "core.checklist", "core.
 def _imports() -> None:
     for name in PAGE_IMPORTS:
         importlib.import_module(name)
+    inspect.stack()
+    gc.freeze()
 
 
 def _work() -> None:

@@ -31,3 +31,12 @@ def test_diagnosis_without_fits_or_minimum_draws_the_curves_alone():
     spec = charts.diagnosis([(0, 2.0), (5, 1.5)], [(5, 1.6)], [fit], 5)
     assert [f["value"] for f in spec["datasets"]["fits"]] == [2.0, 1.5]  # the fitted line at its window's ends
     assert {x for x, _ in layers_titles(spec)} == {"step"}
+
+
+def test_a_long_curve_is_thinned_for_the_chart_keeping_its_ends_and_its_spike():
+    points = [{"step": s, "value": 1.0 + (5.0 if s == 1234 else 0.0) + 0.001 * (s % 7)} for s in range(5000)]
+    thin = charts._thin(points, 600)
+    assert len(thin) == 600 and (thin[0]["step"], thin[-1]["step"]) == (0, 4999)
+    assert [p["step"] for p in thin] == sorted(p["step"] for p in thin)
+    assert any(p["step"] == 1234 for p in thin)  # a stride of 9 would have dropped the spike
+    assert charts._thin(points[:600], 600) == points[:600]  # short curves are drawn whole

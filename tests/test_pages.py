@@ -179,7 +179,8 @@ def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
 
 def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library(umlstudio_home):
     """studio/app.py's start-up hook runs core.warmup.preload: afterwards every module a page imports is
-    loaded (so the first visit does not import it), and no model library."""
+    loaded (so the first visit does not import it), no model library is, and what the imports made is
+    frozen out of the garbage collections that Streamlit runs after every script run."""
     imports = sorted({(alias.name, None) if isinstance(node, ast.Import) else (node.module, alias.name)
                       for page in PAGES.glob("*.py") for node in ast.walk(ast.parse(page.read_text()))
                       if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names})
@@ -188,8 +189,10 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
         "warmup.preload().join(timeout=120)\n"
         f"print(sorted(m for m, name in {imports!r} if m.split('.')[0] not in (*sys.stdlib_module_names, 'streamlit')\n"
         "             and (m not in sys.modules or name and not hasattr(sys.modules[m], name))))\n"
-        f"print({MODEL_LIBRARIES})\n", umlstudio_home)
-    assert out.splitlines()[-2:] == ["[]", "[]"]
+        f"print({MODEL_LIBRARIES})\n"
+        "import gc\n"
+        "print(gc.get_freeze_count() > 10_000)\n", umlstudio_home)
+    assert out.splitlines()[-3:] == ["[]", "[]", "True"]
 
 
 def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
