@@ -11,10 +11,10 @@ from tsdownsample import MinMaxLTTBDownsampler
 from core import runs, ui
 
 PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
-# Points of one metric's curve on a chart, shared by the phases drawn end to end (about one per pixel of a
-# wide chart). The browser's drawing time grows with the points: a lineage of three 500-step phases drew
-# 4,650 points before and draws 1,950 now. Thinned for the chart only, never for the numbers.
-CHART_POINTS = 600
+# Points of one metric's curve on a chart, shared by the phases drawn end to end: about one per pixel of a
+# wide chart, since the browser's drawing time grows with the points (BENCHMARKS.md). A phase keeps at
+# least MIN_CURVE_POINTS however long its lineage. Thinned for the chart only, never for the numbers.
+CHART_POINTS, MIN_CURVE_POINTS = 600, 50
 X_TITLE = {True: "step (phases end to end)", False: "step"}
 DIAGNOSIS_COLORS = ["#9db4d8", "#e07b39"]  # training loss, validation loss
 FIT_COLORS = ["#1f4e9c", "#6a3d9a", "#2a7f62", "#8c564b", "#555555"]  # one per fitted window (the advisor fits up to 3)
@@ -64,8 +64,9 @@ def _rule(dataset: dict, dash: list[int], x_title: str) -> list[dict]:
 
 
 def _thin(points: list[dict], n: int) -> list[dict]:
-    """At most `n` of a curve's points (by step), chosen to keep its shape, spikes included: MinMaxLTTB
-    (tsdownsample) keeps each bucket's extremes where plain striding would drop them."""
+    """At most `n` (at least MIN_CURVE_POINTS) of a curve's points (by step), chosen to keep its shape,
+    spikes included: MinMaxLTTB (tsdownsample) keeps each bucket's extremes where striding would drop them."""
+    n = max(n, MIN_CURVE_POINTS)
     if len(points) <= n:
         return points
     steps = np.array([p["step"] for p in points], dtype=np.float64)

@@ -40,3 +40,4 @@ def test_a_long_curve_is_thinned_for_the_chart_keeping_its_ends_and_its_spike():
     assert [p["step"] for p in thin] == sorted(p["step"] for p in thin)
     assert any(p["step"] == 1234 for p in thin)  # a stride of 9 would have dropped the spike
     assert charts._thin(points[:600], 600) == points[:600]  # short curves are drawn whole
+    assert len(charts._thin(points, 2)) == charts.MIN_CURVE_POINTS  # a phase of a very long lineage keeps its shape
