@@ -32,7 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, studio_at  # noqa: E402  the studio as the browser test starts it
+from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, studio_at, wait_until_idle  # noqa: E402  the studio, and the wait for a finished page, as the browser test has them
 RUNS, METRIC_ROWS, GENERATIONS, CHECKPOINTS_PER_RUN, PROMPTS = 50, 100_000, 10_000, 5, 40
 TARGET_S, FIRST_PAGE_TARGET_S = 2.0, 3.0
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
@@ -109,8 +109,7 @@ def seed(home: Path) -> None:
 def measure(page, url: str) -> float:
     start = time.perf_counter()
     page.goto(url)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
-    page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", state="visible", timeout=120_000)
+    wait_until_idle(page, timeout_ms=120_000)
     seconds = time.perf_counter() - start
     if page.get_by_test_id("stException").count():
         raise SystemExit(f"{url}: the page raised: {page.get_by_test_id('stException').first.inner_text()[:500]}")

@@ -50,7 +50,6 @@ def test_run_rows_round_trip():
     assert store.run_for_output_dir("/o")["id"] == run
 
 
-
 def test_a_session_opens_the_store_once_and_shares_its_transaction(monkeypatch):
     """In a `session` block every store call of the thread uses one connection: the reads in it open the
     store once, a write in it commits or rolls back with the block, and another thread waits."""
@@ -86,6 +85,7 @@ def test_a_session_opens_the_store_once_and_shares_its_transaction(monkeypatch):
         assert other.is_alive()  # another thread waits for the block's lock
     other.join(timeout=60)
     assert seen == ["finished"]
+
 
 WRITER = textwrap.dedent(
     """
