@@ -23,7 +23,6 @@ output_dir and always with `phase.continue_from` (a new phase), never `resume_fr
 """
 
 import argparse
-import functools
 import hashlib
 import json
 import math
@@ -37,7 +36,6 @@ from core import checkpoints, config as configs, data, paths, phases, store
 from core.config import Config, QualityConfig
 from core.errors import UserError
 from core.metrics import judge_types
-from core.prompts import request
 
 # ---- thresholds ---------------------------------------------------------------------------------
 
@@ -449,8 +447,6 @@ def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
 
 # ---- time estimate ------------------------------------------------------------------------------
 
-CHARS_PER_TOKEN = 3.5  # the approximation when the base model's tokenizer is not on disk
-
 
 def duration(seconds: float) -> str:
     if seconds < 90:
@@ -512,36 +508,14 @@ def overhead(run_ids) -> float | None:
 
 
 def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
-    """Tokens per training row as the trainer sees them (chat template, cut at max_seq_length), with
-    the base model's tokenizer when its folder is on disk, else characters / 3.5; and how it was counted."""
+    """Tokens per training row as the trainer sees them (`data.token_lengths`: the chat template, counted
+    once per rows and tokenizer), cut at max_seq_length, with the base model's tokenizer when its folder
+    is on disk, else characters / 3.5; and how they were counted."""
     from core import models
 
     folder = models.embedded_dir() if config.model.base == models.EMBEDDED else Path(config.model.base).expanduser()
-    tokenizer_file, template_file = folder / "tokenizer.json", folder / "chat_template.jinja"
-    if tokenizer_file.is_file() and template_file.is_file():
-        stamp = (tokenizer_file.stat().st_mtime_ns, template_file.stat().st_mtime_ns)
-        counts = _tokenized(str(folder), stamp, tuple((request(r["prompt"], r.get("diagram_type")), r["plantuml"]) for r in rows))
-        how = f"counted with {folder.name}'s tokenizer and chat template"
-    else:
-        counts = [round((len(request(r["prompt"], r.get("diagram_type"))) + len(r["plantuml"])) / CHARS_PER_TOKEN) for r in rows]
-        how = f"approximated as characters / {CHARS_PER_TOKEN} (the tokenizer of {config.model.base} is not on disk)"
-    return [min(c, config.training.max_seq_length) for c in counts], how
-
-
-@functools.lru_cache(maxsize=8)
-def _tokenized(folder: str, stamp: tuple, pairs: tuple[tuple[str, str], ...]) -> tuple[int, ...]:
-    """Chat-template token counts of (prompt, PlantUML) pairs, kept per tokenizer version (`stamp`):
-    the studio asks again on every run of the pre-continue page (~0.5 s for 1,600 rows)."""
-    import jinja2
-    import tokenizers
-
-    tokenizer = tokenizers.Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
-    # the options transformers renders chat templates with
-    template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(
-        (Path(folder) / "chat_template.jinja").read_text())
-    texts = [template.render(messages=[{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
-                             add_generation_prompt=False) for prompt, answer in pairs]
-    return tuple(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+    lengths, how = data.token_lengths(rows, folder)
+    return [min(total, config.training.max_seq_length) for _, total in lengths], how
 
 
 def estimate(config: Config, run: dict | None = None, done: float = 0.0) -> Estimate:

@@ -17,9 +17,11 @@ whichever split is asked of it.
 
 import argparse
 import csv
+import hashlib
 import io
 import itertools
 import json
+import os
 import random
 import re
 import sys
@@ -392,21 +394,26 @@ def load_split(name_or_path, split: str) -> list[dict]:
 def counts(dataset) -> dict[str, dict[str, int]]:
     """Rows per split and diagram type (zeros included). A folder counts the splits it holds; a
     single file counts as one column named after the file."""
-    path = resolve_dataset(dataset)
-    if path.is_dir():
-        parts = {split: path / f"{split}.jsonl" for split in SPLITS if (path / f"{split}.jsonl").exists()}
-        if not parts:
-            raise UserError(
-                f"{path}: holds none of train.jsonl, validation.jsonl, test.jsonl; "
-                f"build the default one with `umlstudio data --build`"
-            )
-    else:
-        parts = {path.name: path}
-    table = {}
-    for name, file in parts.items():
-        found = Counter(row["diagram_type"] for row in load_rows(file))
-        table[name] = {diagram_type: found[diagram_type] for diagram_type in DIAGRAM_TYPES}
-    return table
+    return {name: type_counts(load_rows(file)) for name, file in split_files(resolve_dataset(dataset)).items()}
+
+
+def split_files(path: Path) -> dict[str, Path]:
+    """The files `counts` counts: a folder's splits by name, or a single file under its own name."""
+    if not path.is_dir():
+        return {path.name: path}
+    parts = {split: path / f"{split}.jsonl" for split in SPLITS if (path / f"{split}.jsonl").exists()}
+    if not parts:
+        raise UserError(
+            f"{path}: holds none of train.jsonl, validation.jsonl, test.jsonl; "
+            f"build the default one with `umlstudio data --build`"
+        )
+    return parts
+
+
+def type_counts(rows: list[dict]) -> dict[str, int]:
+    """Rows per diagram type, zeros included."""
+    found = Counter(row["diagram_type"] for row in rows)
+    return {diagram_type: found[diagram_type] for diagram_type in DIAGRAM_TYPES}
 
 
 def format_counts(table: dict[str, dict[str, int]]) -> str:
@@ -515,15 +522,39 @@ def format_mix(title: str, table: dict) -> str:
     return "\n".join(lines)
 
 
+CHARS_PER_TOKEN = 3.5  # the approximation when a model's tokenizer is not on disk
+
+
 def token_lengths(rows: list[dict], folder: Path) -> tuple[list[tuple[int, int]], str]:
     """(prompt, prompt + answer) tokens per row as the trainer sees it (the request of core/prompts
     in the chat template, then the answer), with the tokenizer and chat template in `folder` when
-    they are there, else characters / 3.5; and how they were counted."""
-    messages = [prompts.request(r["prompt"], r["diagram_type"]) for r in rows]
+    they are there, else characters / 3.5; and how they were counted.
+
+    Counted once: the lengths are kept in the runs root's cache/ under a hash of the tokenizer, the
+    chat template and the rows' texts (the default dataset's train split takes ~2 s to count)."""
+    messages = [prompts.request(r["prompt"], r.get("diagram_type")) for r in rows]
     tokenizer_file, template_file = folder / "tokenizer.json", folder / "chat_template.jinja"
     if not (tokenizer_file.is_file() and template_file.is_file()):
-        return ([(round(len(m) / 3.5), round((len(m) + len(r["plantuml"])) / 3.5)) for m, r in zip(messages, rows)],
-                "approximated as characters / 3.5; `umlstudio prepare-model` lets it count tokens")
+        return ([(round(len(m) / CHARS_PER_TOKEN), round((len(m) + len(r["plantuml"])) / CHARS_PER_TOKEN))
+                 for m, r in zip(messages, rows)],
+                f"approximated as characters / {CHARS_PER_TOKEN}: the tokenizer of {folder.name} is not on disk "
+                "(`umlstudio prepare-model` prepares the embedded model's)")
+    how = f"counted with {folder.name}'s tokenizer and chat template"
+    texts = json.dumps([[m, r["plantuml"]] for m, r in zip(messages, rows)], ensure_ascii=False).encode()
+    key = hashlib.sha256(tokenizer_file.read_bytes() + template_file.read_bytes() + texts).hexdigest()
+    kept = paths.home() / "cache" / f"token-lengths-{key[:32]}.json"
+    if kept.is_file():
+        return [tuple(pair) for pair in json.loads(kept.read_text())], how
+    lengths = _count_tokens(messages, rows, tokenizer_file, template_file)
+    kept.parent.mkdir(exist_ok=True)
+    part = kept.with_name(f"{kept.name}.{os.getpid()}.part")  # whole or absent, with two counting at once
+    part.write_text(json.dumps(lengths))
+    part.replace(kept)
+    return lengths, how
+
+
+def _count_tokens(messages: list[str], rows: list[dict], tokenizer_file: Path, template_file: Path) -> list[tuple[int, int]]:
+    """token_lengths' count: each request rendered in the chat template, then tokenized with its answer."""
     import jinja2
     import tokenizers
 
@@ -536,9 +567,7 @@ def token_lengths(rows: list[dict], folder: Path) -> tuple[list[tuple[int, int]]
     # prompt and answer apart, as the trainer encodes them
     lengths = [len(e.ids) for e in tokenizer.encode_batch(
         asked + [text[len(prompt):] for prompt, text in zip(asked, full)], add_special_tokens=False)]
-    prompt_tokens = lengths[:len(rows)]
-    return ([(p, p + a) for p, a in zip(prompt_tokens, lengths[len(rows):])],
-            f"counted with the {folder.name} tokenizer")
+    return [(p, p + a) for p, a in zip(lengths[:len(rows)], lengths[len(rows):])]
 
 
 def long_rows(rows: list[dict], max_seq_length: int, folder: Path) -> dict:
@@ -628,8 +657,8 @@ def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: di
     from core.config import DataConfig
 
     path = resolve_dataset(dataset)
-    table = counts(path)
-    parts = {name: load_split(path, name) if name in SPLITS else load_rows(path) for name in table}
+    parts = {name: load_rows(file) for name, file in split_files(path).items()}
+    table = {name: type_counts(rows) for name, rows in parts.items()}
     weights = type_weights if type_weights is not None else DataConfig().type_weights
     train = parts.get("train") or next(iter(parts.values()))
     manifest = path / MANIFEST if path.is_dir() else None
@@ -642,6 +671,16 @@ def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: di
                  **{name: long_rows(rows, max_seq_length, models.embedded_dir()) for name, rows in parts.items()}},
         "manifest": json.loads(manifest.read_text(encoding="utf-8")) if manifest and manifest.is_file() else None,
     }
+
+
+def stamp(dataset) -> float:
+    """The newest modification time among a dataset's files and the tokenizer `describe` counts with:
+    a report or a table of the dataset kept with this stamp is current while it stays the same."""
+    from core import models
+
+    path = Path(dataset)
+    files = [path, *path.glob("*.jsonl"), models.embedded_dir() / "tokenizer.json"]
+    return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
 
 
 def format_report(report: dict) -> str:
@@ -675,8 +714,8 @@ def _filter_command(args: argparse.Namespace) -> int:
     diagram_types = [t.strip() for t in args.filter.split(",") if t.strip()]
     subset = filter_rows(load_split(dataset, "train"), diagram_types, args.replay_share, args.seed)
     path = write_rows(subset, args.out)
-    found = Counter(row["diagram_type"] for row in subset)
-    summary = {"out": str(path), "rows": len(subset), "types": {t: found[t] for t in DIAGRAM_TYPES}}
+    found = type_counts(subset)
+    summary = {"out": str(path), "rows": len(subset), "types": found}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

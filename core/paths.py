@@ -12,7 +12,7 @@ DATA_DIR = ROOT / "data"
 
 
 def home() -> Path:
-    """The runs root: runs, the store and the prepared model cache live here."""
+    """The runs root: runs, the store, the prepared model cache and counted token lengths (cache/) live here."""
     path = Path(os.environ.get("UMLSTUDIO_HOME") or ROOT / "runs").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -10,7 +10,8 @@ every later visit gets for free.
   delaying the page's last messages, and every 3 s while a Runs page follows a training run).
 - `start`, once, on the first visit: DELAY_S later, the PlantUML server's start and first render (a JVM
   start and its JIT: seconds of both cores) and the default training set's token counts for the time
-  estimate (~0.5 s). The delay keeps it off the CPU while the first page is drawn.
+  estimate (~2 s the first time in a runs root, then read back from its cache/). The delay keeps it off
+  the CPU while the first page is drawn.
 """
 
 import gc

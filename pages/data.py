@@ -18,7 +18,7 @@ st.title("Data")
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def rows_of(dataset: str, split: str, stamp: float) -> pd.DataFrame:
-    """One split as a table (cached until the file changes: `stamp` is its modification time)."""
+    """One split as a table (cached until a file changes: `stamp` is `data.stamp`)."""
     return pd.DataFrame(data.load_split(dataset, split))
 
 
@@ -30,10 +30,6 @@ def report_of(dataset: str, stamp: float) -> dict:
 
 def mix_frame(table: dict, key: str) -> pd.DataFrame:
     return pd.DataFrame(table[key]).T.rename_axis(key)
-
-
-def stamp(dataset: Path) -> float:
-    return max((p.stat().st_mtime for p in ([dataset] + list(dataset.glob("*.jsonl")))), default=0.0)
 
 
 saved = sorted((paths.home() / "datasets").glob("*.jsonl"))
@@ -50,7 +46,7 @@ if not Path(dataset).exists():
     st.stop()
 
 try:
-    report = report_of(dataset, stamp(Path(dataset)))
+    report = report_of(dataset, data.stamp(dataset))
 except UserError as exc:
     st.error(str(exc))
     st.stop()
@@ -83,7 +79,7 @@ if report["manifest"]:
 
 splits = list(table)
 split = st.segmented_control("Split", splits, default="train" if "train" in splits else splits[0]) or splits[0]
-rows = rows_of(dataset, split if split in data.SPLITS else "train", stamp(Path(dataset)))
+rows = rows_of(dataset, split if split in data.SPLITS else "train", data.stamp(dataset))
 
 st.subheader("Categories")
 by_category = rows.groupby(["category", "diagram_type"]).size().unstack(fill_value=0)

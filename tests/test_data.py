@@ -2,11 +2,12 @@
 
 import argparse
 import json
+import os
 from collections import Counter
 
 import pytest
 
-from core import data
+from core import data, models
 from core.errors import UserError
 
 SEQUENCE = "@startuml\nAlice -> Bob : hi\n@enduml"
@@ -378,6 +379,43 @@ def test_long_rows_are_counted_not_dropped(tmp_path):
     long_prompt = {**short, "prompt": "word " * 2000}
     found = data.long_rows([short, long_answer, long_prompt], 512, tmp_path)  # no tokenizer there: approximated
     assert found == {"rows": 3, "cut": 2, "prompt_only": 1, "how": found["how"]} and "approximated" in found["how"]
+
+
+def test_token_lengths_are_counted_once_and_kept_for_the_same_rows_and_tokenizer(tmp_path, umlstudio_home, tiny_model,
+                                                                                  monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("tokenizer.json", "chat_template.jinja"):
+        (folder / name).write_bytes((tiny_model / name).read_bytes())
+    rows = data.load_split("default", "validation")[:40]
+    lengths, how = data.token_lengths(rows, folder)
+    assert how == "counted with model's tokenizer and chat template" and len(lengths) == 40
+    assert all(0 < prompt < total for prompt, total in lengths)
+    assert len(list((umlstudio_home / "cache").glob("token-lengths-*.json"))) == 1
+
+    counted = []
+    monkeypatch.setattr(data, "_count_tokens", lambda *args: counted.append(len(args[1])) or [(1, 2)] * len(args[1]))
+    assert data.token_lengths(rows, folder) == (lengths, how) and counted == []  # read back, not counted again
+    assert data.long_rows(rows, 512, folder)["rows"] == 40 and counted == []
+    data.token_lengths(rows[:39], folder)  # other rows: counted
+    (folder / "chat_template.jinja").write_text((folder / "chat_template.jinja").read_text() + "\n")
+    data.token_lengths(rows, folder)  # another template: counted
+    assert counted == [39, 40]
+    assert len(list((umlstudio_home / "cache").glob("token-lengths-*.json"))) == 3
+    assert not list((umlstudio_home / "cache").glob("*.part"))
+
+
+def test_the_stamp_of_a_dataset_moves_with_its_files_and_with_the_tokenizer_that_counts_it(tmp_path):
+    dataset = tmp_path / "set"
+    data.write_rows(synthetic_rows()[:3], dataset / "train.jsonl")
+    before = data.stamp(dataset)
+    os.utime(dataset / "train.jsonl", (before + 10, before + 10))
+    assert data.stamp(dataset) == before + 10
+    tokenizer = models.embedded_dir() / "tokenizer.json"  # prepared after the page cached its report
+    tokenizer.parent.mkdir(parents=True)
+    tokenizer.write_text("{}")
+    os.utime(tokenizer, (before + 20, before + 20))
+    assert data.stamp(dataset) == before + 20
 
 
 def test_cli_filter_writes_a_subset_of_the_train_split(tmp_path, capsys):

@@ -197,12 +197,13 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
 
 def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
     """studio/navigation.py starts core.warmup once per process: afterwards the PlantUML server runs, the
-    default training set's token counts are cached, and no model library was imported."""
+    default training set's token counts are kept in the runs root's cache, and no model library was imported."""
     out = fresh_process(
-        "from core import advise, render, warmup\n"
+        "from core import paths, render, warmup\n"
         "warmup.DELAY_S = 0\n"
         "warmup.start().join(timeout=180)\n"
-        f"print(render.renderer().pid is not None, advise._tokenized.cache_info().currsize, {MODEL_LIBRARIES})\n",
+        "print(render.renderer().pid is not None, len(list((paths.home() / 'cache').glob('token-lengths-*.json'))),"
+        f" {MODEL_LIBRARIES})\n",
         umlstudio_home)
     started, counted, heavy = out.split(" ", 2)
     assert started == "True" and counted == "1" and heavy.strip() == "[]"
