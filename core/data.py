@@ -525,13 +525,14 @@ def format_mix(title: str, table: dict) -> str:
 CHARS_PER_TOKEN = 3.5  # the approximation when a model's tokenizer is not on disk
 
 
-def token_lengths(rows: list[dict], folder: Path) -> tuple[list[tuple[int, int]], str]:
+def token_lengths(rows: list[dict], folder: Path, keep: bool = True) -> tuple[list[tuple[int, int]], str]:
     """(prompt, prompt + answer) tokens per row as the trainer sees it (the request of core/prompts
     in the chat template, then the answer), with the tokenizer and chat template in `folder` when
     they are there, else characters / 3.5; and how they were counted.
 
     Counted once: the lengths are kept in the runs root's cache/ under a hash of the tokenizer, the
-    chat template and the rows' texts (the default dataset's train split takes ~2 s to count)."""
+    chat template and the rows' texts (the default dataset's train split takes ~2 s to count). With
+    `keep` False a kept count is read but a new one is not kept: a check that may refuse writes nothing."""
     messages = [prompts.request(r["prompt"], r.get("diagram_type")) for r in rows]
     tokenizer_file, template_file = folder / "tokenizer.json", folder / "chat_template.jinja"
     if not (tokenizer_file.is_file() and template_file.is_file()):
@@ -546,6 +547,8 @@ def token_lengths(rows: list[dict], folder: Path) -> tuple[list[tuple[int, int]]
     if kept.is_file():
         return [tuple(pair) for pair in json.loads(kept.read_text())], how
     lengths = _count_tokens(messages, rows, tokenizer_file, template_file)
+    if not keep:
+        return lengths, how
     kept.parent.mkdir(exist_ok=True)
     part = kept.with_name(f"{kept.name}.{os.getpid()}.part")  # whole or absent, with two counting at once
     part.write_text(json.dumps(lengths))
@@ -570,10 +573,11 @@ def _count_tokens(messages: list[str], rows: list[dict], tokenizer_file: Path, t
     return [(p, p + a) for p, a in zip(lengths[:len(rows)], lengths[len(rows):])]
 
 
-def long_rows(rows: list[dict], max_seq_length: int, folder: Path) -> dict:
+def long_rows(rows: list[dict], max_seq_length: int, folder: Path, keep: bool = True) -> dict:
     """How many rows exceed max_seq_length: "cut" (prompt + answer longer: the trainer cuts the
-    answer), of which "prompt_only" (the prompt alone fills it: no answer token fits), and "how"."""
-    lengths, how = token_lengths(rows, folder)
+    answer), of which "prompt_only" (the prompt alone fills it: no answer token fits), and "how"
+    (`keep`: see token_lengths)."""
+    lengths, how = token_lengths(rows, folder, keep)
     return {"rows": len(rows), "cut": sum(total > max_seq_length for _, total in lengths),
             "prompt_only": sum(prompt >= max_seq_length for prompt, _ in lengths), "how": how}
 

@@ -83,7 +83,7 @@ def _check_inputs(config: cfg.Config) -> None:
         data.mix(rows, config.data.type_weights, config.training.seed)  # UserError when no type these rows hold has a share
     folder = models.embedded_dir() if config.model.base == models.EMBEDDED else Path(config.model.base).expanduser()
     if (folder / "tokenizer.json").is_file():
-        long = data.long_rows(rows, config.training.max_seq_length, folder)
+        long = data.long_rows(rows, config.training.max_seq_length, folder, keep=False)  # a refusal writes nothing
         if long["prompt_only"] == long["rows"]:
             raise UserError(f"training.max_seq_length {config.training.max_seq_length}: the prompt of every one of the "
                             f"{long['rows']} training rows fills it ({long['how']}) — raise training.max_seq_length or use shorter rows")

@@ -400,7 +400,8 @@ def test_token_lengths_are_counted_once_and_kept_for_the_same_rows_and_tokenizer
     data.token_lengths(rows[:39], folder)  # other rows: counted
     (folder / "chat_template.jinja").write_text((folder / "chat_template.jinja").read_text() + "\n")
     data.token_lengths(rows, folder)  # another template: counted
-    assert counted == [39, 40]
+    data.token_lengths(rows[:38], folder, keep=False)  # a check that may refuse: counted, not kept
+    assert counted == [39, 40, 38]
     assert len(list((umlstudio_home / "cache").glob("token-lengths-*.json"))) == 3
     assert not list((umlstudio_home / "cache").glob("*.part"))
 
