@@ -85,14 +85,19 @@ def test_error_names_the_line_of_the_callers_text():
     assert render.render(snippet, cache=False).error_line == 3
 
 
-def test_cache_hit_is_fast_flagged_and_stored():
+def test_a_cache_hit_is_answered_in_memory_flagged_and_stored(monkeypatch):
     source = unique(CLASS)
     first = render.render(source)
     assert first.ok and not first.cached
-    started = time.perf_counter()
-    hit = render.render(source)
-    elapsed = time.perf_counter() - started
-    assert hit.cached and hit.data == first.data and elapsed < 0.005
+
+    def asked(*args, **kwargs):
+        raise AssertionError("a repeated render asked PlantUML or the store")
+
+    with monkeypatch.context() as patched:  # the same source again: neither PlantUML nor the store is asked
+        patched.setattr(render._renderer, "render", asked)
+        patched.setattr(store, "connect", asked)
+        hit = render.render(source)
+    assert hit.cached and hit.data == first.data
     rows = store.query("SELECT format, plantuml_version, ok FROM renders WHERE key = ?",
                        [render.cache_key(source, "svg")])
     assert rows == [{"format": "svg", "plantuml_version": "1.2025.9", "ok": True}]
