@@ -513,7 +513,7 @@ def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
     is on disk, else characters / 3.5; and how they were counted."""
     from core import models
 
-    folder = models.embedded_dir() if config.model.base == models.EMBEDDED else Path(config.model.base).expanduser()
+    folder = models.base_dir(config.model.base)
     lengths, how = data.token_lengths(rows, folder)
     return [min(total, config.training.max_seq_length) for _, total in lengths], how
 

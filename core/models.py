@@ -38,6 +38,12 @@ def embedded_dir() -> Path:
     return paths.models_dir() / EMBEDDED
 
 
+def base_dir(base: str) -> Path:
+    """The folder `base` is read from when it is on disk: the embedded model's prepared folder (prepared
+    or not), or a local folder; what tokens are counted with when it holds a tokenizer."""
+    return embedded_dir() if base == EMBEDDED else Path(base).expanduser()
+
+
 @contextmanager
 def _lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ def _check_inputs(config: cfg.Config) -> None:
     data.load_split(config.data.validation_file or config.data.dataset, "validation")
     if not config.data.train_file:
         data.mix(rows, config.data.type_weights, config.training.seed)  # UserError when no type these rows hold has a share
-    folder = models.embedded_dir() if config.model.base == models.EMBEDDED else Path(config.model.base).expanduser()
+    folder = models.base_dir(config.model.base)
     if (folder / "tokenizer.json").is_file():
         long = data.long_rows(rows, config.training.max_seq_length, folder, keep=False)  # a refusal writes nothing
         if long["prompt_only"] == long["rows"]:
