@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import data, generate, models  # noqa: E402
-from core.prompts import request  # noqa: E402
+from core.data.prompts import request  # noqa: E402
 from core.config import DEFAULT_TARGETS  # noqa: E402
 
 

@@ -40,7 +40,8 @@ CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart']
 
 def seed(home: Path) -> None:
     os.environ["UMLSTUDIO_HOME"] = str(home)
-    from core import config, data, metrics, store
+    from core import config, data, store
+    from core.evaluation import metrics
 
     rng = random.Random(0)
     steps_per_run = METRIC_ROWS // RUNS // 4  # four curves a run

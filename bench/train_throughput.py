@@ -60,7 +60,7 @@ def eval_loss(model, rows: list[dict], dtype) -> float:
     """The exact mean answer-token loss over `rows`, packed 4,096 tokens at a time (the same for every variant)."""
     import torch
 
-    from core import train
+    from core.training import train
 
     model.eval()
     device = next(model.parameters()).device
@@ -77,7 +77,7 @@ def eval_loss(model, rows: list[dict], dtype) -> float:
 def run_variant(variant: str, args) -> dict:
     """One variant, in this process: train on the rows once, then evaluate."""
     name, _, tokens = variant.partition("@")
-    from core import backends
+    from core.training import backends
     from core import config as cfg
 
     config = cfg.parse({
@@ -91,7 +91,8 @@ def run_variant(variant: str, args) -> dict:
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, TrainerCallback
 
-    from core import data, models, train
+    from core import data
+    from core.training import models, train
 
     dtype = models.pick_dtype(args.dtype)
     if name in BASELINES:  # plain transformers + PEFT, transformers' own sdpa attention
@@ -197,7 +198,7 @@ def main() -> int:
 
     import torch
 
-    from core import models
+    from core.training import models
 
     dtypes = args.dtypes.split(",") if args.dtypes else \
         ["float32"] + (["bfloat16"] if models.pick_dtype("auto") == torch.bfloat16 else [])

@@ -11,7 +11,11 @@ in as each batch ends, and Cancel (what was made stays stored). The selection li
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, data, evaluate, jobs, metrics, render, ui
+from core.training import checkpoints
+from core import data, jobs
+from core.evaluation import evaluate, metrics
+from core.inference import render
+from core.studio import ui
 from core.config import EvaluationConfig
 
 PER_PAGE = 6

@@ -9,7 +9,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import advise, checkpoints, data, evaluate, paths, runs, ui
+from core.advisor import advise
+from core.training import checkpoints, runs
+from core import data, paths
+from core.evaluation import evaluate
+from core.studio import ui
 from core.config import QualityConfig
 from core.errors import UserError
 

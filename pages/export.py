@@ -5,7 +5,10 @@ import json
 
 import streamlit as st
 
-from core import checkpoints, export, jobs, ui
+from core.training import checkpoints
+from core.inference import export
+from core import jobs
+from core.studio import ui
 from core.errors import UserError
 
 FORMATS = {"gguf": "GGUF for llama.cpp / Ollama / LM Studio", "hf": "merged transformers folder (float32)"}

@@ -3,15 +3,18 @@ they stream, the diagram beside its source, PlantUML's error with its line, and 
 reference when there is one. "Valid PlantUML" (on by default) checks the output and repairs it when
 PlantUML rejects it; the page then says what was changed and keeps the model's raw output in view.
 
-Generation runs in a worker process (`python -m core.generate`, a job): the studio never loads a model.
+Generation runs in a worker process (`python -m core.inference.generate`, a job): the studio never loads a model.
 The job's id sits in the URL, so a refresh picks the same generation up again."""
 
 import difflib
 
 import streamlit as st
 
-from core import data, generate, jobs, metrics, prompts, render
-from core.ui import show_diagram
+from core import data, jobs
+from core.inference import generate, render
+from core.evaluation import metrics
+from core.data import prompts
+from core.studio.ui import show_diagram
 
 st.title("Prompt playground")
 
@@ -53,7 +56,7 @@ else:
     prompt, wanted = row["prompt"], row["diagram_type"]
 
 if st.button("Generate", type="primary", disabled=not prompt.strip()):
-    args = ["-m", "core.generate", "--checkpoint", model["checkpoint"], "--prompt-file", "{job}/prompt.txt",
+    args = ["-m", "core.inference.generate", "--checkpoint", model["checkpoint"], "--prompt-file", "{job}/prompt.txt",
             "--out", "{job}/result.json", "--max-new-tokens", max_new_tokens]
     if model["base"]:
         args += ["--base", model["base"]]

@@ -7,7 +7,10 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from core import advise, charts, checklist, checkpoints, jobs, phases, runs, ui
+from core.advisor import advise, checklist
+from core.studio import charts, ui
+from core.training import checkpoints, phases, runs
+from core import jobs
 from core.errors import UserError
 
 st.title("Pre-continue checklist")

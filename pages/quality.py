@@ -1,6 +1,6 @@
 """Quality checklist: the seed's "what good results look like" and "what bad results look like" lists
 for one checkpoint, judged from its latest stored evaluation. Each item leads with one plain sentence
-counted on the evaluation's rows (core.quality); its number, 95% interval, n and threshold sit in an
+counted on the evaluation's rows (core.evaluation.quality); its number, 95% interval, n and threshold sit in an
 expander. Then the scores per diagram type and origin with the weak types, and the failing examples
 rendered. An evaluation runs as a background job with its count, time left and Cancel."""
 
@@ -9,7 +9,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, evaluate, jobs, metrics, quality, render, ui
+from core.training import checkpoints
+from core.evaluation import evaluate, metrics, quality
+from core import jobs
+from core.inference import render
+from core.studio import ui
 from core.config import EvaluationConfig, QualityConfig
 
 st.title("Quality checklist")

@@ -4,7 +4,10 @@ the whole view (table, summary, progress, curves, checkpoint markers) refreshes 
 import pandas as pd
 import streamlit as st
 
-from core import advise, charts, checkpoints, phases, runs, store, ui
+from core.advisor import advise
+from core.studio import charts, ui
+from core.training import checkpoints, phases, runs
+from core import store
 
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 

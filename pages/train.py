@@ -7,7 +7,10 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from core import checklist, checkpoints, config, distributed, paths, runs, store, ui
+from core.advisor import checklist
+from core.training import checkpoints, distributed, runs
+from core import config, paths, store
+from core.studio import ui
 from core.errors import UserError
 
 QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"

@@ -1,7 +1,7 @@
 """PlantUML LoRA Studio: `streamlit run studio/app.py`.
 
 The studio's server: an `st.App` whose start-up hook imports what the pages need in the background
-(`core.warmup.preload`), before anyone opens a page, and whose shutdown stops the PlantUML server. Each
+(`core.studio.warmup.preload`), before anyone opens a page, and whose shutdown stops the PlantUML server. Each
 visit runs `studio/navigation.py`, which routes to the pages in pages/.
 """
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import render, warmup
+from core.inference import render
+from core.studio import warmup
 
 
 @contextlib.asynccontextmanager

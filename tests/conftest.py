@@ -7,7 +7,7 @@ the test's runs root.
 
 import pytest
 
-from core import models
+from core.training import models
 
 
 @pytest.fixture(autouse=True)

@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core import advise, checklist, checkpoints, cli, paths, store
+from core.advisor import advise, checklist
+from core.training import checkpoints
+from core import cli, paths, store
 from core import config as configs
 from core.config import Config
 from core.errors import UserError
-from core.prompts import request
+from core.data.prompts import request
 
 # ---- synthetic curves ---------------------------------------------------------------------------
 
@@ -453,8 +455,8 @@ def test_loss_curve_fails_when_the_diagnosis_could_not_tell(dataset):
 
 
 def test_loss_curve_fails_while_the_parent_still_trains(plateau):
-    # a live process whose command line names core.train stands for the parent's training worker
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core.train"])
+    # a live process whose command line names core.training.train stands for the parent's training worker
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core.training.train"])
     try:
         store.update_run(plateau["run"]["id"], status="running", pid=worker.pid)
         item = items(plateau["proposal"])["loss_curve"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from core import paths
-from core.analyse import Diagram, Entity, Relation, analyse, detect_type, normalise
+from core.evaluation.analyse import Diagram, Entity, Relation, analyse, detect_type, normalise
 
 
 def names(diagram: Diagram) -> set[str]:

@@ -1,5 +1,5 @@
 """The Runs page in a real browser while a real training run writes to the store: a tiny model trains in
-its own worker (`python -m core.train`, as the Train page starts it) and the page, opened once and never
+its own worker (`python -m core.training.train`, as the Train page starts it) and the page, opened once and never
 reloaded, shows its progress, every checkpoint it saves as a marker on the loss curve and its best
 checkpoint as they change. Every request the pages make goes to the studio itself; at 800 px the
 sidebar folds and metric values fit; the Train page's YAML editor is in a monospace font.
@@ -14,7 +14,8 @@ import time
 import pytest
 
 from core import config as cfg
-from core import phases, runs, store
+from core.training import phases, runs
+from core import store
 from test_browser import ARTIFACTS, browser, studio_at, wait_until_idle, watch_requests  # noqa: F401 (a fixture)
 from test_pages import seed_store
 from test_train import write_config

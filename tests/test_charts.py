@@ -1,6 +1,7 @@
 """The studio's Vega-Lite specs: what each chart draws, and axes that keep their titles when layers merge."""
 
-from core import advise, charts
+from core.advisor import advise
+from core.studio import charts
 
 
 def layers_titles(spec: dict) -> set:

@@ -1,4 +1,4 @@
-"""core/data.py: loaders and their errors, split by source, the default dataset, filter, write, CLI."""
+"""core/data/: loaders and their errors, split by source, the default dataset, filter, write, CLI."""
 
 import argparse
 import json
@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from core import data, models
+from core import data
+from core.training import models
 from core.errors import UserError
 
 SEQUENCE = "@startuml\nAlice -> Bob : hi\n@enduml"

@@ -1,4 +1,4 @@
-"""core/datagen.py: generated rows are varied (openings, line shapes, sizes, lengths, styles),
+"""core/data/datagen.py: generated rows are varied (openings, line shapes, sizes, lengths, styles),
 self-consistent, and (when java is installed) pass PlantUML 1.2025.9's syntax check."""
 
 import random
@@ -10,7 +10,8 @@ from importlib.resources import files
 
 import pytest
 
-from core import data, datagen
+from core import data
+from core.data import datagen
 
 KINDS = {
     "sequence": {"message"}, "activity": {"flow"}, "usecase": {"association", "include", "extend"},

@@ -20,7 +20,8 @@ import pytest
 from test_train import metrics
 from test_train import write_config as train_config
 
-from core import checkpoints, cli, distributed, phases, runs, store, train
+from core.training import checkpoints, distributed, phases, runs, train
+from core import cli, store
 from core import config as cfg
 
 # 16 short rows: 2 optimizer steps an epoch at a global batch of 8 (the tiny model's cost is its vocabulary)

@@ -6,7 +6,10 @@ import json
 import pytest
 from test_generate import make_checkpoint
 
-from core import cli, evaluate, generate, prompts, store
+from core import cli, store
+from core.evaluation import evaluate
+from core.inference import generate
+from core.data import prompts
 from core.config import EvaluationConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

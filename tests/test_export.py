@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, export, generate, models, prompts
+from core import cli
+from core.inference import export, generate
+from core.training import models
+from core.data import prompts
 from test_generate import make_checkpoint
 
 REQUESTS = [prompts.request("A library lends books to members.", "class"),

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, data, generate, prompts, repair
-from core.checkpoints import ADAPTER_FILE
+from core import cli, data
+from core.inference import generate, repair
+from core.data import prompts
+from core.training.checkpoints import ADAPTER_FILE
 from core.errors import UserError
 
 PROMPTS = ["A library lends books to members.", "Orders have items.", "A user owns accounts with a balance."]
@@ -200,7 +202,7 @@ def test_worker_streams_to_stdout_and_writes_the_result(parrot, tmp_path, umlstu
     prompt_file.write_text(PARROT_PROMPT)
     result = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "core.generate", "--checkpoint", "base", "--base", str(parrot), "--type", "class",
+        [sys.executable, "-m", "core.inference.generate", "--checkpoint", "base", "--base", str(parrot), "--type", "class",
          "--prompt-file", str(prompt_file), "--out", str(result), "--max-new-tokens", "40"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300,
     )
@@ -251,7 +253,7 @@ def test_missing_checkpoint_is_exit_2(capsys):
 
 def test_worker_bad_input_is_one_line_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "core.generate", "--checkpoint", "base", "--prompt-file", str(tmp_path / "none.txt"),
+        [sys.executable, "-m", "core.inference.generate", "--checkpoint", "base", "--prompt-file", str(tmp_path / "none.txt"),
          "--out", str(tmp_path / "result.json")],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120,
     )
@@ -409,7 +411,7 @@ def test_repair_makes_rejected_outputs_valid_and_keeps_the_raw_one(parrot):
     assert broken.repaired and broken.valid and broken.output != BROKEN_ANSWER and broken.repair
     assert good.output == good.raw_output == PARROT_ANSWER and good.valid and not good.repaired and not good.repair
     assert looped.looped and looped.repaired and looped.valid and looped.output.count("Member : +name") == 1
-    from core.render import syntax_check
+    from core.inference.render import syntax_check
 
     assert all(v.valid for v in syntax_check([broken.output, looped.output]))
     assert not any(v.valid for v in syntax_check([broken.raw_output]))
@@ -454,7 +456,7 @@ def test_playground_shows_a_repaired_output_and_what_changed(parrot):
 
     from core import jobs
 
-    job = jobs.start("generate", ["-m", "core.generate", "--checkpoint", "base", "--base", str(parrot),
+    job = jobs.start("generate", ["-m", "core.inference.generate", "--checkpoint", "base", "--base", str(parrot),
                                   "--prompt-file", "{job}/prompt.txt", "--out", "{job}/result.json",
                                   "--max-new-tokens", "60", "--repair"], label="parrot",
                      files={"prompt.txt": BROKEN_MESSAGE})

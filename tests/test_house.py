@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core import checkpoints, cli, config as configs, paths, phases, store, train
+from core.training import checkpoints, phases, train
+from core import cli, config as configs, paths, store
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "core"
@@ -26,17 +27,25 @@ LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 # ---- no import circles in core ------------------------------------------------------------------
 
 
+def module_name(path: Path) -> str:
+    """A core file's dotted module name: core/training/train.py -> core.training.train, core/data/__init__.py -> core.data."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+CORE_MODULES = {module_name(p) for p in CORE.rglob("*.py")}
+
+
 def core_imports(path: Path) -> set[str]:
-    """The core modules a core file imports, at module level and inside functions alike."""
+    """The core modules a core file imports, at module level and inside functions alike (dotted names)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "core":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "core":
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("core.")}
-    return found & {p.stem for p in CORE.glob("*.py")}
+            found |= {alias.name for alias in node.names if alias.name.startswith("core.")}
+    return found & CORE_MODULES - {"core"}
 
 
 def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -65,12 +74,13 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_circle_finder_finds_a_circle_inside_a_function():
     graph = {"train": {"checklist"}, "checklist": {"advise"}, "advise": {"train"}, "store": set()}
     assert find_circle(graph) == ["advise", "train", "checklist", "advise"]
-    assert core_imports(CORE / "train.py") >= {"phases", "checklist", "store"}  # `from core import data` in a function too
-    assert "data" in core_imports(CORE / "train.py")
+    train_imports = core_imports(CORE / "training" / "train.py")
+    assert train_imports >= {"core.training.phases", "core.advisor.checklist", "core.store"}
+    assert "core.data" in train_imports  # `from core import data` inside a function too
 
 
 def test_core_imports_form_no_circle():
-    graph = {p.stem: core_imports(p) - {p.stem} for p in CORE.glob("*.py")}
+    graph = {module_name(p): core_imports(p) - {module_name(p)} for p in CORE.rglob("*.py")}
     assert find_circle(graph) is None, " -> ".join(find_circle(graph))
 
 
@@ -87,7 +97,7 @@ def imported_after(argv: list[str]) -> list[str]:
 def test_help_imports_no_command_module():
     assert imported_after(["--help"]) == ["core.cli", "core.errors"]
     runs_help = imported_after(["runs", "--help"])
-    assert "core.runs" in runs_help and not {"core.train", "core.advise", "core.evaluate", "core.render", "torch"} & set(runs_help)
+    assert "core.training.runs" in runs_help and not {"core.training.train", "core.advisor.advise", "core.evaluation.evaluate", "core.inference.render", "torch"} & set(runs_help)
 
 
 def test_a_bad_argument_is_one_line_without_the_usage(capsys):

@@ -6,9 +6,10 @@ type with the score a careful reader would give, and why. Change a metric only w
 
 import pytest
 
-from core import advise, metrics, stats
+from core.advisor import advise
+from core.evaluation import metrics, stats
 from core.config import EvaluationConfig, QualityConfig
-from core.render import SyntaxResult
+from core.inference.render import SyntaxResult
 
 VALID = SyntaxResult(True, None, None, "CLASS")
 

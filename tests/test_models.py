@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from core import models
+from core.training import models
 from core.errors import UserError
 
 

@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import checkpoints, config, data, evaluate, jobs, metrics, paths, render, store
+from core.training import checkpoints
+from core import config, data, jobs, paths, store
+from core.evaluation import evaluate, metrics
+from core.inference import render
 
 PASS, FAIL = ":green[:material/check_circle:]", ":red[:material/cancel:]"  # how the pages mark a passed and a failed item
 UNSURE = ":gray[:material/help:]"  # not measured, or not enough rows to tell
@@ -106,8 +109,8 @@ def seed_store(base: Path) -> dict:
 
 
 def seed_evaluation(checkpoint: str, good: bool) -> str:
-    """An evaluation stored the way core.evaluate stores one: outputs checked by PlantUML, scored by
-    core.metrics, the summary with its verdict, one generation row per prompt. The good checkpoint
+    """An evaluation stored the way core.evaluation.evaluate stores one: outputs checked by PlantUML, scored by
+    core.evaluation.metrics, the summary with its verdict, one generation row per prompt. The good checkpoint
     answers with the reference except for the state diagram; the other answers one made-up class."""
     rows = seed_rows()
     outputs = [r["plantuml"] if good and r["diagram_type"] != "state" else "@startuml\nclass Thing\n@enduml" for r in rows]
@@ -178,7 +181,7 @@ def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
 
 
 def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library(umlstudio_home):
-    """studio/app.py's start-up hook runs core.warmup.preload: afterwards every module a page imports is
+    """studio/app.py's start-up hook runs core.studio.warmup.preload: afterwards every module a page imports is
     loaded (so the first visit does not import it), no model library is, and what the imports made is
     frozen out of the garbage collections that Streamlit runs after every script run."""
     imports = sorted({(alias.name, None) if isinstance(node, ast.Import) else (node.module, alias.name)
@@ -196,7 +199,7 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
 
 
 def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
-    """studio/navigation.py starts core.warmup once per process: afterwards the PlantUML server runs, the
+    """studio/navigation.py starts core.studio.warmup once per process: afterwards the PlantUML server runs, the
     default training set's token counts are kept in the runs root's cache, and no model library was imported."""
     out = fresh_process(
         "from core import paths, render, warmup\n"
@@ -312,7 +315,7 @@ def test_train_page_does_not_call_a_phase_from_a_missing_checkpoint_valid():
 def training_quick_test():
     """A quick test whose worker is alive (a stand-in process with the worker's module in its command line)."""
     quick = config.load(paths.CONFIG_DIR / "quick_test.yaml")
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "core.train"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "core.training.train"])
     out = paths.resolve_output_dir(quick.training.output_dir)
     run_id = store.create_run(name=quick.name, output_dir=out, phase_kind="fresh", config=quick.to_dict(),
                               base_model=quick.model.base)
@@ -448,7 +451,7 @@ def test_a_job_keeps_its_output_result_and_how_it_ended():
 
 
 def finished_generation(output: str) -> str:
-    """A finished playground job whose result is `output` (written the way core.generate writes one)."""
+    """A finished playground job whose result is `output` (written the way core.inference.generate writes one)."""
     result = {"prompt": "A lamp is on or off.", "requirement": "A lamp is on or off.", "output": output,
               "raw_output": output, "tokens": 12, "latency_s": 0.4, "truncated": False, "diagram_type": "state"}
     script = f"import json, sys; open(sys.argv[1], 'w').write(json.dumps({result!r}))"

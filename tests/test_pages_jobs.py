@@ -8,7 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import PAGES, no_exceptions, seed_rows, seeded, wait_done  # noqa: F401  (seeded: the fixture)
 
-from core import checkpoints, data, evaluate, jobs, metrics, quality, render, store
+from core.training import checkpoints
+from core import data, jobs, store
+from core.evaluation import evaluate, metrics, quality
+from core.inference import render
 from core.config import QualityConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

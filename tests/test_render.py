@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from core import paths, render, store
+from core import paths, store
+from core.inference import render
 from core.errors import UserError
 
 CLASS = "@startuml\nclass Order\nclass Customer\nCustomer --> Order : places\n@enduml"

@@ -2,7 +2,7 @@
 the refusals (overwrite, incompatible continue, seed-style resume), a clean SIGTERM stop; both backends.
 
 The tests share one runs root (`lab`) in file order: the reference run trains once and the later
-tests build on it. Each worker is a real `python -m core.train` process.
+tests build on it. Each worker is a real `python -m core.training.train` process.
 """
 
 import json
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core import checkpoints, cli, paths, runs, store, train
+from core.training import checkpoints, runs, train
+from core import cli, paths, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -237,7 +238,7 @@ def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_pha
 
 
 def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
-    """The studio's path: a detached worker, stopped through core.runs."""
+    """The studio's path: a detached worker, stopped through core.training.runs."""
     path = write_config(lab, "stopped", tiny_model, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100,
                                                               "tokens_per_batch": None, "per_device_train_batch_size": 2})
     run_id = runs.start_worker(cfg.load(path), path)
@@ -334,7 +335,7 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core import backends, models
+    from core.training import backends, models
 
     tokenizer = models.load_tokenizer(str(tiny_model))
     rows = train.encode_rows(tokenizer, [{**r, "prompt": r["prompt"] * (1 + i % 3)} for i, r in enumerate(ROWS[:6])], 96)

@@ -14,7 +14,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from core import checkpoints, paths, phases, store
+from core.training import checkpoints, phases
+from core import paths, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -27,11 +28,11 @@ def status_of(run: dict) -> str:
 
 
 def start_worker(config: cfg.Config, config_path=None, as_phase: bool = False) -> str:
-    """Plan the phase (see core.train.prepare) and start its worker detached; return the run id.
+    """Plan the phase (see core.training.train.prepare) and start its worker detached; return the run id.
 
     The worker gets its own session, so it outlives the process that started it; its output goes
     to `<output_dir>/train.log`."""
-    from core import train
+    from core.training import train
 
     run_id = train.prepare(config, config_path=config_path, as_phase=as_phase)
     run = store.get_run(run_id)

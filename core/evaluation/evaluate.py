@@ -36,10 +36,14 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from core import checkpoints, data, generate, jobs, metrics, models, paths, prompts, store
+from core.training import checkpoints, models
+from core import data, jobs, paths, store
+from core.inference import generate
+from core.evaluation import metrics
+from core.data import prompts
 from core.config import EvaluationConfig, QualityConfig
 from core.errors import UserError
-from core.render import SyntaxResult, render, syntax_check
+from core.inference.render import SyntaxResult, render, syntax_check
 
 MAX_COMPARED = 4
 SAMPLE_SEED = 0
@@ -591,7 +595,7 @@ def format_compare(result: dict) -> str:
 
 
 def compare_command(args) -> int:
-    from core.report import write_compare
+    from core.evaluation.report import write_compare
 
     _stop_on_sigterm()
     refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]

@@ -4,7 +4,8 @@ No streamlit import here: a page passes the container to draw in (`st`, a column
 every page file still runs alone under AppTest and core stays importable without the studio.
 """
 
-from core import jobs, render
+from core import jobs
+from core.inference import render
 
 # Metric and summary names (as stored) in words, for tables, headings and the quality items: one list.
 METRIC_WORDS = {

@@ -24,7 +24,7 @@ lengths). The peft backend uses it everywhere, the unsloth backend on a CPU (whe
 transformers); on a GPU unsloth attends packed rows with its own varlen kernels.
 """
 
-from core import models
+from core.training import models
 from core.errors import UserError
 
 PACKED_ATTENTION = "packed_sdpa"

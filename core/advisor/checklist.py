@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core import advise, checkpoints, config as configs, paths, phases, store
-from core.advise import Diagnosis
+from core.advisor import advise
+from core.training import checkpoints, phases
+from core import config as configs, paths, store
+from core.advisor.advise import Diagnosis
 from core.config import Config
 from core.errors import UserError
 

@@ -1,6 +1,6 @@
 """The advisor: read a run's curves, say which of the seed's five scenarios it is in, propose the
 next phase as a concrete config, and estimate its time from measured throughput. (The pre-continue
-checklist and the gate that read these live in core/checklist.py; the phase rules in core/phases.py.)
+checklist and the gate that read these live in core/advisor/checklist.py; the phase rules in core/training/phases.py.)
 
 Diagnosis (`diagnose`) fits least-squares lines over windows of the loss curves and judges slopes by
 their uncertainty, never by eye:
@@ -32,10 +32,11 @@ from pathlib import Path
 
 import yaml
 
-from core import checkpoints, config as configs, data, paths, phases, store
+from core.training import checkpoints, phases
+from core import config as configs, data, paths, store
 from core.config import Config, QualityConfig
 from core.errors import UserError
-from core.metrics import judge_types
+from core.evaluation.metrics import judge_types
 
 # ---- thresholds ---------------------------------------------------------------------------------
 
@@ -511,7 +512,7 @@ def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
     """Tokens per training row as the trainer sees them (`data.token_lengths`: the chat template, counted
     once per rows and tokenizer), cut at max_seq_length, with the base model's tokenizer when its folder
     is on disk, else characters / 3.5; and how they were counted."""
-    from core import models
+    from core.training import models
 
     folder = models.base_dir(config.model.base)
     lengths, how = data.token_lengths(rows, folder)

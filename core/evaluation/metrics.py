@@ -29,7 +29,7 @@ wrote, but is not complete and usually not valid PlantUML.
 An entity is hallucinated when its name is neither in the reference nor in the prompt: the prompt
 matches when it contains the normalised name, or every word of the name (plural-tolerant).
 
-`aggregate` gives each rate and mean with its n and 95% interval (`core.stats`), per diagram type,
+`aggregate` gives each rate and mean with its n and 95% interval (`core.evaluation.stats`), per diagram type,
 and split by row origin ("generated" template rows vs "real" prose). `verdict` passes a list
 item only when its interval clears the threshold, fails it when the interval lies on the wrong
 side, and says "not enough rows to tell" when the interval holds the threshold.
@@ -39,10 +39,10 @@ import operator
 import re
 from statistics import fmean
 
-from core import stats
-from core.analyse import Diagram, Relation, analyse, normalise
+from core.evaluation import stats
+from core.evaluation.analyse import Diagram, Relation, analyse, normalise
 from core.config import QualityConfig
-from core.render import SyntaxResult
+from core.inference.render import SyntaxResult
 
 MAX_FAILING = 5
 SIMILAR = 0.5  # word overlap (Jaccard of content words) at which two actions or two labels match
@@ -234,7 +234,7 @@ def _structure(out: Diagram, ref: Diagram, diagram_type: str) -> dict:
 def score(output: str, reference: str, prompt: str, expected_type: str | None, *, syntax: SyntaxResult | None,
           renders: bool | None, truncated: bool, tokens: int, latency_s: float, looped: bool = False,
           origin: str | None = None) -> dict:
-    """Metrics of one output against its reference (syntax/renders come from core.render; None = not checked).
+    """Metrics of one output against its reference (syntax/renders come from core.inference.render; None = not checked).
 
     `looped`: generation stopped it for repeating itself; `origin`: the row's "generated" / "real"."""
     ref = analyse(reference, expected_type)

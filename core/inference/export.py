@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from core import checkpoints, generate, models, paths
+from core.training import checkpoints, models
+from core.inference import generate
+from core import paths
 from core.errors import Stopped, UserError
-from core.prompts import chat_prompt
+from core.data.prompts import chat_prompt
 
 FORMATS = ("hf", "gguf")
 GGUF_TYPES = ("f16", "q8_0")

@@ -16,7 +16,7 @@ tests and the benchmark compare token for token). **Continuous batching**: up to
 `batch_size` rows share one forward pass per token, each in its own slot of one KV cache that is
 allocated once and written in place (`_Slab`: a row at its own length, a 4-D mask, attention that
 reads the cache where it is). A row leaves as soon as it ends — `@enduml` (on its decoded text;
-what follows is cut off), the end-of-turn token, the loop guard (core.repair: `Generation.looped`)
+what follows is cut off), the end-of-turn token, the loop guard (core.inference.repair: `Generation.looped`)
 or `max_new_tokens` — and the next prompts are prefilled together (left padded, as
 `model.generate` pads a batch) and take the free slots. `model.generate` instead keeps computing
 finished rows until the whole batch ends, and its `DynamicCache` copies the whole cache at every
@@ -30,7 +30,7 @@ of warm-up on the first call); nor can it end a row on a stop string or a loop g
 decodes (only on end-of-sequence ids). vLLM and SGLang need a GPU. The loop here is ~200 lines
 on transformers' model forward (its attention functions are pluggable, `AttentionInterface`).
 
-`python -m core.generate --checkpoint C --prompt-file F --out result.json` is the worker the studio
+`python -m core.inference.generate --checkpoint C --prompt-file F --out result.json` is the worker the studio
 starts (the studio never imports torch): it prints the text as it streams and writes the result.
 
 torch, transformers and peft are imported inside functions: the studio imports this module.
@@ -48,9 +48,12 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core import checkpoints, models, paths, prompts, repair
+from core.training import checkpoints, models
+from core import paths
+from core.data import prompts
+from core.inference import repair
 from core.errors import UserError
-from core.prompts import chat_prompt
+from core.data.prompts import chat_prompt
 
 STOP = "@enduml"
 SEED = 0
@@ -482,7 +485,7 @@ class Engine:
         """Greedy outputs for `messages` (user messages, see `prompts.request`), in their order.
 
         Up to `batch_size` rows are decoded together (continuous batching). `progress(n)` is called
-        as rows finish. With `repair`, outputs PlantUML rejects are repaired (see core.repair);
+        as rows finish. With `repair`, outputs PlantUML rejects are repaired (see core.inference.repair);
         `raw_output` keeps what the model wrote. `should_stop()`, when given, is asked between
         decoding steps: once it answers True, generation ends at once and the list holds the rows
         finished so far (not repaired) and None for the others."""
@@ -509,8 +512,8 @@ class Engine:
             self._repair(model, ids, results, max_new_tokens, batch_size)
 
     def _repair(self, model, ids, results: list[Generation], max_new_tokens: int, slots: int) -> None:
-        """Check every output with PlantUML and repair the rejected ones in place (see core.repair)."""
-        from core.render import syntax_check
+        """Check every output with PlantUML and repair the rejected ones in place (see core.inference.repair)."""
+        from core.inference.render import syntax_check
 
         started = time.perf_counter()
         verdicts = syntax_check([g.output for g in results])
@@ -677,7 +680,7 @@ def generate_command(args) -> int:
     if fmt is None:
         out.write_text(row.output + "\n")
     else:
-        from core.render import render
+        from core.inference.render import render
 
         result = render(row.output, fmt=fmt)
         if not result.ok:
@@ -690,7 +693,7 @@ def generate_command(args) -> int:
 
 def worker_main(argv=None) -> int:
     """Generate one output in a subprocess: text to stdout as it streams, the result to --out."""
-    parser = argparse.ArgumentParser(prog="python -m core.generate", description=worker_main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m core.inference.generate", description=worker_main.__doc__)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--prompt-file", required=True, type=Path, help="the requirement")
     parser.add_argument("--type", help="the wanted diagram type")

@@ -12,17 +12,17 @@ from core.errors import Stopped, UserError
 
 # name, help, module, function adding the arguments, function running the command
 COMMANDS = [
-    ("prepare-model", "dequantise the embedded model once into a fast-loading folder", "core.models", "add_prepare_args", "prepare_command"),
+    ("prepare-model", "dequantise the embedded model once into a fast-loading folder", "core.training.models", "add_prepare_args", "prepare_command"),
     ("data", "show the dataset: rows per split and diagram type; build or filter it", "core.data", "add_data_args", "data_command"),
-    ("train", "train one LoRA phase (fresh, resume or continue) from a YAML config", "core.train", "add_train_args", "train_command"),
-    ("runs", "list training runs: phase, parent, status, steps, losses, learning rate used", "core.runs", "add_runs_args", "runs_command"),
-    ("advise", "diagnose a run's curves (seed scenarios 1-5), propose the next phase as a YAML, estimate its time", "core.advise", "add_advise_args", "advise_command"),
-    ("checklist", "check the seed's pre-continue list for a phase config (exit 1 when an item fails)", "core.checklist", "add_checklist_args", "checklist_command"),
-    ("evaluate", "evaluate a checkpoint on test prompts: validity, rendering, entities, relations, verdict", "core.evaluate", "add_evaluate_args", "evaluate_command"),
-    ("compare", "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side", "core.evaluate", "add_compare_args", "compare_command"),
-    ("render", "render a PlantUML file to SVG or PNG with the local sandboxed PlantUML", "core.render", "add_render_args", "render_command"),
-    ("generate", "generate PlantUML for one requirement with a checkpoint; print it, render it to a file", "core.generate", "add_generate_args", "generate_command"),
-    ("export", "export a checkpoint: the adapter merged into a transformers folder, or a GGUF file for llama.cpp / Ollama", "core.export", "add_export_args", "export_command"),
+    ("train", "train one LoRA phase (fresh, resume or continue) from a YAML config", "core.training.train", "add_train_args", "train_command"),
+    ("runs", "list training runs: phase, parent, status, steps, losses, learning rate used", "core.training.runs", "add_runs_args", "runs_command"),
+    ("advise", "diagnose a run's curves (seed scenarios 1-5), propose the next phase as a YAML, estimate its time", "core.advisor.advise", "add_advise_args", "advise_command"),
+    ("checklist", "check the seed's pre-continue list for a phase config (exit 1 when an item fails)", "core.advisor.checklist", "add_checklist_args", "checklist_command"),
+    ("evaluate", "evaluate a checkpoint on test prompts: validity, rendering, entities, relations, verdict", "core.evaluation.evaluate", "add_evaluate_args", "evaluate_command"),
+    ("compare", "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side", "core.evaluation.evaluate", "add_compare_args", "compare_command"),
+    ("render", "render a PlantUML file to SVG or PNG with the local sandboxed PlantUML", "core.inference.render", "add_render_args", "render_command"),
+    ("generate", "generate PlantUML for one requirement with a checkpoint; print it, render it to a file", "core.inference.generate", "add_generate_args", "generate_command"),
+    ("export", "export a checkpoint: the adapter merged into a transformers folder, or a GGUF file for llama.cpp / Ollama", "core.inference.export", "add_export_args", "export_command"),
 ]
 
 

@@ -8,7 +8,8 @@ an accessible description, so a screen reader and the browser test read the same
 import numpy as np
 from tsdownsample import MinMaxLTTBDownsampler
 
-from core import runs, ui
+from core.training import runs
+from core.studio import ui
 
 PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
 # Points of one metric's curve on a chart, shared by the phases drawn end to end: about one per pixel of a

@@ -3,11 +3,11 @@ write them, and the `umlstudio data` command.
 
 A row is {"prompt", "plantuml", "diagram_type", "category", "source", "origin", "entities",
 "relations"}. `origin` says who wrote the prompt: "real" (people: PlantUCD, US2SD, LATO),
-"generated" (core/datagen.py) or "unspecified" (a file that does not say).
+"generated" (core/data/datagen.py) or "unspecified" (a file that does not say).
 `entities` lists the names a diagram declares; `relations` lists [source, target, kind, label].
 Direction: the arrow's tail is the source, except that inheritance and realization go from the
 subclass to its parent and composition and aggregation from the whole to its part (PlantUML's
-`A --|> B` and `A *-- B` forms). Rows built by core/datagen.py describe their conventions there.
+`A --|> B` and `A *-- B` forms). Rows built by core/data/datagen.py describe their conventions there.
 
 Files: `.jsonl` with rows in this format or PlantUCD's native rows (`HumanLang`, `PlantUML`, `Model`,
 `Output_AST`), or `.csv` with the columns prompt,plantuml[,diagram_type,category,source,origin]. A dataset
@@ -28,7 +28,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from core import datagen, paths, prompts
+from core.data import datagen, prompts
+from core import paths
 from core.errors import UserError
 from core.paths import DATA_DIR, ROOT
 
@@ -304,7 +305,7 @@ def build_default_dataset(seed: int = 0, out_dir=None) -> Path:
 
     References PlantUML rejects are dropped from the real rows and counted; a generated diagram
     PlantUML rejects is a generator bug and stops the build."""
-    from core import render
+    from core.inference import render
 
     out_dir = Path(out_dir) if out_dir else default_dataset_dir()
     (plantucd, skipped), generated = _plantucd_rows(), datagen.generate(seed)
@@ -657,7 +658,7 @@ def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: di
     ("counts"), the mix of each split ("mix"), the mix of the train rows a phase sees with
     `type_weights` (default: the config's, equal shares) ("phase_mix"), the rows over
     max_seq_length per split ("long"), and the build manifest when there is one ("manifest")."""
-    from core import models
+    from core.training import models
     from core.config import DataConfig
 
     path = resolve_dataset(dataset)
@@ -680,7 +681,7 @@ def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: di
 def stamp(dataset) -> float:
     """The newest modification time among a dataset's files and the tokenizer `describe` counts with:
     a report or a table of the dataset kept with this stamp is current while it stays the same."""
-    from core import models
+    from core.training import models
 
     path = Path(dataset)
     files = [path, *path.glob("*.jsonl"), models.embedded_dir() / "tokenizer.json"]

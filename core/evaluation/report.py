@@ -11,8 +11,8 @@ import base64
 import html
 from pathlib import Path
 
-from core.metrics import SHOWN, estimate_text, groups, delta_text
-from core.render import render
+from core.evaluation.metrics import SHOWN, estimate_text, groups, delta_text
+from core.inference.render import render
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
@@ -114,7 +114,7 @@ def _row_html(row: dict, names: list[str]) -> str:
 
 
 def compare_html(result: dict) -> str:
-    """The whole report for a `core.evaluate.compare` result."""
+    """The whole report for a `core.evaluation.evaluate.compare` result."""
     names = result["checkpoints"]
     title = "Compare: " + " vs ".join(names)
     rows = "".join(_row_html(row, names) for row in result["rows"])

@@ -2,7 +2,7 @@
 whether a checkpoint can be continued with a config, what a resume may change, and which
 output folders are free.
 
-Three operations train a phase (see core/train.py for the recipe that uses these rules):
+Three operations train a phase (see core/training/train.py for the recipe that uses these rules):
 
 - fresh (a "new run" in the studio): a new run in a new, free output_dir;
 - resume (`training.resume_from_checkpoint`): finish an interrupted run in its own folder from its
@@ -18,7 +18,8 @@ import os
 import shutil
 from pathlib import Path
 
-from core import checkpoints, models, paths, store
+from core.training import checkpoints, models
+from core import paths, store
 from core import config as cfg
 from core.errors import UserError
 
@@ -280,4 +281,4 @@ def worker_alive(run: dict) -> bool:
     except OSError:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and b"core.train" in cmdline
+    return state not in ("Z", "X") and b"core.training.train" in cmdline
