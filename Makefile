@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/training_config.yaml
 
-.PHONY: install studio test test-fast train prepare-model bench
+.PHONY: install studio lint typecheck test test-fast train prepare-model bench
 
 install: $(STAMP)
 
@@ -23,11 +23,25 @@ $(STAMP): pyproject.toml
 studio: install
 	$(VENV)/bin/streamlit run studio/app.py
 
+# ruff and mypy read their settings from pyproject.toml; neither changes a file here (the fixes:
+# `ruff check --fix .` and `ruff format .`).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+# Every tier: unit tests, the tiny model, the real 135M model (slow), Chromium (browser), several processes (ddp),
+# end-to-end worker runs (e2e).
 test: install
 	$(PY) -m pytest
 
+# Unit tests and the tiny model in this process: no real 135M model, browser, several processes or
+# end-to-end worker runs (markers in pyproject.toml); one pytest worker per core, each test file on one
+# worker in file order (the tests of a file may build on each other).
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto --dist loadfile -m "not slow and not browser and not ddp and not e2e"
 
 train: install
 	$(VENV)/bin/umlstudio train --config $(CONFIG)

@@ -52,9 +52,9 @@ def seed(home: Path) -> None:
         cfg = config.parse({"training": {"output_dir": str(out)}}).to_dict()
         parent = run_ids[-1] if phase else None
         parent_ckpt = str(home / f"run{i - 1:02d}" / f"checkpoint-{steps_per_run}") if phase else None
-        run_id = store.create_run(name=f"run{i:02d}", output_dir=out, phase_kind="continue" if phase else "fresh",
+        run_id = store.runs.create(name=f"run{i:02d}", output_dir=out, phase_kind="continue" if phase else "fresh",
                                   config=cfg, parent_run=parent, parent_checkpoint=parent_ckpt, base_model="smollm2-135m")
-        store.update_run(run_id, status="finished")
+        store.runs.update(run_id, status="finished")
         run_ids.append(run_id)
         level = 2.3 * 0.5 ** phase
         for step in range(1, steps_per_run + 1):
@@ -72,7 +72,7 @@ def seed(home: Path) -> None:
     test = data.load_split(data.default_dataset_dir(), "test")[:PROMPTS]
     evaluations, generations = [], []
     per_eval = PROMPTS
-    for e, (path, run_id, step, _) in enumerate(rows_ckpts[: GENERATIONS // per_eval]):
+    for e, (path, _run_id, _step, _) in enumerate(rows_ckpts[: GENERATIONS // per_eval]):
         evaluation = store.new_id()
         scored = []
         for row in test:
@@ -87,23 +87,17 @@ def seed(home: Path) -> None:
         evaluations.append([evaluation, path, "data/default", json.dumps({"split": "test"}), len(test),
                             json.dumps(summary)])
 
-    with store.connect() as con:
-        stamp = store.now()
-        frames = {
-            "metrics": pd.DataFrame(rows_metrics, columns=["run_id", "step", "epoch", "name", "value"]).assign(time=stamp),
-            "checkpoints": pd.DataFrame(rows_ckpts, columns=["path", "run_id", "step", "manifest_sha256"]).assign(created_at=stamp),
-            "evaluations": pd.DataFrame(evaluations, columns=["id", "checkpoint", "dataset", "settings", "n", "summary"]).assign(created_at=stamp),
-            "generations": pd.DataFrame(generations, columns=["id", "evaluation_id", "checkpoint", "settings_key", "prompt",
-                                                              "reference", "diagram_type", "output", "metrics", "tokens",
-                                                              "latency_s"]).assign(created_at=stamp),
-        }
-        for table, frame in frames.items():
-            con.register("frame", frame)
-            con.execute(f"INSERT INTO {table} SELECT * FROM frame")
-            con.unregister("frame")
-    counts = store.query("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM metrics) AS metrics, "
-                         "(SELECT count(*) FROM checkpoints) AS checkpoints, (SELECT count(*) FROM evaluations) AS evaluations, "
-                         "(SELECT count(*) FROM generations) AS generations")[0]
+    stamp = store.now()
+    store.load_frames({
+        "metrics": pd.DataFrame(rows_metrics, columns=["run_id", "step", "epoch", "name", "value"]).assign(time=stamp),
+        "checkpoints": pd.DataFrame(rows_ckpts, columns=["path", "run_id", "step", "manifest_sha256"]).assign(created_at=stamp),
+        "evaluations": pd.DataFrame(evaluations, columns=["id", "checkpoint", "dataset", "settings", "n", "summary"]).assign(created_at=stamp),
+        "generations": pd.DataFrame(generations, columns=["id", "evaluation_id", "checkpoint", "settings_key", "prompt",
+                                                          "reference", "diagram_type", "output", "metrics", "tokens",
+                                                          "latency_s"]).assign(created_at=stamp),
+    })
+    counts = {table: n for table, n in store.counts().items()
+              if table in ("runs", "metrics", "checkpoints", "evaluations", "generations")}
     print("seeded: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()), flush=True)
 
 

@@ -214,7 +214,7 @@ def main() -> int:
             child = [sys.executable, __file__, *sys.argv[1:], "--variant", variant, "--dtype", dtype, "--workdir", workdir]
             start = time.perf_counter()
             done = subprocess.run(child, capture_output=True, text=True)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+            line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
             if done.returncode or line is None:
                 print(f"{variant} {dtype}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
                 continue

@@ -13,6 +13,7 @@ the line, the key and the fix (an unknown key gets the closest valid key).
 """
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -28,13 +29,42 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Keys renamed since, still read under their old names (a YAML, a --set, a stored run's config):
+# {section: {old name: new name}}. Saved configs carry the new names.
+RENAMED = {
+    # the HF name said "rows per device"; the trainer is given 1 packed micro-batch per device, which
+    # holds this many rows (when training.tokens_per_batch is not set)
+    "training": {"per_device_train_batch_size": "rows_per_micro_batch"},
+}
+
+
+def _rename(values, renamed: dict[str, str]):
+    """A section's raw values with each old key under its new name; both written is an error."""
+    if not isinstance(values, dict) or not renamed.keys() & values.keys():
+        return values
+    values = dict(values)
+    for old, new in renamed.items():
+        if old in values:
+            if new in values:
+                raise ValueError(f"{old} is the old name of {new}: keep {new} alone")
+            values[new] = values.pop(old)
+    return values
+
+
+def current_names(raw: dict) -> dict:
+    """A stored config (a checkpoint's umlstudio.json, a run row's) with each renamed key under its new name."""
+    return {section: _rename(values, RENAMED[section]) if section in RENAMED else values for section, values in raw.items()}
+
+
 class ModelConfig(Section):
-    base: str = "smollm2-135m"  # the embedded SmolLM2-135M-Instruct, a local HF folder, or a hub id
+    base: str = Field("smollm2-135m", description="the embedded SmolLM2-135M-Instruct (smollm2-135m), "
+                      "a local HF folder, or a hub id")
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # auto = bf16 where the CPU/GPU supports it
 
 
 class DataConfig(Section):
-    dataset: str = "data/default"  # a folder holding train/validation/test.jsonl
+    dataset: str = Field("data/default", description="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv "
+                         "file, or a folder name under data/")
     train_file: str | None = None  # replaces the dataset's train split (e.g. a filtered subset)
     validation_file: str | None = None  # replaces the dataset's validation split
     eval_rows: int = Field(64, ge=1)  # validation rows scored for eval_loss (CPU: keep it small)
@@ -51,6 +81,20 @@ class DataConfig(Section):
             raise ValueError("type_weights must be shares >= 0 with at least one above 0, e.g. {class: 1, state: 1}")
         return self
 
+    @property
+    def train_source(self) -> str:
+        """The dataset a phase trains on: train_file when set, else the dataset's train split."""
+        return self.train_file or self.dataset
+
+    @property
+    def validation_source(self) -> str:
+        return self.validation_file or self.dataset
+
+    @property
+    def train_mix(self) -> dict[str, float] | None:
+        """The type shares its training rows are mixed by: None for a train_file, which keeps the mix it was made with."""
+        return None if self.train_file else self.type_weights
+
 
 class TrainingConfig(Section):
     backend: Literal["auto", "unsloth", "peft"] = "auto"
@@ -61,10 +105,11 @@ class TrainingConfig(Section):
     # on the phase's own rows and sets max_steps to fit; either way training stops with a checkpoint at the budget
     time_budget_minutes: float | None = Field(None, gt=0)
     learning_rate: float = Field(1e-4, gt=0)
-    per_device_train_batch_size: int = Field(4, ge=1)
+    # a micro-batch is rows end to end (no padding; attention stays inside each row), one trainer sample:
+    # filled up to tokens_per_batch tokens when that is set, else rows_per_micro_batch rows
+    # (formerly per_device_train_batch_size, still read: see RENAMED)
+    rows_per_micro_batch: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(4, ge=1)
-    # a micro-batch is rows end to end (no padding; attention stays inside each row): filled up to this many
-    # tokens when set (per_device_train_batch_size is then not used), per_device_train_batch_size rows when null
     tokens_per_batch: int | None = Field(None, ge=32)
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
@@ -72,12 +117,18 @@ class TrainingConfig(Section):
     save_steps: int = Field(100, ge=1)
     eval_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
-    max_seq_length: int = Field(512, ge=32)
+    max_seq_length: int = Field(512, ge=32, description="tokens of a training row at most, prompt + answer; a longer "
+                                "row's answer is cut")
     seed: int = 42
     resume_from_checkpoint: str | None = None  # only to finish an interrupted run, same hyperparameters
-    # processes training together (DDP through accelerate: gloo on a CPU, nccl on GPUs), peft backend;
-    # the global batch is processes x per_device_train_batch_size x gradient_accumulation_steps
-    processes: int = Field(1, ge=1)
+    processes: int = Field(1, ge=1, description="processes training together (DDP through accelerate: gloo on CPU "
+                           "cores, nccl on GPUs), peft backend; the global batch is processes x rows_per_micro_batch "
+                           "x gradient_accumulation_steps")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values):
+        return _rename(values, RENAMED["training"])
 
     @model_validator(mode="after")
     def _max_steps(self):
@@ -106,9 +157,11 @@ class PhaseConfig(Section):
 
 
 class EvaluationConfig(Section):
-    max_new_tokens: int = Field(320, ge=8)
-    batch_size: int = Field(16, ge=1)  # rows decoded together: on 2 CPU cores 16 make 1.6x the tokens/s of 8 (BENCHMARKS.md)
-    limit: int = Field(100, ge=1)  # test rows per evaluation: a 95% interval of at most ±0.10 on a rate
+    max_new_tokens: int = Field(320, ge=8, description="tokens generated at most per output")
+    batch_size: int = Field(16, ge=1, description="prompts generated together; on 2 CPU cores 16 make 1.6x the "
+                            "tokens/s of 8 (BENCHMARKS.md)")
+    limit: int = Field(100, ge=1, description="test rows per evaluation, a seeded sample taking every diagram type, "
+                       "origin and source in turn; 100 give a 95% interval of at most ±0.10 on a rate")
 
 
 class QualityConfig(Section):
@@ -271,7 +324,7 @@ def read_text(path: Path, what: str) -> str:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror}) — check the path and its permissions") from None
 
 
-def loads(text: str, where: str = "config", overrides: list[str] = ()) -> Config:
+def loads(text: str, where: str = "config", overrides: Sequence[str] = ()) -> Config:
     """Parse a config's YAML text, apply `--set key=value` overrides, validate; UserError on any problem."""
     try:
         loader = _StrictLoader(text)
@@ -290,6 +343,8 @@ def loads(text: str, where: str = "config", overrides: list[str] = ()) -> Config
     if not isinstance(raw, dict):
         raise UserError(f"{where}:1: a config is a mapping of sections (model, data, training, lora, ...)")
     lines = _key_lines(node) if node is not None else {}
+    for section, renamed in RENAMED.items():  # a problem with a renamed key points at the line it is on
+        lines.update({(section, new): lines[(section, old)] for old, new in renamed.items() if (section, old) in lines})
     for item in overrides:
         key, value = _parse_override(item)
         _apply(raw, key, value)
@@ -297,7 +352,7 @@ def loads(text: str, where: str = "config", overrides: list[str] = ()) -> Config
     return parse(raw, where, lines)
 
 
-def load(path, overrides: list[str] = ()) -> Config:
+def load(path, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config file (UTF-8), apply `--set key=value` overrides, validate; UserError on any problem."""
     path = Path(path)
     if not path.is_file():

@@ -1,269 +1,90 @@
-"""Background jobs for the studio: evaluate, compare and generate run as worker subprocesses.
+"""Background work: training runs, evaluations, comparisons, generations and exports run as jobs.
 
-The studio never loads a model itself. A page starts a job and polls it; the job keeps running
-through page reruns, browser refreshes and closed tabs, and any session can pick it up again.
+The studio never loads a model itself. A page starts a job through one typed function per kind of
+work (`train`, `evaluate`, `compare`, `generate`, `export`, below: they alone build a worker's
+command line) and polls it with `get` / `list_jobs`; the job keeps running through page reruns,
+browser refreshes and closed tabs, and any session can pick it up again. The job folder, the
+supervisor process and a worker's `Progress` are core/supervisor.py, re-exported here: `train` needs
+the trainer and the trainer needs to see its jobs, so core/training/ reads core/supervisor.py and
+only this module knows the kinds of work.
 
-Each job is a folder `jobs/<id>/` under the runs root:
-
-    command.json   what runs (argv, kind, label, when it started)
-    output.txt     the worker's stdout as it writes it (generate streams its tokens here)
-    log.txt        the worker's stderr (progress bars, warnings, errors)
-    status.json    the supervisor's word: running (with pids), then finished / failed / stopped
-    progress.json  the worker's count: done of total (prompts, rows, ...), how many were saved, its ETA
-    result.json    what the worker wrote with `--out {job}/result.json`, if it writes one
-
-A worker learns its folder from the environment (UMLSTUDIO_JOB) and reports with `Progress`; the
-page shows `progress_text` ("prompt 17 of 120 · ~6 min left"). Library warnings stay in log.txt: the
-pages show the log only when a job failed.
-
-`start` launches a small supervisor (`python -m core.jobs <folder>`) in its own session; the
-supervisor runs the worker, waits for it and records its exit code, so the outcome is known even
-when the studio that started it is gone. The folder is the only contract between them.
+A training run is a job of kind "train" (from the studio, or `umlstudio train --background`): its run
+row names the job (`runs.job`), and whether its worker lives, how it ended (exit code), its log and
+the Stop button all come from the job. Plain `umlstudio train` runs its worker attached in the
+terminal, without a job (core.training.train).
 """
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from core.supervisor import (
+    DONE,
+    FAILED,
+    FINISHED,
+    JOB_ENV,
+    LOST,
+    RUNNING,
+    STOPPED,
+    Job,
+    Progress,
+    current,
+    duration_text,
+    get,
+    jobs_dir,
+    list_jobs,
+    progress_text,
+    start,
+    stop,
+    time_left,
+)
 
-from core import paths, store
-
-RUNNING, FINISHED, FAILED, STOPPED, LOST = "running", "finished", "failed", "stopped", "lost"
-DONE = (FINISHED, FAILED, STOPPED, LOST)
-SUPERVISOR_START_S = 60  # a supervisor that has not written its pid by then never started
-JOB_ENV = "UMLSTUDIO_JOB"  # the worker's job folder, set by the supervisor
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    kind: str
-    label: str
-    dir: Path
-    status: str
-    returncode: int | None
-    started_at: float
-    ended_at: float | None
-
-    @property
-    def done(self) -> bool:
-        return self.status in DONE
-
-    @property
-    def seconds(self) -> float:
-        return (self.ended_at or time.time()) - self.started_at
-
-    def output(self, tail_chars: int = 20_000) -> str:
-        """What the worker printed to stdout so far (the last `tail_chars` characters)."""
-        return _tail(self.dir / "output.txt", tail_chars)
-
-    def log(self, tail_chars: int = 20_000) -> str:
-        """What the worker printed to stderr so far (the last `tail_chars` characters)."""
-        return _tail(self.dir / "log.txt", tail_chars)
-
-    def progress(self) -> dict:
-        """The worker's progress.json (see `Progress`); {} before it wrote one."""
-        return _read_json(self.dir / "progress.json")
-
-    def result(self) -> dict | None:
-        """The worker's result.json, once the job finished and wrote one."""
-        path = self.dir / "result.json"
-        if self.status != FINISHED or not path.is_file():
-            return None
-        return json.loads(path.read_text())
+__all__ = ["DONE", "FAILED", "FINISHED", "JOB_ENV", "LOST", "RUNNING", "STOPPED", "Job", "Progress", "compare",
+           "current", "duration_text", "evaluate", "export", "generate", "get", "jobs_dir", "list_jobs",
+           "progress_text", "start", "stop", "time_left", "train"]
 
 
-def _tail(path: Path, chars: int) -> str:
-    if not path.is_file():
-        return ""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, path.stat().st_size - chars * 4))  # at most 4 bytes a character in UTF-8
-        return handle.read().decode("utf-8", errors="replace")[-chars:]
+# ---- the kinds of background work: one typed function each, the only place a worker's command line is built
 
 
-class Progress:
-    """A worker's count of its work, written to its job's progress.json for the page (nothing outside a job).
+def train(config_path, *, config=None, as_phase: bool = False) -> str:
+    """Plan one training phase from `config_path` (or from `config`, the loaded config, when the caller has
+    changed it after loading; `config_path` is then where its history finds it) and start its worker as a
+    job of kind "train"; return the run id. Refusals (UserError) come before anything starts.
+    The command line: `core.training.train.worker_argv`, the same one `umlstudio train` runs attached."""
+    from core import config as cfg
+    from core.training import runs
 
-    `start()` starts the clock once the work proper begins (after the model is loaded), so the
-    time estimate is the measured time per finished item times the items left."""
-
-    def __init__(self, total: int, unit: str = "prompt", *, stored: int = 0, folder: Path | None = None):
-        folder = folder or (Path(os.environ[JOB_ENV]) if os.environ.get(JOB_ENV) else None)
-        self.path = folder / "progress.json" if folder else None
-        self.total, self.unit, self.stored = total, unit, stored
-        self.done = self.saved = 0
-        self.started: float | None = None
-        self.note = ""
-        self._write()
-
-    def start(self, note: str = "") -> None:
-        self.started, self.note = time.time(), note
-        self._write()
-
-    def advance(self, n: int = 1, note: str | None = None) -> None:
-        self.done += n
-        self.note = self.note if note is None else note
-        self._write()
-
-    def save(self, n: int) -> None:
-        """`n` more finished items are safe (stored): a stopped job keeps them."""
-        self.saved += n
-        self._write()
-
-    def _write(self) -> None:
-        if self.path is None:
-            return
-        eta = None
-        if self.started and self.done:
-            eta = (time.time() - self.started) / self.done * (self.total - self.done)
-        _write_json(self.path, {"done": self.done, "total": self.total, "unit": self.unit, "stored": self.stored,
-                                "saved": self.saved, "started": self.started, "updated": time.time(),
-                                "eta_s": eta, "note": self.note})
+    return runs.start_worker(config if config is not None else cfg.load(config_path), config_path, as_phase=as_phase)
 
 
-def duration_text(seconds: float) -> str:
-    """'40 s', '6 min', '1 h 20 min': a time for people, rounded."""
-    if seconds < 60:
-        return f"{max(1, round(seconds / 5) * 5 if seconds >= 10 else round(seconds))} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60)} min"
+def evaluate(checkpoint: str, limit: int | None = None) -> Job:
+    """`umlstudio evaluate` of a checkpoint on `limit` test rows (the evaluation config's default when None)."""
+    args = ["-m", "core", "evaluate", "--checkpoint", checkpoint]
+    if limit is not None:
+        args += ["--limit", str(int(limit))]
+    return start("evaluate", args, label=checkpoint)
 
 
-def time_left(fraction: float, seconds: float) -> str:
-    """' · ~6 min left' from how far a job is (0..1) after `seconds`; '' until it has gone far enough to tell."""
-    if not 0.02 <= fraction < 1:
-        return ""
-    return f" · ~{duration_text(seconds * (1 - fraction) / fraction)} left"
+def compare(checkpoints: list[str], *, limit: int, max_new_tokens: int, label: str = "") -> Job:
+    """`umlstudio compare` of 2-4 checkpoints on `limit` test prompts; its HTML report is the job's compare.html."""
+    models = [arg for i, checkpoint in enumerate(checkpoints) for arg in (f"--model{i + 1}", checkpoint)]
+    return start("compare", ["-m", "core", "compare", *models, "--limit", str(int(limit)), "--max-new-tokens",
+                             str(int(max_new_tokens)), "--out", "{job}/compare.html"],
+                 label=label or ", ".join(checkpoints))
 
 
-def progress_text(progress: dict) -> tuple[float, str]:
-    """How far a job is (0..1) and what to show: 'prompt 17 of 120 · ~6 min left'."""
-    total, done = progress.get("total"), progress.get("done", 0)
-    if not total:
-        return 0.0, "starting …"
-    if not progress.get("started"):
-        return 0.0, f"loading the model … ({total} {progress.get('unit', 'item')}s to do)"
-    eta = progress.get("eta_s")
-    left = f" · ~{duration_text(eta)} left" if eta is not None and done < total else ""
-    current = min(done + 1, total) if done < total else total
-    note = f" · {progress['note']}" if progress.get("note") else ""
-    return done / total, f"{progress.get('unit', 'item')} {current} of {total}{left}{note}"
+def generate(checkpoint: str, prompt: str, *, base: str | None = None, diagram_type: str | None = None,
+             max_new_tokens: int = 320, repair: bool = False, label: str = "") -> Job:
+    """One generation for the playground: its tokens stream to the job's output, its result is result.json."""
+    args = ["-m", "core", "generate-worker", "--checkpoint", checkpoint, "--prompt-file", "{job}/prompt.txt",
+            "--out", "{job}/result.json", "--max-new-tokens", str(int(max_new_tokens))]
+    if base:
+        args += ["--base", base]
+    if diagram_type:
+        args += ["--type", diagram_type]
+    if repair:
+        args += ["--repair"]
+    return start("generate", args, label=label or checkpoint, files={"prompt.txt": prompt})
 
 
-def jobs_dir() -> Path:
-    return paths.home() / "jobs"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def start(kind: str, args: list[str], *, label: str = "", files: dict[str, str] | None = None) -> Job:
-    """Run `python <args>` as a detached worker; '{job}' inside an argument becomes the job folder.
-
-    `files` are written into the job folder first (e.g. the prompt a generation reads)."""
-    if "-" in kind:
-        raise ValueError(f"job kind {kind!r}: use a word without '-'")
-    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{store.new_id()[:6]}"
-    folder = jobs_dir() / job_id
-    folder.mkdir(parents=True)
-    for name, text in (files or {}).items():
-        (folder / name).write_text(text)
-    argv = [sys.executable, *(str(a).replace("{job}", str(folder)) for a in args)]
-    _write_json(folder / "command.json", {"argv": argv, "kind": kind, "label": label, "started_at": time.time()})
-    _write_json(folder / "status.json", {"status": RUNNING})  # the supervisor adds its pid when it runs
-    subprocess.Popen(
-        [sys.executable, "-m", "core.jobs", str(folder)], cwd=paths.ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    return get(job_id)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def get(job_id: str) -> Job:
-    folder = jobs_dir() / job_id
-    command = _read_json(folder / "command.json")
-    if not command:
-        raise FileNotFoundError(f"{folder}: no such job")
-    state = _read_json(folder / "status.json")
-    status, ended = state.get("status", RUNNING), state.get("ended_at")
-    if status == RUNNING:
-        pid = state.get("supervisor_pid")
-        if pid and not _alive(pid):
-            state = _read_json(folder / "status.json")  # it may have finished between the two reads
-            status, ended = state.get("status", RUNNING), state.get("ended_at")
-            if status == RUNNING:
-                status, ended = LOST, time.time()
-        elif not pid and time.time() - command["started_at"] > SUPERVISOR_START_S:
-            status, ended = LOST, time.time()
-    return Job(
-        id=job_id, kind=command["kind"], label=command.get("label", ""), dir=folder, status=status,
-        returncode=state.get("returncode"), started_at=command["started_at"], ended_at=ended,
-    )
-
-
-def list_jobs(kind: str | None = None, limit: int = 50) -> list[Job]:
-    """The newest jobs first, optionally of one kind."""
-    root = jobs_dir()
-    if not root.is_dir():
-        return []
-    names = sorted((p.name for p in root.iterdir() if (p / "command.json").is_file()), reverse=True)
-    if kind:
-        names = [n for n in names if n.split("-")[2] == kind]  # ids are <date>-<time>-<kind>-<random>
-    return [get(name) for name in names[:limit]]
-
-
-def stop(job_id: str) -> None:
-    """Ask the job's worker to stop (SIGTERM to the job's own process group)."""
-    state = _read_json(jobs_dir() / job_id / "status.json")
-    if state.get("status") == RUNNING and state.get("supervisor_pid"):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(state["supervisor_pid"], signal.SIGTERM)
-
-
-def supervise(folder: Path) -> int:
-    """The supervisor: run the worker with its output in output.txt and log.txt, then record how it ended."""
-    command = _read_json(folder / "command.json")
-    stopping = []  # stop() signals the whole process group: the worker gets SIGTERM too
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
-    with open(folder / "output.txt", "ab") as out, open(folder / "log.txt", "ab") as log:
-        worker = subprocess.Popen(command["argv"], cwd=paths.ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
-                                  env={**os.environ, JOB_ENV: str(folder)})
-        _write_json(folder / "status.json", {"status": RUNNING, "supervisor_pid": os.getpid(), "worker_pid": worker.pid})
-        returncode = worker.wait()
-    status = STOPPED if stopping else FINISHED if returncode == 0 else FAILED
-    _write_json(folder / "status.json", {"status": status, "returncode": returncode, "ended_at": time.time()})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(supervise(Path(sys.argv[1])))
+def export(checkpoint: str, out, fmt: str, gguf_type: str, *, label: str = "") -> Job:
+    """`umlstudio export` of a checkpoint into `out` as `fmt` (merged or gguf, of `gguf_type`)."""
+    return start("export", ["-m", "core", "export", "--checkpoint", checkpoint, "--out", str(out), "--format", fmt,
+                            "--gguf-type", gguf_type], label=label or f"{checkpoint} → {out}")

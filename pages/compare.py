@@ -32,7 +32,7 @@ if len(names) < 2:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def sample(limit: int) -> list[dict]:
+def sample(limit: int) -> list[data.Row]:
     return evaluate.sample_rows(data.load_split(data.default_dataset_dir(), "test"), limit)
 
 
@@ -103,9 +103,7 @@ else:
                       f"~{jobs.duration_text(evaluate.estimate(picked, prompts, max(8, tokens // 2))['seconds'])}"]
             st.info("Faster: " + "; ".join(faster) + " (set them above).")
         if st.button("Generate the missing outputs (background job)", type="primary"):
-            refs = [arg for i, c in enumerate(picked) for arg in (f"--model{i + 1}", c)]
-            jobs.start("compare", ["-m", "core", "compare", *refs, "--limit", limit, "--max-new-tokens", tokens,
-                                   "--out", "{job}/compare.html"], label=", ".join(names[c] for c in picked))
+            jobs.compare(picked, limit=limit, max_new_tokens=tokens, label=", ".join(names[c] for c in picked))
             st.rerun()
     last = jobs_now[0] if jobs_now else None
     if last and last.status == jobs.STOPPED:

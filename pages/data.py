@@ -130,8 +130,8 @@ else:
         st.info(f"The best checkpoint of {run['name']} (`{run['best_checkpoint']}`) has no evaluation yet: evaluate it "
                 "(Quality checklist page, or `umlstudio evaluate`) to see its weak diagram types.")
     else:
-        split_by_type = advise.per_type_split(evaluation["summary"].get("per_type"), QualityConfig())
-        st.caption(f"`{evaluation['checkpoint']}` on {evaluation['n']} rows, {evaluation['created_at']:%Y-%m-%d %H:%M}; "
+        split_by_type = advise.per_type_split(evaluation.summary.get("per_type"), QualityConfig())
+        st.caption(f"`{evaluation.checkpoint}` on {evaluation.n} rows, {evaluation.created_at:%Y-%m-%d %H:%M}; "
                    f"thresholds from the default quality settings")
         if split_by_type:
             per_type = pd.DataFrame(split_by_type["types"]).T

@@ -50,8 +50,7 @@ if st.button("Export (background job)", type="primary"):
     except UserError as exc:
         st.error(str(exc))
     else:
-        jobs.start("export", ["-m", "core", "export", "--checkpoint", ckpt, "--out", out, "--format", fmt,
-                              "--gguf-type", gguf_type], label=f"{names[ckpt]} → {out}")
+        jobs.export(ckpt, out, fmt, gguf_type, label=f"{names[ckpt]} → {out}")
         st.rerun()
 
 last = jobs.list_jobs("export", limit=1)

@@ -20,7 +20,7 @@ st.title("Prompt playground")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def scored(output: str, row: dict, tokens: int, latency_s: float, truncated: bool) -> dict:
+def scored(output: str, row: data.Row, tokens: int, latency_s: float, truncated: bool) -> dict:
     """The output's metrics against the dataset row, checked by PlantUML the way an evaluation checks it."""
     syntax = render.syntax_check([output])[0]
     return metrics.score(output, row["plantuml"], row["prompt"], row["diagram_type"], syntax=syntax,
@@ -56,15 +56,8 @@ else:
     prompt, wanted = row["prompt"], row["diagram_type"]
 
 if st.button("Generate", type="primary", disabled=not prompt.strip()):
-    args = ["-m", "core.inference.generate", "--checkpoint", model["checkpoint"], "--prompt-file", "{job}/prompt.txt",
-            "--out", "{job}/result.json", "--max-new-tokens", max_new_tokens]
-    if model["base"]:
-        args += ["--base", model["base"]]
-    if wanted:
-        args += ["--type", wanted]
-    if make_valid:
-        args += ["--repair"]
-    job = jobs.start("generate", args, label=model["label"], files={"prompt.txt": prompt})
+    job = jobs.generate(model["checkpoint"], prompt, base=model["base"], diagram_type=wanted,
+                        max_new_tokens=max_new_tokens, repair=make_valid, label=model["label"])
     st.query_params["job"] = job.id
 
 job_id = st.query_params.get("job")

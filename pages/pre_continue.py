@@ -22,7 +22,7 @@ if not candidates:
     st.stop()
 
 run = st.selectbox("Run to continue", candidates,
-                   format_func=lambda r: f"{r['name']} · {runs.status_of(r)} · started {r['created_at']:%Y-%m-%d %H:%M}")
+                   format_func=lambda r: f"{r.name} · {runs.status_of(r)} · started {r.created_at:%Y-%m-%d %H:%M}")
 review = checklist.review(run)
 diagnosis, evidence = review.diagnosis, review.diagnosis.evidence
 if runs.status_of(run) == "running":
@@ -43,11 +43,11 @@ with st.expander("The numbers behind it" + (f" (the seed's scenario {diagnosis.s
 
 # A person's acknowledgement, recorded with the diagnosis it showed; the checklist item itself is
 # judged on the diagnosis of the final curve.
-st.session_state.setdefault(f"ack:{run['id']}", review.acknowledged_as_shown)
-if st.checkbox("I have checked the loss curve", key=f"ack:{run['id']}",
+st.session_state.setdefault(f"ack:{run.id}", review.acknowledged_as_shown)
+if st.checkbox("I have checked the loss curve", key=f"ack:{run.id}",
                help="recorded with the diagnosis shown; the checklist notes it beside its own diagnosis"):
     if not review.acknowledged_as_shown:
-        checklist.acknowledge(run["id"], diagnosis)
+        checklist.acknowledge(run.id, diagnosis)
 elif review.acknowledged:
     st.caption(f"Last checked {review.acknowledged['created_at']:%Y-%m-%d %H:%M} (UTC).")
 
@@ -113,8 +113,7 @@ for item in review.items:
                 st.error(f"The last evaluation job {evaluations[0].status}:")
                 st.code(evaluations[0].log(3000), language=None)
             if not running_evaluation and st.button("Evaluate it now (background job)", key="evaluate"):
-                jobs.start("evaluate", ["-m", "core", "evaluate", "--checkpoint", proposal.phase.continue_from],
-                           label=proposal.phase.continue_from)
+                jobs.evaluate(proposal.phase.continue_from)
                 st.rerun()
 
 
@@ -122,10 +121,10 @@ failing = [item for item in review.items if not item.passed]
 reason = ""
 if failing:
     reason = st.text_input(f"{len(failing)} of {len(review.items)} checks fail. Override reason (stored with the run)",
-                           key=f"override:{run['id']}", placeholder="why continue anyway").strip()
+                           key=f"override:{run.id}", placeholder="why continue anyway").strip()
 if st.button("Start the next phase", type="primary", disabled=bool(failing) and not reason, key="start_phase"):
     try:
-        run_id = runs.start_worker(proposal, config_path=checklist.save(review, reason))
+        run_id = jobs.train(checklist.save(review, reason), config=proposal)
     except UserError as exc:
         st.error(str(exc))
     else:

@@ -56,24 +56,24 @@ else:
     limit = left.number_input("Test rows", 1, 500, EvaluationConfig().limit,
                               help="a sample of N test rows, every diagram type, origin and source in turn")
     if right.button("Evaluate now (background job)" if ckpt not in latest else "Evaluate again", type="primary"):
-        jobs.start("evaluate", ["-m", "core", "evaluate", "--checkpoint", ckpt, "--limit", limit], label=ckpt)
+        jobs.evaluate(ckpt, limit)
         st.rerun()
 
 if ckpt not in latest:
     st.stop()
 
 evaluation = latest[ckpt]
-rows = evaluate.evaluation_rows(evaluation["id"])
+rows = evaluate.evaluation_rows(evaluation.id)
 examples = [{**r["metrics"], "id": r["id"]} for r in rows]
 by_id = {r["id"]: r for r in rows}
 info_config = checkpoints.info(Path(ckpt)).get("config", {}) if ckpt != checkpoints.BASE else {}
 thresholds = QualityConfig(**info_config.get("quality", {}))
 summary = metrics.aggregate(examples)
-judged = metrics.verdict(summary, evaluation["summary"].get("loss"), thresholds, examples)
+judged = metrics.verdict(summary, evaluation.summary.get("loss"), thresholds, examples)
 
 show = st.success if judged["good"] else st.error if judged["label"] == "bad" else st.warning
 show(quality.verdict_sentence(judged))
-st.caption(f"Judged on the latest evaluation: {evaluation['n']} test rows, {evaluation['created_at']:%Y-%m-%d %H:%M} "
+st.caption(f"Judged on the latest evaluation: {evaluation.n} test rows, {evaluation.created_at:%Y-%m-%d %H:%M} "
            "(UTC), scored with today's metrics against the checkpoint's quality thresholds. An item passes when its "
            "whole 95% interval clears the threshold.")
 

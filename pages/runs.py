@@ -60,13 +60,13 @@ def view():
     chain = list(offsets)
     now = runs.detail(run["id"])
 
-    st.subheader(now["name"] + (f" — phase {len(chain)} of its lineage" if len(chain) > 1 else ""))
+    st.subheader(now.name + (f" — phase {len(chain)} of its lineage" if len(chain) > 1 else ""))
     cols = st.columns(4)
-    cols[0].metric("status", now["status"])
+    cols[0].metric("status", now.status)
     cols[1].metric("steps", run["steps"])
     cols[2].metric("best validation loss", dash(run["best_eval_loss"], ".4f"))
     cols[3].metric("best checkpoint", f"step {checkpoints.step_of(run['best_checkpoint'])}" if run["best_checkpoint"] else "—")
-    if now["status"] == "running":
+    if now.status == "running":
         done, text = runs.progress(now)
         st.progress(done or 0.0, text=text)
     if run["best_checkpoint"]:
@@ -75,18 +75,18 @@ def view():
     if spent:
         st.caption("Time so far: " + " · ".join(f"{words} {advise.duration(spent[part])}"
                                                  for part, words in TIME_PARTS.items() if part in spent))
-    checklist = now["checklist"]
+    checklist = now.checklist
     failed = [item["title"] for item in checklist if not item["passed"]]
-    if now["override_reason"] and (failed or not checklist):
+    if now.override_reason and (failed or not checklist):
         which = f" ({'; '.join(failed)})" if failed else ""
-        st.warning(f"Started although the pre-continue checklist failed{which}. Reason given: {now['override_reason']}")
+        st.warning(f"Started although the pre-continue checklist failed{which}. Reason given: {now.override_reason}")
     if checklist:
         with st.expander(f"Pre-continue checklist when this phase started: {len(checklist) - len(failed)} of "
                          f"{len(checklist)} passed"):
             for item in checklist:
                 st.markdown(ui.item_line(item["passed"], item["title"], item["why"]))
-    if now["error"]:
-        st.error(now["error"])
+    if now.error:
+        st.error(now.error)
     chart = charts.lineage_curves(chain, offsets, {r["id"]: r["name"] for r in listed})
     if chart:
         st.vega_lite_chart(spec=chart["loss"], width="stretch", key="curves")
@@ -97,7 +97,7 @@ def view():
     if was_live:
         st.caption("Live: refreshing every 3 s while a run trains.")
     with st.expander("Config of this run"):  # a table: no code highlighter to load for the first page
-        st.dataframe(pd.DataFrame(phases.config_in_words(now["config"]), columns=["setting", "value"]), hide_index=True,
+        st.dataframe(pd.DataFrame(phases.config_in_words(now.config), columns=["setting", "value"]), hide_index=True,
                      width="stretch", key="run_config")
 
 

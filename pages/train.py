@@ -9,7 +9,7 @@ import yaml
 
 from core.advisor import checklist
 from core.training import checkpoints, distributed, runs
-from core import config, paths, store
+from core import config, jobs, paths, store
 from core.studio import ui
 from core.errors import UserError
 
@@ -18,7 +18,7 @@ QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
 st.title("Train")
 if "started" in st.session_state:
     run = runs.detail(st.session_state.pop("started"))
-    st.success(f"Started **{run['name']}** in the background (run {run['id']}); its curves are on the Runs page.")
+    st.success(f"Started **{run.name}** in the background (run {run.id}); its curves are on the Runs page.")
 
 
 def validate(text: str) -> tuple[config.Config | None, list[str]]:
@@ -39,7 +39,7 @@ def validate(text: str) -> tuple[config.Config | None, list[str]]:
 
 
 def start(cfg: config.Config, text: str | None = None) -> None:
-    """Write the config where the run's history can find it, then start the worker detached."""
+    """Write the config where the run's history can find it, then start its worker as a background job."""
     folder = paths.home() / "configs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cfg.name}-{store.new_id()[:6]}.yaml"
@@ -48,7 +48,7 @@ def start(cfg: config.Config, text: str | None = None) -> None:
     else:
         path.write_text(text)
     try:
-        run_id = runs.start_worker(cfg, config_path=path)
+        run_id = jobs.train(path, config=cfg)
     except UserError as exc:
         st.error(str(exc))
         return
@@ -63,22 +63,20 @@ active = runs.active()
 def training_now():
     shown = False
     for run in active:
-        now = runs.detail(run["id"])
-        if now["status"] not in ("created", "running"):
+        now = runs.detail(run.id)
+        if now.status not in ("created", "running"):
             st.rerun()  # it ended: redraw the page without it
         shown = True
         with st.container(border=True):
             head, button = st.columns([5, 1])
-            head.markdown(f"**{now['name']}** · {runs.kind_in_words(now)} · `{now['output_dir']}`")
-            if button.button("Stop", key=f"stop-{now['id']}", help="stops after the current step, with a checkpoint"):
-                runs.stop_worker(now["id"])
-                st.toast(f"Stopping {now['name']}: it saves a checkpoint at the end of this step.")
+            head.markdown(f"**{now.name}** · {runs.kind_in_words(now)} · `{now.output_dir}`")
+            if button.button("Stop", key=f"stop-{now.id}", help="stops after the current step, with a checkpoint"):
+                runs.stop_worker(now.id)
+                st.toast(f"Stopping {now.name}: it saves a checkpoint at the end of this step.")
             done, text = runs.progress(run)
             st.progress(done or 0.0, text=text)
-            log = Path(now["output_dir"]) / "train.log"
-            if log.is_file():
-                with st.expander("worker log"):
-                    st.code(log.read_text(errors="replace")[-3000:] or "(empty)", language=None)
+            with st.expander("worker log"):
+                st.code(runs.log_tail(now, 3000) or "(empty)", language=None)
     if shown:
         st.caption("Training runs in a background worker: closing or refreshing the page does not stop it.")
 
@@ -93,7 +91,7 @@ st.write(
     "shows the whole loop (training, checkpoints, curves, evaluation) working on this machine before a long run."
 )
 quick_name = config.load(QUICK_TEST).name if QUICK_TEST.is_file() else None
-quick_running = [r["name"] for r in active if quick_name and (r["name"] == quick_name or r["name"].startswith(f"{quick_name}-"))]
+quick_running = [r.name for r in active if quick_name and (r.name == quick_name or r.name.startswith(f"{quick_name}-"))]
 if st.button("Quick test (≈100 steps)", type="primary", disabled=not QUICK_TEST.is_file() or bool(quick_running),
              help=f"{quick_running[0]} is training: wait for it, or stop it above" if quick_running else None):
     quick = config.load(QUICK_TEST)
@@ -115,7 +113,7 @@ kind = st.radio("Start from", sources, horizontal=True,
                      "or `umlstudio advise`; an earlier run's config is its exact resolved config")
 if kind == "an earlier run's config":
     picked = st.selectbox("Run", earlier, format_func=lambda r: f"{r['name']} ({r['created_at']:%Y-%m-%d %H:%M})")
-    source_key, initial = f"run:{picked['id']}", yaml.safe_dump(runs.detail(picked["id"])["config"], sort_keys=False)
+    source_key, initial = f"run:{picked['id']}", yaml.safe_dump(runs.detail(picked["id"]).config, sort_keys=False)
 else:
     files = presets if kind == "a preset" else proposals
     if not files:
@@ -160,7 +158,7 @@ if cfg.phase.continue_from:
         st.caption("The Pre-continue checklist page shows the parent run's diagnosis and loss curve, and records "
                    "that you checked it.")
 out = paths.resolve_output_dir(t.output_dir)
-same = [r["name"] for r in active if paths.resolve_output_dir(r["output_dir"]) == out]
+same = [r.name for r in active if paths.resolve_output_dir(r.output_dir) == out]
 if same:
     st.info(f"**{same[0]}** is training into `{out}`: Start comes back when it has finished or been stopped.")
 if st.button("Start training", type="primary", disabled=not ready or bool(same), key="start"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.cli import main  # noqa: E402
+from core.cli import main  # after the path, so the script runs from a checkout
 
 if __name__ == "__main__":
     sys.exit(main(["compare", *sys.argv[1:]]))

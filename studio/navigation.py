@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime import Runtime
 
+from core.store import rebuild
 from core.studio import warmup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,10 @@ if Runtime.exists() and address not in LOOPBACK and os.environ.get("UMLSTUDIO_AL
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()  # after the page got the refusal
     st.stop()
 st.cache_resource(show_spinner=False)(warmup.start)()  # once per studio process, in the background
+store_problem = rebuild.problem()  # a damaged store or runs root: its one sentence on every page, not a traceback
+if store_problem:
+    st.error(store_problem)
+    st.stop()
 st.navigation(
     {
         "Training": [

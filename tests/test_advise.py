@@ -8,8 +8,7 @@ import os
 import random
 import shutil
 import stat
-import subprocess
-import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from safetensors.numpy import save_file
 
 from core.advisor import advise, checklist
 from core.training import checkpoints
-from core import cli, paths, store
+from core import cli, jobs, paths, store
 from core import config as configs
 from core.config import Config
 from core.errors import UserError
@@ -212,14 +211,14 @@ def make_checkpoint(run_id: str, config: Config, step: int) -> Path:
               str(ckpt / "adapter_model.safetensors"))  # a real header: the plan reads it
     (ckpt / checkpoints.INFO).write_text(json.dumps({"run_id": run_id, "step": step, "backend": "peft",
                                                      "config": config.to_dict()}))
-    store.record_checkpoint(run_id, ckpt.resolve(), step, checkpoints.write_manifest(ckpt))
+    store.checkpoints.record(run_id, ckpt.resolve(), step, checkpoints.write_manifest(ckpt))
     return ckpt.resolve()
 
 
 def make_run(dataset, name, run_curves, ckpt_steps=(1000,), tokens_per_s=(), **training):
     """A finished run: its row, its metrics and its checkpoint folders. Returns (run row, config, checkpoints)."""
     config = make_config(dataset, paths.resolve_output_dir(name), **training)
-    run_id = store.create_run(name=name, output_dir=config.training.output_dir, phase_kind="fresh",
+    run_id = store.runs.create(name=name, output_dir=config.training.output_dir, phase_kind="fresh",
                               config=config.to_dict(), backend="peft", base_model=config.model.base)
     rows = [[run_id, s, None, "loss", v, store.now()] for s, v in run_curves.train]
     rows += [[run_id, s, None, "eval_loss", v, store.now()] for s, v in run_curves.validation]
@@ -227,7 +226,7 @@ def make_run(dataset, name, run_curves, ckpt_steps=(1000,), tokens_per_s=(), **t
     with store.connect() as con:
         con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
     ckpts = [make_checkpoint(run_id, config, step) for step in ckpt_steps]
-    return store.get_run(run_id), config, ckpts
+    return store.runs.get(run_id), config, ckpts
 
 
 def record_evaluation(checkpoint: Path, summary: dict, created_at=None) -> None:
@@ -247,7 +246,7 @@ def plateau(dataset):
     which passes every item."""
     run, config, ckpts = make_run(dataset, "plateau", curves(2, 0.03, 0))
     record_evaluation(ckpts[-1], {"per_type": {"class": GOOD, "sequence": GOOD}})
-    diagnosis = advise.diagnose(run["id"])
+    diagnosis = advise.diagnose(run.id)
     advise.backup_run(run)
     proposal, _ = advise.propose(run, diagnosis)
     return {"run": run, "config": config, "ckpts": ckpts, "diagnosis": diagnosis, "proposal": proposal}
@@ -275,7 +274,7 @@ def test_proposal_for_a_plateau_lowers_the_rate_3x_for_2_epochs(plateau):
     assert proposal.training.num_train_epochs == 2
     assert proposal.phase.continue_from == str(plateau["ckpts"][-1])
     assert proposal.training.resume_from_checkpoint is None
-    assert Path(proposal.training.output_dir) == Path(run["output_dir"]).parent / "plateau_phase2"
+    assert Path(proposal.training.output_dir) == Path(run.output_dir).parent / "plateau_phase2"
     _, diff = advise.propose(run, plateau["diagnosis"])
     assert diff["training.learning_rate"] == [1e-4, 3e-5]
     assert diff["training.num_train_epochs"] == [3, 2]
@@ -284,14 +283,14 @@ def test_proposal_for_a_plateau_lowers_the_rate_3x_for_2_epochs(plateau):
 
 def test_proposal_while_still_decreasing_keeps_the_rate(dataset):
     run, _, ckpts = make_run(dataset, "falling", curves(1))
-    proposal, diff = advise.propose(run, advise.diagnose(run["id"]))
+    proposal, diff = advise.propose(run, advise.diagnose(run.id))
     assert proposal.training.learning_rate == 1e-4 and "training.learning_rate" not in diff
     assert proposal.training.num_train_epochs == 2 and proposal.phase.continue_from == str(ckpts[-1])
 
 
 def test_proposal_for_overfitting_regularises_from_the_validation_best_checkpoint(dataset):
     run, _, ckpts = make_run(dataset, "overfit", curves(3), ckpt_steps=(300, 450, 600, 1000))
-    diagnosis = advise.diagnose(run["id"])
+    diagnosis = advise.diagnose(run.id)
     assert diagnosis.evidence["val_min_step"] == 500
     proposal, diff = advise.propose(run, diagnosis)
     assert proposal.phase.continue_from == str(ckpts[1])  # step 450: closest to 500 and not after it
@@ -302,7 +301,7 @@ def test_proposal_for_overfitting_regularises_from_the_validation_best_checkpoin
 
 def test_proposal_for_a_flat_loss_starts_over_with_more_capacity(dataset):
     run, _, _ = make_run(dataset, "flat", curves(4))
-    proposal, diff = advise.propose(run, advise.diagnose(run["id"]))
+    proposal, diff = advise.propose(run, advise.diagnose(run.id))
     assert proposal.phase.continue_from is None and proposal.training.resume_from_checkpoint is None
     assert (proposal.lora.r, proposal.lora.lora_alpha) == (128, 256)
     assert proposal.training.learning_rate == pytest.approx(2e-4)
@@ -313,7 +312,7 @@ def test_proposal_for_a_flat_loss_starts_over_with_more_capacity(dataset):
 def test_proposal_for_uneven_types_trains_on_the_weak_types_plus_replay(dataset):
     run, config, ckpts = make_run(dataset, "uneven", curves(2))
     record_evaluation(ckpts[-1], UNEVEN)
-    diagnosis = advise.diagnose(run["id"])
+    diagnosis = advise.diagnose(run.id)
     assert diagnosis.scenario == 5
     proposal, diff = advise.propose(run, diagnosis)
     assert proposal.training.learning_rate == pytest.approx(3e-5) and proposal.training.num_train_epochs == 2
@@ -338,7 +337,7 @@ def test_each_proposal_gets_a_new_output_dir(plateau):
 def test_no_proposal_without_a_diagnosis(dataset):
     run, _, _ = make_run(dataset, "short", advise.Curves([(0, 2.0), (10, 1.9)], []))
     with pytest.raises(UserError, match="nothing to propose yet"):
-        advise.propose(run, advise.diagnose(run["id"]))
+        advise.propose(run, advise.diagnose(run.id))
 
 
 # ---- time estimates -----------------------------------------------------------------------------
@@ -352,6 +351,22 @@ def test_estimate_from_measured_throughput(dataset, tmp_path):
     assert estimate.seconds == pytest.approx(1200 / 200)  # at the median
     assert estimate.low == pytest.approx(1200 / 360) and estimate.high == pytest.approx(1200 / 120)  # 90th, 10th pct
     assert "3 throughput measurements" in estimate.describe() and "characters / 3.5" in estimate.basis
+
+
+def test_estimate_counts_the_mixed_rows_the_worker_trains(dataset, tmp_path):
+    """data.type_weights decide which rows a phase trains: the estimate counts those, not the split as written."""
+    from core import data
+
+    rows = data.load_split(dataset, "train")
+    write_jsonl(tmp_path / "long" / "train.jsonl", [{**r, "plantuml": r["plantuml"] * 2} if r["diagram_type"] == "sequence" else r
+                                                    for r in rows])
+    config = Config.model_validate({"data": {"dataset": str(tmp_path / "long"), "type_weights": {"class": 1.0}},
+                                    "training": {"output_dir": str(tmp_path / "next"), "num_train_epochs": 1}})
+    trained = data.training_rows(config.data.train_source, config.data.train_mix, config.training.seed)
+    assert {r["diagram_type"] for r in trained} == {"class"} and len(trained) == 15
+    assert advise.estimate(config).tokens == 15 * 40  # 15 class rows of 40 tokens; the longer sequence rows are not trained
+    as_written = config.model_copy(update={"data": config.data.model_copy(update={"train_file": str(tmp_path / "long" / "train.jsonl")})})
+    assert advise.estimate(as_written).tokens > 15 * 40  # a train_file keeps the mix it was made with
 
 
 def test_estimate_counts_max_steps_when_set(dataset, tmp_path):
@@ -379,7 +394,7 @@ def test_one_estimate_before_and_during_a_phase(dataset, tmp_path):
     assert advise.estimate(config, running, done=0.5).seconds == pytest.approx(3200 / 400)  # its own throughput
     with store.connect() as con:  # 30 s on the clock for 20 s of training: evaluations and saves add half
         con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [
-            [running["id"], 20, None, "elapsed_s", 30.0, store.now()], [running["id"], 20, None, "time/train_s", 20.0, store.now()]])
+            [running.id, 20, None, "elapsed_s", 30.0, store.now()], [running.id, 20, None, "time/train_s", 20.0, store.now()]])
     during = advise.estimate(config, running, done=0.5)
     assert during.seconds == pytest.approx(3200 / 400 * 1.5) and "add 50% as measured" in during.basis
     budget = make_config(dataset, tmp_path / "capped", max_steps=10, time_budget_minutes=0.5)
@@ -418,7 +433,7 @@ def test_a_well_prepared_continue_phase_passes_every_item(plateau):
 
 def test_evaluated_fails_without_an_evaluation(dataset):
     run, _, ckpts = make_run(dataset, "plain", curves(2))
-    proposal, _ = advise.propose(run, advise.diagnose(run["id"]))
+    proposal, _ = advise.propose(run, advise.diagnose(run.id))
     item = items(proposal)["evaluated"]
     assert not item.passed and "umlstudio evaluate --checkpoint" in item.why
 
@@ -435,13 +450,13 @@ def test_loss_curve_passes_on_the_diagnosis_of_the_final_curve_with_its_evidence
     item = items(plateau["proposal"])["loss_curve"]
     assert item.passed and item.why.startswith("scenario 2 (plateaued) on the final curve of 'plateau' (101 loss points)")
     assert "loss recent (steps" in item.why and "not yet acknowledged" in item.why
-    assert not store.query("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # nobody ticked anything
+    assert not store.query_for_tests("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # nobody ticked anything
 
 
 def test_a_persons_acknowledgement_is_noted_on_top_when_newer_than_the_checkpoint(plateau):
-    checklist.acknowledge(plateau["run"]["id"], plateau["diagnosis"])
+    checklist.acknowledge(plateau["run"].id, plateau["diagnosis"])
     assert "a person acknowledged it at" in items(plateau["proposal"])["loss_curve"].why
-    set_ack_time(plateau["run"]["id"], store.now() - timedelta(days=1))
+    set_ack_time(plateau["run"].id, store.now() - timedelta(days=1))
     item = items(plateau["proposal"])["loss_curve"]
     assert item.passed and "not yet acknowledged" in item.why
 
@@ -455,15 +470,16 @@ def test_loss_curve_fails_when_the_diagnosis_could_not_tell(dataset):
 
 
 def test_loss_curve_fails_while_the_parent_still_trains(plateau):
-    # a live process whose command line names core.training.train stands for the parent's training worker
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core.training.train"])
+    # a running job of kind "train" (a stand-in worker) named in the run row stands for the parent's training worker
+    worker = jobs.start("train", ["-c", "import time; time.sleep(60)"], label=plateau["run"].name)
     try:
-        store.update_run(plateau["run"]["id"], status="running", pid=worker.pid)
+        store.runs.update(plateau["run"].id, status="running", job=worker.id)
         item = items(plateau["proposal"])["loss_curve"]
         assert not item.passed and "is still training: its loss curve is not final" in item.why
     finally:
-        worker.kill()
-        worker.wait()
+        jobs.stop(worker.id)
+    while not jobs.get(worker.id).done:
+        time.sleep(0.1)
     assert items(plateau["proposal"])["loss_curve"].passed  # the worker is gone: the curve is final
 
 
@@ -556,7 +572,7 @@ def test_resume_with_changed_hyperparameters_fails_with_the_reason(plateau):
 
 
 def test_output_dir_fails_for_the_parents_folder_and_for_a_used_one(plateau, tmp_path):
-    same = items(with_changes(plateau["proposal"], training__output_dir=plateau["run"]["output_dir"]))["output_dir"]
+    same = items(with_changes(plateau["proposal"], training__output_dir=plateau["run"].output_dir))["output_dir"]
     assert not same.passed and "the parent run's folder" in same.why and "plateau_phase2" in same.why
     used = tmp_path / "used"
     used.mkdir()
@@ -567,7 +583,7 @@ def test_output_dir_fails_for_the_parents_folder_and_for_a_used_one(plateau, tmp
 
 def test_epochs_fail_when_adding_epochs_to_an_overfitting_run(dataset):
     run, _, _ = make_run(dataset, "overfit", curves(3))
-    diagnosis = advise.diagnose(run["id"])
+    diagnosis = advise.diagnose(run.id)
     proposal, _ = advise.propose(run, diagnosis)
     assert items(proposal)["epochs"].passed
     item = items(with_changes(proposal, training__num_train_epochs=2))["epochs"]
@@ -593,7 +609,7 @@ def test_the_gate_lets_fresh_runs_through(dataset, tmp_path):
 
 
 def test_the_gate_refuses_with_one_line_per_failing_item(plateau):
-    risky = with_changes(plateau["proposal"], training__learning_rate=1e-4, training__output_dir=plateau["run"]["output_dir"])
+    risky = with_changes(plateau["proposal"], training__learning_rate=1e-4, training__output_dir=plateau["run"].output_dir)
     with pytest.raises(UserError) as caught:
         checklist.gate(risky)
     lines = str(caught.value).splitlines()
@@ -627,7 +643,7 @@ def test_advise_writes_the_proposal_and_backs_up(dataset, capsys):
     assert checkpoints.is_read_only(ckpts[-1])
     copy, problems = checkpoints.backup_of(ckpts[-1])
     assert copy.is_dir() and not problems and f"{ckpts[-1]}: verified copy at {copy}" in out
-    assert not store.query("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # running advise is no check
+    assert not store.query_for_tests("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # running advise is no check
     assert cli.main(["checklist", "--config", str(path)]) == 0  # the proposal passes its own checklist
     assert "[x] Evaluated current model quality" in capsys.readouterr().out
 

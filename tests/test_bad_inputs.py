@@ -8,6 +8,7 @@ working folder, `{tiny}` the tiny model's folder; the files named below are made
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -59,8 +60,8 @@ FILES = {
     "epochs_zero.yaml": config_with(training={"num_train_epochs": 0, "max_steps": -1}),
     "steps_zero.yaml": config_with(training={"max_steps": 0}),
     "steps_negative.yaml": config_with(training={"max_steps": -5}),
-    "batch_zero.yaml": config_with(training={"per_device_train_batch_size": 0}),
-    "batch_fraction.yaml": config_with(training={"per_device_train_batch_size": 1.5}),
+    "batch_zero.yaml": config_with(training={"rows_per_micro_batch": 0}),
+    "batch_fraction.yaml": config_with(training={"rows_per_micro_batch": 1.5}),
     "accumulation_zero.yaml": config_with(training={"gradient_accumulation_steps": 0}),
     "warmup_one.yaml": config_with(training={"warmup_ratio": 1}),
     "dropout_one.yaml": config_with(lora={"lora_dropout": 1}),
@@ -82,6 +83,14 @@ FILES = {
     "out_proc.yaml": config_with(training={"output_dir": "/proc/umlstudio-run"}),
     "out_under_file.yaml": config_with(training={"output_dir": "{w}/a_file/run"}),
     "out_sys.yaml": config_with(training={"output_dir": "/sys/umlstudio-run"}),
+    "out_etc.yaml": config_with(training={"output_dir": "/etc/umlstudio-run"}),
+    "out_relative_usr.yaml": config_with(training={"output_dir": "../" * 40 + "usr/umlstudio-run"}),
+    "out_link_etc.yaml": config_with(training={"output_dir": "{w}/to_etc/umlstudio-run"}),
+    "lora_rank_huge.yaml": config_with(lora={"r": 100000}),
+    "lora_unknown_module.yaml": config_with(lora={"target_modules": ["q_proj", "qkv_proj"]}),
+    "memory_huge_batch.yaml": config_with(training={"tokens_per_batch": 50_000_000}),
+    "data_fifo.yaml": config_with(data={"dataset": "{w}/fifo.jsonl"}),
+    "data_device.yaml": config_with(data={"dataset": "/dev/zero"}),
     "data_missing.yaml": config_with(data={"dataset": "{w}/no_such_dataset"}),
     "data_latin1.yaml": config_with(data={"dataset": "{w}/ds_latin1"}),
     "data_not_json.yaml": config_with(data={"dataset": "{w}/ds_not_json"}),
@@ -138,8 +147,8 @@ CASES = [
     ("epochs zero", ["train", "--config", "{w}/epochs_zero.yaml"], "training.num_train_epochs"),
     ("max_steps zero", ["train", "--config", "{w}/steps_zero.yaml"], "max_steps"),
     ("max_steps negative", ["train", "--config", "{w}/steps_negative.yaml"], "max_steps"),
-    ("batch zero", ["train", "--config", "{w}/batch_zero.yaml"], "per_device_train_batch_size"),
-    ("batch a fraction", ["train", "--config", "{w}/batch_fraction.yaml"], "per_device_train_batch_size"),
+    ("batch zero", ["train", "--config", "{w}/batch_zero.yaml"], "rows_per_micro_batch"),
+    ("batch a fraction", ["train", "--config", "{w}/batch_fraction.yaml"], "rows_per_micro_batch"),
     ("accumulation zero", ["train", "--config", "{w}/accumulation_zero.yaml"], "gradient_accumulation_steps"),
     ("warm-up ratio 1", ["train", "--config", "{w}/warmup_one.yaml"], "warmup_ratio"),
     ("dropout 1", ["train", "--config", "{w}/dropout_one.yaml"], "lora_dropout"),
@@ -171,8 +180,20 @@ CASES = [
     ("output_dir under /proc", ["train", "--config", "{w}/out_proc.yaml"], "system folder"),
     ("output_dir under /sys", ["train", "--config", "{w}/out_sys.yaml"], "system folder"),
     ("output_dir below a file", ["train", "--config", "{w}/out_under_file.yaml"], "is a file"),
+    ("output_dir under /etc", ["train", "--config", "{w}/out_etc.yaml"], "/etc is a system folder"),
+    ("output_dir relative, into /usr", ["train", "--config", "{w}/out_relative_usr.yaml"], "/usr is a system folder"),
+    ("output_dir through a link to /etc", ["train", "--config", "{w}/out_link_etc.yaml"], "/etc is a system folder"),
+    ("--set output_dir under /var/lib", ["train", "--config", "{w}/good.yaml", "--set", "training.output_dir=/var/lib/umlx"], "/var/lib is a system folder"),
+    ("--set output_dir under /boot", ["train", "--config", "{w}/good.yaml", "--set", "training.output_dir=/boot/umlx"], "/boot is a system folder"),
+    # train: fits before it starts (the base model's config.json, no weights loaded)
+    ("lora.r larger than the model's dimensions", ["train", "--config", "{w}/lora_rank_huge.yaml"], "lora.r 100000"),
+    ("--set lora.r=100000 on the 135M model", ["train", "--config", "{w}/good.yaml", "--set", "model.base=smollm2-135m", "--set", "lora.r=100000"], "at most 192"),
+    ("a target module the model lacks", ["train", "--config", "{w}/lora_unknown_module.yaml"], "'qkv_proj' is not a module"),
+    ("a micro-batch that cannot fit in memory", ["train", "--config", "{w}/memory_huge_batch.yaml"], "training.tokens_per_batch"),
     # train: data
     ("dataset missing", ["train", "--config", "{w}/data_missing.yaml"], "no_such_dataset"),
+    ("dataset a FIFO", ["train", "--config", "{w}/data_fifo.yaml"], "not a regular file"),
+    ("dataset a device", ["train", "--config", "{w}/data_device.yaml"], "not a regular file"),
     ("dataset not UTF-8", ["train", "--config", "{w}/data_latin1.yaml"], "not UTF-8"),
     ("dataset line not JSON", ["train", "--config", "{w}/data_not_json.yaml"], "train.jsonl:2"),
     ("dataset row without prompt", ["train", "--config", "{w}/data_no_prompt.yaml"], "prompt"),
@@ -202,6 +223,9 @@ CASES = [
     ("render --out a folder", ["render", "{w}/good.puml", "--out", "{w}/ds"], "is a folder"),
     ("render --out below a file", ["render", "{w}/good.puml", "--out", "{w}/a_file/x.svg"], "does not exist"),
     ("render --out in /proc", ["render", "{w}/good.puml", "--out", "/proc/x.svg"], "system folder"),
+    ("render --out in /etc", ["render", "{w}/good.puml", "--out", "/etc/x.svg"], "/etc is a system folder"),
+    ("render --out through a link to /etc", ["render", "{w}/good.puml", "--out", "{w}/to_etc/x.svg"], "/etc is a system folder"),
+    ("render --out relative into /usr", ["render", "{w}/good.puml", "--out", "../" * 40 + "usr/x.svg"], "/usr is a system folder"),
     ("render --timeout -1", ["render", "{w}/good.puml", "--out", "{w}/x.svg", "--timeout", "-1"], "--timeout"),
     ("render --timeout nan", ["render", "{w}/good.puml", "--out", "{w}/x.svg", "--timeout", "nan"], "--timeout"),
     ("render --timeout 0", ["render", "{w}/good.puml", "--out", "{w}/x.svg", "--timeout", "0"], "--timeout"),
@@ -255,6 +279,9 @@ CASES = [
     ("data --filter an unknown type", ["data", "--filter", "flowchart", "--out", "{w}/f.jsonl"], "flowchart"),
     ("data --filter --out missing folder", ["data", "--filter", "class", "--out", "{w}/nope/f.jsonl"], "does not exist"),
     ("data --filter --out a folder", ["data", "--filter", "class", "--out", "{w}/ds"], "is a folder"),
+    ("data --filter --out in /usr/lib", ["data", "--filter", "class", "--out", "/usr/lib/f.jsonl"], "/usr is a system folder"),
+    ("data of a FIFO", ["data", "--dataset", "{w}/fifo.jsonl"], "not a regular file"),
+    ("data of a device", ["data", "--dataset", "/dev/null"], "not a regular file"),
     ("data --replay-share 2", ["data", "--filter", "class", "--out", "{w}/f.jsonl", "--replay-share", "2"], "replay share"),
     ("data --max-seq-length 0", ["data", "--max-seq-length", "0"], "max-seq-length"),
     # export
@@ -262,6 +289,10 @@ CASES = [
     ("export an unknown format", ["export", "--checkpoint", "base", "--out", "{w}/exported", "--format", "zip"], "format"),
     ("export into a folder with files", ["export", "--checkpoint", "base", "--out", "{w}/ds"], "not empty"),
     ("export below a file", ["export", "--checkpoint", "base", "--out", "{w}/a_file/exported"], "a_file"),
+    ("export into /usr", ["export", "--checkpoint", "base", "--out", "/usr/local/umlstudio-export"], "/usr is a system folder"),
+    ("export through a link to /etc", ["export", "--checkpoint", "base", "--out", "{w}/to_etc/exported"], "/etc is a system folder"),
+    ("advise --backup-dir in /etc", ["advise", "--run", "no_such_run", "--backup", "--backup-dir", "/etc/umlstudio-backups"], "/etc is a system folder"),
+    ("advise --out in /sbin", ["advise", "--run", "no_such_run", "--out", "/sbin/next.yaml"], "system folder"),
     ("export a truncated adapter", ["export", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2", "--out", "{w}/exported"], "adapter_model.safetensors"),
     # prepare-model
     ("prepare a missing base", ["prepare-model", "--base", "./no/such/model"], "model"),
@@ -298,6 +329,8 @@ def workdir(tmp_path_factory, tiny_model):
         write(w / name / "test.jsonl", rows)
     write(w / "ds_latin1" / "train.jsonl", FILES["rows_latin1.jsonl"])
     write(w / "ds_latin1" / "validation.jsonl", rows)
+    os.mkfifo(w / "fifo.jsonl")  # a dataset that is a FIFO: reading it would wait for a writer forever
+    (w / "to_etc").symlink_to("/etc", target_is_directory=True)  # an output place through a link
     for name, content in FILES.items():
         write(w / name, fill(content, w, tiny_model))
     write(w / "good.yaml", fill(GOOD, w, tiny_model))
@@ -340,8 +373,8 @@ def snapshot(*folders) -> dict:
 
 
 def store_rows() -> dict:
-    tables = [r["table_name"] for r in store.query("SELECT table_name FROM information_schema.tables")]
-    return {t: store.query(f'SELECT count(*) AS n FROM "{t}"')[0]["n"] for t in tables}
+    tables = [r["table_name"] for r in store.query_for_tests("SELECT table_name FROM information_schema.tables")]
+    return {t: store.query_for_tests(f'SELECT count(*) AS n FROM "{t}"')[0]["n"] for t in tables}
 
 
 @pytest.mark.timeout(180)  # a refusal comes before any long work: a case still running by then did the work
@@ -371,3 +404,60 @@ def test_the_table_is_large_and_every_case_distinct():
     assert len(CASES) >= 100
     assert len({c[0] for c in CASES}) == len(CASES)
     assert len({json.dumps(c[1]) for c in CASES}) == len(CASES)
+
+
+# (case, UMLSTUDIO_HOME, fragment of the one error line): a runs root that cannot be one. A read-only
+# mount is in tests/test_disk_faults.py (it needs a mount namespace).
+HOME_CASES = [
+    ("UMLSTUDIO_HOME is a file", "{w}/a_file", "is a file, not a folder"),
+    ("UMLSTUDIO_HOME below a file", "{w}/a_file/home", "cannot be created"),
+    ("UMLSTUDIO_HOME in /etc", "/etc/umlstudio-home", "/etc is a system folder"),
+    ("UMLSTUDIO_HOME through a link to /etc", "{w}/to_etc/umlstudio-home", "/etc is a system folder"),
+    ("UMLSTUDIO_HOME relative, into /usr", "../" * 40 + "usr/umlstudio-home", "/usr is a system folder"),
+]
+
+
+@pytest.mark.parametrize("case, home, fragment", HOME_CASES, ids=[c[0] for c in HOME_CASES])
+@pytest.mark.parametrize("argv", [["runs"], ["train", "--config", "{w}/good.yaml"]], ids=["runs", "train"])
+def test_a_runs_root_that_cannot_be_one_is_one_line(case, home, fragment, argv, workdir, tiny_model, monkeypatch, capsys):
+    monkeypatch.setenv("UMLSTUDIO_HOME", fill(home, workdir, tiny_model))
+    files_before = snapshot(workdir)
+    code = cli.main([fill(a, workdir, tiny_model) for a in argv])
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err + out, err[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: UMLSTUDIO_HOME "), lines
+    assert fragment in lines[0], lines[0]
+    assert snapshot(workdir) == files_before
+    assert not os.path.exists("/etc/umlstudio-home") and not os.path.exists("/usr/umlstudio-home")
+
+
+@pytest.mark.parametrize("where, fragment", [("open", "not writable"),
+                                             ("closed", "cannot be created or reached (Permission denied)")])
+def test_a_runs_root_its_user_cannot_write_is_one_line(where, fragment, tmp_path):
+    """As a user without root (root writes anywhere): UMLSTUDIO_HOME a folder of another's, read-only to
+    them (`open`), or below a folder they may not enter (`closed`)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run the command as another user")
+    parent = Path(tempfile.mkdtemp(prefix="umlstudio-theirs-")) if where == "open" else tmp_path / "private"
+    try:
+        parent.mkdir(exist_ok=True)
+        parent.chmod(0o755 if where == "open" else 0o700)
+        home = parent / "home"
+        home.mkdir()
+        home.chmod(0o555)
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "core", "runs"], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                              text=True, env={**os.environ, "UMLSTUDIO_HOME": str(home)}, timeout=120)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        assert len(lines) == 1 and lines[0].startswith(f"error: UMLSTUDIO_HOME {home}: {fragment} — "), lines
+        assert os.listdir(home) == []
+    finally:
+        if where == "open":
+            shutil.rmtree(parent)

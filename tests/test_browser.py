@@ -23,6 +23,8 @@ from test_pages import seed_store
 
 from core import jobs
 
+pytestmark = pytest.mark.browser  # make test-fast leaves these out
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"

@@ -20,6 +20,8 @@ from test_browser import ARTIFACTS, browser, studio_at, wait_until_idle, watch_r
 from test_pages import seed_store
 from test_train import write_config
 
+pytestmark = pytest.mark.browser  # make test-fast leaves these out
+
 # A checkpoint every 8 steps and a validation loss every 16 (and at steps 0 and 40): checkpoints 8 and 24 have
 # no validation loss of their own, and the best checkpoint moves (16, 32) while the run still trains.
 TRAINING = {"max_steps": 40, "save_steps": 8, "eval_steps": 16, "logging_steps": 1}
@@ -53,14 +55,14 @@ def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home,
 
             seen_best, seen_markers, seen_progress = set(), set(), set()
             deadline = time.monotonic() + 600  # a busy shared machine trains the tiny model slowly
-            while store.get_run(run_id)["status"] in ("created", "running") and time.monotonic() < deadline:
+            while store.runs.get(run_id).status in ("created", "running") and time.monotonic() < deadline:
                 seen_best.add(metric(page, "best checkpoint"))
                 seen_markers.add(tuple(checkpoint_markers(page)))
                 bar = page.get_by_test_id("stProgress")
                 if bar.count():
                     seen_progress.add(bar.first.inner_text())
                 time.sleep(1)
-            assert store.get_run(run_id)["status"] == "finished", store.get_run(run_id)["error"]
+            assert store.runs.get(run_id).status == "finished", store.runs.get(run_id).error
             trained = set(seen_best)  # what the page showed while the run trained
             # The page's refresh after the run ended: the last checkpoints (32, 40) may come less than one
             # refresh before the end, so the page shows them only then, still without a reload.
@@ -79,7 +81,7 @@ def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home,
             assert len(growing) >= 2 and growing[-1], f"markers did not appear while it trained: {seen_markers}"
             assert any(text.startswith("step ") and " of 40 · ≈ " in text and text.endswith(" left") for text in seen_progress), seen_progress
             # When it ended: every saved checkpoint is marked, those without a validation loss of their own too.
-            saved = [r["step"] for r in runs.saved([run_id])]
+            saved = [c.step for c in runs.saved([run_id])]
             assert sorted(checkpoint_markers(page)) == saved == [8, 16, 24, 32, 40]
             best = runs.table()[0]["best_checkpoint"]
             assert metric(page, "best checkpoint") == f"step {best.rsplit('-', 1)[1]}"
@@ -87,8 +89,8 @@ def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home,
         finally:
             if run_id and runs.stop_worker(run_id):  # the test failed while it trained: no worker left behind
                 time.sleep(10)
-                if phases.worker_alive(store.get_run(run_id)):
-                    os.kill(store.get_run(run_id)["pid"], signal.SIGKILL)
+                if phases.worker_alive(store.runs.get(run_id)):
+                    os.kill(store.runs.get(run_id).pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("width", [800])

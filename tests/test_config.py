@@ -15,7 +15,7 @@ training:
   output_dir: phase1
   learning_rate: 1.0e-4
   num_train_epochs: 3
-  per_device_train_batch_size: 4
+  rows_per_micro_batch: 4
 lora:
   r: 64
   lora_dropout: 0.0
@@ -49,6 +49,19 @@ def test_presets_say_what_each_phase_is():
         assert c.training.resume_from_checkpoint is None
 
 
+def test_the_old_name_of_rows_per_micro_batch_is_read_and_saved_under_the_new_one(tmp_path):
+    """training.per_device_train_batch_size (the HF name; the trainer is given 1 packed micro-batch per device)
+    is read as training.rows_per_micro_batch, in a YAML, a --set and a stored config alike."""
+    path = tmp_path / "old.yaml"
+    path.write_text(GOOD.replace("rows_per_micro_batch: 4", "per_device_train_batch_size: 8"))
+    config = cfg.load(path)
+    assert config.training.rows_per_micro_batch == 8
+    assert "per_device_train_batch_size" not in config.to_dict()["training"]
+    assert cfg.load(tmp_path / "old.yaml", ["training.per_device_train_batch_size=2"]).training.rows_per_micro_batch == 2
+    stored = {"training": {"per_device_train_batch_size": 2, "learning_rate": 1e-4}, "lora": {"r": 8}}
+    assert cfg.current_names(stored) == {"training": {"rows_per_micro_batch": 2, "learning_rate": 1e-4}, "lora": {"r": 8}}
+
+
 def test_a_set_override_applies(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(GOOD)
@@ -59,14 +72,17 @@ def test_a_set_override_applies(tmp_path):
 # (case, YAML text or None for a missing file, extra CLI args, what the one line must say)
 BAD = [
     ("unknown key", GOOD.replace("learning_rate:", "learning_rat:"), [], ["c.yaml:5", "learning_rat", "training.learning_rate"]),
-    ("wrong type", GOOD.replace("per_device_train_batch_size: 4", "per_device_train_batch_size: four"), [], ["c.yaml:7", "per_device_train_batch_size", "'four'"]),
+    ("wrong type", GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: four"), [], ["c.yaml:7", "rows_per_micro_batch", "'four'"]),
     ("lr zero", GOOD.replace("learning_rate: 1.0e-4", "learning_rate: 0"), [], ["c.yaml:5", "learning_rate", "greater than 0"]),
     ("lr negative", GOOD.replace("learning_rate: 1.0e-4", "learning_rate: -1e-4"), [], ["learning_rate", "greater than 0"]),
     ("rank zero", GOOD.replace("r: 64", "r: 0"), [], ["c.yaml:9", "lora.r", "greater than or equal to 1"]),
     ("dropout one", GOOD.replace("lora_dropout: 0.0", "lora_dropout: 1.0"), [], ["c.yaml:10", "lora_dropout", "less than 1"]),
     ("dropout negative", GOOD.replace("lora_dropout: 0.0", "lora_dropout: -0.1"), [], ["lora_dropout", "greater than or equal to 0"]),
     ("epochs zero", GOOD.replace("num_train_epochs: 3", "num_train_epochs: 0"), [], ["c.yaml:6", "num_train_epochs", "greater than 0"]),
-    ("batch zero", GOOD.replace("per_device_train_batch_size: 4", "per_device_train_batch_size: 0"), [], ["c.yaml:7", "per_device_train_batch_size"]),
+    ("batch zero", GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: 0"), [], ["c.yaml:7", "rows_per_micro_batch"]),
+    ("old batch name zero", GOOD.replace("rows_per_micro_batch: 4", "per_device_train_batch_size: 0"), [], ["c.yaml:7", "rows_per_micro_batch"]),
+    ("old and new batch name", GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: 4\n  per_device_train_batch_size: 2"), [],
+     ["per_device_train_batch_size is the old name of rows_per_micro_batch"]),
     ("bad --set value", GOOD, ["--set", "training.learning_rate=-3"], ["--set", "training.learning_rate", "greater than 0"]),
     ("--set unknown key", GOOD, ["--set", "training.lerning_rate=3e-5"], ["--set", "training.learning_rate"]),
     ("--set without =", GOOD, ["--set", "training.learning_rate"], ["--set training.learning_rate", "key=value"]),

@@ -1,13 +1,13 @@
 """core/data/: loaders and their errors, split by source, the default dataset, filter, write, CLI."""
 
-import argparse
 import json
 import os
 from collections import Counter
 
 import pytest
 
-from core import data
+from core import cli, data
+from core.cli import data as cli_data
 from core.training import models
 from core.errors import UserError
 
@@ -312,9 +312,7 @@ def test_write_rows_round_trips_and_never_overwrites(tmp_path):
 
 
 def run(capsys, *argv):
-    parser = argparse.ArgumentParser(prog="umlstudio data")
-    data.add_data_args(parser)
-    code = data.data_command(parser.parse_args(list(argv)))
+    code = cli_data.run_data(cli.build_parser("data").parse_args(["data", *argv]))  # a UserError raised, not printed
     return code, capsys.readouterr().out
 
 
@@ -337,7 +335,7 @@ def test_cli_prints_the_counts_the_mix_and_the_long_rows(capsys):
     assert code == 0 and report["counts"] == table
     assert report["long"]["max_seq_length"] == 300 and report["long"]["test"]["rows"] == sum(table["test"].values())
     assert max(entry["share"] for entry in report["phase_mix"]["type"].values()) <= 0.4
-    assert {name for name in report["mix"]["train"]["family"]} == {"plantucd", "us2sd", "lato", "gen"}
+    assert set(report["mix"]["train"]["family"]) == {"plantucd", "us2sd", "lato", "gen"}
 
 
 def test_mix_gives_each_type_its_weighted_share_deterministically():

@@ -31,7 +31,7 @@ THINGS = [("Library", "Book"), ("Shop", "Order"), ("Team", "Player"), ("Farm", "
 ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} \"1\" -- \"*\" {b}\n@enduml",
          "diagram_type": "class"} for a, b in THINGS]
 # a global batch of 8 rows: 1 process x 4 micro-batches of 2 rows, or 2 processes x 2 micro-batches of 2 rows each
-SETTINGS = dict(max_steps=6, per_device_train_batch_size=2, save_steps=3, eval_steps=3, logging_steps=1,
+SETTINGS = dict(max_steps=6, rows_per_micro_batch=2, save_steps=3, eval_steps=3, logging_steps=1,
                 learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=96)
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
@@ -48,7 +48,7 @@ def write_config(folder: Path, name: str, tiny_model, processes: int, backend="p
 
 
 def run_named(name: str) -> dict:
-    return store.query("SELECT * FROM runs WHERE name = ?", [name])[0]
+    return store.query_for_tests("SELECT * FROM runs WHERE name = ?", [name])[0]
 
 
 def wait_for(condition, what: str, timeout_s: float = 300):
@@ -81,6 +81,7 @@ def home(lab, monkeypatch):
     return lab / "home"
 
 
+@pytest.mark.ddp
 @two_cores
 def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_model, capsys):
     assert cli.main(["train", "--config", str(write_config(lab, "one", tiny_model, 1))]) == 0
@@ -89,7 +90,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_m
     out = capsys.readouterr().out
     assert "training.processes 2: unsloth's open-source build trains on one GPU; training with peft" in out
     one, two = run_named("one"), run_named("two")
-    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 2  # one row per run, whatever the processes
+    assert store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"] == 2  # one row per run, whatever the processes
     assert (two["status"], two["backend"], json.loads(two["config"])["training"]["processes"]) == ("finished", "peft", 2)
 
     expected, got = metrics(one["id"]), metrics(two["id"])
@@ -100,7 +101,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_m
     assert got[(6, "loss")] < got[(1, "loss")]  # and it learns
 
     out_dir = Path(two["output_dir"])
-    recorded = store.query("SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", [two["id"]])
+    recorded = store.query_for_tests("SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", [two["id"]])
     assert [r["step"] for r in recorded] == [3, 6]
     for ckpt in checkpoints.list_checkpoints(out_dir):
         assert checkpoints.verify(ckpt) == []  # the manifest lists every rank's files
@@ -115,6 +116,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_m
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
+@pytest.mark.ddp
 @two_cores
 def test_a_rank_killed_by_sigkill_leaves_the_run_interrupted_and_resume_finishes_it(lab, home, tiny_model, capsys):
     """The studio's path: a detached launcher; kill -9 of rank 1 after a checkpoint and a later step."""
@@ -122,30 +124,31 @@ def test_a_rank_killed_by_sigkill_leaves_the_run_interrupted_and_resume_finishes
     run_id = runs.start_worker(cfg.load(path), path)
 
     def saved_then_stepped():
-        ckpt = store.query("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
-        step = store.query("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
+        ckpt = store.query_for_tests("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
+        step = store.query_for_tests("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
         return ckpt and step and step > ckpt and step < 6
 
     wait_for(saved_then_stepped, "a checkpoint and a later step")
-    launcher = store.get_run(run_id)["pid"]
+    launcher = store.runs.get(run_id).pid
     os.kill(ranks_of(launcher)[1], signal.SIGKILL)
-    wait_for(lambda: not phases.worker_alive(store.get_run(run_id)), "the launcher to end", timeout_s=120)
+    wait_for(lambda: not phases.worker_alive(store.runs.get(run_id)), "the launcher to end", timeout_s=120)
     assert {r["id"]: r for r in runs.list_runs()}[run_id]["status"] == "interrupted"
-    log = (Path(store.get_run(run_id)["output_dir"]) / train.LOG_FILE).read_text()
+    log = (Path(store.runs.get(run_id).output_dir) / train.LOG_FILE).read_text()
     assert "error: rank 1: the training worker was killed by SIGKILL" in log and "training.resume_from_checkpoint=" in log
 
     assert cli.main(["train", "--config", str(path), "--set", "training.resume_from_checkpoint=killed"]) == 0
     capsys.readouterr()
-    run = store.get_run(run_id)
-    assert run["status"] == "finished"
+    run = store.runs.get(run_id)
+    assert run.status == "finished"
     expected, got = metrics(run_named("two")["id"]), metrics(run_id)
     assert set(expected) == set(got)  # nothing lost, nothing doubled
     for key in expected:
         if key[1] in DETERMINISTIC:
             assert got[key] == pytest.approx(expected[key], rel=1e-4), key
-    assert all(checkpoints.verify(c) == [] for c in checkpoints.list_checkpoints(run["output_dir"]))
+    assert all(checkpoints.verify(c) == [] for c in checkpoints.list_checkpoints(run.output_dir))
 
 
+@pytest.mark.ddp
 @two_cores
 def test_a_resume_keeps_the_number_of_processes(lab, home, tiny_model, capsys):
     path = write_config(lab, "killed", tiny_model, 2, training={"save_steps": 2})
@@ -154,22 +157,23 @@ def test_a_resume_keeps_the_number_of_processes(lab, home, tiny_model, capsys):
     assert "training.processes" in capsys.readouterr().err
 
 
+@pytest.mark.ddp
 @two_cores
 def test_sigterm_stops_every_rank_with_a_final_checkpoint(lab, home, tiny_model):
     """The studio's Stop: SIGTERM to the run's process (the launcher) reaches both ranks, which stop after the same step."""
     path = write_config(lab, "stopped", tiny_model, 2, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100})
     run_id = runs.start_worker(cfg.load(path), path)
-    wait_for(lambda: store.query("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
+    wait_for(lambda: store.query_for_tests("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
              "two logged steps")
     assert runs.stop_worker(run_id)
-    wait_for(lambda: not phases.worker_alive(store.get_run(run_id)), "the launcher to end", timeout_s=120)
-    run = store.get_run(run_id)
-    assert run["status"] == "stopped"
+    wait_for(lambda: not phases.worker_alive(store.runs.get(run_id)), "the launcher to end", timeout_s=120)
+    run = store.runs.get(run_id)
+    assert run.status == "stopped"
     last = max(s for s, name in metrics(run_id) if name == "loss")
-    ckpts = checkpoints.list_checkpoints(run["output_dir"])
+    ckpts = checkpoints.list_checkpoints(run.output_dir)
     assert ckpts and checkpoints.step_of(ckpts[-1]) == last < 500
     assert checkpoints.verify(ckpts[-1]) == [] and (ckpts[-1] / "rng_state_1.pth").is_file()
-    assert "SIGTERM: stopping" in distributed.rank_log(run["output_dir"], 1).read_text()
+    assert "SIGTERM: stopping" in distributed.rank_log(run.output_dir, 1).read_text()
 
 
 def test_a_checkpoint_older_than_the_processes_key_resumes_as_one_process():

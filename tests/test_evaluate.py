@@ -73,7 +73,7 @@ def test_the_sample_is_seeded_and_stratified_by_type_origin_and_source():
 
 
 def count(table: str) -> int:
-    return store.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
+    return store.query_for_tests(f"SELECT count(*) AS n FROM {table}")[0]["n"]
 
 
 def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, dataset, capsys):
@@ -90,10 +90,10 @@ def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, data
     assert summary["verdict"]["label"] in ("good", "bad", "not yet good")
     assert summary["generated"] == 2 and summary["reused"] == 0
 
-    (evaluation,) = store.query("SELECT * FROM evaluations")
+    (evaluation,) = store.query_for_tests("SELECT * FROM evaluations")
     assert evaluation["checkpoint"] == str(checkpoint) and evaluation["n"] == 2
     assert json.loads(evaluation["summary"])["evaluation_id"] == evaluation["id"]
-    rows = store.query("SELECT * FROM generations ORDER BY prompt")
+    rows = store.query_for_tests("SELECT * FROM generations ORDER BY prompt")
     asked = sorted(prompts.request(row["prompt"], row["diagram_type"]) for row in evaluate.sample_rows(ROWS, 2))
     assert [r["prompt"] for r in rows] == asked  # the message the model got: the wanted type, then the requirement
     assert summary["by_origin"].keys() <= {"real", "generated"} and "generated" in summary["by_origin"]
@@ -147,7 +147,7 @@ def test_the_verdict_uses_the_eval_loss_logged_for_the_checkpoint(tiny_model, tm
     info = json.loads((ckpt / "umlstudio.json").read_text())
     (ckpt / "umlstudio.json").write_text(json.dumps({**info, "run_id": "r1"}))
     for step, loss in ((5, 1.4), (10, 0.8), (15, 0.3)):  # step 15 came after this checkpoint
-        store.log_metrics("r1", step, None, {"eval_loss": loss, "loss": loss + 0.1})
+        store.metrics.log("r1", step, None, {"eval_loss": loss, "loss": loss + 0.1})
     summary = evaluate.evaluate(str(ckpt), dataset, 1, config=FAST, progress=False)
     assert summary["loss"] == pytest.approx(0.8)
     items = {item["item"]: item for item in summary["verdict"]["items"]}

@@ -210,7 +210,7 @@ def confident(tiny_model, tmp_path_factory):
         batch.append((ids, labels))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(200):
-        loss = sum(model(input_ids=i, labels=l).loss for i, l in batch) / len(batch)
+        loss = sum(model(input_ids=ids, labels=labels).loss for ids, labels in batch) / len(batch)
         if loss.item() < 0.02:
             break
         loss.backward()
@@ -282,10 +282,10 @@ def test_bad_input_is_checked_without_loading_a_model(ckpt, tmp_path, monkeypatc
     """The studio calls `check` in its own process: it must not import torch or load anything."""
     import subprocess
 
-    code = ("import sys; from core import export; "
+    code = ("import sys; from core.inference import export; "
             f"plan = export.check({str(ckpt)!r}, {str(tmp_path / 'o')!r}, 'gguf', 'q8_0'); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(plan.steps, plan.gguf_name)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(export.__file__).parent.parent)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(export.__file__).parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4", "model-q8_0.gguf"]
 
@@ -296,11 +296,12 @@ def test_a_stop_is_not_a_keyboard_interrupt(monkeypatch, capsys):
     (the subprocess test below catches that only at some stop delays)."""
     import signal
 
+    from core.cli import inference
     from core.errors import Stopped
 
     raised = None  # the handler must raise: returning is a failure too
     try:
-        export._stop(signal.SIGTERM, None)
+        inference._stop(signal.SIGTERM, None)
     except BaseException as exc:  # a KeyboardInterrupt would end pytest itself: caught here to fail the test
         raised = exc
     assert isinstance(raised, Stopped) and not isinstance(raised, KeyboardInterrupt)
@@ -308,7 +309,7 @@ def test_a_stop_is_not_a_keyboard_interrupt(monkeypatch, capsys):
     def stopped(args):
         raise Stopped
 
-    monkeypatch.setattr(export, "export_command", stopped)
+    monkeypatch.setattr(inference, "run_export", stopped)
     assert cli.main(["export", "--checkpoint", "base", "--out", "unused"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
 
@@ -383,7 +384,7 @@ def test_page_checks_before_starting_a_job(tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
-    at = AppTest.from_file(str(Path(export.__file__).parent.parent / "pages" / "export.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(Path(export.__file__).parents[2] / "pages" / "export.py"), default_timeout=60).run()
     assert not at.exception
     assert at.selectbox[0].value == "base" and at.text_input[0].value.endswith("exports/base-gguf-f16")
     at.text_input[0].set_value(str(full)).run()

@@ -1,4 +1,5 @@
-"""The shape of the house: core's import graph has no circle, `umlstudio --help` stays light, and the
+"""The shape of the house: core's import graph has no circle, `umlstudio --help` stays light, flags are
+declared only in core/cli/ (those mirroring a config key with the schema's default and description), and the
 plan refuses bad output folders and damaged checkpoints before a run row exists; a run that failed
 before its first checkpoint never blocks its folder; `advise --out` is checked before any work."""
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core.training import checkpoints, phases, train
+from core.training import checkpoints, phases, plan, train
 from core import cli, config as configs, paths, store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_the_circle_finder_finds_a_circle_inside_a_function():
     graph = {"train": {"checklist"}, "checklist": {"advise"}, "advise": {"train"}, "store": set()}
     assert find_circle(graph) == ["advise", "train", "checklist", "advise"]
     train_imports = core_imports(CORE / "training" / "train.py")
-    assert train_imports >= {"core.training.phases", "core.advisor.checklist", "core.store"}
+    assert train_imports >= {"core.training.phases", "core.training.plan", "core.store"}
     assert "core.data" in train_imports  # `from core import data` inside a function too
 
 
@@ -97,7 +98,52 @@ def imported_after(argv: list[str]) -> list[str]:
 def test_help_imports_no_command_module():
     assert imported_after(["--help"]) == ["core.cli", "core.errors"]
     runs_help = imported_after(["runs", "--help"])
-    assert "core.training.runs" in runs_help and not {"core.training.train", "core.advisor.advise", "core.evaluation.evaluate", "core.inference.render", "torch"} & set(runs_help)
+    assert "core.cli.training" in runs_help  # its flags, and nothing of the work behind them
+    heavy = ("core.training", "core.advisor", "core.evaluation", "core.inference", "core.data", "core.store", "torch")
+    assert not [m for m in runs_help if m.startswith(heavy)], runs_help
+
+
+# ---- the command line lives in core/cli ---------------------------------------------------------
+
+
+def test_no_argument_parsing_outside_the_cli():
+    """Flags are declared once, in core/cli/: no argparse in core, pages, studio or scripts (bench/ keeps its own)."""
+    parsing = re.compile(r"\b(argparse|add_argument)\b")
+    found = [f"{path.relative_to(ROOT)}:{n}" for folder in ("core", "pages", "studio", "scripts")
+             for path in sorted((ROOT / folder).rglob("*.py")) if CORE / "cli" not in path.parents
+             for n, line in enumerate(path.read_text().splitlines(), 1) if parsing.search(line)]
+    assert not found, f"argument parsing outside core/cli/: {found}"
+
+
+# command, the arguments it needs, flag, the config key it mirrors, whether its own default is None (an override)
+MIRRORED = [
+    ("evaluate", ["--checkpoint", "base"], "--limit", "evaluation.limit", False),
+    ("evaluate", ["--checkpoint", "base"], "--max-new-tokens", "evaluation.max_new_tokens", False),
+    ("evaluate", ["--checkpoint", "base"], "--batch-size", "evaluation.batch_size", False),
+    ("evaluate", ["--checkpoint", "base"], "--dataset", "data.dataset", True),
+    ("compare", ["--model1", "base", "--model2", "base"], "--batch-size", "evaluation.batch_size", False),
+    ("generate", ["--checkpoint", "base", "--prompt", "x"], "--max-new-tokens", "evaluation.max_new_tokens", False),
+    ("generate", ["--checkpoint", "base", "--prompt", "x"], "--base", "model.base", True),
+    ("data", [], "--max-seq-length", "training.max_seq_length", False),
+    ("data", [], "--dataset", "data.dataset", True),
+    ("prepare-model", [], "--base", "model.base", False),
+    ("train", ["--config", "c.yaml"], "--processes", "training.processes", True),
+]
+
+
+@pytest.mark.parametrize("command, needed, flag, key, override", MIRRORED, ids=[f"{c} {f}" for c, _, f, *_ in MIRRORED])
+def test_an_option_mirroring_a_config_key_has_the_schemas_default_and_description(command, needed, flag, key, override,
+                                                                                     capsys):
+    section, name = key.split(".")
+    field = configs.Config.model_fields[section].annotation.model_fields[name]
+    assert field.description, f"{key}: give it Field(description=...) in core/config.py"
+    args = cli.build_parser(command).parse_args([command, *needed])
+    assert getattr(args, flag.lstrip("-").replace("-", "_")) == (None if override else field.default)
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert " ".join(field.description.split()) in shown
+    assert override or f"(default: {field.default})" in shown
 
 
 def test_a_bad_argument_is_one_line_without_the_usage(capsys):
@@ -133,11 +179,11 @@ def lab(tmp_path, tiny_model):
 
 def refused(argv, capsys) -> list[str]:
     """Run a command that must be refused: exit 2, no run row written; its error lines."""
-    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    before = store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and all(line.startswith("error: ") for line in err) and "Traceback" not in "\n".join(err)
-    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+    assert store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"] == before
     return err
 
 
@@ -194,21 +240,34 @@ def test_a_damaged_checkpoint_to_continue_from_is_refused_before_a_run_row(lab, 
     assert not (tmp_path / "next").exists()
 
 
+def test_the_plan_is_recorded_in_the_run_folder_for_the_worker(lab, tmp_path):
+    """One plan per phase, made once: `prepare` writes it beside the resolved config, the worker's command names it."""
+    out = tmp_path / "runs" / "planned"
+    config = lab(out, training={"rows_per_micro_batch": 2, "tokens_per_batch": None})
+    run_id = train.prepare(configs.load(config), config_path=config)
+    written = plan.load(out / plan.PLAN_FILE)
+    assert (written.kind, written.output_dir, written.run_id, written.checklist) == ("fresh", out, None, None)
+    assert written.config == configs.load(out / train.CONFIG_FILE)
+    assert written.train_rows == len(ROWS) and written.micro_batch == "2 rows"
+    assert written.estimate.tokens > 0
+    assert train.worker_argv(run_id)[-1] == str(out / plan.PLAN_FILE)
+
+
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_its_folder(lab, tmp_path, capsys):
     out = tmp_path / "runs" / "first"
     config = lab(out)
     failed_id = train.prepare(configs.load(config), config_path=config)
     (out / train.LOG_FILE).write_text("Traceback: the worker died\n")
-    store.update_run(failed_id, status="failed", error="RuntimeError: out of memory")
-    assert phases.check_free(out)["id"] == failed_id  # free, once that run is set aside
+    store.runs.update(failed_id, status="failed", error="RuntimeError: out of memory")
+    assert phases.check_free(out).id == failed_id  # free, once that run is set aside
     second = train.prepare(configs.load(config), config_path=config)
-    assert second != failed_id and store.run_for_output_dir(out)["id"] == second
-    moved = Path(store.get_run(failed_id)["output_dir"])
+    assert second != failed_id and store.runs.for_output_dir(out).id == second
+    moved = Path(store.runs.get(failed_id).output_dir)
     assert moved == paths.home() / "failed" / f"first-{failed_id}"
     assert (moved / train.LOG_FILE).read_text() == "Traceback: the worker died\n"  # its log is kept
     assert "failed there before its first checkpoint" in capsys.readouterr().out
     # a run that did save a complete checkpoint still holds its folder: it can be resumed
-    store.update_run(second, status="failed")
+    store.runs.update(second, status="failed")
     fake_checkpoint(out / "checkpoint-1", "any")
     err = refused(["train", "--config", str(config)], capsys)
     assert "holds run" in err[0] and "resume_from_checkpoint" in err[0]
@@ -235,36 +294,60 @@ def test_advise_backup_dir_that_is_a_file_is_refused_first(tmp_path, capsys):
     assert len(err) == 1 and "is a file" in err[0]
 
 
-# ---- pages ask core, never the database ---------------------------------------------------------
+# ---- SQL lives in core/store/ only: the rest asks its named functions --------------------------
 
 SQL = re.compile(r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
                  r"|\b(CREATE|ALTER|DROP)\s+TABLE\b")
 
 
+RAW_STORE = ("query", "query_df", "query_for_tests", "connect", "rows")  # the store's ways to send SQL
+
+
 def sql_in(source: str) -> list[str]:
-    """Where a page's source holds SQL: a string with SQL keywords, a call to the store's query or
-    connection functions, or duckdb itself."""
+    """Where a module's source holds SQL: a string with SQL keywords, a call to the store's query or
+    connection functions, a connection's `.execute(`, or duckdb itself."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
             found.append(f"line {node.lineno}: {' '.join(node.value.split())[:60]!r}")
-        elif isinstance(node, ast.Attribute) and node.attr in ("query", "query_df", "connect") \
-                and isinstance(node.value, ast.Name) and node.value.id == "store":
+        elif isinstance(node, ast.Attribute) and node.attr in RAW_STORE \
+                and (isinstance(node.value, ast.Name) and node.value.id in ("store", "db")
+                     or isinstance(node.value, ast.Attribute) and node.value.attr == "db"):
             found.append(f"line {node.lineno}: store.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("execute", "executemany"):
+            found.append(f"line {node.lineno}: .{node.func.attr}(")
         elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "duckdb" for a in node.names) \
                 or isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "duckdb":
             found.append(f"line {node.lineno}: imports duckdb")
-    return found
+    return sorted(found, key=lambda where: int(where.split(":")[0].removeprefix("line ")))  # in line order
 
 
 def test_the_sql_finder_finds_sql_in_strings_store_calls_and_duckdb():
     assert sql_in('rows = store.query_df(f"SELECT run_id, step FROM metrics WHERE run_id IN ({marks})")') == [
         "line 1: store.query_df", "line 1: 'SELECT run_id, step FROM metrics WHERE run_id IN ('"]
-    assert sql_in("with store.connect() as con:\n    con.execute(q)") == ["line 1: store.connect"]
+    assert sql_in("with store.connect() as con:\n    con.execute(q)") == ["line 1: store.connect", "line 2: .execute("]
+    assert sql_in("store.query_for_tests(q)\nstore.db.rows(q)") == ["line 1: store.query_for_tests", "line 2: store.rows"]
+    assert sql_in('con.executemany("INSERT INTO generations VALUES (?, ?)", rows)') == [
+        "line 1: .executemany(", "line 1: 'INSERT INTO generations VALUES (?, ?)'"]
+    assert sql_in('x = "UPDATE runs SET status = ?"; y = "DELETE FROM metrics"') == [
+        "line 1: 'UPDATE runs SET status = ?'", "line 1: 'DELETE FROM metrics'"]
     assert sql_in("import duckdb") == ["line 1: imports duckdb"]
     assert sql_in('st.write("Select a checkpoint from the list"); runs.table()') == []  # words, not SQL
+    assert sql_in("with store.session():\n    runs.table()") == []  # sharing a connection is no SQL
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
-def test_no_page_holds_sql(page):
-    assert sql_in((ROOT / "pages" / page).read_text()) == [], f"pages/{page}: ask a named function in core instead"
+OUTSIDE_THE_STORE = sorted(
+    str(p.relative_to(ROOT)) for folder in ("core", "pages", "studio", "scripts", "bench")
+    for p in (ROOT / folder).rglob("*.py") if (ROOT / "core" / "store") not in p.parents)
+
+
+def test_the_modules_checked_for_sql_are_every_module_but_the_stores():
+    assert "pages/runs.py" in OUTSIDE_THE_STORE and "core/training/runs.py" in OUTSIDE_THE_STORE
+    assert "bench/studio_pages.py" in OUTSIDE_THE_STORE and "scripts/test_model.py" in OUTSIDE_THE_STORE
+    assert not [m for m in OUTSIDE_THE_STORE if m.startswith("core/store/")]
+
+
+@pytest.mark.parametrize("module", OUTSIDE_THE_STORE)
+def test_no_sql_outside_the_store(module):
+    assert sql_in((ROOT / module).read_text()) == [], f"{module}: ask a named function of core/store/ instead"

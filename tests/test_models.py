@@ -1,8 +1,8 @@
-import argparse
 import json
 
 import pytest
 
+from core import cli
 from core.training import models
 from core.errors import UserError
 
@@ -31,7 +31,7 @@ def test_prepared_model_is_a_plain_bf16_safetensors_folder_reused_offline(real_m
     config = json.loads((folder / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and config["eos_token_id"] == 2
     before = (folder / "model.safetensors").stat().st_mtime_ns
-    assert models.prepare_command(argparse.Namespace(base=real_model, force=False)) == 0
+    assert cli.main(["prepare-model", "--base", str(real_model)]) == 0
     assert (folder / "model.safetensors").stat().st_mtime_ns == before  # not rebuilt
     assert "ready at" in capsys.readouterr().out
     model, tokenizer = models.load_model(real_model)

@@ -62,7 +62,7 @@ def add_checkpoint(adapter: Path, run_id: str, output_dir: Path, step: int, cfg:
     ckpt = output_dir / f"checkpoint-{step}"
     shutil.copytree(adapter, ckpt)
     (ckpt / checkpoints.INFO).write_text(json.dumps({"run_id": run_id, "step": step, "config": cfg}))
-    store.record_checkpoint(run_id, ckpt, step, checkpoints.write_manifest(ckpt))
+    store.checkpoints.record(run_id, ckpt, step, checkpoints.write_manifest(ckpt))
     return ckpt
 
 
@@ -86,22 +86,22 @@ def seed_store(base: Path) -> dict:
     adapter = make_adapter(home / "adapter", base)
     p1_dir = home / "phase1"
     p1_cfg = run_config(base, p1_dir)
-    p1 = store.create_run(name="phase1", output_dir=p1_dir, phase_kind="fresh", config=p1_cfg, base_model=str(base))
-    store.update_run(p1, status="finished", started_at=store.now(), finished_at=store.now())
+    p1 = store.runs.create(name="phase1", output_dir=p1_dir, phase_kind="fresh", config=p1_cfg, base_model=str(base))
+    store.runs.update(p1, status="finished", started_at=store.now(), finished_at=store.now())
     log_curve(p1, range(5, 301, 5), lambda s: 2.3 * math.exp(-s / 90) + 0.4 + 0.01 * math.sin(s))
     p1_ckpts = [add_checkpoint(adapter, p1, p1_dir, step, p1_cfg) for step in (100, 200, 300)]
 
     p2_dir = home / "phase2"
     p2_cfg = run_config(base, p2_dir, learning_rate=1e-4)
     p2_cfg["phase"]["continue_from"] = str(p1_ckpts[-1])
-    p2 = store.create_run(name="phase2", output_dir=p2_dir, phase_kind="continue", config=p2_cfg,
+    p2 = store.runs.create(name="phase2", output_dir=p2_dir, phase_kind="continue", config=p2_cfg,
                           parent_run=p1, parent_checkpoint=str(p1_ckpts[-1]), base_model=str(base),
                           override_reason="a hunch worth an hour", checklist=[
                               {"key": "evaluated", "title": "Evaluated current model quality", "passed": False,
                                "why": "no evaluation of checkpoint-300"},
                               {"key": "output_dir", "title": "Changed output_dir (don't overwrite!)", "passed": True,
                                "why": "new"}])
-    store.update_run(p2, status="stopped")
+    store.runs.update(p2, status="stopped")
     log_curve(p2, range(5, 101, 5), lambda s: 0.45 - s / 2000)
     p2_ckpt = add_checkpoint(adapter, p2, p2_dir, 100, p2_cfg)
     evaluations = {ckpt: seed_evaluation(ckpt, good) for ckpt, good in ((str(p1_ckpts[-1]), True), ("base", False))}
@@ -188,7 +188,7 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
                       for page in PAGES.glob("*.py") for node in ast.walk(ast.parse(page.read_text()))
                       if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names})
     out = fresh_process(
-        "from core import warmup\n"
+        "from core.studio import warmup\n"
         "warmup.preload().join(timeout=120)\n"
         f"print(sorted(m for m, name in {imports!r} if m.split('.')[0] not in (*sys.stdlib_module_names, 'streamlit')\n"
         "             and (m not in sys.modules or name and not hasattr(sys.modules[m], name))))\n"
@@ -198,11 +198,16 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
     assert out.splitlines()[-3:] == ["[]", "[]", "True"]
 
 
-def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(real_model, umlstudio_home):
+def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(tiny_model, umlstudio_home):
     """studio/navigation.py starts core.studio.warmup once per process: afterwards the PlantUML server runs, the
-    default training set's token counts are kept in the runs root's cache, and no model library was imported."""
+    default training set's token counts are kept in the runs root's cache, and no model library was imported.
+    The counts need the embedded model's tokenizer and chat template only: the tiny model's are the same files."""
+    embedded = umlstudio_home / "models" / "smollm2-135m"
+    embedded.mkdir(parents=True)
+    for name in ("tokenizer.json", "chat_template.jinja"):
+        shutil.copyfile(tiny_model / name, embedded / name)
     out = fresh_process(
-        "from core import paths, render, warmup\n"
+        "from core import paths\nfrom core.inference import render\nfrom core.studio import warmup\n"
         "warmup.DELAY_S = 0\n"
         "warmup.start().join(timeout=180)\n"
         "print(render.renderer().pid is not None, len(list((paths.home() / 'cache').glob('token-lengths-*.json'))),"
@@ -256,7 +261,7 @@ def chart_data(at: AppTest, index: int = 0) -> dict[str, list[dict]]:
 
 
 def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(training_quick_test):
-    store.record_checkpoint(training_quick_test, paths.home() / "quick_test" / "checkpoint-30", 30, "0" * 64)
+    store.checkpoints.record(training_quick_test, paths.home() / "quick_test" / "checkpoint-30", 30, "0" * 64)
     at = page("runs").run()
     no_exceptions(at)
     assert list(at.dataframe[0].value["kind"]) == ["new run"]
@@ -290,7 +295,7 @@ def test_train_page_validates_inline_with_the_line_of_the_error(seeded):
 def test_train_page_gates_a_continue_phase_on_the_checklist(seeded):
     at = page("train").run()
     at.radio[0].set_value("an earlier run's config").run()
-    phase2 = json.loads(store.get_run(seeded["phase2"])["config"])
+    phase2 = store.runs.get(seeded["phase2"]).config
     phase2["training"]["output_dir"] = str(paths.home() / "phase3")
     import yaml
 
@@ -313,17 +318,17 @@ def test_train_page_does_not_call_a_phase_from_a_missing_checkpoint_valid():
 
 @pytest.fixture
 def training_quick_test():
-    """A quick test whose worker is alive (a stand-in process with the worker's module in its command line)."""
+    """A quick test whose worker is alive: its run row names a running job of kind "train" (a stand-in worker)."""
     quick = config.load(paths.CONFIG_DIR / "quick_test.yaml")
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "core.training.train"])
     out = paths.resolve_output_dir(quick.training.output_dir)
-    run_id = store.create_run(name=quick.name, output_dir=out, phase_kind="fresh", config=quick.to_dict(),
-                              base_model=quick.model.base)
-    store.update_run(run_id, status="running", pid=worker.pid)
+    run_id = store.runs.create(name=quick.name, output_dir=out, phase_kind="fresh", config=quick.to_dict(),
+                               base_model=quick.model.base)
+    worker = jobs.start("train", ["-c", "import time; time.sleep(120)"], label=quick.name)
+    store.runs.update(run_id, status="running", job=worker.id)
     log_curve(run_id, range(2, 41, 2), lambda s: 2.0 - s / 100)
     yield run_id
-    worker.kill()
-    worker.wait()
+    jobs.stop(worker.id)
+    wait_done(worker.id, 15)
 
 
 def test_train_page_disables_quick_test_and_start_while_their_run_trains(training_quick_test):
@@ -352,7 +357,7 @@ def test_pre_continue_start_is_disabled_until_checks_pass_or_a_reason_is_typed(s
     assert failing, "the seeded parent is neither backed up nor acknowledged"
 
     at.checkbox[0].check().run()  # I have checked the loss curve
-    assert store.query("SELECT * FROM acknowledgements WHERE subject = ?", [seeded["phase1"]])
+    assert store.query_for_tests("SELECT * FROM acknowledgements WHERE subject = ?", [seeded["phase1"]])
     assert not any("Checked loss curve" in m.value and m.value.startswith(FAIL) for m in at.markdown)
 
     next(b for b in at.button if b.key == "backup").click().run()
@@ -409,7 +414,7 @@ def test_data_page_saves_a_filtered_subset(seeded):
 def test_playground_offers_checkpoints_and_test_prompts(seeded):
     at = page("playground").run()
     no_exceptions(at)
-    models = [o for o in at.selectbox[0].options]
+    models = list(at.selectbox[0].options)
     assert models[0] == "phase2 · step 100"  # the newest checkpoint first
     assert any(o.startswith("base model: ") for o in models)
     assert at.radio[0].value == "pick one from the test split"

@@ -117,6 +117,7 @@ def test_compare_estimates_the_time_and_counts_what_is_stored(seeded):
     assert evaluate.estimate([p1_last, p2], rows, 100)["stored"] == 0
 
 
+@pytest.mark.e2e
 def test_a_compare_job_stores_outputs_as_they_are_made_and_cancel_keeps_them(seeded, umlstudio_home):
     """A real compare job on the tiny model (phase 1 and phase 2, 4 prompts, a batch of 1): the page
     shows its count, the outputs are stored batch by batch, Cancel stops it and they stay."""
@@ -139,7 +140,7 @@ def test_a_compare_job_stores_outputs_as_they_are_made_and_cancel_keeps_them(see
     assert stopped.status == jobs.STOPPED
     saved = stopped.progress()["saved"]
     assert 2 <= saved < 80
-    stored = store.query("SELECT count(*) AS n FROM generations WHERE evaluation_id IS NULL")[0]["n"]
+    stored = store.query_for_tests("SELECT count(*) AS n FROM generations WHERE evaluation_id IS NULL")[0]["n"]
     assert stored == saved  # what finished is kept (not yet part of an evaluation: none finished)
     at = page("compare").run()
     assert any("was cancelled" in i.value for i in at.info)

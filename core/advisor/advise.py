@@ -22,7 +22,6 @@ output_dir and always with `phase.continue_from` (a new phase), never `resume_fr
 (which reloads the old optimizer and scheduler over the new settings and counts epochs as a total).
 """
 
-import argparse
 import hashlib
 import json
 import math
@@ -187,7 +186,10 @@ def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
     if not per_type:
         return {}
     judged = judge_types(per_type, quality) if all("intervals" in m for m in per_type.values()) else None
-    types, weak, strong, short = {}, [], [], []
+    types: dict[str, dict] = {}
+    weak: list[str] = []
+    strong: list[str] = []
+    short: list[str] = []
     for name, metrics in sorted(per_type.items()):
         values = {k: float(metrics[k]) for k in TYPE_METRICS if metrics.get(k) is not None}
         failing = [k for k, v in values.items()
@@ -206,9 +208,9 @@ def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
     metrics_seen = sorted({k for t in types.values() for k in t if k in TYPE_METRICS})
     spread = {}
     for key in metrics_seen:
-        values = [t[key] for name, t in types.items() if key in t and name not in short]
-        if values:
-            spread[key] = max(values) - min(values)
+        judged_values = [t[key] for name, t in types.items() if key in t and name not in short]
+        if judged_values:
+            spread[key] = max(judged_values) - min(judged_values)
     return {"types": types, "weak_types": weak, "strong_types": strong, "too_few_rows": short,
             "spread": spread}
 
@@ -219,7 +221,7 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
     latest evaluation's per-type metrics. Pure: no store, no files."""
     quality = quality or QualityConfig()
     train, validation = _clean(train), _clean(validation)
-    evidence = {"train_points": len(train), "validation_points": len(validation), "fits": []}
+    evidence: dict = {"train_points": len(train), "validation_points": len(validation), "fits": []}
     split = per_type_split(per_type, quality)
     if split:
         evidence["per_type"] = split
@@ -316,44 +318,32 @@ class Curves:
     validation: list = field(default_factory=list)
 
 
-def find_run(ref) -> dict:
+def find_run(ref) -> store.Run:
     """A run row by id, name (the latest of that name) or output folder; UserError when unknown."""
     ref = str(ref)
-    row = store.get_run(ref)
+    row = store.runs.get(ref) or store.runs.named(ref)
     if row:
         return row
-    rows = store.query("SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC LIMIT 1", [ref])
-    if rows:
-        return rows[0]
     for folder in (paths.resolve_output_dir(ref), Path(ref).expanduser().resolve()):
-        row = store.run_for_output_dir(folder)
+        row = store.runs.for_output_dir(folder)
         if row:
             return row
     raise UserError(f"run '{ref}' not found in the store {paths.store_path()} — pass a run id, a run name or its output folder")
 
 
-def run_config(run: dict) -> Config:
-    return configs.parse(json.loads(run["config"]), where=f"run '{run['name']}' ({run['id']}) config in the store")
+def run_config(run: store.Run) -> Config:
+    return configs.parse(run.config, where=f"run '{run.name}' ({run.id}) config in the store")
 
 
 def load_curves(run_id: str) -> Curves:
-    rows = store.query("SELECT step, name, value FROM metrics WHERE run_id = ? AND name IN ('loss', 'eval_loss') "
-                       "ORDER BY step", [run_id])
-    return Curves(train=[(r["step"], r["value"]) for r in rows if r["name"] == "loss"],
-                  validation=[(r["step"], r["value"]) for r in rows if r["name"] == "eval_loss"])
+    points = store.metrics.curve([run_id], ["loss", "eval_loss"])
+    return Curves(train=[(p.step, p.value) for p in points if p.name == "loss"],
+                  validation=[(p.step, p.value) for p in points if p.name == "eval_loss"])
 
 
-def latest_evaluation(run: dict) -> dict | None:
-    """The newest evaluation of any of the run's checkpoints, its summary parsed."""
-    rows = store.query(
-        "SELECT * FROM evaluations WHERE checkpoint IN (SELECT path FROM checkpoints WHERE run_id = ?) "
-        "OR starts_with(checkpoint, ?) ORDER BY created_at DESC LIMIT 1",
-        [run["id"], str(Path(run["output_dir"])) + "/"])
-    if not rows:
-        return None
-    row = rows[0]
-    summary = row["summary"]
-    return {**row, "summary": json.loads(summary) if isinstance(summary, str) else summary}
+def latest_evaluation(run: store.Run) -> store.evaluations.Evaluation | None:
+    """The newest evaluation of any of the run's checkpoints."""
+    return store.evaluations.latest_of_run(run.id, str(Path(run.output_dir)))
 
 
 def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | None = None) -> Diagnosis:
@@ -361,16 +351,16 @@ def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | No
     the run's own quality thresholds) or of `Curves` with an optional evaluation summary (`per_type`)."""
     if isinstance(source, Curves):
         return diagnose_curves(source.train, source.validation, (evaluation or {}).get("per_type"), quality)
-    run = source if isinstance(source, dict) else find_run(source)
-    curves = load_curves(run["id"])
+    run = source if isinstance(source, store.Run) else find_run(source)
+    curves = load_curves(run.id)
     found = latest_evaluation(run) if evaluation is None else None
-    summary = found["summary"] if found else (evaluation or {})
+    summary = found.summary if found else (evaluation or {})
     result = diagnose_curves(curves.train, curves.validation, summary.get("per_type"),
                              quality or run_config(run).quality)
-    result.evidence["run"] = {"id": run["id"], "name": run["name"], "output_dir": run["output_dir"]}
+    result.evidence["run"] = {"id": run.id, "name": run.name, "output_dir": run.output_dir}
     if found:
-        result.evidence["evaluation"] = {"id": found["id"], "checkpoint": found["checkpoint"],
-                                         "created_at": str(found["created_at"])}
+        result.evidence["evaluation"] = {"id": found.id, "checkpoint": found.checkpoint,
+                                         "created_at": str(found.created_at)}
     return result
 
 
@@ -397,17 +387,17 @@ def table_lr(scenario: int, lr: float) -> float:
 def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
     """The next phase for a run (row or reference) as a concrete config, and its diff
     {key: [old, new]} against the run's config. Scenario 5 writes its filtered training set."""
-    run = run if isinstance(run, dict) else find_run(run)
+    run = run if isinstance(run, store.Run) else find_run(run)
     scenario = diagnosis.scenario
     if scenario is None:
-        raise UserError(f"run '{run['name']}': {diagnosis.message} — nothing to propose yet")
+        raise UserError(f"run '{run.name}': {diagnosis.message} — nothing to propose yet")
     current = run_config(run)
     nxt = current.to_dict()
     t, lora, phase = nxt["training"], nxt["lora"], nxt["phase"]
-    parent_dir = Path(run["output_dir"])
+    parent_dir = Path(run.output_dir)
     ckpts = checkpoints.list_checkpoints(parent_dir)
     if scenario != 4 and not ckpts:
-        raise UserError(f"run '{run['name']}': {parent_dir} has no checkpoint to continue from — let it save one (training.save_steps) first")
+        raise UserError(f"run '{run.name}': {parent_dir} has no checkpoint to continue from — let it save one (training.save_steps) first")
     new_dir = phases.next_phase_dir(parent_dir)
     t["output_dir"] = str(new_dir)
     nxt["run_name"] = new_dir.name if current.run_name else None
@@ -435,7 +425,7 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
 
 def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
     """Scenario 5: the weak diagram types' rows plus a replay share of the others, under `<runs root>/datasets/`."""
-    rows = data.load_split(current.data.train_file or current.data.dataset, "train")
+    rows = data.load_split(current.data.train_source, "train")
     weak = diagnosis.evidence["per_type"]["weak_types"]
     focus = data.filter_rows(rows, weak, REPLAY_SHARE, current.training.seed)
     # named by content: proposing the same phase again reuses the file (write_rows never overwrites)
@@ -483,15 +473,11 @@ def throughput(base: str, backend: str, run_id: str | None = None) -> tuple[list
     logged two or more (a phase in progress is its own best measure), else those of earlier runs of
     this base model on this backend (any backend for auto)."""
     if run_id:
-        own = store.query("SELECT m.value, r.name FROM metrics m JOIN runs r ON r.id = m.run_id "
-                          "WHERE m.run_id = ? AND m.name = 'tokens_per_s' AND m.value > 0", [run_id])
+        own = store.metrics.positive_samples("tokens_per_s", run_id=run_id)
         if len(own) >= 2:
-            return [r["value"] for r in own], {run_id: own[0]["name"]}
-    rows = store.query(
-        "SELECT m.value, r.id, r.name FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'tokens_per_s' "
-        "AND m.value > 0 AND r.base_model = ? AND (? = 'auto' OR r.backend = ?) AND r.id IS DISTINCT FROM ?",
-        [base, backend, backend, run_id])
-    return [r["value"] for r in rows], dict(sorted({(r["id"], r["name"]) for r in rows}, key=lambda p: p[1]))
+            return [s.value for s in own], {run_id: own[0].run_name}
+    found = store.metrics.positive_samples("tokens_per_s", base_model=base, backend=backend, except_run=run_id)
+    return [s.value for s in found], dict(sorted({(s.run_id, s.run_name) for s in found}, key=lambda p: p[1]))
 
 
 def overhead(run_ids) -> float | None:
@@ -500,15 +486,13 @@ def overhead(run_ids) -> float | None:
     run_ids = list(run_ids)
     if not run_ids:
         return None
-    rows = store.query(
-        f"""SELECT run_id, max(value) FILTER (WHERE name = 'elapsed_s') AS wall,
-                   max(value) FILTER (WHERE name = 'time/train_s') AS train
-            FROM metrics WHERE run_id IN ({', '.join('?' * len(run_ids))}) GROUP BY run_id""", run_ids)
-    ratios = [r["wall"] / r["train"] for r in rows if r["wall"] and r["train"] and r["wall"] >= r["train"]]
+    found = store.metrics.maxima_of_runs(run_ids, ["elapsed_s", "time/train_s"]).values()
+    ratios = [m["elapsed_s"] / m["time/train_s"] for m in found
+              if m["elapsed_s"] and m["time/train_s"] and m["elapsed_s"] >= m["time/train_s"]]
     return statistics.median(ratios) if ratios else None
 
 
-def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
+def count_tokens(config: Config, rows: list[data.Row]) -> tuple[list[int], str]:
     """Tokens per training row as the trainer sees them (`data.token_lengths`: the chat template, counted
     once per rows and tokenizer), cut at max_seq_length, with the base model's tokenizer when its folder
     is on disk, else characters / 3.5; and how they were counted."""
@@ -519,27 +503,27 @@ def count_tokens(config: Config, rows: list[dict]) -> tuple[list[int], str]:
     return [min(total, config.training.max_seq_length) for _, total in lengths], how
 
 
-def estimate(config: Config, run: dict | None = None, done: float = 0.0) -> Estimate:
+def estimate(config: Config, run: store.Run | None = None, done: float = 0.0, rows: list[data.Row] | None = None) -> Estimate:
     """How long the phase takes — or, for its `run` in progress `done` (0..1) of the way, how long it
     still takes: the tokens left over the measured throughput (see `throughput`), times the measured
     share of evaluations and checkpoint saves (`overhead`), capped by training.time_budget_minutes.
-    The one estimate behind the pre-continue checklist, the Train page and the Runs page."""
-    source = config.data.train_file or config.data.dataset
-    rows = data.load_split(source, "train")
-    if not rows:
-        raise UserError(f"data: {source} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
+    The tokens are those of the rows the phase trains, mixed by type as the worker mixes them
+    (`data.training_rows`; `rows` when the plan has them already). The one estimate behind the
+    phase's plan, the pre-continue checklist, the Train page and the Runs page."""
+    if rows is None:
+        rows = data.training_rows(config.data.train_source, config.data.train_mix, config.training.seed)
     counts, how = count_tokens(config, rows)
     t = config.training
     if t.max_steps > 0:
         # a packed micro-batch holds up to tokens_per_batch tokens (its last row may not fit: ~half a row less)
         per_batch = t.tokens_per_batch - statistics.fmean(counts) / 2 if t.tokens_per_batch else \
-            t.per_device_train_batch_size * statistics.fmean(counts)
+            t.rows_per_micro_batch * statistics.fmean(counts)
         total = t.max_steps * t.gradient_accumulation_steps * per_batch
     else:
         total = sum(counts) * t.num_train_epochs
     tokens = round(total * (1 - min(max(done, 0.0), 1.0)))
     base, backend = config.model.base, t.backend
-    samples, measured_runs = throughput(base, backend, run["id"] if run else None)
+    samples, measured_runs = throughput(base, backend, run.id if run else None)
     on = f"{base} on {'any backend' if backend == 'auto' else backend}"
     if not samples:
         return Estimate(None, None, None, tokens,
@@ -559,98 +543,46 @@ def estimate(config: Config, run: dict | None = None, done: float = 0.0) -> Esti
     factor = factor or 1.0
     seconds = [tokens / rate * factor for rate in (middle, fast, slow)]
     if t.time_budget_minutes:
-        spent = _elapsed(run["id"]) if run else 0.0
+        spent = _elapsed(run.id) if run else 0.0
         left = max(t.time_budget_minutes * 60 - spent, 0.0)
         seconds = [min(s, left) for s in seconds]
         extra += f"; at most the time budget of {t.time_budget_minutes:g} min"
-    return Estimate(*seconds, tokens, f"{measured}; tokens {how}; {extra}")
+    return Estimate(seconds[0], seconds[1], seconds[2], tokens, f"{measured}; tokens {how}; {extra}")
 
 
 def _elapsed(run_id: str) -> float:
     """Wall-clock seconds the run has logged so far."""
-    found = store.query("SELECT max(value) AS s FROM metrics WHERE run_id = ? AND name = 'elapsed_s'", [run_id])
-    return found[0]["s"] or 0.0
+    return store.metrics.maxima(run_id, ["elapsed_s"]).get("elapsed_s") or 0.0
 
 
-# ---- commands -----------------------------------------------------------------------------------
+# ---- the proposal file and backups (`umlstudio advise`: core/cli/advisor.py) -------------------
 
 
 def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def write_proposal(proposal: Config, diff: dict, diagnosis: Diagnosis, run: dict, how_long: Estimate, path: Path) -> None:
+def write_proposal(proposal: Config, diff: dict, diagnosis: Diagnosis, run: store.Run, how_long: Estimate, path: Path) -> None:
     """The proposed config as YAML, headed by the commands that check and run it and why it looks so."""
     header = [
         f"# umlstudio checklist --config {path}",
         f"# umlstudio train --config {path}",
         "#",
-        f"# The next phase after run '{run['name']}' ({run['id']}), proposed by `umlstudio advise`:",
+        f"# The next phase after run '{run.name}' ({run.id}), proposed by `umlstudio advise`:",
         f"# scenario {diagnosis.scenario} ({diagnosis.name}): {diagnosis.message}",
-        f"# Changes against {run['output_dir']}:",
+        f"# Changes against {run.output_dir}:",
         *[f"#   {key}: {_shown(old)} -> {_shown(new)}" for key, (old, new) in diff.items()],
         f"# Time: {how_long.describe()}",
     ]
     path.write_text("\n".join(header) + "\n" + yaml.safe_dump(proposal.to_dict(), sort_keys=False))
 
 
-def add_advise_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", dest="run_ref", required=True, metavar="DIR_OR_NAME", help="the run to judge: its id, name or output folder")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--out", type=Path, metavar="NEXT.yaml",
-                        help="where to write the proposed config (default: <runs root>/<new run name>.yaml)")
-    parser.add_argument("--backup", action="store_true",
-                        help="copy the run's latest and best checkpoints to the backup folder, verify the copies "
-                             "against their manifests and make both read-only")
-    parser.add_argument("--backup-dir", type=Path, metavar="DIR",
-                        help="where --backup copies to (default: $UMLSTUDIO_BACKUPS, else <runs root>/backups)")
-
-
-def backup_run(run: dict, root: Path | None = None) -> list[str]:
+def backup_run(run: store.Run, root: Path | None = None) -> list[str]:
     """Copy the run's latest and best checkpoints (those a next phase starts from) to the backup
     folder, verified; one line each."""
-    ckpts = checkpoints.list_checkpoints(Path(run["output_dir"]))
+    ckpts = checkpoints.list_checkpoints(Path(run.output_dir))
     best = checkpoints.best(run)
     chosen = list(dict.fromkeys(c.resolve() for c in ckpts[-1:] + ([best[0]] if best else [])))
     if not chosen:
-        return [f"{run['output_dir']}: no checkpoint to back up"]
+        return [f"{run.output_dir}: no checkpoint to back up"]
     return [f"{ckpt}: verified copy at {checkpoints.backup(ckpt, root)}" for ckpt in chosen]
-
-
-def advise_command(args) -> int:
-    out = paths.out_file(args.out, "--out").resolve() if args.out else None  # checked before any work
-    if args.backup:
-        checkpoints.check_backup_root(checkpoints.backup_root(args.backup_dir))
-    run = find_run(args.run_ref)
-    diagnosis = diagnose(run)
-    report = {"run": {"id": run["id"], "name": run["name"], "output_dir": run["output_dir"]},
-              "diagnosis": diagnosis.to_dict()}
-    if args.backup:
-        report["backup"] = backup_run(run, args.backup_dir)
-    if diagnosis.scenario is not None:
-        proposal, diff = propose(run, diagnosis)
-        how_long = estimate(proposal)
-        path = out or paths.home() / f"{proposal.name}.yaml"
-        write_proposal(proposal, diff, diagnosis, run, how_long, path)
-        report["proposal"] = {"config_path": str(path), "output_dir": proposal.training.output_dir, "diff": diff,
-                              "estimate": asdict(how_long)}
-    if args.json:
-        print(json.dumps(report, indent=1, default=str))
-        return 0
-    print(f"run '{run['name']}' ({run['id']}): scenario {diagnosis.scenario or '-'}, {diagnosis.name}")
-    print(f"  {diagnosis.message}")
-    for fit in diagnosis.evidence["fits"]:
-        print(f"  {Fit(**fit).describe()}")
-    for key in ("train_drop", "val_min_step", "gap_at_min", "gap_now", "validation_note"):
-        if key in diagnosis.evidence:
-            value = diagnosis.evidence[key]
-            print(f"  {key}: {value:.3g}" if isinstance(value, float) else f"  {key}: {value}")
-    for line in report.get("backup", []):
-        print(f"backup: {line}")
-    if "proposal" in report:
-        print(f"next phase: {report['proposal']['output_dir']}")
-        for key, (old, new) in report["proposal"]["diff"].items():
-            print(f"  {key}: {_shown(old)} -> {_shown(new)}")
-        print(f"time: {how_long.describe()}")
-        print(f"wrote {path} — check it: umlstudio checklist --config {path}; run it: umlstudio train --config {path}")
-    return 0

@@ -11,15 +11,14 @@ an adapter that fits; the output folder is new; and how long the phase will take
 says why not (stored with the run); otherwise one line per failing item.
 """
 
-import argparse
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from core.advisor import advise
 from core.training import checkpoints, phases
-from core import config as configs, paths, store
+from core import paths, store
 from core.advisor.advise import Diagnosis
 from core.config import Config
 from core.errors import UserError
@@ -54,14 +53,15 @@ class _Start:
     kind: str  # fresh | continue | resume
     checkpoint: Path | None = None
     problem: str | None = None  # why the checkpoint could not be used
-    run: dict | None = None  # the run that wrote it
+    run: store.Run | None = None  # the run that wrote it
     written: datetime | None = None  # when it was written
     config: dict = field(default_factory=dict)  # the config it was trained with (its umlstudio.json)
     diagnosis: Diagnosis | None = None  # of the run that wrote it (its final curve)
 
 
-def _file_time(ckpt: Path) -> datetime:
+def _file_time(ckpt: Path | str) -> datetime:
     """When a checkpoint the store does not know was written: its manifest's time, naive UTC like the store's."""
+    ckpt = Path(ckpt)
     stamp = (ckpt / checkpoints.MANIFEST if (ckpt / checkpoints.MANIFEST).is_file() else ckpt).stat().st_mtime
     return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
 
@@ -80,10 +80,10 @@ def _start(config: Config) -> _Start:
     if ckpt == checkpoints.BASE:
         return _Start(kind, problem="phase.continue_from: base — a phase from the base model is a fresh run: remove phase.continue_from")
     info = checkpoints.info(ckpt)
-    rows = store.query("SELECT run_id, created_at FROM checkpoints WHERE path = ?", [str(ckpt)])
-    run_id = rows[0]["run_id"] if rows else info.get("run_id")
-    run = store.get_run(run_id) if run_id else None
-    return _Start(kind, ckpt, run=run, written=rows[0]["created_at"] if rows else _file_time(ckpt),
+    known = store.checkpoints.get(ckpt)
+    run_id = known.run_id if known else info.get("run_id")
+    run = store.runs.get(run_id) if run_id else None
+    return _Start(kind, ckpt, run=run, written=known.created_at if known else _file_time(ckpt),
                   config=info.get("config") or {}, diagnosis=advise.diagnose(run) if run else None)
 
 
@@ -98,28 +98,27 @@ def _check_evaluated(start: _Start) -> Item:
         return _needs_parent("evaluated")
     ckpt = start.checkpoint
     fix = f"evaluate it: umlstudio evaluate --checkpoint {ckpt}"
-    rows = store.query("SELECT created_at, n FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC LIMIT 1",
-                       [str(ckpt)])
-    if not rows:
+    latest = store.evaluations.latest_of(str(ckpt))
+    if latest is None:
         return _item("evaluated", False, f"no evaluation of {ckpt} — {fix}")
-    if rows[0]["created_at"] <= start.written:
-        return _item("evaluated", False, f"the latest evaluation of {ckpt} ({rows[0]['created_at']:%Y-%m-%d %H:%M}) is "
+    if latest.created_at <= start.written:
+        return _item("evaluated", False, f"the latest evaluation of {ckpt} ({latest.created_at:%Y-%m-%d %H:%M}) is "
                                          f"older than the checkpoint ({start.written:%Y-%m-%d %H:%M}) — {fix}")
-    return _item("evaluated", True, f"{ckpt.name} evaluated on {rows[0]['n']} rows at {rows[0]['created_at']:%Y-%m-%d %H:%M}")
+    return _item("evaluated", True, f"{ckpt.name} evaluated on {latest.n} rows at {latest.created_at:%Y-%m-%d %H:%M}")
 
 
 def acknowledge(run_id: str, diagnosis: Diagnosis) -> None:
     """A person looked at the run's loss curve in the studio: recorded with the diagnosis it showed."""
-    store.acknowledge(run_id, "loss_curve", json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name,
+    store.acknowledgements.add(run_id, "loss_curve", json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name,
                                                         "message": diagnosis.message}))
 
 
 def acknowledgement(run_id: str) -> dict | None:
     """The latest acknowledgement of the run's loss curve: {'diagnosis': {...}, 'created_at': ...}, or None."""
-    rows = store.query("SELECT note, created_at FROM acknowledgements WHERE subject = ? AND item = 'loss_curve'", [run_id])
-    if not rows:
+    found = store.acknowledgements.get(run_id, "loss_curve")
+    if found is None:
         return None
-    return {"diagnosis": json.loads(rows[0]["note"] or "{}"), "created_at": rows[0]["created_at"]}
+    return {"diagnosis": json.loads(found.note or "{}"), "created_at": found.created_at}
 
 
 def _check_loss_curve(start: _Start) -> Item:
@@ -131,19 +130,19 @@ def _check_loss_curve(start: _Start) -> Item:
         return _item("loss_curve", False, f"{start.checkpoint} belongs to no run of the store: there is no loss curve "
                                           f"to diagnose — look at its trainer_state.json, then set phase.override_reason")
     run, diagnosis = start.run, start.diagnosis
-    if run["status"] in ("created", "running") and phases.worker_alive(run):
-        return _item("loss_curve", False, f"run '{run['name']}' is still training: its loss curve is not final — "
+    if run.status in ("created", "running") and phases.worker_alive(run):
+        return _item("loss_curve", False, f"run '{run.name}' is still training: its loss curve is not final — "
                                           f"wait for it to finish, or stop it (umlstudio runs; the Train page's Stop)")
     points = diagnosis.evidence.get("train_points", 0)
     if diagnosis.scenario is None:
-        return _item("loss_curve", False, f"the diagnosis of '{run['name']}''s final curve ({points} loss points) could "
+        return _item("loss_curve", False, f"the diagnosis of '{run.name}''s final curve ({points} loss points) could "
                                           f"not tell: {diagnosis.message} — train longer, or set phase.override_reason")
     fits = "; ".join(advise.Fit(**f).describe() for f in diagnosis.evidence.get("fits", [])[:2])
-    ack = acknowledgement(run["id"])
+    ack = acknowledgement(run.id)
     seen = (f"; a person acknowledged it at {ack['created_at']:%Y-%m-%d %H:%M}"
             if ack and ack["created_at"] > start.written else "; not yet acknowledged in the studio")
     return _item("loss_curve", True, f"scenario {diagnosis.scenario} ({diagnosis.name}) on the final curve of "
-                                     f"'{run['name']}' ({points} loss points): {fits}{seen}")
+                                     f"'{run.name}' ({points} loss points): {fits}{seen}")
 
 
 def _check_backed_up(start: _Start) -> Item:
@@ -157,7 +156,7 @@ def _check_backed_up(start: _Start) -> Item:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return _item("backed_up", False, f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed "
                                          f"since it was written: start from another checkpoint")
-    fix = f"umlstudio advise --run {start.run['name']} --backup" if start.run else "umlstudio advise --backup"
+    fix = f"umlstudio advise --run {start.run.name} --backup" if start.run else "umlstudio advise --backup"
     copy, problems = checkpoints.backup_of(ckpt)
     if copy is None:
         return _item("backed_up", False, f"no backup copy of {ckpt} — copy it: `{fix}` (to {checkpoints.backup_root()}, "
@@ -202,7 +201,7 @@ def _check_continue(config: Config, start: _Start) -> Item:
                 f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"))
         return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
     try:
-        phases.continue_point(config)
+        phases.continue_point(config.phase.continue_from, config.lora, config.model.base)
     except UserError as exc:
         return _item("continue_from", False, str(exc))
     if start.diagnosis and start.diagnosis.scenario == 4:
@@ -228,12 +227,12 @@ def _check_output_dir(config: Config, start: _Start) -> Item:
     except UserError as exc:
         return _item("output_dir", False, str(exc))
     if failed:
-        return _item("output_dir", True, f"{out}: run '{failed['name']}' failed there before its first checkpoint; "
+        return _item("output_dir", True, f"{out}: run '{failed.name}' failed there before its first checkpoint; "
                                          f"its files move to {phases.set_aside_dir(failed)} when the phase starts")
     return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
 
 
-def _check_epochs(config: Config, start: _Start) -> Item:
+def _check_epochs(config: Config, start: _Start, how_long: advise.Estimate | None) -> Item:
     t = config.training
     amount = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_train_epochs:g} epoch(s)"
     if start.kind == "continue":
@@ -242,7 +241,7 @@ def _check_epochs(config: Config, start: _Start) -> Item:
             return _item("epochs", False, f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
                                           f"short regularised epoch (training.num_train_epochs: 1)")
     try:
-        how_long = advise.estimate(config)
+        how_long = how_long or advise.estimate(config)
     except UserError as exc:
         return _item("epochs", False, f"{amount}, but no time estimate: {exc}")
     if how_long.seconds is None:
@@ -250,8 +249,9 @@ def _check_epochs(config: Config, start: _Start) -> Item:
     return _item("epochs", True, f"{amount}, {how_long.span()} — {how_long.tokens:,} tokens; {how_long.basis}")
 
 
-def check(config: Config) -> list[Item]:
-    """The seed's seven pre-continue items for a phase config, each checked by the program."""
+def check(config: Config, how_long: advise.Estimate | None = None) -> list[Item]:
+    """The seed's seven pre-continue items for a phase config, each checked by the program; the time
+    estimate is `how_long` when the plan has made it (core/training/plan.py), else made here."""
     start = _start(config)
     return [
         _check_evaluated(start),
@@ -260,18 +260,18 @@ def check(config: Config) -> list[Item]:
         _check_learning_rate(config, start),
         _check_continue(config, start),
         _check_output_dir(config, start),
-        _check_epochs(config, start),
+        _check_epochs(config, start, how_long),
     ]
 
 
-def gate(config: Config) -> list[Item]:
+def gate(config: Config, how_long: advise.Estimate | None = None) -> list[Item]:
     """Before a continue phase starts: the checklist must pass, or `phase.override_reason` say why not.
 
     Fresh runs pass without it (nothing to continue from). Returns the items (for the caller to store
     with the override reason); raises UserError with one line per failing item otherwise."""
     if not config.phase.continue_from:
         return []
-    items = check(config)
+    items = check(config, how_long)
     failing = [item for item in items if not item.passed]
     if failing and not config.phase.override_reason:
         lines = [f"{item.title}: {item.why}" for item in failing]
@@ -281,26 +281,6 @@ def gate(config: Config) -> list[Item]:
     return items
 
 
-
-# ---- the command ---------------------------------------------------------------------------------
-
-
-def add_checklist_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, metavar="NEXT.yaml", help="the phase's YAML config")
-    parser.add_argument("--json", action="store_true", help="print the items as JSON")
-
-
-def checklist_command(args) -> int:
-    """Exit 0 when every item passes, 1 when some fail (2, via UserError, for bad input)."""
-    items = check(configs.load(args.config))
-    if args.json:
-        print(json.dumps([asdict(item) for item in items], indent=1))
-    else:
-        for item in items:
-            print(f"[{'x' if item.passed else ' '}] {item.title}: {item.why}")
-    return 0 if all(item.passed for item in items) else 1
-
-
 # ---- the studio's review of a run ---------------------------------------------------------------
 
 
@@ -308,7 +288,7 @@ def checklist_command(args) -> int:
 class Review:
     """Everything the pre-continue page shows for one run, from one call."""
 
-    run: dict
+    run: store.Run
     diagnosis: Diagnosis  # of its curve as it stands
     curves: advise.Curves
     acknowledged: dict | None  # a person's latest acknowledgement of the curve (see `acknowledgement`)
@@ -326,10 +306,11 @@ class Review:
                                                                                "message": d.message}
 
 
-def review(run: dict) -> Review:
+def review(run: store.Run) -> Review:
     """Diagnose a run, propose its next phase and check that proposal: the pre-continue page's data."""
     diagnosis = advise.diagnose(run)
-    proposal, diff, problem, items = None, {}, None, []
+    proposal, problem, items = None, None, []
+    diff: dict = {}
     if diagnosis.scenario is None:
         problem = "nothing to propose until the curve says something"
     else:
@@ -339,8 +320,8 @@ def review(run: dict) -> Review:
             problem = str(exc)
         else:
             items = check(proposal)
-    name = proposal.name if proposal else run["name"]
-    return Review(run, diagnosis, advise.load_curves(run["id"]), acknowledgement(run["id"]), proposal, diff, problem,
+    name = proposal.name if proposal else run.name
+    return Review(run, diagnosis, advise.load_curves(run.id), acknowledgement(run.id), proposal, diff, problem,
                   items, paths.home() / f"{name}.yaml")
 
 

@@ -1,28 +1,56 @@
-"""`umlstudio` (also `python -m core`): one subcommand per task, each implemented in its core module.
+"""`umlstudio` (also `python -m core`): the whole command line, one subcommand per task.
 
-Modules are imported only for the command that runs, so `--help` and the light commands stay fast
-and nothing imports torch unless it needs to.
+Each command group has its module here (data, training, advisor, evaluation, inference): the flags,
+and a small `run_*(args)` that calls core's functions by name and prints. Options that mirror a
+config key take their default and help from the schema (core/cli/options.py). The module is
+imported only for the command that runs, so `--help` and the light commands stay fast and nothing
+imports torch unless it needs to.
+
+Two hidden commands are the workers the studio starts: `train-worker` (`python -m core.training.train
+--worker PLAN`) and `generate-worker` (`python -m core.inference.generate ...`).
 """
 
 import argparse
 import importlib
 import sys
 
-from core.errors import Stopped, UserError
+from core.errors import Stopped, UserError, no_space
 
-# name, help, module, function adding the arguments, function running the command
+# name, module in core/cli, function adding the arguments, function running it, help (None: a worker, not listed)
 COMMANDS = [
-    ("prepare-model", "dequantise the embedded model once into a fast-loading folder", "core.training.models", "add_prepare_args", "prepare_command"),
-    ("data", "show the dataset: rows per split and diagram type; build or filter it", "core.data", "add_data_args", "data_command"),
-    ("train", "train one LoRA phase (fresh, resume or continue) from a YAML config", "core.training.train", "add_train_args", "train_command"),
-    ("runs", "list training runs: phase, parent, status, steps, losses, learning rate used", "core.training.runs", "add_runs_args", "runs_command"),
-    ("advise", "diagnose a run's curves (seed scenarios 1-5), propose the next phase as a YAML, estimate its time", "core.advisor.advise", "add_advise_args", "advise_command"),
-    ("checklist", "check the seed's pre-continue list for a phase config (exit 1 when an item fails)", "core.advisor.checklist", "add_checklist_args", "checklist_command"),
-    ("evaluate", "evaluate a checkpoint on test prompts: validity, rendering, entities, relations, verdict", "core.evaluation.evaluate", "add_evaluate_args", "evaluate_command"),
-    ("compare", "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side", "core.evaluation.evaluate", "add_compare_args", "compare_command"),
-    ("render", "render a PlantUML file to SVG or PNG with the local sandboxed PlantUML", "core.inference.render", "add_render_args", "render_command"),
-    ("generate", "generate PlantUML for one requirement with a checkpoint; print it, render it to a file", "core.inference.generate", "add_generate_args", "generate_command"),
-    ("export", "export a checkpoint: the adapter merged into a transformers folder, or a GGUF file for llama.cpp / Ollama", "core.inference.export", "add_export_args", "export_command"),
+    ("prepare-model", "training", "add_prepare_args", "run_prepare",
+     "dequantise the embedded model once into a fast-loading folder"),
+    ("data", "data", "add_data_args", "run_data",
+     "show the dataset: rows per split and diagram type; build or filter it"),
+    ("train", "training", "add_train_args", "run_train",
+     "train one LoRA phase (fresh, resume or continue) from a YAML config"),
+    ("runs", "training", "add_runs_args", "run_runs",
+     "list training runs: phase, parent, status, steps, losses, learning rate used"),
+    ("advise", "advisor", "add_advise_args", "run_advise",
+     "diagnose a run's curves (seed scenarios 1-5), propose the next phase as a YAML, estimate its time"),
+    ("checklist", "advisor", "add_checklist_args", "run_checklist",
+     "check the seed's pre-continue list for a phase config (exit 1 when an item fails)"),
+    ("evaluate", "evaluation", "add_evaluate_args", "run_evaluate",
+     "evaluate a checkpoint on test prompts: validity, rendering, entities, relations, verdict"),
+    ("compare", "evaluation", "add_compare_args", "run_compare",
+     "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side"),
+    ("test-model", "evaluation", "add_test_model_args", "run_test_model",
+     "quick PASS/FAIL check of one checkpoint on a few test prompts (scripts/test_model.py; exit 1 when a "
+     "check fails)"),
+    ("render", "inference", "add_render_args", "run_render",
+     "render a PlantUML file to SVG or PNG with the local sandboxed PlantUML"),
+    ("generate", "inference", "add_generate_args", "run_generate",
+     "generate PlantUML for one requirement with a checkpoint; print it, render it to a file"),
+    ("samples", "inference", "add_samples_args", "run_samples",
+     "one sample diagram per diagram type, as .puml and .svg, into a folder (scripts/generate_samples.py)"),
+    ("export", "inference", "add_export_args", "run_export",
+     "export a checkpoint: the adapter merged into a transformers folder, or a GGUF file for llama.cpp / "
+     "Ollama"),
+    ("store", "store", "add_store_args", "run_store",
+     "check the store, or rebuild its runs, checkpoints and metrics from the run folders when it is "
+     "damaged"),
+    ("train-worker", "training", "add_worker_args", "run_worker", None),
+    ("generate-worker", "inference", "add_generate_worker_args", "run_generate_worker", None),
 ]
 
 
@@ -40,11 +68,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Fine-tune a small model to write PlantUML, judge its checkpoints, and continue training honestly.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for name, help_text, module, add_args, run in COMMANDS:
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+    for name, module, add_args, run, help_text in COMMANDS:
+        listed: dict = {"help": help_text} if help_text else {}  # a parser added without help= is not listed
+        command_parser = sub.add_parser(name, description=help_text, **listed)
         if name == command:
-            getattr(importlib.import_module(module), add_args)(command_parser)
-        command_parser.set_defaults(run=(module, run))
+            getattr(importlib.import_module(f"core.cli.{module}"), add_args)(command_parser)
+        command_parser.set_defaults(run=(f"core.cli.{module}", run))
     return parser
 
 
@@ -62,6 +91,12 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, Stopped):
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if not no_space(exc):
+            raise
+        print(f"error: {exc.filename or 'a file'}: the disk is full ({exc.strerror}) — free space there, then run the "
+              f"command again", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Dataset rows: load them, split them by source, build the default dataset, count, filter and
-write them, and the `umlstudio data` command.
+write them, and the report `umlstudio data` prints (its flags are in core/cli/data.py).
 
 A row is {"prompt", "plantuml", "diagram_type", "category", "source", "origin", "entities",
 "relations"}. `origin` says who wrote the prompt: "real" (people: PlantUCD, US2SD, LATO),
@@ -15,7 +15,6 @@ is a folder holding train.jsonl, validation.jsonl and test.jsonl, or a single fi
 whichever split is asked of it.
 """
 
-import argparse
 import csv
 import hashlib
 import io
@@ -26,9 +25,12 @@ import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from core.data import datagen, prompts
+from core.data.rows import Row
 from core import paths
 from core.errors import UserError
 from core.paths import DATA_DIR, ROOT
@@ -45,6 +47,12 @@ US2SD_FILE = DATA_DIR / "us2sd" / "us2sd.jsonl"
 LATO_FILE = DATA_DIR / "lato" / "lato.jsonl"
 CSV_COLUMNS = "prompt,plantuml[,diagram_type,category,source,origin]"
 _CSV_KEYS = ("prompt", "plantuml", "diagram_type", "category", "source", "origin")
+
+
+# diagram type -> share; Any keys: the config's are Literal diagram types, a page's plain strings (a dict
+# is invariant in its key type, so dict[str, float] would refuse the config's)
+TypeWeights = Mapping[Any, float]
+
 
 # PlantUCD arrow -> (kind, True when the class holding the relation node is its target)
 _PLANTUCD_ARROWS = {
@@ -72,9 +80,12 @@ _TYPE_PATTERNS = (
 # ---- loading ----------------------------------------------------------------------------------
 
 
-def load_rows(path) -> list[dict]:
+def load_rows(path) -> list[Row]:
     """Read a .jsonl or .csv file into canonical rows; any bad input is a one-line UserError."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO, a device, a socket: a read may never end
+        raise UserError(f"{path}: not a regular file (a FIFO, device or socket); give the path of a .jsonl or .csv "
+                        f"dataset file")
     if not path.is_file():
         raise UserError(f"{path}: no such file; give the path of a .jsonl or .csv dataset file")
     if path.suffix not in (".jsonl", ".csv"):
@@ -102,7 +113,7 @@ def _utf8(path: Path) -> str:
         ) from None
 
 
-def _read_jsonl(path: Path, text: str) -> list[dict]:
+def _read_jsonl(path: Path, text: str) -> list[Row]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -124,7 +135,7 @@ def _read_jsonl(path: Path, text: str) -> list[dict]:
     return rows
 
 
-def _read_csv(path: Path, text: str) -> list[dict]:
+def _read_csv(path: Path, text: str) -> list[Row]:
     rows = []
     with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
@@ -142,7 +153,7 @@ def _read_csv(path: Path, text: str) -> list[dict]:
     return rows
 
 
-def _from_canonical(obj: dict, path: Path, line: int) -> dict:
+def _from_canonical(obj: dict, path: Path, line: int) -> Row:
     where = f"{path}:{line}"
     prompt = _text(obj, "prompt", where)
     plantuml = _wrapped(_text(obj, "plantuml", where))
@@ -168,7 +179,7 @@ def _from_canonical(obj: dict, path: Path, line: int) -> dict:
     return _row(prompt, plantuml, diagram_type, category, source, origin, entities, relations)
 
 
-def _from_plantucd(obj: dict, where: str) -> dict:
+def _from_plantucd(obj: dict, where: str) -> Row:
     prompt = _text(obj, "HumanLang", where)
     plantuml = _wrapped(_text(obj, "PlantUML", where))
     model = _text(obj, "Model", where)
@@ -203,7 +214,7 @@ def _plantucd_ast(ast: dict) -> tuple[list[str], list[list[str]]]:
     return entities, relations
 
 
-def _row(prompt, plantuml, diagram_type, category, source, origin, entities, relations) -> dict:
+def _row(prompt, plantuml, diagram_type, category, source, origin, entities, relations) -> Row:
     return {
         "prompt": prompt, "plantuml": plantuml, "diagram_type": diagram_type, "category": category,
         "source": source, "origin": origin, "entities": entities, "relations": relations,
@@ -246,7 +257,7 @@ def _guess_type(plantuml: str) -> str:
 # ---- splitting and the default dataset --------------------------------------------------------
 
 
-def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[dict]]:
+def split_by_source(rows: list[Row], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[Row]]:
     """Split rows into train/validation/test so that no source lands in two splits.
 
     Deterministic by seed. First, every diagram type with at least 3 sources gets its smallest
@@ -257,7 +268,7 @@ def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> d
     """
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be 3 non-negative shares of train/validation/test adding to 1: {fractions}")
-    by_source: dict[str, list[dict]] = {}
+    by_source: dict[str, list[Row]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row)
     sources = sorted(by_source)
@@ -266,7 +277,7 @@ def split_by_source(rows: list[dict], seed: int, fractions=(0.8, 0.1, 0.1)) -> d
     types = {source: Counter(row["diagram_type"] for row in by_source[source]) for source in sources}
     totals = Counter(row["diagram_type"] for row in rows)
     share = dict(zip(SPLITS, fractions))
-    filled = {split: Counter() for split in SPLITS}
+    filled: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
     split_of: dict[str, str] = {}
 
     def assign(source: str, split: str) -> None:
@@ -308,13 +319,13 @@ def build_default_dataset(seed: int = 0, out_dir=None) -> Path:
     from core.inference import render
 
     out_dir = Path(out_dir) if out_dir else default_dataset_dir()
-    (plantucd, skipped), generated = _plantucd_rows(), datagen.generate(seed)
+    (plantucd, empty_prompts), generated = _plantucd_rows(), datagen.generate(seed)
     families = {"plantucd": plantucd, "us2sd": _us2sd_rows(), "lato": _lato_rows(), "generated": generated}
-    skipped = {"plantucd": skipped}
+    skipped = {"plantucd": empty_prompts}
     everything = [row for rows in families.values() for row in rows]
     verdicts = iter(render.syntax_check([row["plantuml"] for row in everything]))
-    manifest = {"seed": seed, "plantuml": render.plantuml_version(), "families": {}}
-    splits = {split: [] for split in SPLITS}
+    manifest: dict[str, Any] = {"seed": seed, "plantuml": render.plantuml_version(), "families": {}}
+    splits: dict[str, list[Row]] = {split: [] for split in SPLITS}
     for family, rows in families.items():
         kept = []
         for row in rows:
@@ -339,7 +350,7 @@ def build_default_dataset(seed: int = 0, out_dir=None) -> Path:
     return out_dir
 
 
-def _plantucd_rows() -> tuple[list[dict], int]:
+def _plantucd_rows() -> tuple[list[Row], int]:
     """The shipped PlantUCD rows, one source per model, less those with an empty HumanLang (no
     requirement to learn from; one, model J27), and how many those were."""
     rows, skipped = [], 0
@@ -352,17 +363,17 @@ def _plantucd_rows() -> tuple[list[dict], int]:
     return rows, skipped
 
 
-def _us2sd_rows() -> list[dict]:
+def _us2sd_rows() -> list[Row]:
     """The shipped US2SD user stories, one source per project (a project never spans two splits)."""
-    rows = []
+    rows: list[Row] = []
     for row, obj in zip(load_rows(US2SD_FILE), map(json.loads, US2SD_FILE.read_text(encoding="utf-8").splitlines())):
         rows.append({**row, "category": obj["project"], "source": f"us2sd:{obj['project']}", "origin": "real"})
     return rows
 
 
-def _lato_rows() -> list[dict]:
+def _lato_rows() -> list[Row]:
     """The shipped LATO rows, one source per LATO subset (bp, lmc, pure, us)."""
-    rows = []
+    rows: list[Row] = []
     for row in load_rows(LATO_FILE):
         subset = row["source"].split(":")[1]
         rows.append({**row, "category": f"lato-{subset}", "source": f"lato:{subset}", "origin": "real"})
@@ -381,7 +392,7 @@ def resolve_dataset(name_or_path) -> Path:
     )
 
 
-def load_split(name_or_path, split: str) -> list[dict]:
+def load_split(name_or_path, split: str) -> list[Row]:
     """The rows of one split of a dataset folder; a single file is returned whole for any split."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -411,7 +422,7 @@ def split_files(path: Path) -> dict[str, Path]:
     return parts
 
 
-def type_counts(rows: list[dict]) -> dict[str, int]:
+def type_counts(rows: list[Row]) -> dict[str, int]:
     """Rows per diagram type, zeros included."""
     found = Counter(row["diagram_type"] for row in rows)
     return {diagram_type: found[diagram_type] for diagram_type in DIAGRAM_TYPES}
@@ -419,7 +430,7 @@ def type_counts(rows: list[dict]) -> dict[str, int]:
 
 def format_counts(table: dict[str, dict[str, int]]) -> str:
     """The counts table as aligned text, with a total column and a total row."""
-    rows = [[name, *(table[name][t] for t in DIAGRAM_TYPES)] for name in table]
+    rows: list[list[Any]] = [[name, *(table[name][t] for t in DIAGRAM_TYPES)] for name in table]
     rows.append(["total", *(sum(table[name][t] for name in table) for t in DIAGRAM_TYPES)])
     cells = [["split", *DIAGRAM_TYPES, "total"]]
     cells += [[name, *map(str, values), str(sum(values))] for name, *values in rows]
@@ -429,16 +440,16 @@ def format_counts(table: dict[str, dict[str, int]]) -> str:
     )
 
 
-def in_turn(rows: list[dict], limit: int) -> list[dict]:
+def in_turn(rows: list[Row], limit: int) -> list[Row]:
     """`limit` rows taken in turn from each diagram type (file order within a type): a short
     evaluation still covers every type, and the same rows come back every time."""
-    by_type: dict[str, list[dict]] = {}
+    by_type: dict[str, list[Row]] = {}
     for row in rows:
         by_type.setdefault(row["diagram_type"], []).append(row)
     return [row for group in itertools.zip_longest(*by_type.values()) for row in group if row is not None][:limit]
 
 
-def filter_rows(rows: list[dict], diagram_types, replay_share: float = 0.2, seed: int = 0) -> list[dict]:
+def filter_rows(rows: list[Row], diagram_types, replay_share: float = 0.2, seed: int = 0) -> list[Row]:
     """The rows of the given (weak) diagram types plus a seeded sample of `replay_share` of the
     other rows, replayed so that training on the weak types does not forget the rest. Rows keep
     their input order."""
@@ -462,7 +473,7 @@ def filter_rows(rows: list[dict], diagram_types, replay_share: float = 0.2, seed
     return [row for i, row in enumerate(rows) if i in keep]
 
 
-def mix(rows: list[dict], type_weights: dict[str, float], seed: int, n: int | None = None) -> list[dict]:
+def mix(rows: list[Row], type_weights: TypeWeights, seed: int, n: int | None = None) -> list[Row]:
     """`n` rows (default: as many as given) in which each diagram type has its weight's share of
     the weights of the types the rows hold (a type without a weight gets none); deterministic by seed.
 
@@ -470,7 +481,7 @@ def mix(rows: list[dict], type_weights: dict[str, float], seed: int, n: int | No
     type asked for more rows than it holds repeats them in fresh shuffles (no row twice more than
     another), a type asked for fewer gives a seeded sample. Counts are rounded by largest remainder
     so they add up to n; the result is shuffled."""
-    by_type: dict[str, list[dict]] = {}
+    by_type: dict[str, list[Row]] = {}
     for row in rows:
         by_type.setdefault(row["diagram_type"], []).append(row)
     weights = {t: type_weights.get(t, 0.0) for t in DIAGRAM_TYPES if t in by_type}
@@ -497,14 +508,31 @@ def mix(rows: list[dict], type_weights: dict[str, float], seed: int, n: int | No
     return picked
 
 
-def family(row: dict) -> str:
+def training_rows(source: str, type_weights: TypeWeights | None, seed: int) -> list[Row]:
+    """The rows a phase trains on: the train split of `source` mixed by `type_weights` (`mix`), or as
+    they are when `type_weights` is None (a train_file keeps the mix it was made with). The plan checks
+    them, the time estimate counts them and the worker trains them. UserError when there are none."""
+    rows = load_split(source, "train")
+    if not rows:
+        raise UserError(f"data: {source} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
+    return rows if type_weights is None else mix(rows, type_weights, seed)
+
+
+def validation_rows(source: str, type_weights: TypeWeights, seed: int, n: int) -> list[Row]:
+    """The same validation rows at every evaluation: a seeded sample of `n` (at most all of them) with
+    each type's share of `type_weights`."""
+    rows = load_split(source, "validation")
+    return mix(rows, type_weights, seed, n=min(n, len(rows)))
+
+
+def family(row: Row) -> str:
     """Where a row comes from, in one word: the part of its source before the first colon
     (plantucd, us2sd, lato, gen) or "other" for a source without one."""
     head, colon, _ = row["source"].partition(":")
     return head if colon else "other"
 
 
-def mix_table(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+def mix_table(rows: list[Row]) -> dict[str, dict[str, dict[str, float]]]:
     """Rows and shares of `rows` per diagram type, per source family and per origin:
     {"type": {name: {"rows", "share"}}, "family": {...}, "origin": {...}}."""
     table = {}
@@ -526,7 +554,7 @@ def format_mix(title: str, table: dict) -> str:
 CHARS_PER_TOKEN = 3.5  # the approximation when a model's tokenizer is not on disk
 
 
-def token_lengths(rows: list[dict], folder: Path, keep: bool = True) -> tuple[list[tuple[int, int]], str]:
+def token_lengths(rows: list[Row], folder: Path, keep: bool = True) -> tuple[list[tuple[int, int]], str]:
     """(prompt, prompt + answer) tokens per row as the trainer sees it (the request of core/prompts
     in the chat template, then the answer), with the tokenizer and chat template in `folder` when
     they are there, else characters / 3.5; and how they were counted.
@@ -550,14 +578,17 @@ def token_lengths(rows: list[dict], folder: Path, keep: bool = True) -> tuple[li
     lengths = _count_tokens(messages, rows, tokenizer_file, template_file)
     if not keep:
         return lengths, how
-    kept.parent.mkdir(exist_ok=True)
     part = kept.with_name(f"{kept.name}.{os.getpid()}.part")  # whole or absent, with two counting at once
-    part.write_text(json.dumps(lengths))
-    part.replace(kept)
+    try:
+        kept.parent.mkdir(exist_ok=True)
+        part.write_text(json.dumps(lengths))
+        part.replace(kept)
+    except OSError:  # a cache: a full or read-only disk only means counting again next time
+        part.unlink(missing_ok=True)
     return lengths, how
 
 
-def _count_tokens(messages: list[str], rows: list[dict], tokenizer_file: Path, template_file: Path) -> list[tuple[int, int]]:
+def _count_tokens(messages: list[str], rows: list[Row], tokenizer_file: Path, template_file: Path) -> list[tuple[int, int]]:
     """token_lengths' count: each request rendered in the chat template, then tokenized with its answer."""
     import jinja2
     import tokenizers
@@ -574,7 +605,7 @@ def _count_tokens(messages: list[str], rows: list[dict], tokenizer_file: Path, t
     return [(p, p + a) for p, a in zip(lengths[:len(rows)], lengths[len(rows):])]
 
 
-def long_rows(rows: list[dict], max_seq_length: int, folder: Path, keep: bool = True) -> dict:
+def long_rows(rows: list[Row], max_seq_length: int, folder: Path, keep: bool = True) -> dict:
     """How many rows exceed max_seq_length: "cut" (prompt + answer longer: the trainer cuts the
     answer), of which "prompt_only" (the prompt alone fills it: no answer token fits), and "how"
     (`keep`: see token_lengths)."""
@@ -583,7 +614,7 @@ def long_rows(rows: list[dict], max_seq_length: int, folder: Path, keep: bool = 
             "prompt_only": sum(prompt >= max_seq_length for prompt, _ in lengths), "how": how}
 
 
-def write_rows(rows: list[dict], path) -> Path:
+def write_rows(rows: list[Row], path) -> Path:
     """Write rows as JSON lines to a new file; an existing file is never overwritten."""
     path = Path(path)
     if path.suffix != ".jsonl":
@@ -597,60 +628,11 @@ def write_rows(rows: list[dict], path) -> Path:
     return path
 
 
-def _jsonl(rows: list[dict]) -> str:
+def _jsonl(rows: list[Row]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-# ---- the `umlstudio data` command -------------------------------------------------------------
-
-
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset", help="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv file, or a folder "
-        "name under data/ (default: data/default)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--build", action="store_true", help="regenerate data/default from the real-prose sets "
-                        "(PlantUCD, US2SD, LATO) and the generator")
-    action.add_argument(
-        "--filter", metavar="TYPES", help="comma-separated diagram types to keep from the train split "
-        "(e.g. state,er), plus a replay share of the others; written to --out",
-    )
-    parser.add_argument(
-        "--replay-share", type=float, default=0.2, help="share of the other rows --filter keeps (default 0.2)"
-    )
-    parser.add_argument("--out", metavar="FILE", help="new .jsonl file --filter writes")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of --build, of the mix and of the --filter replay sample (default 0)"
-    )
-    parser.add_argument("--max-seq-length", type=int, default=512, metavar="N",
-                        help="count the rows longer than N tokens, prompt + answer (default 512, the training default)")
-
-
-def data_command(args: argparse.Namespace) -> int:
-    """Print row counts per split and diagram type, the mix of each split and of the rows a phase
-    trains on (default type_weights), and the rows longer than max_seq_length; or rebuild
-    data/default; or write a filtered subset."""
-    if args.out and not args.filter:
-        raise UserError("--out only goes with --filter TYPES; add --filter or drop --out")
-    if args.max_seq_length < 1:
-        raise UserError(f"--max-seq-length {args.max_seq_length}: give a positive number of tokens, e.g. 512")
-    if args.build:
-        if args.dataset:
-            raise UserError("--build always writes data/default; drop --dataset")
-        print("building data/default: PlantUCD, US2SD and LATO rows plus generated ones, every reference "
-              "checked with PlantUML (about 20 s) …", file=sys.stderr, flush=True)
-        dataset = build_default_dataset(args.seed)
-        if not args.json:
-            print(f"rebuilt {dataset}")
-    elif args.filter:
-        return _filter_command(args)
-    else:
-        dataset = args.dataset or default_dataset_dir()
-    report = describe(dataset, args.seed, args.max_seq_length)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+# ---- what `umlstudio data` (core/cli/data.py) and the Data page show ------------------------------
 
 
 def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: dict | None = None) -> dict:
@@ -709,23 +691,3 @@ def format_report(report: dict) -> str:
         lines += ["", f"left out when built (references PlantUML {report['manifest']['plantuml']} rejects): "
                   + ", ".join(dropped)]
     return "\n".join(lines)
-
-
-def _filter_command(args: argparse.Namespace) -> int:
-    if not args.out:
-        raise UserError("--filter needs --out FILE, a new .jsonl file for the subset")
-    paths.out_file(args.out)  # a folder that exists, a file name, a writable place: before any work
-    dataset = args.dataset or default_dataset_dir()
-    diagram_types = [t.strip() for t in args.filter.split(",") if t.strip()]
-    subset = filter_rows(load_split(dataset, "train"), diagram_types, args.replay_share, args.seed)
-    path = write_rows(subset, args.out)
-    found = type_counts(subset)
-    summary = {"out": str(path), "rows": len(subset), "types": found}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        weak = sum(found[t] for t in diagram_types)
-        print(f"wrote {len(subset)} rows to {path}: {weak} of {', '.join(diagram_types)} and "
-              f"{len(subset) - weak} replayed rows of other types, from the train split of {dataset}")
-        print(format_counts({path.name: summary["types"]}))
-    return 0

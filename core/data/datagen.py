@@ -31,6 +31,7 @@ import string
 
 import yaml
 
+from core.data.rows import Row
 from core.paths import DATA_DIR
 
 DOMAINS_FILE = DATA_DIR / "datagen" / "domains.yaml"
@@ -72,7 +73,7 @@ def load_frames(path=FRAMES_FILE) -> dict[str, list[dict]]:
         return yaml.safe_load(f)
 
 
-def generate(seed: int = 0, per_domain: int = PER_DOMAIN) -> list[dict]:
+def generate(seed: int = 0, per_domain: int = PER_DOMAIN) -> list[Row]:
     """Rows for every domain x generated type, `per_domain` distinct diagrams each."""
     rng = random.Random(seed)
     frames = load_frames()
@@ -80,7 +81,7 @@ def generate(seed: int = 0, per_domain: int = PER_DOMAIN) -> list[dict]:
         "sequence": _sequence, "activity": _activity, "usecase": _usecase,
         "state": _state, "component": _component, "er": _er,
     }
-    rows = []
+    rows: list[Row] = []
     for key, domain in load_domains().items():
         for diagram_type in GENERATED_TYPES:
             seen = set()
@@ -395,7 +396,8 @@ def _decision(step) -> str:
 
 
 def _activity_story(steps) -> str:
-    sentences, run = [], []
+    sentences: list[str] = []
+    run: list[str] = []
     for step in steps:
         if isinstance(step, str):
             run.append(_lower(step))

@@ -29,15 +29,12 @@ UserError raised before anything is generated or stored.
 import hashlib
 import json
 import random
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
 from core.training import checkpoints, models
-from core import data, jobs, paths, store
+from core import data, jobs, store
 from core.inference import generate
 from core.evaluation import metrics
 from core.data import prompts
@@ -81,7 +78,7 @@ def _in_turn(groups: list[list]) -> list:
     return [group[i] for i in range(max(map(len, groups), default=0)) for group in groups if i < len(group)]
 
 
-def sample_rows(rows: list[dict], limit: int, seed: int = SAMPLE_SEED) -> list[dict]:
+def sample_rows(rows: list[data.Row], limit: int, seed: int = SAMPLE_SEED) -> list[data.Row]:
     """A seeded, stratified random sample of `limit` rows: every diagram type in turn; within a type,
     its origins ("real", "generated") in turn; within an origin, its sources (a PlantUCD model, a
     US2SD project, a generated domain, ...) in turn, in a seeded random order; rows of a source in a
@@ -105,12 +102,12 @@ def sample_rows(rows: list[dict], limit: int, seed: int = SAMPLE_SEED) -> list[d
     return _in_turn(ordered_types)[:limit]
 
 
-def message(row: dict) -> str:
+def message(row: data.Row) -> str:
     """What the model is asked for a dataset row: its requirement with the wanted diagram type."""
     return prompts.request(row["prompt"], row.get("diagram_type"))
 
 
-def _rows(dataset, split: str, limit: int) -> tuple[str, list[dict]]:
+def _rows(dataset, split: str, limit: int) -> tuple[str, list[data.Row]]:
     source = dataset or data.default_dataset_dir()
     return str(source), sample_rows(data.load_split(source, split), limit)
 
@@ -122,14 +119,11 @@ def _loss(ckpt) -> float | None:
     info = checkpoints.info(ckpt)
     run_id, step = info.get("run_id"), info.get("step", checkpoints.step_of(ckpt))
     if not run_id:
-        known = store.query("SELECT run_id, step FROM checkpoints WHERE path = ?", [str(ckpt)])
-        if not known:
+        known = store.checkpoints.get(ckpt)
+        if known is None:
             return None
-        run_id, step = known[0]["run_id"], known[0]["step"]
-    at_step = "" if step is None else " AND step <= ?"
-    found = store.query(f"SELECT value FROM metrics WHERE run_id = ? AND name = 'eval_loss'{at_step} "
-                        "ORDER BY step DESC LIMIT 1", [run_id] + ([] if step is None else [step]))
-    return found[0]["value"] if found else None
+        run_id, step = known.run_id, known.step
+    return store.metrics.value_at(run_id, "eval_loss", step)
 
 
 def quality_for(ckpt) -> QualityConfig:
@@ -139,15 +133,9 @@ def quality_for(ckpt) -> QualityConfig:
     return QualityConfig(**checkpoints.info(ckpt).get("config", {}).get("quality", {}))
 
 
-def _stored(ckpt_label: str, keys: list[str]) -> dict[str, dict]:
-    if not keys:
-        return {}
-    found = store.query(
-        "SELECT settings_key, output, tokens, latency_s, metrics FROM generations "
-        "WHERE checkpoint = ? AND settings_key IN (SELECT unnest(?)) ORDER BY created_at",
-        [ckpt_label, keys],
-    )
-    return {row["settings_key"]: row for row in found}  # the newest per key wins
+def _stored(ckpt_label: str, keys: list[str]) -> dict[str, store.evaluations.Generation]:
+    found = store.evaluations.generations_for_keys(ckpt_label, keys)
+    return {g.settings_key: g for g in found}  # the newest per key wins
 
 
 def _output(g: generate.Generation, repair: bool) -> dict:
@@ -156,15 +144,15 @@ def _output(g: generate.Generation, repair: bool) -> dict:
             "repaired": g.repaired if repair else None}
 
 
-def _stored_output(hit: dict) -> dict:
-    stored_metrics = json.loads(hit["metrics"])
-    return {"output": hit["output"], "tokens": hit["tokens"], "latency_s": hit["latency_s"],
+def _stored_output(hit: store.evaluations.Generation) -> dict:
+    stored_metrics = hit.metrics
+    return {"output": hit.output, "tokens": hit.tokens, "latency_s": hit.latency_s,
             "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False),
-            "raw_output": stored_metrics.get("raw_output", hit["output"]),
+            "raw_output": stored_metrics.get("raw_output", hit.output),
             "raw_syntax_valid": stored_metrics.get("raw_syntax_valid"), "repaired": stored_metrics.get("repaired")}
 
 
-def _scored(rows: list[dict], messages: list[str], outputs: list[dict], keys: list[str], reused: bool) -> list[dict]:
+def _scored(rows: list[data.Row], messages: list[str], outputs: list[dict], keys: list[str], reused: bool) -> list[dict]:
     """Outputs checked by PlantUML (one syntax_check call, then a render of each valid one) and scored."""
     checks = syntax_check([o["output"] for o in outputs])
     scored = []
@@ -180,13 +168,16 @@ def _scored(rows: list[dict], messages: list[str], outputs: list[dict], keys: li
     return scored
 
 
-def _generation_row(ckpt_label: str, r: dict, settings: dict, evaluation_id: str | None, stamp) -> list:
+def _generation_row(ckpt_label: str, r: dict, settings: dict, evaluation_id: str | None,
+                    stamp) -> store.evaluations.Generation:
     decoding = {"max_new_tokens": settings["max_new_tokens"], "repair": bool(settings.get("repair"))}
-    return [r.get("generation_id") or store.new_id(), evaluation_id, ckpt_label, r["settings_key"], r["prompt"],
-            r["reference"], r["diagram_type"], r["output"],
-            json.dumps({**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"], **decoding,
-                        **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {})}),
-            r["tokens"], r["latency_s"], stamp]
+    return store.evaluations.Generation(
+        id=r.get("generation_id") or store.new_id(), evaluation_id=evaluation_id, checkpoint=ckpt_label,
+        settings_key=r["settings_key"], prompt=r["prompt"], reference=r["reference"], diagram_type=r["diagram_type"],
+        output=r["output"],
+        metrics={**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"], **decoding,
+                 **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {})},
+        tokens=r["tokens"], latency_s=r["latency_s"], created_at=stamp)
 
 
 def _save_generations(ckpt_label: str, scored: list[dict], settings: dict) -> None:
@@ -195,9 +186,7 @@ def _save_generations(ckpt_label: str, scored: list[dict], settings: dict) -> No
     for r in scored:
         r["generation_id"] = store.new_id()
     stamp = store.now()
-    with store.connect() as con:
-        con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [_generation_row(ckpt_label, r, settings, None, stamp) for r in scored])
+    store.evaluations.add_generations([_generation_row(ckpt_label, r, settings, None, stamp) for r in scored])
 
 
 @dataclass
@@ -206,7 +195,7 @@ class _Plan:
 
     ckpt: object
     keys: list[str]
-    stored: dict[str, dict]
+    stored: dict[str, store.evaluations.Generation]
     missing: list[int]
     fresh: dict[int, dict] = field(default_factory=dict)  # row index -> scored row
     seconds: float = 0.0  # spent generating
@@ -214,7 +203,7 @@ class _Plan:
     repair_s: float = 0.0  # spent checking outputs with PlantUML and repairing them (with repair)
 
 
-def _evaluate(ckpts: list, rows: list[dict], config: EvaluationConfig, base_resolved: str, progress: bool,
+def _evaluate(ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_resolved: str, progress: bool,
               repair: bool) -> list[tuple[dict, list[dict]]]:
     """Every checkpoint on the same rows: stored outputs reused; the missing ones generated a batch at
     a time, each checkpoint in turn (so side-by-side rows fill in early), scored and stored as each
@@ -314,20 +303,13 @@ def save_evaluation(summary: dict, scored: list[dict]) -> None:
     """Store the evaluation and link each of its generations to it (the fresh ones are stored
     already; a reused one is stored again under this evaluation), in one transaction."""
     stamp = store.now()
-    with store.connect() as con:
-        con.execute("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [summary["evaluation_id"], summary["checkpoint"], summary["dataset"],
-                     json.dumps({**summary["settings"], "split": summary["split"]}), summary["n"],
-                     json.dumps(summary), stamp])
-        fresh = [r["generation_id"] for r in scored if r.get("generation_id")]
-        if fresh:
-            con.execute("UPDATE generations SET evaluation_id = ? WHERE id IN (SELECT unnest(?))",
-                        [summary["evaluation_id"], fresh])
-        again = [r for r in scored if not r.get("generation_id")]
-        if again:
-            con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [_generation_row(summary["checkpoint"], r, summary["settings"], summary["evaluation_id"],
-                                             stamp) for r in again])
+    evaluation = store.evaluations.Evaluation(
+        id=summary["evaluation_id"], checkpoint=summary["checkpoint"], dataset=summary["dataset"],
+        settings={**summary["settings"], "split": summary["split"]}, n=summary["n"], summary=summary, created_at=stamp)
+    fresh = [r["generation_id"] for r in scored if r.get("generation_id")]
+    again = [_generation_row(summary["checkpoint"], r, summary["settings"], summary["evaluation_id"], stamp)
+             for r in scored if not r.get("generation_id")]
+    store.evaluations.add(evaluation, fresh, again)
 
 
 def evaluate(checkpoint, dataset=None, limit=None, split="test", **options) -> dict:
@@ -366,7 +348,7 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
     summaries = [summary for summary, _ in runs]
     first_rows = [r["metrics"] for r in runs[0][1]]
     tests = [paired_tests(first_rows, [r["metrics"] for r in scored]) for _, scored in runs[1:]]
-    rows = []
+    compared = []
     for i, first in enumerate(runs[0][1]):
         outputs = []
         for _, scored in runs:
@@ -374,24 +356,24 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
             outputs.append({key: r[key] for key in ("output", "tokens", "latency_s", "truncated", "metrics")}
                            | {"score": metrics.row_score(r["metrics"])})
         changes = [o["score"] - outputs[0]["score"] for o in outputs[1:]]
-        rows.append({"index": i, "prompt": first["requirement"], "reference": first["reference"],
+        compared.append({"index": i, "prompt": first["requirement"], "reference": first["reference"],
                      "diagram_type": first["diagram_type"], "origin": first["origin"], "outputs": outputs,
                      "delta": min(changes), "gain": max(changes)})
-    rows.sort(key=lambda r: (r["delta"], r["index"]))
+    compared.sort(key=lambda r: (r["delta"], r["index"]))
     names = [short_name(c) for c in ckpts]
     return {
         "checkpoints": names if len(set(names)) == len(names) else [label(c) for c in ckpts],
         "paths": [label(c) for c in ckpts],
         "dataset": summaries[0]["dataset"], "split": split, "n": summaries[0]["n"],
         "settings": summaries[0]["settings"],
-        "summaries": summaries, "tests": tests, "rows": rows,
+        "summaries": summaries, "tests": tests, "rows": compared,
     }
 
 
 # ---- what the studio pages read -------------------------------------------------------------------
 
 
-def rescore(output: str, stored_metrics: dict, row: dict) -> dict:
+def rescore(output: str, stored_metrics: dict, row: data.Row | dict) -> dict:
     """A stored output scored again with today's metrics against a dataset row (PlantUML's stored
     verdicts kept: no PlantUML call)."""
     valid = stored_metrics.get("syntax_valid")
@@ -402,29 +384,15 @@ def rescore(output: str, stored_metrics: dict, row: dict) -> dict:
                          latency_s=stored_metrics.get("latency_s", 0.0), origin=row.get("origin"))
 
 
-def stored_outputs(ckpts: list[str], rows: list[dict], max_new_tokens: int | None = None) -> dict[tuple[str, int], dict]:
+def stored_outputs(ckpts: list[str], rows: list[data.Row], max_new_tokens: int | None = None) -> dict[tuple[str, int], dict]:
     """(checkpoint, row index) -> {"output", "metrics"}: the newest stored output of each checkpoint
     for each row's message (without repair; with `max_new_tokens`, only outputs made with that token
     budget), scored again (`rescore`); pairs never generated are absent."""
     wanted = {message(row): i for i, row in enumerate(rows)}
-    if not (ckpts and rows):
-        return {}
-    budget = ("coalesce(TRY_CAST(g.metrics->>'max_new_tokens' AS INTEGER), TRY_CAST(e.settings->>'max_new_tokens' "
-              "AS INTEGER)) = ? AND " if max_new_tokens else "")
-    found = store.query(
-        f"""SELECT g.checkpoint, g.prompt, arg_max(g.output, g.created_at) AS output,
-                   arg_max(g.metrics, g.created_at) AS metrics
-            FROM generations g LEFT JOIN evaluations e ON e.id = g.evaluation_id
-            WHERE g.checkpoint IN ({', '.join('?' * len(ckpts))}) AND g.prompt IN (SELECT unnest(?))
-            AND {budget}NOT coalesce(TRY_CAST(g.metrics->>'repair' AS BOOLEAN), TRY_CAST(e.settings->>'repair' AS BOOLEAN), false)
-            GROUP BY g.checkpoint, g.prompt""",
-        [*ckpts, list(wanted), *([max_new_tokens] if max_new_tokens else [])],
-    )
     outputs = {}
-    for hit in found:
-        i = wanted[hit["prompt"]]
-        outputs[(hit["checkpoint"], i)] = {"output": hit["output"],
-                                           "metrics": rescore(hit["output"], json.loads(hit["metrics"]), rows[i])}
+    for hit in store.evaluations.newest_outputs(ckpts, list(wanted), max_new_tokens):
+        i = wanted[hit.prompt]
+        outputs[(hit.checkpoint, i)] = {"output": hit.output, "metrics": rescore(hit.output, hit.metrics, rows[i])}
     return outputs
 
 
@@ -434,30 +402,25 @@ DEFAULT_TOKENS_PER_S = 10.0  # generated tokens a second when this machine has m
 def speed() -> tuple[float, bool]:
     """Generated tokens a second, measured over the last evaluations that generated something, and
     whether it was measured (else DEFAULT_TOKENS_PER_S)."""
-    found = store.query("SELECT summary->>'generation_s' AS s, summary->>'generated_tokens' AS t FROM evaluations "
-                        "WHERE TRY_CAST(summary->>'generation_s' AS DOUBLE) > 0 ORDER BY created_at DESC LIMIT 20")
-    seconds = sum(float(r["s"]) for r in found)
-    tokens = sum(int(r["t"]) for r in found)
+    found = store.evaluations.generation_speeds(20)
+    seconds = sum(s for s, _ in found)
+    tokens = sum(t for _, t in found)
     return (tokens / seconds, True) if seconds and tokens else (DEFAULT_TOKENS_PER_S, False)
 
 
-def estimate(ckpts: list[str], rows: list[dict], max_new_tokens: int) -> dict:
+def estimate(ckpts: list[str], rows: list[data.Row], max_new_tokens: int) -> dict:
     """How long generating the missing outputs of `ckpts` on `rows` will take, before starting:
     per checkpoint, how many rows are stored and how many tokens its outputs run to (the mean of its
     stored outputs, those cut off at an earlier budget counted at this one; the budget when it has
     none: a base model writes prose to the limit), times the measured speed (`speed`)."""
     with store.session():  # three reads, one connection
         stored = stored_outputs(ckpts, rows, max_new_tokens)
-        lengths = {r["checkpoint"]: r for r in store.query(
-            f"""SELECT checkpoint, avg(CASE WHEN TRY_CAST(metrics->>'truncated' AS BOOLEAN) THEN ? ELSE least(tokens, ?) END)
-                       AS tokens, count(*) AS n
-                FROM generations WHERE checkpoint IN ({', '.join('?' * len(ckpts))}) GROUP BY checkpoint""",
-            [max_new_tokens, max_new_tokens, *ckpts])} if ckpts else {}
+        lengths = store.evaluations.mean_output_tokens(ckpts, max_new_tokens)
         tokens_per_s, measured = speed()
     per = []
     for ckpt in ckpts:
         missing = sum((ckpt, i) not in stored for i in range(len(rows)))
-        tokens = float(lengths[ckpt]["tokens"]) if ckpt in lengths else float(max_new_tokens)
+        tokens = lengths[ckpt] if ckpt in lengths else float(max_new_tokens)
         per.append({"checkpoint": ckpt, "stored": len(rows) - missing, "missing": missing, "tokens_per_row": tokens,
                     "seconds": missing * tokens / tokens_per_s, "measured_length": ckpt in lengths})
     return {"rows": len(rows), "per_checkpoint": per, "stored": sum(p["stored"] for p in per),
@@ -465,58 +428,25 @@ def estimate(ckpts: list[str], rows: list[dict], max_new_tokens: int) -> dict:
             "tokens_per_s": tokens_per_s, "measured_speed": measured}
 
 
-def latest_evaluations() -> dict[str, dict]:
-    """checkpoint -> its newest stored evaluation (id, dataset, n, created_at, summary as a dict)."""
-    found = store.query("SELECT * FROM evaluations QUALIFY row_number() OVER "
-                        "(PARTITION BY checkpoint ORDER BY created_at DESC) = 1")
-    return {r["checkpoint"]: {**r, "summary": json.loads(r["summary"])} for r in found}
+def latest_evaluations() -> dict[str, store.evaluations.Evaluation]:
+    """checkpoint -> its newest stored evaluation."""
+    return {e.checkpoint: e for e in store.evaluations.latest_per_checkpoint()}
 
 
 def evaluation_rows(evaluation_id: str) -> list[dict]:
     """The generations of one stored evaluation: id, prompt (the message), requirement, reference,
     diagram_type, output, and metrics scored again with today's metrics."""
-    found = store.query("SELECT id, prompt, reference, diagram_type, output, metrics FROM generations "
-                        "WHERE evaluation_id = ? ORDER BY id", [evaluation_id])
     rows = []
-    for r in found:
-        stored_metrics = json.loads(r["metrics"])
-        row = {"prompt": stored_metrics.get("requirement", r["prompt"]), "plantuml": r["reference"],
-               "diagram_type": r["diagram_type"], "origin": stored_metrics.get("origin")}
-        rows.append({**r, "requirement": row["prompt"], "metrics": rescore(r["output"], stored_metrics, row)})
+    for g in store.evaluations.generations_of(evaluation_id):
+        stored_metrics = g.metrics
+        row = {"prompt": stored_metrics.get("requirement", g.prompt), "plantuml": g.reference,
+               "diagram_type": g.diagram_type, "origin": stored_metrics.get("origin")}
+        rows.append({"id": g.id, "prompt": g.prompt, "reference": g.reference, "diagram_type": g.diagram_type,
+                     "output": g.output, "requirement": row["prompt"], "metrics": rescore(g.output, stored_metrics, row)})
     return rows
 
 
-# ---- CLI --------------------------------------------------------------------------------------
-
-
-def _dataset_args(parser) -> None:
-    parser.add_argument("--dataset", help="a dataset folder or a .jsonl/.csv file (default: data/default)")
-    parser.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
-    parser.add_argument("--limit", type=int, help="evaluate a sample of N rows: seeded, every diagram type, origin "
-                        f"and source in turn (default: {EvaluationConfig().limit})")
-    parser.add_argument("--base", help="the base model behind 'base' (default: the checkpoints' base, else smollm2-135m)")
-    defaults = EvaluationConfig()
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
-                        help=f"tokens generated at most per output (default: {defaults.max_new_tokens})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help=f"prompts generated together (default: {defaults.batch_size})")
-
-
-def _config(args) -> EvaluationConfig:
-    try:
-        return EvaluationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        raise UserError(f"--{problem['loc'][0].replace('_', '-')} {problem['input']}: {problem['msg'].lower()}") from None
-
-
-def add_evaluate_args(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
-    _dataset_args(parser)
-    parser.add_argument("--repair", action="store_true",
-                        help="repair outputs PlantUML rejects (a second attempt given the error); scores the repaired "
-                             "outputs and reports the raw and repaired valid rates side by side")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+# ---- text for the terminal (core/cli/evaluation.py prints it) -------------------------------
 
 
 def _table(head: list[str], lines: list[list[str]]) -> list[str]:
@@ -551,33 +481,6 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _stop_on_sigterm() -> None:
-    """The studio's Cancel (SIGTERM) ends the worker between two steps, so a store write in flight
-    finishes or rolls back; what was stored stays."""
-    def stop(signum, frame):
-        print("stopped: the outputs made so far are stored", file=sys.stderr, flush=True)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-
-
-def evaluate_command(args) -> int:
-    _stop_on_sigterm()
-    summary = evaluate(args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args),
-                       repair=args.repair)
-    print(json.dumps(summary, default=str) if args.json else format_summary(summary))
-    return 0
-
-
-def add_compare_args(parser) -> None:
-    parser.add_argument("--model1", required=True, help="the reference checkpoint (or 'base'); deltas are against it")
-    parser.add_argument("--model2", required=True, help="a checkpoint to compare with it")
-    parser.add_argument("--model3", help="optional third checkpoint")
-    parser.add_argument("--model4", help="optional fourth checkpoint")
-    _dataset_args(parser)
-    parser.add_argument("--out", default="compare.html", help="the HTML report to write (default: compare.html)")
-
-
 def format_compare(result: dict) -> str:
     """Each checkpoint's scores and each delta against the first with its sign-test verdict, for
     all rows and per origin."""
@@ -592,16 +495,3 @@ def format_compare(result: dict) -> str:
                 for key, heading in metrics.SHOWN if summaries[0].get(key) is not None]
         lines += ["", *_table(head, body)]
     return "\n".join(lines)
-
-
-def compare_command(args) -> int:
-    from core.evaluation.report import write_compare
-
-    _stop_on_sigterm()
-    refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]
-    paths.out_file(args.out)  # checked before the long comparison, not after it
-    result = compare(refs, args.dataset, args.limit, args.split, base=args.base, config=_config(args))
-    print(format_compare(result))
-    path = write_compare(result, args.out)
-    print(f"wrote {path}")
-    return 0

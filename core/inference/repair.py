@@ -38,7 +38,7 @@ IN_LINE_LIMIT = 8
 MAX_EDITS = 6
 MIN_LINES = 1  # content lines (between @startuml and @enduml) a repair must leave
 
-_IN_LINE = re.compile(r"(.{2,40}?)\1{%d,}$" % (IN_LINE_LIMIT - 1))
+_IN_LINE = re.compile(r"(.{2,40}?)\1{" + str(IN_LINE_LIMIT - 1) + ",}$")
 
 
 def _norm(line: str) -> str:
@@ -121,7 +121,7 @@ def unloop(text: str) -> Edit | None:
 def close(text: str) -> Edit | None:
     """The text with a missing @startuml / @enduml added and open `{` blocks closed; None when
     nothing is missing."""
-    lines = [line for line in text.rstrip().split("\n")]
+    lines = text.rstrip().split("\n")
     changes = []
     if not any(line.strip().startswith("@start") for line in lines):
         lines.insert(0, "@startuml")

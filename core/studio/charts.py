@@ -81,17 +81,17 @@ def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, s
     when one was logged at that step, else at the training loss; None before any metric."""
     logged: dict[tuple[str, str], list[dict]] = {}
     for point in runs.curves(chain, PANELS):
-        logged.setdefault((point["run_id"], point["name"]), []).append(point)
+        logged.setdefault((point.run_id, point.name), []).append({"step": point.step, "value": point.value})
     curves = []
     for rid in chain:
         for metric, panel in PANELS.items():
             points = _thin(logged.get((rid, metric), []), CHART_POINTS // len(chain))
             curves += [{"step": p["step"] + offsets[rid], "value": p["value"], "series": f"{names[rid]}: {ui.METRIC_WORDS[metric]}",
                         "panel": panel, "points": metric == "eval_loss"} for p in points]
-    marks = [{"step": c["step"] + offsets[c["run_id"]], "value": c["loss"] if c["eval_loss"] is None else c["eval_loss"],
-              "series": f"{names[c['run_id']]}: checkpoints", "path": c["path"],
-              "eval_loss": "—" if c["eval_loss"] is None else f"{c['eval_loss']:.4f}"}
-             for c in runs.saved(chain) if c["eval_loss"] is not None or c["loss"] is not None]
+    marks = [{"step": c.step + offsets[c.run_id], "value": c.loss if c.eval_loss is None else c.eval_loss,
+              "series": f"{names[c.run_id]}: checkpoints", "path": c.path,
+              "eval_loss": "—" if c.eval_loss is None else f"{c.eval_loss:.4f}"}
+             for c in runs.saved(chain) if c.eval_loss is not None or c.loss is not None]
     phases = [{"step": offsets[rid], "name": names[rid]} for rid in chain if offsets[rid]]
     return run_curves(curves, marks, phases, len(chain) > 1) if curves else None
 

@@ -44,7 +44,16 @@ def write_manifest(ckpt: Path) -> str:
     """Write manifest.json for every file in the checkpoint; return the manifest's own sha256."""
     ckpt = Path(ckpt)
     manifest = {str(p.relative_to(ckpt)): sha256_file(p) for p in _files(ckpt)}
-    (ckpt / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    # written beside it, then renamed: a full disk never leaves a cut manifest that marks the checkpoint complete
+    partial = ckpt / f".{MANIFEST}.partial"
+    try:
+        with open(partial, "w") as handle:
+            handle.write(json.dumps(manifest, indent=1, sort_keys=True))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, ckpt / MANIFEST)
+    finally:
+        partial.unlink(missing_ok=True)
     return sha256_file(ckpt / MANIFEST)
 
 
@@ -60,9 +69,10 @@ def adapter_shapes(weights: Path) -> dict[str, tuple]:
         raise UserError(f"{weights} is unreadable: {exc}") from None
 
 
-def read_adapter(ckpt: Path, where: str) -> dict:
+def read_adapter(ckpt: Path | str, where: str) -> dict:
     """The checkpoint's adapter_config.json, once both it and the weights' header read cleanly
     (a truncated or damaged file is refused here, before any run row or model load)."""
+    ckpt = Path(ckpt)
     weights = ckpt / ADAPTER_FILE
     if not weights.is_file():
         raise UserError(f"{where}: {ckpt} has no {ADAPTER_FILE} — pick a complete checkpoint")
@@ -133,6 +143,7 @@ def backup_root(folder=None) -> Path:
 def check_backup_root(root: Path) -> None:
     """Refuse a backup folder that is a file or cannot be written, before anything is copied."""
     root = Path(root)
+    paths.check_not_system(root, "backup folder", "pick a folder of yours with --backup-dir DIR or UMLSTUDIO_BACKUPS")
     if root.exists() and not root.is_dir():
         raise UserError(f"backup folder {root} is a file — name a folder (--backup-dir DIR or UMLSTUDIO_BACKUPS)")
     existing = next(p for p in (root, *root.parents) if p.exists())
@@ -177,17 +188,17 @@ def backup(ckpt: Path, root: Path | None = None) -> Path:
                 shutil.rmtree(partial)
         make_read_only(target)
     make_read_only(ckpt)
-    store.acknowledge(str(ckpt), "backup", str(target))
+    store.acknowledgements.add(str(ckpt), "backup", str(target))
     return target
 
 
 def backup_of(ckpt: Path) -> tuple[Path | None, list[str]]:
     """The recorded backup copy of a checkpoint and the problems found verifying it against the
     original's manifest: (None, []) when none was made; (copy, []) when it verifies."""
-    rows = store.query("SELECT note FROM acknowledgements WHERE subject = ? AND item = 'backup'", [str(Path(ckpt).resolve())])
-    if not rows:
+    found = store.acknowledgements.get(str(Path(ckpt).resolve()), "backup")
+    if found is None:
         return None, []
-    target = Path(rows[0]["note"])
+    target = Path(found.note)
     if not target.is_dir():
         return target, [f"{target}: gone"]
     manifest = manifest_of(ckpt)
@@ -197,25 +208,47 @@ def backup_of(ckpt: Path) -> tuple[Path | None, list[str]]:
 # ---- checkpoints of a run -----------------------------------------------------------------------
 
 
-def step_of(ckpt: Path) -> int | None:
+def disk_full(exc: BaseException, output_dir: Path) -> str | None:
+    """The one line for a run stopped by a full disk (a checkpoint save or a store write), or None when
+    `exc` is not that. torch says only "file write failed", so a write error while the run folder's disk
+    has under 4 MiB left counts as well. The latest complete checkpoint is untouched; the one being
+    written has no manifest, so a resume removes it."""
+    from core.errors import no_space
+    from core.store.damage import StoreFull
+
+    output_dir = Path(output_dir)
+    try:
+        low = shutil.disk_usage(output_dir).free < 4 * 1024 * 1024
+    except OSError:
+        low = False
+    if not (no_space(exc) or (low and isinstance(exc, (OSError, RuntimeError)))):
+        return None
+    where = f"the store ({exc.path})" if isinstance(exc, StoreFull) else f"{output_dir}"
+    saved = [c for c in list_checkpoints(output_dir) if (c / MANIFEST).is_file()]
+    resume = (f"its latest complete checkpoint {saved[-1].name} is whole — free space, "
+              f"then resume: umlstudio train --config {output_dir / 'config.yaml'} --set "
+              f"training.resume_from_checkpoint={output_dir}") if saved else \
+        f"it had no complete checkpoint yet — free space, then start it again (its folder {output_dir} can be reused)"
+    return f"the disk is full: training stopped while writing {where}; {resume}"
+
+
+def step_of(ckpt: Path | str) -> int | None:
     match = _STEP.match(Path(ckpt).name)
     return int(match.group(1)) if match else None
 
 
-def list_checkpoints(output_dir: Path) -> list[Path]:
+def list_checkpoints(output_dir: Path | str) -> list[Path]:
     """The run's checkpoint folders, oldest step first."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
     found = [p for p in output_dir.iterdir() if p.is_dir() and step_of(p) is not None]
-    return sorted(found, key=step_of)
+    return sorted(found, key=lambda p: step_of(p) or 0)  # each has a step
 
 
 def stored() -> dict[str, str]:
     """Checkpoints the store knows that still exist on disk, newest first: path → 'run · step N'."""
-    rows = store.query("SELECT c.path, c.step, coalesce(r.name, c.run_id) AS run FROM checkpoints c "
-                       "LEFT JOIN runs r ON r.id = c.run_id ORDER BY c.created_at DESC")
-    return {r["path"]: f"{r['run']} · step {r['step']}" for r in rows if Path(r["path"]).is_dir()}
+    return {c.path: f"{run} · step {c.step}" for c, run in store.checkpoints.with_run_names() if Path(c.path).is_dir()}
 
 
 def best_of(run_ids) -> dict[str, tuple[Path, float]]:
@@ -225,34 +258,29 @@ def best_of(run_ids) -> dict[str, tuple[Path, float]]:
     run_ids = list(run_ids)
     if not run_ids:
         return {}
-    marks = ", ".join("?" * len(run_ids))
-    saved = store.query(f"SELECT run_id, step, path FROM checkpoints WHERE run_id IN ({marks}) ORDER BY step", run_ids)
-    evals = store.query(f"SELECT run_id, step, value FROM metrics WHERE name = 'eval_loss' AND run_id IN ({marks}) "
-                        f"ORDER BY step", run_ids)
     losses: dict[str, list[tuple[int, float]]] = {}
-    for row in evals:
-        losses.setdefault(row["run_id"], []).append((row["step"], row["value"]))
+    for point in store.metrics.curve(run_ids, ["eval_loss"]):
+        losses.setdefault(point.run_id, []).append((point.step, point.value))
     best: dict[str, tuple[Path, float]] = {}
-    for row in saved:
-        before = [value for step, value in losses.get(row["run_id"], []) if step <= row["step"]]
-        path = Path(row["path"])
-        if before and path.is_dir() and (row["run_id"] not in best or before[-1] < best[row["run_id"]][1]):
-            best[row["run_id"]] = (path, before[-1])
+    for ckpt in store.checkpoints.of_runs(run_ids):
+        before = [value for step, value in losses.get(ckpt.run_id, []) if step <= ckpt.step]
+        path = Path(ckpt.path)
+        if before and path.is_dir() and (ckpt.run_id not in best or before[-1] < best[ckpt.run_id][1]):
+            best[ckpt.run_id] = (path, before[-1])
     return best
 
 
 def best_paths() -> set[str]:
     """The stored checkpoints that are their run's best (see best_of), as the paths `stored()` lists."""
-    run_ids = [r["run_id"] for r in store.query("SELECT DISTINCT run_id FROM checkpoints")]
-    return {str(path) for path, _ in best_of(run_ids).values()}
+    return {str(path) for path, _ in best_of(store.checkpoints.run_ids()).values()}
 
 
-def best(run: dict) -> tuple[Path, float] | None:
+def best(run: store.Run) -> tuple[Path, float] | None:
     """The run's best checkpoint and its validation loss (see best_of); None when none has a validation loss."""
-    return best_of([run["id"]]).get(run["id"])
+    return best_of([run.id]).get(run.id)
 
 
-def info(ckpt: Path) -> dict:
+def info(ckpt: Path | str) -> dict:
     path = Path(ckpt) / INFO
     return json.loads(path.read_text()) if path.is_file() else {}
 

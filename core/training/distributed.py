@@ -1,10 +1,12 @@
 """Training in N processes (`training.processes`, `umlstudio train --processes N`): DDP through
 accelerate, gloo on a CPU and nccl on GPUs, the peft backend, the same YAML.
 
-The worker started for a run (`python -m core.training.train --worker <output_dir>/config.yaml`) becomes the
+The worker started for a run (`python -m core.training.train --worker <output_dir>/plan.json`) becomes the
 launcher: torch's elastic agent (what `torchrun` and `accelerate launch` run) starts N copies of the
-same worker as ranks and waits for them. The launcher's pid is the run's pid, so the studio's Stop
-and `runs` see one process per run.
+same worker as ranks and waits for them. The launcher is the run's one process (its pid the run's pid,
+and the worker of the run's job when it trains in the background), so the studio's Stop and `runs` see
+one process per run: a Stop reaches the launcher, which passes it to the ranks (they run in sessions of
+their own).
 
 How the trainer's contracts hold under N processes:
 - one run row, one pre-continue gate: both are written by `umlstudio train` before any rank starts;
@@ -121,7 +123,7 @@ def launch(argv: list[str], processes: int, run_id: str) -> dict[int, int]:
     return {}
 
 
-def rank_log(output_dir: Path, number: int) -> Path:
+def rank_log(output_dir: Path | str, number: int) -> Path:
     return Path(output_dir) / f"train.rank{number}.log"
 
 

