@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import data, generate, models  # noqa: E402
-from core.data.prompts import request  # noqa: E402
-from core.config import DEFAULT_TARGETS  # noqa: E402
+from core import data, generate, models
+from core.config import DEFAULT_TARGETS
+from core.data.prompts import request
 
 
 def synthetic_checkpoints(base: str, count: int, root: Path) -> list[str]:
@@ -43,8 +43,10 @@ def synthetic_checkpoints(base: str, count: int, root: Path) -> list[str]:
 
     paths = []
     for k in range(count):
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(models.resolve_base(base)),
-                               LoraConfig(r=16, lora_alpha=32, target_modules=list(DEFAULT_TARGETS)))
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(models.resolve_base(base)),
+            LoraConfig(r=16, lora_alpha=32, target_modules=list(DEFAULT_TARGETS)),
+        )
         generator = torch.Generator().manual_seed(k)
         with torch.no_grad():
             for name, param in model.named_parameters():
@@ -70,10 +72,18 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="for the hot-swap comparison")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 320], help="for the batching comparison")
-    parser.add_argument("--batch-size", type=int, default=8, help="static batching's batch, and continuous batching's slots")
-    parser.add_argument("--slots", type=int, nargs="+", help="continuous batching's slots, each measured (default: --batch-size)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice; on a busy machine 1 is faster)")
-    parser.add_argument("--checkpoint", help="a trained checkpoint for the batching comparison (default: a synthetic adapter)")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="static batching's batch, and continuous batching's slots"
+    )
+    parser.add_argument(
+        "--slots", type=int, nargs="+", help="continuous batching's slots, each measured (default: --batch-size)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's choice; on a busy machine 1 is faster)"
+    )
+    parser.add_argument(
+        "--checkpoint", help="a trained checkpoint for the batching comparison (default: a synthetic adapter)"
+    )
     parser.add_argument("--only", choices=["swap", "batch"], help="run one of the two comparisons")
     args = parser.parse_args()
 
@@ -85,8 +95,11 @@ def main() -> int:
     rows = data.in_turn(data.load_split(data.default_dataset_dir(), "test"), args.prompts)
     prompts = [request(row["prompt"], row["diagram_type"]) for row in rows]
     run = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    print(f"base {args.base}, {args.checkpoints} checkpoints x {len(prompts)} prompts, max_new_tokens "
-          f"{args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"base {args.base}, {args.checkpoints} checkpoints x {len(prompts)} prompts, max_new_tokens "
+        f"{args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = synthetic_checkpoints(args.base, args.checkpoints if args.only != "batch" else 1, Path(tmp))
@@ -127,19 +140,26 @@ def compare_swap(args, prompts, ckpts, run) -> bool:
 
     reloaded, t_reload = timed(reload)
     same = all([r.output for r in a] == [r.output for r in b] for a, b in zip(swapped, reloaded))
-    table([
-        ("pure generation (adapters loaded)", pure, None),
-        ("hot-swap total", t_swap, None),
-        ("  of which: base model load (once)", t_load, None),
-        ("  of which: adapter loads (each once)", t_adapters, None),
-        ("  of which: generation", t_generation, None),
-        ("reload: base + adapter per checkpoint", t_reload, None),
-    ])
+    table(
+        [
+            ("pure generation (adapters loaded)", pure, None),
+            ("hot-swap total", t_swap, None),
+            ("  of which: base model load (once)", t_load, None),
+            ("  of which: adapter loads (each once)", t_adapters, None),
+            ("  of which: generation", t_generation, None),
+            ("reload: base + adapter per checkpoint", t_reload, None),
+        ]
+    )
     swap_ratio = t_swap / pure
     overhead_ratio = (t_load + t_adapters + pure) / pure
-    print(f"\nhot-swap / pure   {swap_ratio:.3f} measured wall time  (target <= 1.15) {'ok' if swap_ratio <= 1.15 else 'MISSED'}")
-    print(f"                  {overhead_ratio:.3f} as (load + adapter loads + pure) / pure: the swap overhead alone, "
-          "without the run-to-run noise of a shared machine")
+    print(
+        f"\nhot-swap / pure   {swap_ratio:.3f} measured wall time  (target <= 1.15) "
+        f"{'ok' if swap_ratio <= 1.15 else 'MISSED'}"
+    )
+    print(
+        f"                  {overhead_ratio:.3f} as (load + adapter loads + pure) / pure: the swap overhead alone, "
+        "without the run-to-run noise of a shared machine"
+    )
     print(f"reload / pure     {t_reload / pure:.3f}")
     print(f"hot-swap outputs == reload outputs: {'yes' if same else 'NO'}")
     return same
@@ -154,8 +174,11 @@ def stop_at_enduml(engine, prompt_len: int):
 
     class Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            tails = engine.tokenizer.batch_decode(input_ids[:, max(prompt_len, input_ids.shape[1] - 12):],
-                                                  skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            tails = engine.tokenizer.batch_decode(
+                input_ids[:, max(prompt_len, input_ids.shape[1] - 12) :],
+                skip_special_tokens=True,
+                clean_up_tokenization_spaces=False,
+            )
             return torch.tensor([generate.STOP in tail for tail in tails], dtype=torch.bool)
 
     return StoppingCriteriaList([Stop()])
@@ -168,10 +191,15 @@ def one_at_a_time(engine, model, ids, max_new_tokens) -> list[tuple[str, int]]:
     rows = []
     for row in ids:
         row = torch.tensor([row])
-        out = model.generate(input_ids=row, attention_mask=torch.ones_like(row), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
-                             stopping_criteria=stop_at_enduml(engine, row.shape[1]))
-        rows.append(_row(engine, out[0, row.shape[1]:].tolist()))
+        out = model.generate(
+            input_ids=row,
+            attention_mask=torch.ones_like(row),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=engine.tokenizer.pad_token_id,
+            stopping_criteria=stop_at_enduml(engine, row.shape[1]),
+        )
+        rows.append(_row(engine, out[0, row.shape[1] :].tolist()))
     return rows
 
 
@@ -182,12 +210,18 @@ def static(engine, model, ids, max_new_tokens, batch_size) -> list[tuple[str, in
     rows = []
     pad = engine.tokenizer.pad_token_id
     for at in range(0, len(ids), batch_size):
-        chunk = ids[at:at + batch_size]
+        chunk = ids[at : at + batch_size]
         width = max(len(r) for r in chunk)
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in chunk])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk])
-        out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, stopping_criteria=stop_at_enduml(engine, width))
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            stopping_criteria=stop_at_enduml(engine, width),
+        )
         rows += [_row(engine, line[width:].tolist()) for line in out]
     return rows
 
@@ -201,8 +235,12 @@ def _row(engine, new: list[int]) -> tuple[str, int]:
     text = engine.tokenizer.decode(new[:tokens], skip_special_tokens=True, clean_up_tokenization_spaces=False)
     cut, stopped = generate.cut_at_stop(text)
     if stopped:  # the tokens up to the one that completed @enduml
-        tokens = next(n for n in range(1, tokens + 1) if generate.STOP in engine.tokenizer.decode(
-            new[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False))
+        tokens = next(
+            n
+            for n in range(1, tokens + 1)
+            if generate.STOP
+            in engine.tokenizer.decode(new[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        )
     return cut.strip(), tokens
 
 
@@ -220,43 +258,72 @@ def compare_batch(args, messages, ckpt) -> None:
                 batched, t_static = timed(lambda: static(engine, model, ids, length, args.batch_size))
             continuous = {}
             for slots in args.slots or [args.batch_size]:
-                continuous[slots] = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length,
-                                                                  batch_size=slots, loop_guard=False))
+                continuous[slots] = timed(
+                    lambda: engine.generate(messages, ckpt, max_new_tokens=length, batch_size=slots, loop_guard=False)
+                )
             slots, (_, t_cont) = min(continuous.items(), key=lambda item: item[1][1])  # the fastest
             tok = sum(n for _, n in single)
             same_cont = min(sum(a.output == b[0] for a, b in zip(got, single)) for got, _ in continuous.values())
             same_static = sum(a[0] == b[0] for a, b in zip(batched, single))
             lengths = sorted(n for _, n in single)
-            results.append({"max_new_tokens": length, "tokens": tok, "one_s": t_single, "static_s": t_static,
-                            "continuous_s": t_cont, "slots": slots, "same_continuous": same_cont, "same_static": same_static,
-                            "row_tokens": f"{lengths[0]}-{lengths[len(lengths) // 2]}-{lengths[-1]}"})
+            results.append(
+                {
+                    "max_new_tokens": length,
+                    "tokens": tok,
+                    "one_s": t_single,
+                    "static_s": t_static,
+                    "continuous_s": t_cont,
+                    "slots": slots,
+                    "same_continuous": same_cont,
+                    "same_static": same_static,
+                    "row_tokens": f"{lengths[0]}-{lengths[len(lengths) // 2]}-{lengths[-1]}",
+                }
+            )
             r = results[-1]
             print(f"\n{length} new tokens: {tok} tokens (rows min-median-max {r['row_tokens']})", flush=True)
-            table([("one at a time (transformers generate)", t_single, tok),
-                   (f"static batching ({args.batch_size}, transformers generate)", t_static, tok)]
-                  + [(f"continuous batching ({n} slots, Engine)", t, sum(g.tokens for g in got))
-                     for n, (got, t) in continuous.items()])
-            print(f"continuous ({slots} slots) / one at a time {t_single / t_cont:.2f}x, continuous / static "
-                  f"{t_static / t_cont:.2f}x; same output as one at a time: continuous {same_cont}/{len(ids)} "
-                  f"(every slot count), static {same_static}/{len(ids)}", flush=True)
+            table(
+                [
+                    ("one at a time (transformers generate)", t_single, tok),
+                    (f"static batching ({args.batch_size}, transformers generate)", t_static, tok),
+                ]
+                + [
+                    (f"continuous batching ({n} slots, Engine)", t, sum(g.tokens for g in got))
+                    for n, (got, t) in continuous.items()
+                ]
+            )
+            print(
+                f"continuous ({slots} slots) / one at a time {t_single / t_cont:.2f}x, continuous / static "
+                f"{t_static / t_cont:.2f}x; same output as one at a time: continuous {same_cont}/{len(ids)} "
+                f"(every slot count), static {same_static}/{len(ids)}",
+                flush=True,
+            )
         length = max(args.lengths)
         guarded, t_gen = timed(lambda: engine.generate(messages, ckpt, max_new_tokens=length, batch_size=slots))
         _, t_fix = timed(lambda: engine.make_valid(guarded, ckpt, length, args.batch_size))
     n = len(guarded)
     raw, fixed = sum(bool(g.raw_valid) for g in guarded), sum(bool(g.valid) for g in guarded)
-    print(f"\nwith the loop guard and repair, {length} new tokens, continuous: generation {t_gen:.1f} s, "
-          f"check + repair {t_fix:.1f} s ({t_fix / n:.2f} s per diagram, x{(t_gen + t_fix) / t_gen:.2f} the generation time); "
-          f"looped {sum(g.looped for g in guarded)}/{n}; valid PlantUML raw {raw}/{n}, repaired {fixed}/{n} "
-          f"({sum(g.repaired for g in guarded)} repaired: "
-          f"{sum(any(c.startswith('second attempt') for c in g.repair) for g in guarded)} by a second attempt)")
-    print("\n| max new tokens | tokens (row min-median-max) | one at a time tok/s | static tok/s | continuous tok/s (slots) "
-          "| cont. / one | cont. / static | identical (cont., static) |")
+    print(
+        f"\nwith the loop guard and repair, {length} new tokens, continuous: generation {t_gen:.1f} s, "
+        f"check + repair {t_fix:.1f} s ({t_fix / n:.2f} s per diagram, "
+        f"x{(t_gen + t_fix) / t_gen:.2f} the generation time); "
+        f"looped {sum(g.looped for g in guarded)}/{n}; valid PlantUML raw {raw}/{n}, repaired {fixed}/{n} "
+        f"({sum(g.repaired for g in guarded)} repaired: "
+        f"{sum(any(c.startswith('second attempt') for c in g.repair) for g in guarded)} by a second attempt)"
+    )
+    print(
+        "\n| max new tokens | tokens (row min-median-max) | one at a time tok/s | static tok/s "
+        "| continuous tok/s (slots) "
+        "| cont. / one | cont. / static | identical (cont., static) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         tok = r["tokens"]
-        print(f"| {r['max_new_tokens']} | {tok} ({r['row_tokens']}) | {tok / r['one_s']:.1f} | {tok / r['static_s']:.1f} "
-              f"| {tok / r['continuous_s']:.1f} ({r['slots']}) | {r['one_s'] / r['continuous_s']:.2f}x | "
-              f"{r['static_s'] / r['continuous_s']:.2f}x | {r['same_continuous']}/{len(ids)}, {r['same_static']}/{len(ids)} |")
+        print(
+            f"| {r['max_new_tokens']} | {tok} ({r['row_tokens']}) | {tok / r['one_s']:.1f} | {tok / r['static_s']:.1f} "
+            f"| {tok / r['continuous_s']:.1f} ({r['slots']}) | {r['one_s'] / r['continuous_s']:.2f}x | "
+            f"{r['static_s'] / r['continuous_s']:.2f}x | "
+            f"{r['same_continuous']}/{len(ids)}, {r['same_static']}/{len(ids)} |"
+        )
 
 
 if __name__ == "__main__":

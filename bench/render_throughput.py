@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["UMLSTUDIO_HOME"] = tempfile.mkdtemp(prefix="render-bench-")
 
-from core import paths, render  # noqa: E402
+from core import paths, render
 
 
 def diagrams(n: int) -> list[str]:
@@ -47,8 +47,10 @@ def persistent(renderer: render.Renderer, sources: list[str], threads: int) -> f
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     sources = diagrams(n)
-    print(f"PlantUML {render.plantuml_version()}, {n} PlantUCD diagrams, layout "
-          f"{'smetana' if render._smetana() else 'graphviz'}, {os.cpu_count()} CPUs")
+    print(
+        f"PlantUML {render.plantuml_version()}, {n} PlantUCD diagrams, layout "
+        f"{'smetana' if render._smetana() else 'graphviz'}, {os.cpu_count()} CPUs"
+    )
 
     renderer = render.Renderer()
     started = time.perf_counter()
@@ -61,8 +63,9 @@ def main() -> None:
     baseline = one_jvm_each(sources)
     print(f"one JVM per diagram:        {n / baseline:6.1f} diagrams/s")
     print(f"persistent server, 1 thread:{n / serial:6.1f} diagrams/s  ({baseline / serial:.1f}x)")
-    print(f"persistent server, {render.MAX_PARALLEL} threads:{n / parallel:5.1f} diagrams/s  "
-          f"({baseline / parallel:.1f}x)")
+    print(
+        f"persistent server, {render.MAX_PARALLEL} threads:{n / parallel:5.1f} diagrams/s  ({baseline / parallel:.1f}x)"
+    )
 
     source = sources[0]
     render.render(source)

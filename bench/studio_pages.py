@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, studio_at, wait_until_idle  # noqa: E402  the studio, and the wait for a finished page, as the browser test has them
+
 RUNS, METRIC_ROWS, GENERATIONS, CHECKPOINTS_PER_RUN, PROMPTS = 50, 100_000, 10_000, 5, 40
 TARGET_S, FIRST_PAGE_TARGET_S = 2.0, 3.0
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
@@ -52,17 +53,32 @@ def seed(home: Path) -> None:
         cfg = config.parse({"training": {"output_dir": str(out)}}).to_dict()
         parent = run_ids[-1] if phase else None
         parent_ckpt = str(home / f"run{i - 1:02d}" / f"checkpoint-{steps_per_run}") if phase else None
-        run_id = store.runs.create(name=f"run{i:02d}", output_dir=out, phase_kind="continue" if phase else "fresh",
-                                  config=cfg, parent_run=parent, parent_checkpoint=parent_ckpt, base_model="smollm2-135m")
+        run_id = store.runs.create(
+            name=f"run{i:02d}",
+            output_dir=out,
+            phase_kind="continue" if phase else "fresh",
+            config=cfg,
+            parent_run=parent,
+            parent_checkpoint=parent_ckpt,
+            base_model="smollm2-135m",
+        )
         store.runs.update(run_id, status="finished")
         run_ids.append(run_id)
-        level = 2.3 * 0.5 ** phase
+        level = 2.3 * 0.5**phase
         for step in range(1, steps_per_run + 1):
             loss = level * math.exp(-step / 200) + 0.3 + rng.gauss(0, 0.02)
-            rows_metrics += [[run_id, step, step / 100, "loss", loss], [run_id, step, step / 100, "learning_rate", 1e-4],
-                             [run_id, step, step / 100, "tokens_per_s", 500 + rng.gauss(0, 20)],
-                             [run_id, step, step / 100, "eval_loss" if step % 10 == 0 else "elapsed_s",
-                              loss + 0.1 if step % 10 == 0 else step * 0.4]]
+            rows_metrics += [
+                [run_id, step, step / 100, "loss", loss],
+                [run_id, step, step / 100, "learning_rate", 1e-4],
+                [run_id, step, step / 100, "tokens_per_s", 500 + rng.gauss(0, 20)],
+                [
+                    run_id,
+                    step,
+                    step / 100,
+                    "eval_loss" if step % 10 == 0 else "elapsed_s",
+                    loss + 0.1 if step % 10 == 0 else step * 0.4,
+                ],
+            ]
         for k in range(1, CHECKPOINTS_PER_RUN + 1):
             step = k * steps_per_run // CHECKPOINTS_PER_RUN
             path = out / f"checkpoint-{step}"
@@ -77,27 +93,74 @@ def seed(home: Path) -> None:
         scored = []
         for row in test:
             output = row["plantuml"] if rng.random() < 0.5 + 0.002 * e else "@startuml\nclass Thing\n@enduml"
-            m = metrics.score(output, row["plantuml"], row["prompt"], row["diagram_type"], syntax=None, renders=None,
-                              truncated=False, tokens=60, latency_s=1.0)
+            m = metrics.score(
+                output,
+                row["plantuml"],
+                row["prompt"],
+                row["diagram_type"],
+                syntax=None,
+                renders=None,
+                truncated=False,
+                tokens=60,
+                latency_s=1.0,
+            )
             scored.append(m)
-            generations.append([store.new_id(), evaluation, path, store.new_id(), row["prompt"], row["plantuml"],
-                                row["diagram_type"], output, json.dumps({**m, "truncated": False}), 60, 1.0])
+            generations.append(
+                [
+                    store.new_id(),
+                    evaluation,
+                    path,
+                    store.new_id(),
+                    row["prompt"],
+                    row["plantuml"],
+                    row["diagram_type"],
+                    output,
+                    json.dumps({**m, "truncated": False}),
+                    60,
+                    1.0,
+                ]
+            )
         summary = metrics.aggregate(scored)
         summary["loss"] = 0.4
-        evaluations.append([evaluation, path, "data/default", json.dumps({"split": "test"}), len(test),
-                            json.dumps(summary)])
+        evaluations.append(
+            [evaluation, path, "data/default", json.dumps({"split": "test"}), len(test), json.dumps(summary)]
+        )
 
     stamp = store.now()
-    store.load_frames({
-        "metrics": pd.DataFrame(rows_metrics, columns=["run_id", "step", "epoch", "name", "value"]).assign(time=stamp),
-        "checkpoints": pd.DataFrame(rows_ckpts, columns=["path", "run_id", "step", "manifest_sha256"]).assign(created_at=stamp),
-        "evaluations": pd.DataFrame(evaluations, columns=["id", "checkpoint", "dataset", "settings", "n", "summary"]).assign(created_at=stamp),
-        "generations": pd.DataFrame(generations, columns=["id", "evaluation_id", "checkpoint", "settings_key", "prompt",
-                                                          "reference", "diagram_type", "output", "metrics", "tokens",
-                                                          "latency_s"]).assign(created_at=stamp),
-    })
-    counts = {table: n for table, n in store.counts().items()
-              if table in ("runs", "metrics", "checkpoints", "evaluations", "generations")}
+    store.load_frames(
+        {
+            "metrics": pd.DataFrame(rows_metrics, columns=["run_id", "step", "epoch", "name", "value"]).assign(
+                time=stamp
+            ),
+            "checkpoints": pd.DataFrame(rows_ckpts, columns=["path", "run_id", "step", "manifest_sha256"]).assign(
+                created_at=stamp
+            ),
+            "evaluations": pd.DataFrame(
+                evaluations, columns=["id", "checkpoint", "dataset", "settings", "n", "summary"]
+            ).assign(created_at=stamp),
+            "generations": pd.DataFrame(
+                generations,
+                columns=[
+                    "id",
+                    "evaluation_id",
+                    "checkpoint",
+                    "settings_key",
+                    "prompt",
+                    "reference",
+                    "diagram_type",
+                    "output",
+                    "metrics",
+                    "tokens",
+                    "latency_s",
+                ],
+            ).assign(created_at=stamp),
+        }
+    )
+    counts = {
+        table: n
+        for table, n in store.counts().items()
+        if table in ("runs", "metrics", "checkpoints", "evaluations", "generations")
+    }
     print("seeded: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()), flush=True)
 
 
@@ -120,7 +183,10 @@ def measure_click(page, title: str) -> float:
             const app = document.querySelector("[data-testid='stApp']");
             const h1 = document.querySelector("[data-testid='stMainBlockContainer'] h1");
             return app && app.dataset.testScriptState === "notRunning" && h1 && h1.innerText.trim() === title;
-        }""", arg=title, timeout=120_000)
+        }""",
+        arg=title,
+        timeout=120_000,
+    )
     return time.perf_counter() - start
 
 
@@ -165,18 +231,24 @@ def main() -> int:
         load = os.getloadavg()[0]
         with sync_playwright() as playwright:
             firsts = first_page(playwright, home, rounds)
-    print(f"\nseconds until the page is usable (target: from the sidebar < {TARGET_S:g} s; by URL each visit is a new "
-          f"session); load: {load:.1f} on {os.cpu_count()} cores")
+    print(
+        f"\nseconds until the page is usable (target: from the sidebar < {TARGET_S:g} s; by URL each visit is a new "
+        f"session); load: {load:.1f} on {os.cpu_count()} cores"
+    )
     print(f"{'page':<24}{'cold URL':>9}{'warm URL':>9}{'sidebar':>9}")
     for title, times in results.items():
         flag = "" if times["click"] < TARGET_S else "  over target"
         print(f"{title:<24}{times['cold']:>9.2f}{times['warm']:>9.2f}{times['click']:>9.2f}{flag}")
-    print(f"\nfirst page after the studio starts (Runs by URL, a new studio and browser each round; target "
-          f"< {FIRST_PAGE_TARGET_S:g} s); load at the end: {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nfirst page after the studio starts (Runs by URL, a new studio and browser each round; target "
+        f"< {FIRST_PAGE_TARGET_S:g} s); load at the end: {os.getloadavg()[0]:.1f}"
+    )
     for i, label in enumerate(("server answers", "page usable", "curves drawn")):
         values = [r[i] for r in firsts]
-        print(f"{label:<16} median {statistics.median(values):.2f} s  ({min(values):.2f}–{max(values):.2f}, "
-              f"{len(values)} rounds)")
+        print(
+            f"{label:<16} median {statistics.median(values):.2f} s  ({min(values):.2f}–{max(values):.2f}, "
+            f"{len(values)} rounds)"
+        )
     return 0
 
 

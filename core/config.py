@@ -53,27 +53,40 @@ def _rename(values, renamed: dict[str, str]):
 
 def current_names(raw: dict) -> dict:
     """A stored config (a checkpoint's umlstudio.json, a run row's) with each renamed key under its new name."""
-    return {section: _rename(values, RENAMED[section]) if section in RENAMED else values for section, values in raw.items()}
+    return {
+        section: _rename(values, RENAMED[section]) if section in RENAMED else values for section, values in raw.items()
+    }
 
 
 class ModelConfig(Section):
-    base: str = Field("smollm2-135m", description="the embedded SmolLM2-135M-Instruct (smollm2-135m), "
-                      "a local HF folder, or a hub id")
+    base: str = Field(
+        "smollm2-135m", description="the embedded SmolLM2-135M-Instruct (smollm2-135m), a local HF folder, or a hub id"
+    )
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # auto = bf16 where the CPU/GPU supports it
 
 
 class DataConfig(Section):
-    dataset: str = Field("data/default", description="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv "
-                         "file, or a folder name under data/")
+    dataset: str = Field(
+        "data/default",
+        description="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv file, or a folder name under data/",
+    )
     train_file: str | None = None  # replaces the dataset's train split (e.g. a filtered subset)
     validation_file: str | None = None  # replaces the dataset's validation split
     eval_rows: int = Field(64, ge=1)  # validation rows scored for eval_loss (CPU: keep it small)
     # share of each diagram type in the rows a phase trains on (core/data.mix; not applied to a train_file,
     # which keeps the mix it was made with); a type left out gets none.
     # Default 20% each for the types with real prose (class, sequence, activity), 10% for the generated ones.
-    type_weights: dict[Literal["class", "sequence", "activity", "usecase", "state", "component", "er"],
-                       float] = Field(default_factory=lambda: {"class": 2.0, "sequence": 2.0, "activity": 2.0,
-                                                               "usecase": 1.0, "state": 1.0, "component": 1.0, "er": 1.0})
+    type_weights: dict[Literal["class", "sequence", "activity", "usecase", "state", "component", "er"], float] = Field(
+        default_factory=lambda: {
+            "class": 2.0,
+            "sequence": 2.0,
+            "activity": 2.0,
+            "usecase": 1.0,
+            "state": 1.0,
+            "component": 1.0,
+            "er": 1.0,
+        }
+    )
 
     @model_validator(mode="after")
     def _some_weight(self):
@@ -92,7 +105,8 @@ class DataConfig(Section):
 
     @property
     def train_mix(self) -> dict[str, float] | None:
-        """The type shares its training rows are mixed by: None for a train_file, which keeps the mix it was made with."""
+        """The type shares its training rows are mixed by: None for a train_file, which keeps the mix it was
+        made with."""
         return None if self.train_file else self.type_weights
 
 
@@ -117,13 +131,18 @@ class TrainingConfig(Section):
     save_steps: int = Field(100, ge=1)
     eval_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
-    max_seq_length: int = Field(512, ge=32, description="tokens of a training row at most, prompt + answer; a longer "
-                                "row's answer is cut")
+    max_seq_length: int = Field(
+        512, ge=32, description="tokens of a training row at most, prompt + answer; a longer row's answer is cut"
+    )
     seed: int = 42
     resume_from_checkpoint: str | None = None  # only to finish an interrupted run, same hyperparameters
-    processes: int = Field(1, ge=1, description="processes training together (DDP through accelerate: gloo on CPU "
-                           "cores, nccl on GPUs), peft backend; the global batch is processes x rows_per_micro_batch "
-                           "x gradient_accumulation_steps")
+    processes: int = Field(
+        1,
+        ge=1,
+        description="processes training together (DDP through accelerate: gloo on CPU "
+        "cores, nccl on GPUs), peft backend; the global batch is processes x rows_per_micro_batch "
+        "x gradient_accumulation_steps",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -139,8 +158,10 @@ class TrainingConfig(Section):
     @model_validator(mode="after")
     def _tokens_per_batch(self):
         if self.tokens_per_batch is not None and self.tokens_per_batch < self.max_seq_length:
-            raise ValueError(f"tokens_per_batch {self.tokens_per_batch} is below max_seq_length {self.max_seq_length}: "
-                             f"a row of max_seq_length tokens must fit one micro-batch — raise tokens_per_batch")
+            raise ValueError(
+                f"tokens_per_batch {self.tokens_per_batch} is below max_seq_length {self.max_seq_length}: "
+                f"a row of max_seq_length tokens must fit one micro-batch — raise tokens_per_batch"
+            )
         return self
 
 
@@ -158,10 +179,17 @@ class PhaseConfig(Section):
 
 class EvaluationConfig(Section):
     max_new_tokens: int = Field(320, ge=8, description="tokens generated at most per output")
-    batch_size: int = Field(16, ge=1, description="prompts generated together; on 2 CPU cores 16 make 1.6x the "
-                            "tokens/s of 8 (BENCHMARKS.md)")
-    limit: int = Field(100, ge=1, description="test rows per evaluation, a seeded sample taking every diagram type, "
-                       "origin and source in turn; 100 give a 95% interval of at most ±0.10 on a rate")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="prompts generated together; on 2 CPU cores 16 make 1.6x the tokens/s of 8 (BENCHMARKS.md)",
+    )
+    limit: int = Field(
+        100,
+        ge=1,
+        description="test rows per evaluation, a seeded sample taking every diagram type, "
+        "origin and source in turn; 100 give a 95% interval of at most ±0.10 on a rate",
+    )
 
 
 class QualityConfig(Section):
@@ -295,19 +323,24 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
-            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in a config — write the value out",
-                                       problem_mark=mark)
+            raise yaml.MarkedYAMLError(
+                problem="aliases (*name) are not allowed in a config — write the value out", problem_mark=mark
+            )
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise yaml.MarkedYAMLError(problem="merge keys (<<) are not allowed in a config — write the keys out",
-                                           problem_mark=key_node.start_mark)
+                raise yaml.MarkedYAMLError(
+                    problem="merge keys (<<) are not allowed in a config — write the keys out",
+                    problem_mark=key_node.start_mark,
+                )
             if key_node.value in seen:
-                raise yaml.MarkedYAMLError(problem=f"key {clip(key_node.value, 60)} is written twice in one section — keep one",
-                                           problem_mark=key_node.start_mark)
+                raise yaml.MarkedYAMLError(
+                    problem=f"key {clip(key_node.value, 60)} is written twice in one section — keep one",
+                    problem_mark=key_node.start_mark,
+                )
             seen.add(key_node.value)
         return super().construct_mapping(node, deep)
 
@@ -318,8 +351,10 @@ def read_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: {what} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}) "
-                        f"— save it as UTF-8") from None
+        raise UserError(
+            f"{path}:{line}: {what} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}) "
+            f"— save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror}) — check the path and its permissions") from None
 

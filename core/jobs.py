@@ -35,9 +35,31 @@ from core.supervisor import (
     time_left,
 )
 
-__all__ = ["DONE", "FAILED", "FINISHED", "JOB_ENV", "LOST", "RUNNING", "STOPPED", "Job", "Progress", "compare",
-           "current", "duration_text", "evaluate", "export", "generate", "get", "jobs_dir", "list_jobs",
-           "progress_text", "start", "stop", "time_left", "train"]
+__all__ = [
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "JOB_ENV",
+    "LOST",
+    "RUNNING",
+    "STOPPED",
+    "Job",
+    "Progress",
+    "compare",
+    "current",
+    "duration_text",
+    "evaluate",
+    "export",
+    "generate",
+    "get",
+    "jobs_dir",
+    "list_jobs",
+    "progress_text",
+    "start",
+    "stop",
+    "time_left",
+    "train",
+]
 
 
 # ---- the kinds of background work: one typed function each, the only place a worker's command line is built
@@ -65,16 +87,48 @@ def evaluate(checkpoint: str, limit: int | None = None) -> Job:
 def compare(checkpoints: list[str], *, limit: int, max_new_tokens: int, label: str = "") -> Job:
     """`umlstudio compare` of 2-4 checkpoints on `limit` test prompts; its HTML report is the job's compare.html."""
     models = [arg for i, checkpoint in enumerate(checkpoints) for arg in (f"--model{i + 1}", checkpoint)]
-    return start("compare", ["-m", "core", "compare", *models, "--limit", str(int(limit)), "--max-new-tokens",
-                             str(int(max_new_tokens)), "--out", "{job}/compare.html"],
-                 label=label or ", ".join(checkpoints))
+    return start(
+        "compare",
+        [
+            "-m",
+            "core",
+            "compare",
+            *models,
+            "--limit",
+            str(int(limit)),
+            "--max-new-tokens",
+            str(int(max_new_tokens)),
+            "--out",
+            "{job}/compare.html",
+        ],
+        label=label or ", ".join(checkpoints),
+    )
 
 
-def generate(checkpoint: str, prompt: str, *, base: str | None = None, diagram_type: str | None = None,
-             max_new_tokens: int = 320, repair: bool = False, label: str = "") -> Job:
+def generate(
+    checkpoint: str,
+    prompt: str,
+    *,
+    base: str | None = None,
+    diagram_type: str | None = None,
+    max_new_tokens: int = 320,
+    repair: bool = False,
+    label: str = "",
+) -> Job:
     """One generation for the playground: its tokens stream to the job's output, its result is result.json."""
-    args = ["-m", "core", "generate-worker", "--checkpoint", checkpoint, "--prompt-file", "{job}/prompt.txt",
-            "--out", "{job}/result.json", "--max-new-tokens", str(int(max_new_tokens))]
+    args = [
+        "-m",
+        "core",
+        "generate-worker",
+        "--checkpoint",
+        checkpoint,
+        "--prompt-file",
+        "{job}/prompt.txt",
+        "--out",
+        "{job}/result.json",
+        "--max-new-tokens",
+        str(int(max_new_tokens)),
+    ]
     if base:
         args += ["--base", base]
     if diagram_type:
@@ -86,5 +140,20 @@ def generate(checkpoint: str, prompt: str, *, base: str | None = None, diagram_t
 
 def export(checkpoint: str, out, fmt: str, gguf_type: str, *, label: str = "") -> Job:
     """`umlstudio export` of a checkpoint into `out` as `fmt` (merged or gguf, of `gguf_type`)."""
-    return start("export", ["-m", "core", "export", "--checkpoint", checkpoint, "--out", str(out), "--format", fmt,
-                            "--gguf-type", gguf_type], label=label or f"{checkpoint} → {out}")
+    return start(
+        "export",
+        [
+            "-m",
+            "core",
+            "export",
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            str(out),
+            "--format",
+            fmt,
+            "--gguf-type",
+            gguf_type,
+        ],
+        label=label or f"{checkpoint} → {out}",
+    )

@@ -11,9 +11,22 @@ CONFIG_DIR = ROOT / "config"
 DATA_DIR = ROOT / "data"
 
 
-# Folders of the operating system: nothing of ours is written below them (`/lib*` is any top folder
-# starting with lib: lib, lib32, lib64, libx32).
-SYSTEM_FOLDERS = ("/etc", "/usr", "/bin", "/sbin", "/lib*", "/boot", "/proc", "/sys", "/dev", "/var/lib")
+# Folders of the operating system: nothing of ours is written below them.
+SYSTEM_FOLDERS = (
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/var/lib",
+)
 
 
 def system_folder(path) -> str | None:
@@ -21,9 +34,8 @@ def system_folder(path) -> str | None:
     parts = Path(path).expanduser().resolve().parts
     for folder in SYSTEM_FOLDERS:
         wanted = folder.strip("/").split("/")
-        top = parts[1:1 + len(wanted)]
-        if len(top) == len(wanted) and all(p == w or (w.endswith("*") and p.startswith(w[:-1]))
-                                           for p, w in zip(top, wanted)):
+        top = parts[1 : 1 + len(wanted)]
+        if list(top) == wanted:
             return "/" + "/".join(top)
     return None
 
@@ -98,5 +110,7 @@ def out_file(value, flag: str = "--out") -> Path:
             with path.open("ab"):
                 pass
     except OSError as exc:
-        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror}) — pick a folder you can write to") from None
+        raise UserError(
+            f"{flag} {path}: cannot write there ({exc.strerror}) — pick a folder you can write to"
+        ) from None
     return path

@@ -127,9 +127,20 @@ class Progress:
         eta = None
         if self.started and self.done:
             eta = (time.time() - self.started) / self.done * (self.total - self.done)
-        _write_json(self.path, {"done": self.done, "total": self.total, "unit": self.unit, "stored": self.stored,
-                                "saved": self.saved, "started": self.started, "updated": time.time(),
-                                "eta_s": eta, "note": self.note})
+        _write_json(
+            self.path,
+            {
+                "done": self.done,
+                "total": self.total,
+                "unit": self.unit,
+                "stored": self.stored,
+                "saved": self.saved,
+                "started": self.started,
+                "updated": time.time(),
+                "eta_s": eta,
+                "note": self.note,
+            },
+        )
 
 
 def duration_text(seconds: float) -> str:
@@ -179,8 +190,9 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def start(kind: str, args: list, *, label: str = "", files: dict[str, str] | None = None,
-          log: Path | None = None) -> Job:
+def start(
+    kind: str, args: list, *, label: str = "", files: dict[str, str] | None = None, log: Path | None = None
+) -> Job:
     """Run `python <args>` as a detached worker; '{job}' inside an argument becomes the job folder.
 
     `files` are written into the job folder first (e.g. the prompt a generation reads). With `log`, the
@@ -200,9 +212,13 @@ def start(kind: str, args: list, *, label: str = "", files: dict[str, str] | Non
     _write_json(folder / "command.json", command)
     _write_json(folder / "status.json", {"status": RUNNING})  # the supervisor adds its pid when it runs
     subprocess.Popen(
-        [sys.executable, "-m", "core.supervisor", str(folder)], cwd=paths.ROOT,
+        [sys.executable, "-m", "core.supervisor", str(folder)],
+        cwd=paths.ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     return get(job_id)
 
@@ -240,9 +256,16 @@ def get(job_id: str) -> Job:
             status, ended = LOST, time.time()
     log = Path(command["log"]) if command.get("log") else None
     return Job(
-        id=job_id, kind=command["kind"], label=command.get("label", ""), dir=folder, status=status,
-        returncode=state.get("returncode"), started_at=command["started_at"], ended_at=ended,
-        output_file=log or folder / "output.txt", log_file=log or folder / "log.txt",
+        id=job_id,
+        kind=command["kind"],
+        label=command.get("label", ""),
+        dir=folder,
+        status=status,
+        returncode=state.get("returncode"),
+        started_at=command["started_at"],
+        ended_at=ended,
+        output_file=log or folder / "output.txt",
+        log_file=log or folder / "log.txt",
     )
 
 
@@ -283,9 +306,17 @@ def supervise(folder: Path) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     merged = Path(command["log"]) if command.get("log") else None  # a training job: one log, in its run's folder
     with open(merged or folder / "output.txt", "ab") as out, open(merged or folder / "log.txt", "ab") as log:
-        worker = subprocess.Popen(command["argv"], cwd=paths.ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT if merged else log, env={**os.environ, JOB_ENV: str(folder)})
-        _write_json(folder / "status.json", {"status": RUNNING, "supervisor_pid": os.getpid(), "worker_pid": worker.pid})
+        worker = subprocess.Popen(
+            command["argv"],
+            cwd=paths.ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if merged else log,
+            env={**os.environ, JOB_ENV: str(folder)},
+        )
+        _write_json(
+            folder / "status.json", {"status": RUNNING, "supervisor_pid": os.getpid(), "worker_pid": worker.pid}
+        )
         returncode = worker.wait()
     status = STOPPED if stopping else FINISHED if returncode == 0 else FAILED
     _write_json(folder / "status.json", {"status": status, "returncode": returncode, "ended_at": time.time()})

@@ -11,12 +11,12 @@ in as each batch ends, and Cancel (what was made stays stored). The selection li
 import pandas as pd
 import streamlit as st
 
-from core.training import checkpoints
 from core import data, jobs
+from core.config import EvaluationConfig
 from core.evaluation import evaluate, metrics
 from core.inference import render
 from core.studio import ui
-from core.config import EvaluationConfig
+from core.training import checkpoints
 
 PER_PAGE = 6
 LONG_S = 10 * 60  # an estimate above this offers a smaller sample and a lower token budget
@@ -26,8 +26,10 @@ st.title("Checkpoint A/B")
 names = checkpoints.stored()
 names[checkpoints.BASE] = "base model (untrained)"
 if len(names) < 2:
-    st.info("Nothing to compare yet: A/B needs at least one trained checkpoint besides the base model. "
-            "Run a **Quick test** on the Train page first.")
+    st.info(
+        "Nothing to compare yet: A/B needs at least one trained checkpoint besides the base model. "
+        "Run a **Quick test** on the Train page first."
+    )
     st.stop()
 
 
@@ -47,15 +49,28 @@ defaults = EvaluationConfig()
 url = st.query_params
 best = checkpoints.best_paths()  # each run's lowest validation loss: the Runs page's and the advisor's best
 with st.form("pick"):  # one rerun per choice, not one per click
-    picked = st.multiselect("Checkpoints (2 to 4; changes are against the first)", list(names), max_selections=4,
-                            default=[c for c in url.get_all("ckpt") if c in names][:4] or list(names)[:2],
-                            format_func=lambda p: names[p] + (" · best of its run" if p in best else ""))
+    picked = st.multiselect(
+        "Checkpoints (2 to 4; changes are against the first)",
+        list(names),
+        max_selections=4,
+        default=[c for c in url.get_all("ckpt") if c in names][:4] or list(names)[:2],
+        format_func=lambda p: names[p] + (" · best of its run" if p in best else ""),
+    )
     left, right = st.columns(2)
-    limit = left.number_input("Prompts: a sample of N test rows, every diagram type, origin and source in turn",
-                              1, 500, whole(url.get("prompts"), 1, 500, defaults.limit))
-    tokens = right.number_input("Token budget: new tokens per output at most", 8, 2048,
-                                whole(url.get("tokens"), 8, 2048, defaults.max_new_tokens), step=32,
-                                help="an untrained base model writes prose up to this limit: a lower budget is faster")
+    limit = left.number_input(
+        "Prompts: a sample of N test rows, every diagram type, origin and source in turn",
+        1,
+        500,
+        whole(url.get("prompts"), 1, 500, defaults.limit),
+    )
+    tokens = right.number_input(
+        "Token budget: new tokens per output at most",
+        8,
+        2048,
+        whole(url.get("tokens"), 8, 2048, defaults.max_new_tokens),
+        step=32,
+        help="an untrained base model writes prose up to this limit: a lower budget is faster",
+    )
     if st.form_submit_button("Compare"):
         url.from_dict({"ckpt": picked, "prompts": str(limit), "tokens": str(tokens)})  # a link or a new tab keeps it
 if len(picked) < 2:
@@ -80,42 +95,63 @@ if running:
         if now.done or state.get("saved", 0) != seen:
             st.rerun()  # new rows are stored: the whole page shows them
         done, text = jobs.progress_text(state)
-        ui.job_bar(st, job.id, done, f"Generating ({now.label}): {text}",
-                   "stops the job; the outputs made so far stay stored and are shown")
+        ui.job_bar(
+            st,
+            job.id,
+            done,
+            f"Generating ({now.label}): {text}",
+            "stops the job; the outputs made so far stay stored and are shown",
+        )
 
     progress()
 else:
     plan = evaluate.estimate(picked, prompts, tokens)
     if plan["missing"]:
         stored = ", ".join(f"{names[p['checkpoint']]}: {p['stored']} of {plan['rows']}" for p in plan["per_checkpoint"])
-        speed = (f"measured {plan['tokens_per_s']:.0f} tokens/s on this machine" if plan["measured_speed"] else
-                 f"a rough {plan['tokens_per_s']:.0f} tokens/s: nothing measured on this machine yet")
-        lengths = ", ".join(f"{names[p['checkpoint']]} ~{p['tokens_per_row']:.0f}"
-                            + ("" if p["measured_length"] else " (none stored: the budget)")
-                            for p in plan["per_checkpoint"] if p["missing"])
-        st.warning(f"{plan['stored']} of {plan['rows'] * len(picked)} outputs already stored ({stored}). The other {plan['missing']} take about "
-                   f"**{jobs.duration_text(plan['seconds'])}** to generate.")
+        speed = (
+            f"measured {plan['tokens_per_s']:.0f} tokens/s on this machine"
+            if plan["measured_speed"]
+            else f"a rough {plan['tokens_per_s']:.0f} tokens/s: nothing measured on this machine yet"
+        )
+        lengths = ", ".join(
+            f"{names[p['checkpoint']]} ~{p['tokens_per_row']:.0f}"
+            + ("" if p["measured_length"] else " (none stored: the budget)")
+            for p in plan["per_checkpoint"]
+            if p["missing"]
+        )
+        st.warning(
+            f"{plan['stored']} of {plan['rows'] * len(picked)} outputs already stored ({stored}). "
+            f"The other {plan['missing']} take about "
+            f"**{jobs.duration_text(plan['seconds'])}** to generate."
+        )
         st.caption(f"Estimate: {speed}; tokens per output: {lengths}.")
         if plan["seconds"] > LONG_S:
             smaller = max(1, limit // 4)
-            faster = [f"a sample of {smaller} prompts: ~{jobs.duration_text(evaluate.estimate(picked, sample(smaller), tokens)['seconds'])}",
-                      f"a budget of {max(8, tokens // 2)} tokens: "
-                      f"~{jobs.duration_text(evaluate.estimate(picked, prompts, max(8, tokens // 2))['seconds'])}"]
+            faster = [
+                f"a sample of {smaller} prompts: "
+                f"~{jobs.duration_text(evaluate.estimate(picked, sample(smaller), tokens)['seconds'])}",
+                f"a budget of {max(8, tokens // 2)} tokens: "
+                f"~{jobs.duration_text(evaluate.estimate(picked, prompts, max(8, tokens // 2))['seconds'])}",
+            ]
             st.info("Faster: " + "; ".join(faster) + " (set them above).")
         if st.button("Generate the missing outputs (background job)", type="primary"):
             jobs.compare(picked, limit=limit, max_new_tokens=tokens, label=", ".join(names[c] for c in picked))
             st.rerun()
     last = jobs_now[0] if jobs_now else None
     if last and last.status == jobs.STOPPED:
-        st.info(f"The last compare job was cancelled; the {last.progress().get('saved', 0)} outputs it made are stored.")
+        st.info(
+            f"The last compare job was cancelled; the {last.progress().get('saved', 0)} outputs it made are stored."
+        )
     elif last and last.status in (jobs.FAILED, jobs.LOST):
         with st.expander(f"The last compare job {last.status}: its log"):
             st.code(last.log(3000).replace("\r", "\n")[-3000:], language=None)
 
 if not complete:
     st.stop()
-st.caption(f"Below: the {len(complete)} of {len(prompts)} prompts every checkpoint has answered"
-           + (" so far." if running else "."))
+st.caption(
+    f"Below: the {len(complete)} of {len(prompts)} prompts every checkpoint has answered"
+    + (" so far." if running else ".")
+)
 
 
 def scored(ckpt) -> list[dict]:
@@ -131,13 +167,17 @@ for group in metrics.groups(summaries[0]):
         if summaries[0].get(key) is None:
             continue
         line = {"rows": group, "metric": heading}
-        line |= {names[c]: metrics.estimate_text(metrics.groups(s).get(group, {}), key) for c, s in zip(picked, summaries)}
+        line |= {
+            names[c]: metrics.estimate_text(metrics.groups(s).get(group, {}), key) for c, s in zip(picked, summaries)
+        }
         line |= {f"Δ {names[c]}": metrics.delta_text(t[group][key]) for c, t in zip(picked[1:], tests)}
         lines.append(line)
 st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
-st.caption("Each value: mean (95% interval, n rows measured); real = people's prose, generated = template rows. "
-           "Each Δ: sign test on the same prompts, better / worse at p < 0.05, else within noise. For "
-           "hallucinated and looped, lower is better.")
+st.caption(
+    "Each value: mean (95% interval, n rows measured); real = people's prose, generated = template rows. "
+    "Each Δ: sign test on the same prompts, better / worse at p < 0.05, else within noise. For "
+    "hallucinated and looped, lower is better."
+)
 
 st.subheader("Prompt by prompt")
 rows = []
@@ -146,9 +186,18 @@ for i in complete:
     texts = [outputs[(c, i)]["output"] for c in picked]
     changes = [s - scores[0] for s in scores[1:]]
     p = prompts[i]
-    rows.append({"i": i, "prompt": p["prompt"], "diagram_type": p["diagram_type"], "origin": p.get("origin"),
-                 "differ": len(set(texts)) > 1, "drop": min(changes), "gain": max(changes),
-                 **{names[c]: s for c, s in zip(picked, scores)}})
+    rows.append(
+        {
+            "i": i,
+            "prompt": p["prompt"],
+            "diagram_type": p["diagram_type"],
+            "origin": p.get("origin"),
+            "differ": len(set(texts)) > 1,
+            "drop": min(changes),
+            "gain": max(changes),
+            **{names[c]: s for c, s in zip(picked, scores)},
+        }
+    )
 table = pd.DataFrame(rows)
 left, middle, right = st.columns(3)
 types = left.multiselect("Diagram types", sorted(table["diagram_type"].unique()))
@@ -166,9 +215,16 @@ elif which == "largest gains first":
 else:
     shown = shown.sort_values(["drop", "i"])
 against = names[picked[0]]
-st.dataframe(shown.drop(columns=["i"]), hide_index=True, width="stretch", height=240, column_config={
-    "drop": st.column_config.NumberColumn(f"largest drop vs {against}", format="%+.3f"),
-    "gain": st.column_config.NumberColumn(f"largest gain vs {against}", format="%+.3f")})
+st.dataframe(
+    shown.drop(columns=["i"]),
+    hide_index=True,
+    width="stretch",
+    height=240,
+    column_config={
+        "drop": st.column_config.NumberColumn(f"largest drop vs {against}", format="%+.3f"),
+        "gain": st.column_config.NumberColumn(f"largest gain vs {against}", format="%+.3f"),
+    },
+)
 
 if shown.empty:
     st.info("No prompt matches the filters.")
@@ -194,17 +250,21 @@ def number(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-for row in shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples():
+for row in shown.iloc[(page - 1) * PER_PAGE : page * PER_PAGE].itertuples():
     with st.container(border=True):
         st.text(row.prompt)  # as written: a requirement is not Markdown
-        st.caption(f"{row.diagram_type} · {row.origin or 'origin unknown'} · score change vs {against}: largest drop "
-                   f"{row.drop:+.3f}, largest gain {row.gain:+.3f}")
+        st.caption(
+            f"{row.diagram_type} · {row.origin or 'origin unknown'} · score change vs {against}: largest drop "
+            f"{row.drop:+.3f}, largest gain {row.gain:+.3f}"
+        )
         cells = st.columns(len(picked) + 1)
         cells[0].markdown("*reference*")
         diagram(cells[0], prompts[row.i]["plantuml"])
         for cell, c in zip(cells[1:], picked):
             m = outputs[(c, row.i)]["metrics"]
-            cell.markdown(f"*{names[c]}* · score {metrics.row_score(m):.3f}  \n"
-                          f"names found {number(m['entity_f1'])} · relations found {number(m['relation_f1'])}"
-                          + ("" if m["type_match"] else f" · wrong type ({m['output_type']})"))
+            cell.markdown(
+                f"*{names[c]}* · score {metrics.row_score(m):.3f}  \n"
+                f"names found {number(m['entity_f1'])} · relations found {number(m['relation_f1'])}"
+                + ("" if m["type_match"] else f" · wrong type ({m['output_type']})")
+            )
             diagram(cell, outputs[(c, row.i)]["output"], m.get("empty"))

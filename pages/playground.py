@@ -11,9 +11,9 @@ import difflib
 import streamlit as st
 
 from core import data, jobs
-from core.inference import generate, render
-from core.evaluation import metrics
 from core.data import prompts
+from core.evaluation import metrics
+from core.inference import generate, render
 from core.studio.ui import show_diagram
 
 st.title("Prompt playground")
@@ -23,31 +23,61 @@ st.title("Prompt playground")
 def scored(output: str, row: data.Row, tokens: int, latency_s: float, truncated: bool) -> dict:
     """The output's metrics against the dataset row, checked by PlantUML the way an evaluation checks it."""
     syntax = render.syntax_check([output])[0]
-    return metrics.score(output, row["plantuml"], row["prompt"], row["diagram_type"], syntax=syntax,
-                         renders=syntax.valid and render.render(output).ok, truncated=truncated, tokens=tokens,
-                         latency_s=latency_s)
+    return metrics.score(
+        output,
+        row["plantuml"],
+        row["prompt"],
+        row["diagram_type"],
+        syntax=syntax,
+        renders=syntax.valid and render.render(output).ok,
+        truncated=truncated,
+        tokens=tokens,
+        latency_s=latency_s,
+    )
 
 
 options = generate.models_on_offer()
-model = st.selectbox("Model", options, format_func=lambda o: o["label"],
-                     help="a checkpoint's adapter on its base model, or an untrained base model (the floor to beat)")
+model = st.selectbox(
+    "Model",
+    options,
+    format_func=lambda o: o["label"],
+    help="a checkpoint's adapter on its base model, or an untrained base model (the floor to beat)",
+)
 with st.expander("Decoding"):
-    max_new_tokens = st.slider("max new tokens", 32, 1024, 320, 32,
-                               help="greedy decoding; stops at @enduml, at the end of turn, or when a line keeps repeating")
-    make_valid = st.checkbox("Valid PlantUML: check the output and repair it when PlantUML rejects it", value=True,
-                             help="a second attempt from the last good line, then edits (cut loops, close blocks, "
-                                  "delete the rejected line); the raw output stays visible")
+    max_new_tokens = st.slider(
+        "max new tokens",
+        32,
+        1024,
+        320,
+        32,
+        help="greedy decoding; stops at @enduml, at the end of turn, or when a line keeps repeating",
+    )
+    make_valid = st.checkbox(
+        "Valid PlantUML: check the output and repair it when PlantUML rejects it",
+        value=True,
+        help="a second attempt from the last good line, then edits (cut loops, close blocks, "
+        "delete the rejected line); the raw output stays visible",
+    )
 
 dataset = data.default_dataset_dir()
 test_rows = data.load_split(dataset, "test") if (dataset / "test.jsonl").is_file() else []
-how = st.radio("Prompt", ["pick one from the test split", "type one"], horizontal=True, disabled=not test_rows,
-               index=0 if test_rows else 1)
+how = st.radio(
+    "Prompt",
+    ["pick one from the test split", "type one"],
+    horizontal=True,
+    disabled=not test_rows,
+    index=0 if test_rows else 1,
+)
 if how == "type one" or not test_rows:
-    prompt = st.text_area("Requirement", placeholder="e.g. A library lends books to members; each loan has a due date.",
-                          height=100)
-    wanted = st.selectbox("Diagram type", [None, *prompts.TYPE_NAMES],
-                          format_func=lambda t: prompts.TYPE_NAMES[t] if t else "not stated (the model picks)",
-                          help="stated in the prompt the way training states it")
+    prompt = st.text_area(
+        "Requirement", placeholder="e.g. A library lends books to members; each loan has a due date.", height=100
+    )
+    wanted = st.selectbox(
+        "Diagram type",
+        [None, *prompts.TYPE_NAMES],
+        format_func=lambda t: prompts.TYPE_NAMES[t] if t else "not stated (the model picks)",
+        help="stated in the prompt the way training states it",
+    )
 else:
     types = sorted({r["diagram_type"] for r in test_rows})
     kind = st.selectbox("Diagram type", ["all"] + types, help="the test prompt's type is stated in the prompt")
@@ -56,8 +86,15 @@ else:
     prompt, wanted = row["prompt"], row["diagram_type"]
 
 if st.button("Generate", type="primary", disabled=not prompt.strip()):
-    job = jobs.generate(model["checkpoint"], prompt, base=model["base"], diagram_type=wanted,
-                        max_new_tokens=max_new_tokens, repair=make_valid, label=model["label"])
+    job = jobs.generate(
+        model["checkpoint"],
+        prompt,
+        base=model["base"],
+        diagram_type=wanted,
+        max_new_tokens=max_new_tokens,
+        repair=make_valid,
+        label=model["label"],
+    )
     st.query_params["job"] = job.id
 
 job_id = st.query_params.get("job")
@@ -96,13 +133,17 @@ if result is None:
 
 requirement = result.get("requirement", result["prompt"])
 reference = next((r for r in test_rows if r["prompt"] == requirement), None)  # typed prompts can match too
-st.markdown(f"**{job.label}** — {result['tokens']} tokens in {result['latency_s']:.1f} s"
-            + (f" · {prompts.TYPE_NAMES[result['diagram_type']]} asked" if result.get("diagram_type") else "")
-            + (" · cut off at max new tokens, no @enduml" if result["truncated"] else "")
-            + (f" · stopped: {result['loop']}" if result.get("looped") else ""))
+st.markdown(
+    f"**{job.label}** — {result['tokens']} tokens in {result['latency_s']:.1f} s"
+    + (f" · {prompts.TYPE_NAMES[result['diagram_type']]} asked" if result.get("diagram_type") else "")
+    + (" · cut off at max new tokens, no @enduml" if result["truncated"] else "")
+    + (f" · stopped: {result['loop']}" if result.get("looped") else "")
+)
 if result.get("repaired"):
-    st.warning("Repaired: PlantUML rejected the model's output. What was changed:\n\n"
-               + "\n".join(f"- {change}" for change in result["repair"]))
+    st.warning(
+        "Repaired: PlantUML rejected the model's output. What was changed:\n\n"
+        + "\n".join(f"- {change}" for change in result["repair"])
+    )
 elif result.get("valid") is False:
     st.error("PlantUML rejects the output and no repair helped.")
 source_col, diagram_col = st.columns(2)
@@ -113,8 +154,9 @@ show_diagram(diagram_col, result["output"], "the answer")
 if result.get("repaired"):
     with st.expander("The model's raw output, and the difference"):
         st.code(result["raw_output"] or "(empty)", language=None, wrap_lines=True)
-        diff = difflib.unified_diff(result["raw_output"].splitlines(), result["output"].splitlines(), "raw", "repaired",
-                                    lineterm="")
+        diff = difflib.unified_diff(
+            result["raw_output"].splitlines(), result["output"].splitlines(), "raw", "repaired", lineterm=""
+        )
         st.code("\n".join(diff), language="diff")
 if reference:
     st.markdown("**Against the reference**")
@@ -123,11 +165,17 @@ if reference:
     cols[0].metric("valid PlantUML", {True: "yes", False: "no", None: "—"}[m["syntax_valid"]])
     cols[1].metric("right type", "yes" if m["type_match"] else "no", help=f"expected {m['diagram_type']}")
     cols[2].metric("entity F1", "—" if m["entity_f1"] is None else f"{m['entity_f1']:.2f}")
-    cols[3].metric("relation F1", "—" if m["relation_f1"] is None else f"{m['relation_f1']:.2f}",
-                   help="— : the reference has no relations to score")
+    cols[3].metric(
+        "relation F1",
+        "—" if m["relation_f1"] is None else f"{m['relation_f1']:.2f}",
+        help="— : the reference has no relations to score",
+    )
     cols[4].metric("complete", "yes" if m["complete"] else "no")
-    cols[5].metric("hallucinated", len(m["hallucinated_entities"]),
-                   help=", ".join(m["hallucinated_entities"]) or "no entity outside the prompt and the reference")
+    cols[5].metric(
+        "hallucinated",
+        len(m["hallucinated_entities"]),
+        help=", ".join(m["hallucinated_entities"]) or "no entity outside the prompt and the reference",
+    )
     ref_source, ref_diagram = st.columns(2)
     ref_source.code(reference["plantuml"], language=None, line_numbers=True)
     show_diagram(ref_diagram, reference["plantuml"], "the reference from the dataset")

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.training import checkpoints
-from core.evaluation import evaluate, metrics, quality
 from core import jobs
+from core.config import EvaluationConfig, QualityConfig
+from core.evaluation import evaluate, metrics, quality
 from core.inference import render
 from core.studio import ui
-from core.config import EvaluationConfig, QualityConfig
+from core.training import checkpoints
 
 st.title("Quality checklist")
 
@@ -24,8 +24,10 @@ latest = evaluate.latest_evaluations()
 for ckpt in latest:
     names.setdefault(ckpt, ckpt)
 if len(names) == 1 and not latest:
-    st.info("No checkpoint yet. Run a **Quick test** on the Train page, then judge its checkpoint here — or "
-            "evaluate the base model below to see the floor a fine-tune has to beat.")
+    st.info(
+        "No checkpoint yet. Run a **Quick test** on the Train page, then judge its checkpoint here — or "
+        "evaluate the base model below to see the floor a fine-tune has to beat."
+    )
 
 order = sorted(names, key=lambda c: c not in latest)  # evaluated ones first, newest checkpoint first, base last
 ckpt = st.selectbox("Checkpoint", order, format_func=lambda c: names[c] + ("" if c in latest else " (not evaluated)"))
@@ -46,15 +48,22 @@ else:
     if mine and mine[0].status in (jobs.STOPPED, jobs.FAILED, jobs.LOST):
         saved = mine[0].progress().get("saved", 0)
         if mine[0].status == jobs.STOPPED:
-            st.info(f"The last evaluation of this checkpoint was cancelled; {saved} outputs it made are stored and "
-                    "will be reused.")
+            st.info(
+                f"The last evaluation of this checkpoint was cancelled; {saved} outputs it made are stored and "
+                "will be reused."
+            )
         else:
             st.error(f"The last evaluation of this checkpoint {mine[0].status}.")
             with st.expander("Its log"):
                 st.code(mine[0].log(3000).replace("\r", "\n")[-3000:], language=None)
     left, right = st.columns([1, 3], vertical_alignment="bottom")
-    limit = left.number_input("Test rows", 1, 500, EvaluationConfig().limit,
-                              help="a sample of N test rows, every diagram type, origin and source in turn")
+    limit = left.number_input(
+        "Test rows",
+        1,
+        500,
+        EvaluationConfig().limit,
+        help="a sample of N test rows, every diagram type, origin and source in turn",
+    )
     if right.button("Evaluate now (background job)" if ckpt not in latest else "Evaluate again", type="primary"):
         jobs.evaluate(ckpt, limit)
         st.rerun()
@@ -73,12 +82,17 @@ judged = metrics.verdict(summary, evaluation.summary.get("loss"), thresholds, ex
 
 show = st.success if judged["good"] else st.error if judged["label"] == "bad" else st.warning
 show(quality.verdict_sentence(judged))
-st.caption(f"Judged on the latest evaluation: {evaluation.n} test rows, {evaluation.created_at:%Y-%m-%d %H:%M} "
-           "(UTC), scored with today's metrics against the checkpoint's quality thresholds. An item passes when its "
-           "whole 95% interval clears the threshold.")
+st.caption(
+    f"Judged on the latest evaluation: {evaluation.n} test rows, {evaluation.created_at:%Y-%m-%d %H:%M} "
+    "(UTC), scored with today's metrics against the checkpoint's quality thresholds. An item passes when its "
+    "whole 95% interval clears the threshold."
+)
 
 good, bad = st.columns(2)
-for where, which, heading in ((good, "good", "What good results look like"), (bad, "bad", "What bad results look like")):
+for where, which, heading in (
+    (good, "good", "What good results look like"),
+    (bad, "bad", "What bad results look like"),
+):
     where.subheader(heading)
     for item in (i for i in judged["items"] if i["list"] == which):
         box = where.container(border=True)
@@ -91,13 +105,24 @@ types = metrics.judge_types(summary["per_type"], thresholds)
 lines = []
 for name, values in sorted(summary["per_type"].items()):
     for origin, group in {"all": values, **values["by_origin"]}.items():
-        lines.append({"type": name, "rows": origin, "n": group["n"],
-                      **{ui.METRIC_WORDS[key]: metrics.estimate_text(group, key) for key, _ in metrics.SHOWN
-                         if summary.get(key) is not None}})
+        lines.append(
+            {
+                "type": name,
+                "rows": origin,
+                "n": group["n"],
+                **{
+                    ui.METRIC_WORDS[key]: metrics.estimate_text(group, key)
+                    for key, _ in metrics.SHOWN
+                    if summary.get(key) is not None
+                },
+            }
+        )
 st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
-st.markdown(f"**Weak types** (some metric's whole interval misses its threshold): {', '.join(types['weak']) or 'none'}  \n"
-            f"**Good types** (every interval clears its threshold): {', '.join(types['strong']) or 'none'}  \n"
-            f"**Not enough rows to tell**: {', '.join(types['unclear']) or 'none'}")
+st.markdown(
+    f"**Weak types** (some metric's whole interval misses its threshold): {', '.join(types['weak']) or 'none'}  \n"
+    f"**Good types** (every interval clears its threshold): {', '.join(types['strong']) or 'none'}  \n"
+    f"**Not enough rows to tell**: {', '.join(types['unclear']) or 'none'}"
+)
 
 
 def score_text(value) -> str:
@@ -108,13 +133,17 @@ def show_example(generation_id: str) -> None:
     row = by_id[generation_id]
     m = row["metrics"]
     st.text(row["requirement"])  # as written: a requirement is not Markdown
-    st.caption(f"{row['diagram_type']} · {m.get('origin') or 'origin unknown'} · names found (entity F1) "
-               f"{score_text(m['entity_f1'])} · relations found (relation F1) {score_text(m['relation_f1'])}"
-               + ("" if m["type_match"] else f" · wrong type ({m['output_type']})")
-               + (f" · invented: {', '.join(m['hallucinated_entities'])}" if m.get("hallucinated_entities") else ""))
+    st.caption(
+        f"{row['diagram_type']} · {m.get('origin') or 'origin unknown'} · names found (entity F1) "
+        f"{score_text(m['entity_f1'])} · relations found (relation F1) {score_text(m['relation_f1'])}"
+        + ("" if m["type_match"] else f" · wrong type ({m['output_type']})")
+        + (f" · invented: {', '.join(m['hallucinated_entities'])}" if m.get("hallucinated_entities") else "")
+    )
     output, reference = st.columns(2)
-    for where, source, caption, empty in ((output, row["output"], "output", m.get("empty")),
-                                          (reference, row["reference"], "reference", False)):
+    for where, source, caption, empty in (
+        (output, row["output"], "output", m.get("empty")),
+        (reference, row["reference"], "reference", False),
+    ):
         if empty:
             where.warning(f"The {caption} is an empty diagram: nothing to draw.")
         else:
@@ -129,8 +158,9 @@ def show_example(generation_id: str) -> None:
 with_examples = [item for item in judged["items"] if item["failing"]]
 if with_examples:
     st.subheader("Failing examples")
-    item = st.selectbox("Item", with_examples,
-                        format_func=lambda i: f"{i['item']} ({i['failing_count']} of {len(examples)} outputs)")
+    item = st.selectbox(
+        "Item", with_examples, format_func=lambda i: f"{i['item']} ({i['failing_count']} of {len(examples)} outputs)"
+    )
     if item["failing_count"] > len(item["failing"]):
         st.caption(f"The first {len(item['failing'])} of the {item['failing_count']} outputs that fail it.")
     for generation_id in item["failing"]:

@@ -4,10 +4,10 @@ the whole view (table, summary, progress, curves, checkpoint markers) refreshes 
 import pandas as pd
 import streamlit as st
 
+from core import store
 from core.advisor import advise
 from core.studio import charts, ui
 from core.training import checkpoints, phases, runs
-from core import store
 
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 
@@ -39,23 +39,33 @@ def view():
     if was_live and not live:
         st.rerun()  # the last run ended: redraw once and stop polling
 
-    table = pd.DataFrame({
-        "run": [("　" * (r["depth"] - 1) + "└ " if r["depth"] else "") + r["name"] for r in listed],
-        "phase": [r["depth"] + 1 for r in listed],
-        "kind": [r["kind"] for r in listed],
-        "status": [r["status"] for r in listed],
-        "steps": [r["steps"] for r in listed],
-        "best checkpoint": [f"step {checkpoints.step_of(r['best_checkpoint'])}" if r["best_checkpoint"] else "—"
-                            for r in listed],
-        "best validation loss": [dash(r["best_eval_loss"], ".4f") for r in listed],
-        "created": [r["created_at"] for r in listed],
-    })
+    table = pd.DataFrame(
+        {
+            "run": [("　" * (r["depth"] - 1) + "└ " if r["depth"] else "") + r["name"] for r in listed],
+            "phase": [r["depth"] + 1 for r in listed],
+            "kind": [r["kind"] for r in listed],
+            "status": [r["status"] for r in listed],
+            "steps": [r["steps"] for r in listed],
+            "best checkpoint": [
+                f"step {checkpoints.step_of(r['best_checkpoint'])}" if r["best_checkpoint"] else "—" for r in listed
+            ],
+            "best validation loss": [dash(r["best_eval_loss"], ".4f") for r in listed],
+            "created": [r["created_at"] for r in listed],
+        }
+    )
     selection = st.dataframe(
-        table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="runs_table",
+        table,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key="runs_table",
         column_config={"created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")},
     )
     picked = selection.selection.rows
-    run = listed[picked[0]] if picked else max(live or listed, key=lambda r: r["created_at"])  # a training run, else the newest
+    run = (
+        listed[picked[0]] if picked else max(live or listed, key=lambda r: r["created_at"])
+    )  # a training run, else the newest
     offsets = dict(runs.lineage(run["id"]))  # the run and the phases it continues, end to end on one step axis
     chain = list(offsets)
     now = runs.detail(run["id"])
@@ -65,7 +75,9 @@ def view():
     cols[0].metric("status", now.status)
     cols[1].metric("steps", run["steps"])
     cols[2].metric("best validation loss", dash(run["best_eval_loss"], ".4f"))
-    cols[3].metric("best checkpoint", f"step {checkpoints.step_of(run['best_checkpoint'])}" if run["best_checkpoint"] else "—")
+    cols[3].metric(
+        "best checkpoint", f"step {checkpoints.step_of(run['best_checkpoint'])}" if run["best_checkpoint"] else "—"
+    )
     if now.status == "running":
         done, text = runs.progress(now)
         st.progress(done or 0.0, text=text)
@@ -73,16 +85,21 @@ def view():
         st.caption(f"Best checkpoint (lowest validation loss): `{run['best_checkpoint']}`")
     spent = runs.time_split(run["id"])
     if spent:
-        st.caption("Time so far: " + " · ".join(f"{words} {advise.duration(spent[part])}"
-                                                 for part, words in TIME_PARTS.items() if part in spent))
+        st.caption(
+            "Time so far: "
+            + " · ".join(
+                f"{words} {advise.duration(spent[part])}" for part, words in TIME_PARTS.items() if part in spent
+            )
+        )
     checklist = now.checklist
     failed = [item["title"] for item in checklist if not item["passed"]]
     if now.override_reason and (failed or not checklist):
         which = f" ({'; '.join(failed)})" if failed else ""
         st.warning(f"Started although the pre-continue checklist failed{which}. Reason given: {now.override_reason}")
     if checklist:
-        with st.expander(f"Pre-continue checklist when this phase started: {len(checklist) - len(failed)} of "
-                         f"{len(checklist)} passed"):
+        with st.expander(
+            f"Pre-continue checklist when this phase started: {len(checklist) - len(failed)} of {len(checklist)} passed"
+        ):
             for item in checklist:
                 st.markdown(ui.item_line(item["passed"], item["title"], item["why"]))
     if now.error:
@@ -97,8 +114,12 @@ def view():
     if was_live:
         st.caption("Live: refreshing every 3 s while a run trains.")
     with st.expander("Config of this run"):  # a table: no code highlighter to load for the first page
-        st.dataframe(pd.DataFrame(phases.config_in_words(now.config), columns=["setting", "value"]), hide_index=True,
-                     width="stretch", key="run_config")
+        st.dataframe(
+            pd.DataFrame(phases.config_in_words(now.config), columns=["setting", "value"]),
+            hide_index=True,
+            width="stretch",
+            key="run_config",
+        )
 
 
 runs_view()

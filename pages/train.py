@@ -7,11 +7,11 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from core.advisor import checklist
-from core.training import checkpoints, distributed, runs
 from core import config, jobs, paths, store
-from core.studio import ui
+from core.advisor import checklist
 from core.errors import UserError
+from core.studio import ui
+from core.training import checkpoints, distributed, runs
 
 QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
 
@@ -29,7 +29,9 @@ def validate(text: str) -> tuple[config.Config | None, list[str]]:
         try:
             loaded = config.load(path)
         except UserError as exc:
-            return None, [line.replace(f"{path}:", "line ").replace(str(path), "config") for line in str(exc).splitlines()]
+            return None, [
+                line.replace(f"{path}:", "line ").replace(str(path), "config") for line in str(exc).splitlines()
+            ]
     if loaded.phase.continue_from:  # a phase from a checkpoint that is not there is not a valid phase
         try:
             checkpoints.resolve(loaded.phase.continue_from)
@@ -92,8 +94,12 @@ st.write(
 )
 quick_name = config.load(QUICK_TEST).name if QUICK_TEST.is_file() else None
 quick_running = [r.name for r in active if quick_name and (r.name == quick_name or r.name.startswith(f"{quick_name}-"))]
-if st.button("Quick test (≈100 steps)", type="primary", disabled=not QUICK_TEST.is_file() or bool(quick_running),
-             help=f"{quick_running[0]} is training: wait for it, or stop it above" if quick_running else None):
+if st.button(
+    "Quick test (≈100 steps)",
+    type="primary",
+    disabled=not QUICK_TEST.is_file() or bool(quick_running),
+    help=f"{quick_running[0]} is training: wait for it, or stop it above" if quick_running else None,
+):
     quick = config.load(QUICK_TEST)
     folder, name, n = quick.training.output_dir, quick.name, 1
     while paths.resolve_output_dir(quick.training.output_dir).exists():  # every quick test gets its own folder
@@ -101,32 +107,45 @@ if st.button("Quick test (≈100 steps)", type="primary", disabled=not QUICK_TES
         quick.training.output_dir, quick.run_name = f"{folder}_{n}", f"{name}-{n}"
     start(quick)
 if not QUICK_TEST.is_file():
-    st.warning(f"{QUICK_TEST} is missing: the quick test preset ships with the project — restore it from the repository.")
+    st.warning(
+        f"{QUICK_TEST} is missing: the quick test preset ships with the project — restore it from the repository."
+    )
 
 st.subheader("Start a phase")
 presets = sorted(paths.CONFIG_DIR.glob("*.yaml"))
 proposals = sorted(paths.home().glob("*.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
 earlier = sorted(runs.table(), key=lambda r: r["created_at"], reverse=True)
 sources = ["a preset"] + (["a proposal"] if proposals else []) + (["an earlier run's config"] if earlier else [])
-kind = st.radio("Start from", sources, horizontal=True,
-                help="presets ship in config/; proposals are next phases written by the Pre-continue checklist page "
-                     "or `umlstudio advise`; an earlier run's config is its exact resolved config")
+kind = st.radio(
+    "Start from",
+    sources,
+    horizontal=True,
+    help="presets ship in config/; proposals are next phases written by the Pre-continue checklist page "
+    "or `umlstudio advise`; an earlier run's config is its exact resolved config",
+)
 if kind == "an earlier run's config":
     picked = st.selectbox("Run", earlier, format_func=lambda r: f"{r['name']} ({r['created_at']:%Y-%m-%d %H:%M})")
     source_key, initial = f"run:{picked['id']}", yaml.safe_dump(runs.detail(picked["id"]).config, sort_keys=False)
 else:
     files = presets if kind == "a preset" else proposals
     if not files:
-        st.info(f"No presets in {paths.CONFIG_DIR}: they ship with the project — restore the folder from the repository.")
+        st.info(
+            f"No presets in {paths.CONFIG_DIR}: they ship with the project — restore the folder from the repository."
+        )
         st.stop()
     default = next((i for i, p in enumerate(files) if p.name == "training_config.yaml"), 0)
     chosen = st.selectbox(kind.removeprefix("a ").capitalize(), files, index=default, format_func=lambda p: p.name)
     source_key, initial = f"file:{chosen}", chosen.read_text()
 
-st.html("<style>.st-key-yaml_editor textarea { font-family: 'Source Code Pro', monospace; font-size: 0.85rem; }</style>")
+st.html(
+    "<style>.st-key-yaml_editor textarea { font-family: 'Source Code Pro', monospace; font-size: 0.85rem; }</style>"
+)
 text = st.container(key="yaml_editor").text_area(
-    "Config (YAML) — checked as you edit, with the same validator as `umlstudio train`", initial, height=420,
-    key=f"editor:{source_key}")
+    "Config (YAML) — checked as you edit, with the same validator as `umlstudio train`",
+    initial,
+    height=420,
+    key=f"editor:{source_key}",
+)
 cfg, problems = validate(text)
 if problems:
     st.error("**The config does not validate:**\n\n" + "\n".join(f"- {line}" for line in problems))
@@ -142,8 +161,13 @@ st.success(
 
 gpus = distributed.gpu_count()
 if gpus > 1:  # more than one GPU: DDP, one process per GPU, with the peft backend (unsloth's open build is single-GPU)
-    cfg.training.processes = st.number_input("Processes (one per GPU; DDP with the peft backend)", 1, gpus,
-                                             min(t.processes, gpus), key=f"processes:{source_key}")
+    cfg.training.processes = st.number_input(
+        "Processes (one per GPU; DDP with the peft backend)",
+        1,
+        gpus,
+        min(t.processes, gpus),
+        key=f"processes:{source_key}",
+    )
 ready = True
 if cfg.phase.continue_from:
     st.markdown("**Pre-continue checklist** — a continue phase starts only when every item passes, or with a reason.")
@@ -151,12 +175,17 @@ if cfg.phase.continue_from:
     for item in items:
         st.markdown(ui.item_line(item.passed, item.title, item.why))
     if not all(item.passed for item in items):
-        reason = st.text_input("Override reason (stored with the run)", key=f"override:{source_key}",
-                               placeholder="why start although some items fail")
+        reason = st.text_input(
+            "Override reason (stored with the run)",
+            key=f"override:{source_key}",
+            placeholder="why start although some items fail",
+        )
         cfg.phase.override_reason = reason.strip() or None
         ready = bool(cfg.phase.override_reason)
-        st.caption("The Pre-continue checklist page shows the parent run's diagnosis and loss curve, and records "
-                   "that you checked it.")
+        st.caption(
+            "The Pre-continue checklist page shows the parent run's diagnosis and loss curve, and records "
+            "that you checked it."
+        )
 out = paths.resolve_output_dir(t.output_dir)
 same = [r.name for r in active if paths.resolve_output_dir(r.output_dir) == out]
 if same:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compare checkpoints prompt by prompt (the seed's script): `umlstudio compare` with the same arguments.
 
-    python scripts/compare_models.py --model1 base --model2 runs/phase1 [--limit N] [--out report.html]
+python scripts/compare_models.py --model1 base --model2 runs/phase1 [--limit N] [--out report.html]
 """
 
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate one checkpoint (the seed's script): `umlstudio evaluate` with the same arguments.
 
-    python scripts/evaluate.py --checkpoint runs/phase1/checkpoint-300 [--dataset FILE] [--limit N] [--json]
+python scripts/evaluate.py --checkpoint runs/phase1/checkpoint-300 [--dataset FILE] [--limit N] [--json]
 """
 
 import sys

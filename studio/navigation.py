@@ -26,8 +26,10 @@ st.html(ROOT / "studio" / "studio.css")
 st.html(ROOT / "studio" / "narrow.html", unsafe_allow_javascript=True)  # folds the sidebar on a narrow window
 address = st.get_option("server.address")
 if Runtime.exists() and address not in LOOPBACK and os.environ.get("UMLSTUDIO_ALLOW_REMOTE") != "1":
-    refusal = (f"the studio is bound to {address or 'every network interface'} and serves only on 127.0.0.1 — "
-               "start it without a server.address setting, or set UMLSTUDIO_ALLOW_REMOTE=1 to expose it on purpose")
+    refusal = (
+        f"the studio is bound to {address or 'every network interface'} and serves only on 127.0.0.1 — "
+        "start it without a server.address setting, or set UMLSTUDIO_ALLOW_REMOTE=1 to expose it on purpose"
+    )
     print(f"error: {refusal}", file=sys.stderr, flush=True)
     st.error(refusal)
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()  # after the page got the refusal

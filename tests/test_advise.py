@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core.advisor import advise, checklist
-from core.training import checkpoints
 from core import cli, jobs, paths, store
 from core import config as configs
+from core.advisor import advise, checklist
 from core.config import Config
-from core.errors import UserError
 from core.data.prompts import request
+from core.errors import UserError
+from core.training import checkpoints
 
 # ---- synthetic curves ---------------------------------------------------------------------------
 
@@ -32,8 +32,7 @@ VAL_STEPS = range(50, 1001, 50)  # 20 validation losses
 SHAPES = {  # scenario: (training loss, validation loss) as functions of the step
     1: (lambda s: 0.6 + 1.7 * math.exp(-s / 800), lambda s: 0.7 + 1.7 * math.exp(-s / 800)),
     2: (lambda s: 0.4 + 1.9 * math.exp(-s / 100), lambda s: 0.55 + 1.8 * math.exp(-s / 100)),
-    3: (lambda s: 0.2 + 2.1 * math.exp(-s / 150),
-        lambda s: 0.7 + 1.6 * math.exp(-s / 150) + 0.0004 * max(0, s - 400)),
+    3: (lambda s: 0.2 + 2.1 * math.exp(-s / 150), lambda s: 0.7 + 1.6 * math.exp(-s / 150) + 0.0004 * max(0, s - 400)),
     4: (lambda s: 2.3, lambda s: 2.35),
 }
 
@@ -46,14 +45,30 @@ def curve(f, steps, noise=0.0, seed=0):
 
 def curves(scenario, noise=0.0, seed=0, val_noise=None):
     train_f, val_f = SHAPES[scenario]
-    return advise.Curves(curve(train_f, TRAIN_STEPS, noise, seed),
-                         curve(val_f, VAL_STEPS, noise / 3 if val_noise is None else val_noise, seed + 1000))
+    return advise.Curves(
+        curve(train_f, TRAIN_STEPS, noise, seed),
+        curve(val_f, VAL_STEPS, noise / 3 if val_noise is None else val_noise, seed + 1000),
+    )
 
 
-GOOD = {"n": 12, "valid_rate": 0.95, "complete_rate": 0.95, "entity_f1": 0.8, "relation_f1": 0.6,
-        "hallucination_rate": 0.05, "type_accuracy": 1.0}
-BAD = {"n": 8, "valid_rate": 0.4, "complete_rate": 0.6, "entity_f1": 0.3, "relation_f1": 0.1,
-       "hallucination_rate": 0.3, "type_accuracy": 0.5}
+GOOD = {
+    "n": 12,
+    "valid_rate": 0.95,
+    "complete_rate": 0.95,
+    "entity_f1": 0.8,
+    "relation_f1": 0.6,
+    "hallucination_rate": 0.05,
+    "type_accuracy": 1.0,
+}
+BAD = {
+    "n": 8,
+    "valid_rate": 0.4,
+    "complete_rate": 0.6,
+    "entity_f1": 0.3,
+    "relation_f1": 0.1,
+    "hallucination_rate": 0.3,
+    "type_accuracy": 0.5,
+}
 UNEVEN = {"per_type": {"class": GOOD, "sequence": BAD}}
 
 
@@ -157,7 +172,10 @@ def test_a_falling_validation_curve_shows_learning_that_a_noisy_training_curve_h
     assert advise.diagnose(advise.Curves(train, [])).scenario is None  # the training curve alone cannot tell
     diagnosis = advise.diagnose(advise.Curves(train, validation))
     assert diagnosis.scenario == 1, diagnosis.message
-    assert "steps 40–100: 1.77 → 1.39, -21.7%; noise alone puts them in this order 1 time in 24" in diagnosis.evidence["val_falling"]
+    assert (
+        "steps 40–100: 1.77 → 1.39, -21.7%; noise alone puts them in this order 1 time in 24"
+        in diagnosis.evidence["val_falling"]
+    )
     assert diagnosis.evidence["val_falling"] in diagnosis.message
     validation[-1] = (100, validation[-2][1] + 0.01)  # the last evaluation did not improve: no longer in order
     assert advise.diagnose(advise.Curves(train, validation)).scenario is None
@@ -187,30 +205,54 @@ def dataset(tmp_path):
     """10 class rows and 5 sequence rows; each row is 63 + 77 = 140 characters (40 tokens at 3.5) as the
     trainer sees it: the request (which names the type) and the PlantUML."""
     folder = tmp_path / "dataset"
-    rows = ([{"prompt": "p" * (63 - len(request("", "class"))), "plantuml": "@startuml\n" + "c" * 59 + "\n@enduml",
-              "diagram_type": "class", "source": f"c{i}"} for i in range(10)]
-            + [{"prompt": "q" * (63 - len(request("", "sequence"))), "plantuml": "@startuml\n" + "a" * 59 + "\n@enduml",
-                "diagram_type": "sequence", "source": f"s{i}"} for i in range(5)])
+    rows = [
+        {
+            "prompt": "p" * (63 - len(request("", "class"))),
+            "plantuml": "@startuml\n" + "c" * 59 + "\n@enduml",
+            "diagram_type": "class",
+            "source": f"c{i}",
+        }
+        for i in range(10)
+    ] + [
+        {
+            "prompt": "q" * (63 - len(request("", "sequence"))),
+            "plantuml": "@startuml\n" + "a" * 59 + "\n@enduml",
+            "diagram_type": "sequence",
+            "source": f"s{i}",
+        }
+        for i in range(5)
+    ]
     for split in ("train", "validation", "test"):
         write_jsonl(folder / f"{split}.jsonl", rows)
     return folder
 
 
 def make_config(dataset, output_dir, **training) -> Config:
-    return Config.model_validate({"data": {"dataset": str(dataset)},
-                                  "training": {"output_dir": str(output_dir), "backend": "peft", **training}})
+    return Config.model_validate(
+        {"data": {"dataset": str(dataset)}, "training": {"output_dir": str(output_dir), "backend": "peft", **training}}
+    )
 
 
 def make_checkpoint(run_id: str, config: Config, step: int) -> Path:
     ckpt = Path(config.training.output_dir) / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
-    (ckpt / "adapter_config.json").write_text(json.dumps({
-        "r": config.lora.r, "lora_alpha": config.lora.lora_alpha, "target_modules": config.lora.target_modules,
-        "base_model_name_or_path": config.model.base}))
-    save_file({"base_model.model.lora_A.weight": np.full((config.lora.r, 8), step, np.float32)},
-              str(ckpt / "adapter_model.safetensors"))  # a real header: the plan reads it
-    (ckpt / checkpoints.INFO).write_text(json.dumps({"run_id": run_id, "step": step, "backend": "peft",
-                                                     "config": config.to_dict()}))
+    (ckpt / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "r": config.lora.r,
+                "lora_alpha": config.lora.lora_alpha,
+                "target_modules": config.lora.target_modules,
+                "base_model_name_or_path": config.model.base,
+            }
+        )
+    )
+    save_file(
+        {"base_model.model.lora_A.weight": np.full((config.lora.r, 8), step, np.float32)},
+        str(ckpt / "adapter_model.safetensors"),
+    )  # a real header: the plan reads it
+    (ckpt / checkpoints.INFO).write_text(
+        json.dumps({"run_id": run_id, "step": step, "backend": "peft", "config": config.to_dict()})
+    )
     store.checkpoints.record(run_id, ckpt.resolve(), step, checkpoints.write_manifest(ckpt))
     return ckpt.resolve()
 
@@ -218,8 +260,14 @@ def make_checkpoint(run_id: str, config: Config, step: int) -> Path:
 def make_run(dataset, name, run_curves, ckpt_steps=(1000,), tokens_per_s=(), **training):
     """A finished run: its row, its metrics and its checkpoint folders. Returns (run row, config, checkpoints)."""
     config = make_config(dataset, paths.resolve_output_dir(name), **training)
-    run_id = store.runs.create(name=name, output_dir=config.training.output_dir, phase_kind="fresh",
-                              config=config.to_dict(), backend="peft", base_model=config.model.base)
+    run_id = store.runs.create(
+        name=name,
+        output_dir=config.training.output_dir,
+        phase_kind="fresh",
+        config=config.to_dict(),
+        backend="peft",
+        base_model=config.model.base,
+    )
     rows = [[run_id, s, None, "loss", v, store.now()] for s, v in run_curves.train]
     rows += [[run_id, s, None, "eval_loss", v, store.now()] for s, v in run_curves.validation]
     rows += [[run_id, 10 * (i + 1), None, "tokens_per_s", v, store.now()] for i, v in enumerate(tokens_per_s)]
@@ -231,8 +279,10 @@ def make_run(dataset, name, run_curves, ckpt_steps=(1000,), tokens_per_s=(), **t
 
 def record_evaluation(checkpoint: Path, summary: dict, created_at=None) -> None:
     with store.connect() as con:
-        con.execute("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [store.new_id(), str(checkpoint), "test", "{}", 20, json.dumps(summary), created_at or store.now()])
+        con.execute(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [store.new_id(), str(checkpoint), "test", "{}", 20, json.dumps(summary), created_at or store.now()],
+        )
 
 
 def set_ack_time(subject: str, when) -> None:
@@ -358,14 +408,24 @@ def test_estimate_counts_the_mixed_rows_the_worker_trains(dataset, tmp_path):
     from core import data
 
     rows = data.load_split(dataset, "train")
-    write_jsonl(tmp_path / "long" / "train.jsonl", [{**r, "plantuml": r["plantuml"] * 2} if r["diagram_type"] == "sequence" else r
-                                                    for r in rows])
-    config = Config.model_validate({"data": {"dataset": str(tmp_path / "long"), "type_weights": {"class": 1.0}},
-                                    "training": {"output_dir": str(tmp_path / "next"), "num_train_epochs": 1}})
+    write_jsonl(
+        tmp_path / "long" / "train.jsonl",
+        [{**r, "plantuml": r["plantuml"] * 2} if r["diagram_type"] == "sequence" else r for r in rows],
+    )
+    config = Config.model_validate(
+        {
+            "data": {"dataset": str(tmp_path / "long"), "type_weights": {"class": 1.0}},
+            "training": {"output_dir": str(tmp_path / "next"), "num_train_epochs": 1},
+        }
+    )
     trained = data.training_rows(config.data.train_source, config.data.train_mix, config.training.seed)
     assert {r["diagram_type"] for r in trained} == {"class"} and len(trained) == 15
-    assert advise.estimate(config).tokens == 15 * 40  # 15 class rows of 40 tokens; the longer sequence rows are not trained
-    as_written = config.model_copy(update={"data": config.data.model_copy(update={"train_file": str(tmp_path / "long" / "train.jsonl")})})
+    assert (
+        advise.estimate(config).tokens == 15 * 40
+    )  # 15 class rows of 40 tokens; the longer sequence rows are not trained
+    as_written = config.model_copy(
+        update={"data": config.data.model_copy(update={"train_file": str(tmp_path / "long" / "train.jsonl")})}
+    )
     assert advise.estimate(as_written).tokens > 15 * 40  # a train_file keeps the mix it was made with
 
 
@@ -393,8 +453,13 @@ def test_one_estimate_before_and_during_a_phase(dataset, tmp_path):
     running, _, _ = make_run(dataset, "running", curves(1), tokens_per_s=(400.0, 400.0), max_steps=10)
     assert advise.estimate(config, running, done=0.5).seconds == pytest.approx(3200 / 400)  # its own throughput
     with store.connect() as con:  # 30 s on the clock for 20 s of training: evaluations and saves add half
-        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [
-            [running.id, 20, None, "elapsed_s", 30.0, store.now()], [running.id, 20, None, "time/train_s", 20.0, store.now()]])
+        con.executemany(
+            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                [running.id, 20, None, "elapsed_s", 30.0, store.now()],
+                [running.id, 20, None, "time/train_s", 20.0, store.now()],
+            ],
+        )
     during = advise.estimate(config, running, done=0.5)
     assert during.seconds == pytest.approx(3200 / 400 * 1.5) and "add 50% as measured" in during.basis
     budget = make_config(dataset, tmp_path / "capped", max_steps=10, time_budget_minutes=0.5)
@@ -409,9 +474,12 @@ def test_estimate_counts_with_the_base_models_tokenizer_when_on_disk(dataset, tm
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.save(str(base / "tokenizer.json"))
-    (base / "chat_template.jinja").write_text("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}")
-    config = Config.model_validate({"model": {"base": str(base)}, "data": {"dataset": str(dataset)},
-                                    "training": {"num_train_epochs": 1}})
+    (base / "chat_template.jinja").write_text(
+        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+    )
+    config = Config.model_validate(
+        {"model": {"base": str(base)}, "data": {"dataset": str(dataset)}, "training": {"num_train_epochs": 1}}
+    )
     # "<user> ppp… <assistant> @startuml ccc… @enduml" is 6 words per row
     assert advise.count_tokens(config, [{"prompt": "p" * 63, "plantuml": "@startuml\nc\n@enduml"}])[0] == [6]
     # a row with its type is counted as the trainer sees it: the request names the type first (8 words more)
@@ -448,9 +516,13 @@ def test_evaluated_fails_when_the_evaluation_is_older_than_the_checkpoint(platea
 
 def test_loss_curve_passes_on_the_diagnosis_of_the_final_curve_with_its_evidence(plateau):
     item = items(plateau["proposal"])["loss_curve"]
-    assert item.passed and item.why.startswith("scenario 2 (plateaued) on the final curve of 'plateau' (101 loss points)")
+    assert item.passed and item.why.startswith(
+        "scenario 2 (plateaued) on the final curve of 'plateau' (101 loss points)"
+    )
     assert "loss recent (steps" in item.why and "not yet acknowledged" in item.why
-    assert not store.query_for_tests("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # nobody ticked anything
+    assert not store.query_for_tests(
+        "SELECT * FROM acknowledgements WHERE item = 'loss_curve'"
+    )  # nobody ticked anything
 
 
 def test_a_persons_acknowledgement_is_noted_on_top_when_newer_than_the_checkpoint(plateau):
@@ -562,8 +634,9 @@ def test_continue_from_fails_when_the_parent_is_not_learning(dataset):
 
 def test_resume_with_changed_hyperparameters_fails_with_the_reason(plateau):
     parent = plateau["config"]
-    resume = with_changes(parent, training__resume_from_checkpoint=str(plateau["ckpts"][-1]),
-                          training__learning_rate=3e-5)
+    resume = with_changes(
+        parent, training__resume_from_checkpoint=str(plateau["ckpts"][-1]), training__learning_rate=3e-5
+    )
     item = items(resume)["continue_from"]
     assert not item.passed
     assert "training.learning_rate 0.0001 → 3e-05" in item.why and "phase.continue_from" in item.why
@@ -609,7 +682,9 @@ def test_the_gate_lets_fresh_runs_through(dataset, tmp_path):
 
 
 def test_the_gate_refuses_with_one_line_per_failing_item(plateau):
-    risky = with_changes(plateau["proposal"], training__learning_rate=1e-4, training__output_dir=plateau["run"].output_dir)
+    risky = with_changes(
+        plateau["proposal"], training__learning_rate=1e-4, training__output_dir=plateau["run"].output_dir
+    )
     with pytest.raises(UserError) as caught:
         checklist.gate(risky)
     lines = str(caught.value).splitlines()
@@ -643,7 +718,9 @@ def test_advise_writes_the_proposal_and_backs_up(dataset, capsys):
     assert checkpoints.is_read_only(ckpts[-1])
     copy, problems = checkpoints.backup_of(ckpts[-1])
     assert copy.is_dir() and not problems and f"{ckpts[-1]}: verified copy at {copy}" in out
-    assert not store.query_for_tests("SELECT * FROM acknowledgements WHERE item = 'loss_curve'")  # running advise is no check
+    assert not store.query_for_tests(
+        "SELECT * FROM acknowledgements WHERE item = 'loss_curve'"
+    )  # running advise is no check
     assert cli.main(["checklist", "--config", str(path)]) == 0  # the proposal passes its own checklist
     assert "[x] Evaluated current model quality" in capsys.readouterr().out
 
@@ -674,10 +751,13 @@ def test_checklist_exits_1_when_an_item_fails(plateau, tmp_path, capsys):
     assert [item["key"] for item in found if not item["passed"]] == ["learning_rate"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["advise", "--run", "nosuchrun"], "run 'nosuchrun' not found in the store"),
-    (["checklist", "--config", "nosuch.yaml"], "nosuch.yaml: config file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["advise", "--run", "nosuchrun"], "run 'nosuchrun' not found in the store"),
+        (["checklist", "--config", "nosuch.yaml"], "nosuch.yaml: config file not found"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -21,7 +21,9 @@ def rels(diagram: Diagram) -> set[tuple[str, str, str]]:
 
 # (name, text, expected type given to analyse, type found, entities, relations (source, target, kind))
 CASES = [
-    ("class: keywords, every arrow, multiplicities, labels", """@startuml
+    (
+        "class: keywords, every arrow, multiplicities, labels",
+        """@startuml
 abstract class Shape {
   + area() : double
   - name : String
@@ -46,16 +48,49 @@ Order -[#red,bold]-> Carrier
 Order <-- Review
 Part --* Engine
 Wheel --o Car
-@enduml""", None, "class",
-     {"Shape", "Circle", "Drawable", "Color", "Order Item", "Order", "Customer", "Square", "Polygon", "Invoice",
-      "Address", "Payment", "Carrier", "Review", "Part", "Engine", "Wheel", "Car"},
-     {("Circle", "Shape", "inheritance"), ("Circle", "Drawable", "realization"),
-      ("Order", "Order Item", "composition"), ("Customer", "Order", "aggregation"),
-      ("Square", "Shape", "inheritance"), ("Polygon", "Shape", "realization"), ("Order", "Invoice", "association"),
-      ("Invoice", "Color", "dependency"), ("Customer", "Address", "link"), ("Payment", "Order", "association"),
-      ("Order", "Carrier", "association"), ("Review", "Order", "association"), ("Engine", "Part", "composition"),
-      ("Car", "Wheel", "aggregation")}),
-    ("sequence: participants, aliases, message arrows", """@startuml
+@enduml""",
+        None,
+        "class",
+        {
+            "Shape",
+            "Circle",
+            "Drawable",
+            "Color",
+            "Order Item",
+            "Order",
+            "Customer",
+            "Square",
+            "Polygon",
+            "Invoice",
+            "Address",
+            "Payment",
+            "Carrier",
+            "Review",
+            "Part",
+            "Engine",
+            "Wheel",
+            "Car",
+        },
+        {
+            ("Circle", "Shape", "inheritance"),
+            ("Circle", "Drawable", "realization"),
+            ("Order", "Order Item", "composition"),
+            ("Customer", "Order", "aggregation"),
+            ("Square", "Shape", "inheritance"),
+            ("Polygon", "Shape", "realization"),
+            ("Order", "Invoice", "association"),
+            ("Invoice", "Color", "dependency"),
+            ("Customer", "Address", "link"),
+            ("Payment", "Order", "association"),
+            ("Order", "Carrier", "association"),
+            ("Review", "Order", "association"),
+            ("Engine", "Part", "composition"),
+            ("Car", "Wheel", "aggregation"),
+        },
+    ),
+    (
+        "sequence: participants, aliases, message arrows",
+        """@startuml
 actor User as U
 participant "Order Service" as OS
 database DB
@@ -71,12 +106,23 @@ OS ->> Events : order placed
 OS <- Cache : hit
 Ctrl -> Ledger
 Web -> Web : self call
-@enduml""", None, "sequence",
-     {"User", "Order Service", "DB", "Cache", "Events", "Web", "Ctrl", "Ledger"},
-     {("User", "Order Service", "message"), ("Order Service", "DB", "message"), ("DB", "Order Service", "message"),
-      ("Order Service", "Events", "message"), ("Cache", "Order Service", "message"), ("Ctrl", "Ledger", "message"),
-      ("Web", "Web", "message")}),
-    ("activity: actions, if/else, multi-line action, partition, loop", """@startuml
+@enduml""",
+        None,
+        "sequence",
+        {"User", "Order Service", "DB", "Cache", "Events", "Web", "Ctrl", "Ledger"},
+        {
+            ("User", "Order Service", "message"),
+            ("Order Service", "DB", "message"),
+            ("DB", "Order Service", "message"),
+            ("Order Service", "Events", "message"),
+            ("Cache", "Order Service", "message"),
+            ("Ctrl", "Ledger", "message"),
+            ("Web", "Web", "message"),
+        },
+    ),
+    (
+        "activity: actions, if/else, multi-line action, partition, loop",
+        """@startuml
 start
 :Receive order;
 if (in stock?) then (yes)
@@ -96,14 +142,33 @@ while (unpaid?) is (yes)
 endwhile
 :Close order;
 stop
-@enduml""", None, "activity",
-     {"Receive order", "Ship goods", "Back-order", "Cancel order", "Billing", "Send invoice", "Send reminder",
-      "Close order"},
-     {("Receive order", "Ship goods", "flow"), ("Receive order", "Back-order", "flow"),
-      ("Receive order", "Cancel order", "flow"), ("Ship goods", "Send invoice", "flow"),
-      ("Back-order", "Send invoice", "flow"), ("Send invoice", "Send reminder", "flow"),
-      ("Send invoice", "Close order", "flow"), ("Send reminder", "Close order", "flow")}),
-    ("activity: fork and swimlanes", """@startuml
+@enduml""",
+        None,
+        "activity",
+        {
+            "Receive order",
+            "Ship goods",
+            "Back-order",
+            "Cancel order",
+            "Billing",
+            "Send invoice",
+            "Send reminder",
+            "Close order",
+        },
+        {
+            ("Receive order", "Ship goods", "flow"),
+            ("Receive order", "Back-order", "flow"),
+            ("Receive order", "Cancel order", "flow"),
+            ("Ship goods", "Send invoice", "flow"),
+            ("Back-order", "Send invoice", "flow"),
+            ("Send invoice", "Send reminder", "flow"),
+            ("Send invoice", "Close order", "flow"),
+            ("Send reminder", "Close order", "flow"),
+        },
+    ),
+    (
+        "activity: fork and swimlanes",
+        """@startuml
 |Customer|
 start
 :Order;
@@ -115,10 +180,20 @@ fork again
 end fork
 :Ship;
 stop
-@enduml""", None, "activity",
-     {"Customer", "Shop", "Order", "Pack", "Invoice", "Ship"},
-     {("Order", "Pack", "flow"), ("Order", "Invoice", "flow"), ("Pack", "Ship", "flow"), ("Invoice", "Ship", "flow")}),
-    ("usecase: actors, use cases, include, extend, generalisation", """@startuml
+@enduml""",
+        None,
+        "activity",
+        {"Customer", "Shop", "Order", "Pack", "Invoice", "Ship"},
+        {
+            ("Order", "Pack", "flow"),
+            ("Order", "Invoice", "flow"),
+            ("Pack", "Ship", "flow"),
+            ("Invoice", "Ship", "flow"),
+        },
+    ),
+    (
+        "usecase: actors, use cases, include, extend, generalisation",
+        """@startuml
 left to right direction
 actor Customer
 actor "Store Admin" as Admin
@@ -134,12 +209,22 @@ G -- (Browse Catalog)
 CO .> (Login) : include
 UC2 .> CO : <<extend>>
 Admin --|> Customer
-@enduml""", None, "usecase",
-     {"Customer", "Store Admin", "Guest", "Checkout", "Apply Coupon", "Browse Catalog", "Login"},
-     {("Customer", "Browse Catalog", "association"), ("Customer", "Checkout", "association"),
-      ("Guest", "Browse Catalog", "link"), ("Checkout", "Login", "include"),
-      ("Apply Coupon", "Checkout", "extend"), ("Store Admin", "Customer", "inheritance")}),
-    ("state: [*], composite state, alias, events", """@startuml
+@enduml""",
+        None,
+        "usecase",
+        {"Customer", "Store Admin", "Guest", "Checkout", "Apply Coupon", "Browse Catalog", "Login"},
+        {
+            ("Customer", "Browse Catalog", "association"),
+            ("Customer", "Checkout", "association"),
+            ("Guest", "Browse Catalog", "link"),
+            ("Checkout", "Login", "include"),
+            ("Apply Coupon", "Checkout", "extend"),
+            ("Store Admin", "Customer", "inheritance"),
+        },
+    ),
+    (
+        "state: [*], composite state, alias, events",
+        """@startuml
 [*] --> Idle
 state "Processing Payment" as PP
 PP : charging the card
@@ -151,12 +236,23 @@ state Shipped {
   InTransit --> Delivered : arrive
 }
 Shipped --> [*]
-@enduml""", None, "state",
-     {"Idle", "Processing Payment", "Shipped", "InTransit", "Delivered"},
-     {("[*]", "Idle", "transition"), ("Idle", "Processing Payment", "transition"),
-      ("Processing Payment", "Shipped", "transition"), ("Processing Payment", "Idle", "transition"),
-      ("[*]", "InTransit", "transition"), ("InTransit", "Delivered", "transition"), ("Shipped", "[*]", "transition")}),
-    ("component: [X], component, interface, () and node/database", """@startuml
+@enduml""",
+        None,
+        "state",
+        {"Idle", "Processing Payment", "Shipped", "InTransit", "Delivered"},
+        {
+            ("[*]", "Idle", "transition"),
+            ("Idle", "Processing Payment", "transition"),
+            ("Processing Payment", "Shipped", "transition"),
+            ("Processing Payment", "Idle", "transition"),
+            ("[*]", "InTransit", "transition"),
+            ("InTransit", "Delivered", "transition"),
+            ("Shipped", "[*]", "transition"),
+        },
+    ),
+    (
+        "component: [X], component, interface, () and node/database",
+        """@startuml
 package "Front end" {
   component [Web UI] as UI
 }
@@ -170,11 +266,20 @@ UI --> [API Gateway]
 [API Gateway] ..> REST : use
 [API Gateway] --> ODB
 AA - [API Gateway]
-@enduml""", None, "component",
-     {"Web UI", "API Gateway", "REST", "Auth API", "Server", "Orders DB"},
-     {("Web UI", "API Gateway", "association"), ("API Gateway", "REST", "dependency"),
-      ("API Gateway", "Orders DB", "association"), ("Auth API", "API Gateway", "link")}),
-    ("er: entities with bodies, crow's feet", """@startuml
+@enduml""",
+        None,
+        "component",
+        {"Web UI", "API Gateway", "REST", "Auth API", "Server", "Orders DB"},
+        {
+            ("Web UI", "API Gateway", "association"),
+            ("API Gateway", "REST", "dependency"),
+            ("API Gateway", "Orders DB", "association"),
+            ("Auth API", "API Gateway", "link"),
+        },
+    ),
+    (
+        "er: entities with bodies, crow's feet",
+        """@startuml
 hide circle
 entity Customer {
   * id : int <<PK>>
@@ -188,19 +293,32 @@ entity "Sales Order" as SO {
 Customer ||--o{ SO : places
 SO }|--|| Product
 Product |o--o{ Supplier
-@enduml""", None, "er",
-     {"Customer", "Sales Order", "Product", "Supplier"},
-     {("Customer", "Sales Order", "link"), ("Sales Order", "Product", "link"),
-      ("Product", "Supplier", "link")}),
-    ("a class snippet of arrows only is a class diagram when the dataset says so", """Review --> Service : for
-Customer --> Order : places""", "class", "class",
-     {"Review", "Service", "Customer", "Order"},
-     {("Review", "Service", "association"), ("Customer", "Order", "association")}),
-    ("the same arrows read as messages when the dataset says sequence", """@startuml
+@enduml""",
+        None,
+        "er",
+        {"Customer", "Sales Order", "Product", "Supplier"},
+        {("Customer", "Sales Order", "link"), ("Sales Order", "Product", "link"), ("Product", "Supplier", "link")},
+    ),
+    (
+        "a class snippet of arrows only is a class diagram when the dataset says so",
+        """Review --> Service : for
+Customer --> Order : places""",
+        "class",
+        "class",
+        {"Review", "Service", "Customer", "Order"},
+        {("Review", "Service", "association"), ("Customer", "Order", "association")},
+    ),
+    (
+        "the same arrows read as messages when the dataset says sequence",
+        """@startuml
 Customer -> Shop : order
 Shop --> Customer : receipt
-@enduml""", "sequence", "sequence",
-     {"Customer", "Shop"}, {("Customer", "Shop", "message"), ("Shop", "Customer", "message")}),
+@enduml""",
+        "sequence",
+        "sequence",
+        {"Customer", "Shop"},
+        {("Customer", "Shop", "message"), ("Shop", "Customer", "message")},
+    ),
 ]
 
 
@@ -224,8 +342,14 @@ def test_entity_kinds_and_labels():
     assert Relation("User", "Order Service", "message", "place order") in seq.relations
     usecase = analyse(CASES[4][1])
     assert {e.name: e.kind for e in usecase.entities} == {
-        "Customer": "actor", "Store Admin": "actor", "Guest": "actor", "Checkout": "usecase",
-        "Apply Coupon": "usecase", "Browse Catalog": "usecase", "Login": "usecase"}
+        "Customer": "actor",
+        "Store Admin": "actor",
+        "Guest": "actor",
+        "Checkout": "usecase",
+        "Apply Coupon": "usecase",
+        "Browse Catalog": "usecase",
+        "Login": "usecase",
+    }
 
 
 @pytest.mark.parametrize("diagram_type", ["class", "sequence", "activity", "usecase", "state", "component", "er"])
@@ -246,29 +370,54 @@ def test_detect_type_heuristics():
 # Five real PlantUCD rows (HumanLang/PlantUML/Output_AST of data/plantucd), with the classes and
 # relations of their Output_AST.
 PLANTUCD = [
-    ('class Category {\n  + categoryId : String\n  + name : String\n  + description : String\n}\n\n\n'
-     'Category "1" -- "0..*" Product : includes\n',
-     {"Category", "Product"}, {("Category", "Product", "link")}),
-    ('class User {\n  + userId : String\n  + username : String\n  + role : String\n\n  + login()\n  + logout()\n}\n\n\n'
-     'User <|-- Admin\nUser <|-- WarehouseManager\nUser <|-- Salesperson\n',
-     {"User", "Admin", "WarehouseManager", "Salesperson"},
-     {("Admin", "User", "inheritance"), ("WarehouseManager", "User", "inheritance"),
-      ("Salesperson", "User", "inheritance")}),
-    ("class Payment {\n  +paymentId: String\n  +amount: Double\n  +status: String\n  +processPayment()\n}\n\n"
-     "Subscription --> Payment",
-     {"Payment", "Subscription"}, {("Subscription", "Payment", "association")}),
-    ('class TrafficPredictor {\n  +predictTrafficConditions(data: List<HistoricalData>, realTimeData: TrafficCondition): '
-     'TrafficCondition\n}\n\nHistoricalData "1" -- "*" TrafficPredictor : "analyzed by"',
-     {"TrafficPredictor", "HistoricalData"}, {("HistoricalData", "TrafficPredictor", "link")}),
-    ('class Report {\n  + reportId : String\n  + reportType : String\n  + generate()\n}\n\n\n'
-     'class Alert {\n  + alertId : String\n  + message : String\n  + alertDate : Date\n}\n\n\n'
-     'Alert "1" --> "1" Product : concerns\n',
-     {"Report", "Alert", "Product"}, {("Alert", "Product", "association")}),
-    ('Lesson "1" *-- "0..*" Quiz : includes\nUser "1" o-- "*" WearableDevice : connects\n'
-     'Notification ..> HealthGoal : refers to\nAuctionAPI <|.. AuctionMonitor\n',
-     {"Lesson", "Quiz", "User", "WearableDevice", "Notification", "HealthGoal", "AuctionAPI", "AuctionMonitor"},
-     {("Lesson", "Quiz", "composition"), ("User", "WearableDevice", "aggregation"),
-      ("Notification", "HealthGoal", "dependency"), ("AuctionMonitor", "AuctionAPI", "realization")}),
+    (
+        "class Category {\n  + categoryId : String\n  + name : String\n  + description : String\n}\n\n\n"
+        'Category "1" -- "0..*" Product : includes\n',
+        {"Category", "Product"},
+        {("Category", "Product", "link")},
+    ),
+    (
+        "class User {\n  + userId : String\n  + username : String\n  + role : String\n"
+        "\n  + login()\n  + logout()\n}\n\n\n"
+        "User <|-- Admin\nUser <|-- WarehouseManager\nUser <|-- Salesperson\n",
+        {"User", "Admin", "WarehouseManager", "Salesperson"},
+        {
+            ("Admin", "User", "inheritance"),
+            ("WarehouseManager", "User", "inheritance"),
+            ("Salesperson", "User", "inheritance"),
+        },
+    ),
+    (
+        "class Payment {\n  +paymentId: String\n  +amount: Double\n  +status: String\n  +processPayment()\n}\n\n"
+        "Subscription --> Payment",
+        {"Payment", "Subscription"},
+        {("Subscription", "Payment", "association")},
+    ),
+    (
+        "class TrafficPredictor {\n"
+        "  +predictTrafficConditions(data: List<HistoricalData>, realTimeData: TrafficCondition): "
+        'TrafficCondition\n}\n\nHistoricalData "1" -- "*" TrafficPredictor : "analyzed by"',
+        {"TrafficPredictor", "HistoricalData"},
+        {("HistoricalData", "TrafficPredictor", "link")},
+    ),
+    (
+        "class Report {\n  + reportId : String\n  + reportType : String\n  + generate()\n}\n\n\n"
+        "class Alert {\n  + alertId : String\n  + message : String\n  + alertDate : Date\n}\n\n\n"
+        'Alert "1" --> "1" Product : concerns\n',
+        {"Report", "Alert", "Product"},
+        {("Alert", "Product", "association")},
+    ),
+    (
+        'Lesson "1" *-- "0..*" Quiz : includes\nUser "1" o-- "*" WearableDevice : connects\n'
+        "Notification ..> HealthGoal : refers to\nAuctionAPI <|.. AuctionMonitor\n",
+        {"Lesson", "Quiz", "User", "WearableDevice", "Notification", "HealthGoal", "AuctionAPI", "AuctionMonitor"},
+        {
+            ("Lesson", "Quiz", "composition"),
+            ("User", "WearableDevice", "aggregation"),
+            ("Notification", "HealthGoal", "dependency"),
+            ("AuctionMonitor", "AuctionAPI", "realization"),
+        },
+    ),
 ]
 
 
@@ -282,10 +431,18 @@ def test_real_plantucd_rows(text, entities, relations):
 
 
 PLANTUCD_ARROWS = {  # Output_AST arrow -> (kind, the class holding the relation is its target)
-    "--|>": ("inheritance", False), "<|--": ("inheritance", True), "..|>": ("realization", False),
-    "<|..": ("realization", True), "*--": ("composition", False), "--*": ("composition", True),
-    "o--": ("aggregation", False), "--o": ("aggregation", True), "..>": ("dependency", False),
-    "<..": ("dependency", True), "-->": ("association", False), "<--": ("association", True),
+    "--|>": ("inheritance", False),
+    "<|--": ("inheritance", True),
+    "..|>": ("realization", False),
+    "<|..": ("realization", True),
+    "*--": ("composition", False),
+    "--*": ("composition", True),
+    "o--": ("aggregation", False),
+    "--o": ("aggregation", True),
+    "..>": ("dependency", False),
+    "<..": ("dependency", True),
+    "-->": ("association", False),
+    "<--": ("association", True),
     "--": ("link", False),
 }
 
@@ -310,7 +467,7 @@ def test_every_plantucd_row_agrees_with_its_ast():
         found_entities = {normalise(n) for n in names(diagram)}
         found_relations = {(normalise(s), normalise(t), k) for s, t, k in rels(diagram)}
         if diagram.type == "unknown":  # three rows hold a JSON-escaped string, not PlantUML
-            assert '\\n' in row["PlantUML"]
+            assert "\\n" in row["PlantUML"]
             continue
         assert ast_entities <= found_entities, row["PlantUML"]
         assert ast_relations <= found_relations, row["PlantUML"]
@@ -322,12 +479,18 @@ def test_every_plantucd_row_agrees_with_its_ast():
 def test_cardinalities_members_branches_and_repeats():
     er = analyse(next(c[1] for c in CASES if c[3] == "er"))
     assert [r.ends for r in er.relations] == [("1", "0..*"), ("1..*", "1"), ("0..1", "0..*")]
-    assert er.attributes == [("Customer", "id"), ("Customer", "name"), ("Sales Order", "id"),
-                             ("Sales Order", "customer id")]
+    assert er.attributes == [
+        ("Customer", "id"),
+        ("Customer", "name"),
+        ("Sales Order", "id"),
+        ("Sales Order", "customer id"),
+    ]
     assert er.complete  # crow's feet like `o{` open no block
     assert analyse(CASES[2][1]).branches == 2 and analyse(CASES[3][1]).branches == 1  # if + while; fork
     assert analyse("@startuml\nclass Order\nOrder : total\nOrder : + pay() : bool\n@enduml").attributes == [
-        ("Order", "total"), ("Order", "pay()")]
+        ("Order", "total"),
+        ("Order", "pay()"),
+    ]
     looped = analyse("@startuml\nA -> B : ping\nA -> B : ping\nB -> A : pong\n@enduml", "sequence")
     assert [(r.source, r.label) for r in looped.relations] == [("A", "ping"), ("A", "ping"), ("B", "pong")]
 
@@ -341,7 +504,7 @@ def test_complete_needs_start_end_and_closed_braces():
 
 def test_truncated_output_keeps_what_was_written():
     text = "@startuml\nclass Order {\n  + id : int\n}\nclass Customer\nCustomer --> Order : places\nOrder *-- Line"
-    cut = text[:text.index("Order *--") + 6]  # "Order *"
+    cut = text[: text.index("Order *--") + 6]  # "Order *"
     diagram = analyse(cut, "class")
     assert diagram.type == "class" and not diagram.complete
     assert names(diagram) == {"Order", "Customer"}
@@ -352,8 +515,10 @@ def test_truncated_output_keeps_what_was_written():
 
 
 def test_text_around_the_diagram_and_fences_are_ignored():
-    text = ("Sure! Here is the diagram:\n```plantuml\n@startuml\nclass Library\nLibrary o-- Book\n@enduml\n```\n"
-            "The Library class aggregates Book. class Foo is not here.")
+    text = (
+        "Sure! Here is the diagram:\n```plantuml\n@startuml\nclass Library\nLibrary o-- Book\n@enduml\n```\n"
+        "The Library class aggregates Book. class Foo is not here."
+    )
     diagram = analyse(text)
     assert diagram.complete and names(diagram) == {"Library", "Book"}
 
@@ -362,8 +527,11 @@ def test_entities_named_like_keywords_are_kept():
     text = "@startuml\nclass Note\nclass Title\nclass Legend\nNote --> Patient\nTitle --> Book\nLegend -- Map\n@enduml"
     diagram = analyse(text)
     assert names(diagram) == {"Note", "Title", "Legend", "Patient", "Book", "Map"}
-    assert rels(diagram) == {("Note", "Patient", "association"), ("Title", "Book", "association"),
-                             ("Legend", "Map", "link")}
+    assert rels(diagram) == {
+        ("Note", "Patient", "association"),
+        ("Title", "Book", "association"),
+        ("Legend", "Map", "link"),
+    }
 
 
 def test_comments_notes_and_settings_are_ignored():
@@ -390,15 +558,21 @@ class Book
     assert names(analyse(text)) == {"Book"}
 
 
-@pytest.mark.parametrize("text", [
-    "def order_total(items) -> float:\n    total = 0\n    for item in items:\n        total += item.price\n    return total\n",
-    "import os\nclass Order(Base):\n    def __init__(self):\n        self.items = []\n        while (len(self.items) < 3):\n"
-    "            self.items.append(1)\n",
-    "The system lets a customer place an order. Critical: orders have items.\nLoop over the items to compute a total.",
-    "| Class | Relation |\n|---|---|\n| Order | Customer |",
-    "",
-    "@startuml\n@enduml",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "def order_total(items) -> float:\n    total = 0\n    for item in items:\n"
+        "        total += item.price\n    return total\n",
+        "import os\nclass Order(Base):\n    def __init__(self):\n"
+        "        self.items = []\n        while (len(self.items) < 3):\n"
+        "            self.items.append(1)\n",
+        "The system lets a customer place an order. Critical: orders have items.\n"
+        "Loop over the items to compute a total.",
+        "| Class | Relation |\n|---|---|\n| Order | Customer |",
+        "",
+        "@startuml\n@enduml",
+    ],
+)
 def test_prose_and_python_are_unknown_with_no_entities(text):
     for expected in (None, "class", "sequence", "activity"):
         diagram = analyse(text, expected)
@@ -408,8 +582,16 @@ def test_prose_and_python_are_unknown_with_no_entities(text):
 
 def test_garbled_output_never_raises():
     rng = random.Random(7)
-    alphabet = list("ABCxyz _-.<>|*o#{}[]()\":;@!\n\t'/\\=+0123456789") + ["@startuml", "@enduml", "-->", "<|--",
-                                                                           "class ", "state ", "if (", "endif"]
+    alphabet = list("ABCxyz _-.<>|*o#{}[]()\":;@!\n\t'/\\=+0123456789") + [
+        "@startuml",
+        "@enduml",
+        "-->",
+        "<|--",
+        "class ",
+        "state ",
+        "if (",
+        "endif",
+    ]
     for _ in range(500):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 120)))
         for expected in (None, "class", "sequence", "activity", "usecase", "state", "component", "er"):
@@ -418,10 +600,21 @@ def test_garbled_output_never_raises():
             assert all(isinstance(e, Entity) and e.name for e in diagram.entities)
 
 
-@pytest.mark.parametrize("line", [
-    "A " + "-" * 990 + " B x", "A" + "-" * 990, "A " + "-." * 490 + " x", "a" + " -" * 490, "A " + "o-" * 490,
-    "A -" + "[" * 990, '"' * 995, "(" * 990, "class A extends " + "a, " * 320, "class A " + "<<x>> " * 160,
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "A " + "-" * 990 + " B x",
+        "A" + "-" * 990,
+        "A " + "-." * 490 + " x",
+        "a" + " -" * 490,
+        "A " + "o-" * 490,
+        "A -" + "[" * 990,
+        '"' * 995,
+        "(" * 990,
+        "class A extends " + "a, " * 320,
+        "class A " + "<<x>> " * 160,
+    ],
+)
 def test_pathological_lines_stay_fast(line):
     """Lines just under the 1,000-character cap cannot make the regexes backtrack for long. Counted in
     this thread's CPU time, which other processes on a busy machine do not inflate (wall-clock time would)."""
@@ -431,10 +624,18 @@ def test_pathological_lines_stay_fast(line):
     assert time.thread_time() - started < 2.0
 
 
-@pytest.mark.parametrize("a,b", [
-    ("OrderItem", "order item"), ("order_item", "Order Item"), ("ORDER ITEM", "orderItem"), ("Order-Item", "order.item"),
-    ("HTTPServer", "http server"), ("userID", "user id"), ('"Order  Item"', "order item"),
-])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("OrderItem", "order item"),
+        ("order_item", "Order Item"),
+        ("ORDER ITEM", "orderItem"),
+        ("Order-Item", "order.item"),
+        ("HTTPServer", "http server"),
+        ("userID", "user id"),
+        ('"Order  Item"', "order item"),
+    ],
+)
 def test_normalise_matches_spellings(a, b):
     assert normalise(a) == normalise(b)
 

@@ -21,8 +21,11 @@ GOOD = {
     "training": {"backend": "peft", "output_dir": "{w}/runs_out", "max_steps": 2, "max_seq_length": 64},
     "lora": {"r": 4, "lora_alpha": 8},
 }
-ROW = {"prompt": "A Library has many Books.", "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book\n@enduml",
-       "diagram_type": "class"}
+ROW = {
+    "prompt": "A Library has many Books.",
+    "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book\n@enduml",
+    "diagram_type": "class",
+}
 
 
 def config_with(**sections) -> dict:
@@ -43,7 +46,7 @@ FILES = {
     "syntax.yaml": "training: [learning_rate: 1\n",
     "tabs.yaml": "training:\n\tlearning_rate: 1e-4\n",
     "alias_bomb.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-                       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
     "merge.yaml": "base: &base {learning_rate: 1.0e-4}\ntraining:\n  <<: *base\n",
     "merge_only.yaml": "training:\n  <<: {learning_rate: 1.0e-4}\n",
     "dup_top.yaml": "training:\n  max_steps: 2\ntraining:\n  max_steps: 3\n",
@@ -102,9 +105,15 @@ FILES = {
     "base_not_model.yaml": config_with(model={"base": "{w}/ds"}),
     "continue_missing.yaml": config_with(phase={"continue_from": "{w}/no_checkpoint", "override_reason": "t"}),
     "continue_base.yaml": config_with(phase={"continue_from": "base", "override_reason": "t"}),
-    "continue_corrupt.yaml": config_with(phase={"continue_from": "{w}/ckpt_corrupt_config/checkpoint-2", "override_reason": "t"}),
-    "continue_truncated.yaml": config_with(phase={"continue_from": "{w}/ckpt_truncated/checkpoint-2", "override_reason": "t"}),
-    "continue_empty_dir.yaml": config_with(phase={"continue_from": "{w}/ckpt_empty/checkpoint-2", "override_reason": "t"}),
+    "continue_corrupt.yaml": config_with(
+        phase={"continue_from": "{w}/ckpt_corrupt_config/checkpoint-2", "override_reason": "t"}
+    ),
+    "continue_truncated.yaml": config_with(
+        phase={"continue_from": "{w}/ckpt_truncated/checkpoint-2", "override_reason": "t"}
+    ),
+    "continue_empty_dir.yaml": config_with(
+        phase={"continue_from": "{w}/ckpt_empty/checkpoint-2", "override_reason": "t"}
+    ),
     "resume_missing.yaml": config_with(training={"resume_from_checkpoint": "{w}/no_run"}),
     "resume_empty.yaml": config_with(training={"resume_from_checkpoint": "{w}/ckpt_empty"}),
     "empty.puml": "",
@@ -167,13 +176,25 @@ CASES = [
     ("type weights unknown type", ["train", "--config", "{w}/weights_unknown.yaml"], "type_weights"),
     ("type weights for types the data lacks", ["train", "--config", "{w}/weights_other_type.yaml"], "type_weights"),
     # train: --set
-    ("--set without =", ["train", "--config", "{w}/good.yaml", "--set", "training.learning_rate"], "expected key=value"),
+    (
+        "--set without =",
+        ["train", "--config", "{w}/good.yaml", "--set", "training.learning_rate"],
+        "expected key=value",
+    ),
     ("--set unknown key", ["train", "--config", "{w}/good.yaml", "--set", "training.lr=1"], "unknown key"),
-    ("--set a word for a number", ["train", "--config", "{w}/good.yaml", "--set", "training.max_steps=many"], "max_steps"),
+    (
+        "--set a word for a number",
+        ["train", "--config", "{w}/good.yaml", "--set", "training.max_steps=many"],
+        "max_steps",
+    ),
     ("--set an alias", ["train", "--config", "{w}/good.yaml", "--set", "training.max_steps=*a"], "max_steps"),
     ("--processes zero", ["train", "--config", "{w}/good.yaml", "--processes", "0"], "training.processes"),
     ("--processes a word", ["train", "--config", "{w}/good.yaml", "--processes", "two"], "--processes"),
-    ("more processes than GPUs or cores", ["train", "--config", "{w}/good.yaml", "--processes", "4096"], "training.processes 4096"),
+    (
+        "more processes than GPUs or cores",
+        ["train", "--config", "{w}/good.yaml", "--processes", "4096"],
+        "training.processes 4096",
+    ),
     ("--set a 100k-character key", ["train", "--config", "{w}/good.yaml", "--set", LONG + "=1"], "unknown key"),
     # train: where it writes
     ("output_dir is a file", ["train", "--config", "{w}/out_file.yaml"], "is a file"),
@@ -183,13 +204,33 @@ CASES = [
     ("output_dir under /etc", ["train", "--config", "{w}/out_etc.yaml"], "/etc is a system folder"),
     ("output_dir relative, into /usr", ["train", "--config", "{w}/out_relative_usr.yaml"], "/usr is a system folder"),
     ("output_dir through a link to /etc", ["train", "--config", "{w}/out_link_etc.yaml"], "/etc is a system folder"),
-    ("--set output_dir under /var/lib", ["train", "--config", "{w}/good.yaml", "--set", "training.output_dir=/var/lib/umlx"], "/var/lib is a system folder"),
-    ("--set output_dir under /boot", ["train", "--config", "{w}/good.yaml", "--set", "training.output_dir=/boot/umlx"], "/boot is a system folder"),
+    (
+        "--set output_dir under /var/lib",
+        ["train", "--config", "{w}/good.yaml", "--set", "training.output_dir=/var/lib/umlx"],
+        "/var/lib is a system folder",
+    ),
+    (
+        "--set output_dir under /boot",
+        ["train", "--config", "{w}/good.yaml", "--set", "training.output_dir=/boot/umlx"],
+        "/boot is a system folder",
+    ),
     # train: fits before it starts (the base model's config.json, no weights loaded)
     ("lora.r larger than the model's dimensions", ["train", "--config", "{w}/lora_rank_huge.yaml"], "lora.r 100000"),
-    ("--set lora.r=100000 on the 135M model", ["train", "--config", "{w}/good.yaml", "--set", "model.base=smollm2-135m", "--set", "lora.r=100000"], "at most 192"),
-    ("a target module the model lacks", ["train", "--config", "{w}/lora_unknown_module.yaml"], "'qkv_proj' is not a module"),
-    ("a micro-batch that cannot fit in memory", ["train", "--config", "{w}/memory_huge_batch.yaml"], "training.tokens_per_batch"),
+    (
+        "--set lora.r=100000 on the 135M model",
+        ["train", "--config", "{w}/good.yaml", "--set", "model.base=smollm2-135m", "--set", "lora.r=100000"],
+        "at most 192",
+    ),
+    (
+        "a target module the model lacks",
+        ["train", "--config", "{w}/lora_unknown_module.yaml"],
+        "'qkv_proj' is not a module",
+    ),
+    (
+        "a micro-batch that cannot fit in memory",
+        ["train", "--config", "{w}/memory_huge_batch.yaml"],
+        "training.tokens_per_batch",
+    ),
     # train: data
     ("dataset missing", ["train", "--config", "{w}/data_missing.yaml"], "no_such_dataset"),
     ("dataset a FIFO", ["train", "--config", "{w}/data_fifo.yaml"], "not a regular file"),
@@ -205,9 +246,21 @@ CASES = [
     ("base folder not a model", ["train", "--config", "{w}/base_not_model.yaml"], "not a model folder"),
     ("continue from nothing", ["train", "--config", "{w}/continue_missing.yaml"], "no_checkpoint"),
     ("continue from base", ["train", "--config", "{w}/continue_base.yaml"], "fresh run"),
-    ("continue from a corrupt adapter_config.json", ["train", "--config", "{w}/continue_corrupt.yaml"], "adapter_config.json"),
-    ("continue from a truncated adapter", ["train", "--config", "{w}/continue_truncated.yaml"], "adapter_model.safetensors"),
-    ("continue from an empty checkpoint folder", ["train", "--config", "{w}/continue_empty_dir.yaml"], "without checkpoints"),
+    (
+        "continue from a corrupt adapter_config.json",
+        ["train", "--config", "{w}/continue_corrupt.yaml"],
+        "adapter_config.json",
+    ),
+    (
+        "continue from a truncated adapter",
+        ["train", "--config", "{w}/continue_truncated.yaml"],
+        "adapter_model.safetensors",
+    ),
+    (
+        "continue from an empty checkpoint folder",
+        ["train", "--config", "{w}/continue_empty_dir.yaml"],
+        "without checkpoints",
+    ),
     ("resume a run that does not exist", ["train", "--config", "{w}/resume_missing.yaml"], "not found"),
     ("resume a run without checkpoints", ["train", "--config", "{w}/resume_empty.yaml"], "no complete checkpoint"),
     # checklist
@@ -224,8 +277,16 @@ CASES = [
     ("render --out below a file", ["render", "{w}/good.puml", "--out", "{w}/a_file/x.svg"], "does not exist"),
     ("render --out in /proc", ["render", "{w}/good.puml", "--out", "/proc/x.svg"], "system folder"),
     ("render --out in /etc", ["render", "{w}/good.puml", "--out", "/etc/x.svg"], "/etc is a system folder"),
-    ("render --out through a link to /etc", ["render", "{w}/good.puml", "--out", "{w}/to_etc/x.svg"], "/etc is a system folder"),
-    ("render --out relative into /usr", ["render", "{w}/good.puml", "--out", "../" * 40 + "usr/x.svg"], "/usr is a system folder"),
+    (
+        "render --out through a link to /etc",
+        ["render", "{w}/good.puml", "--out", "{w}/to_etc/x.svg"],
+        "/etc is a system folder",
+    ),
+    (
+        "render --out relative into /usr",
+        ["render", "{w}/good.puml", "--out", "../" * 40 + "usr/x.svg"],
+        "/usr is a system folder",
+    ),
     ("render --timeout -1", ["render", "{w}/good.puml", "--out", "{w}/x.svg", "--timeout", "-1"], "--timeout"),
     ("render --timeout nan", ["render", "{w}/good.puml", "--out", "{w}/x.svg", "--timeout", "nan"], "--timeout"),
     ("render --timeout 0", ["render", "{w}/good.puml", "--out", "{w}/x.svg", "--timeout", "0"], "--timeout"),
@@ -237,38 +298,118 @@ CASES = [
     ("render over 64 KB", ["render", "{w}/huge.puml", "--out", "{w}/x.svg"], "limit"),
     ("render without --out", ["render", "{w}/good.puml"], "--out"),
     # generate
-    ("generate from a missing checkpoint", ["generate", "--checkpoint", "{w}/no_checkpoint", "--prompt", "a shop"], "no_checkpoint"),
-    ("generate an unknown type", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--type", "flowchart"], "flowchart"),
-    ("generate --out missing folder", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "{w}/nope/x.svg"], "does not exist"),
-    ("generate --out a folder", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "{w}/ds"], "is a folder"),
-    ("generate --out .txt", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "{w}/x.txt"], "--out"),
-    ("generate --out in /proc", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "/proc/x.svg"], "system folder"),
+    (
+        "generate from a missing checkpoint",
+        ["generate", "--checkpoint", "{w}/no_checkpoint", "--prompt", "a shop"],
+        "no_checkpoint",
+    ),
+    (
+        "generate an unknown type",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--type", "flowchart"],
+        "flowchart",
+    ),
+    (
+        "generate --out missing folder",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "{w}/nope/x.svg"],
+        "does not exist",
+    ),
+    (
+        "generate --out a folder",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "{w}/ds"],
+        "is a folder",
+    ),
+    (
+        "generate --out .txt",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "{w}/x.txt"],
+        "--out",
+    ),
+    (
+        "generate --out in /proc",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--out", "/proc/x.svg"],
+        "system folder",
+    ),
     ("generate an empty prompt", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "  "], "prompt"),
-    ("generate --max-new-tokens 0", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--max-new-tokens", "0"], "max-new-tokens"),
-    ("generate --max-new-tokens a word", ["generate", "--checkpoint", "base", "--prompt", "a shop", "--max-new-tokens", "lots"], "max-new-tokens"),
-    ("generate a prompt longer than the context", ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", LONG], "tokens"),
-    ("generate from a corrupt adapter", ["generate", "--checkpoint", "{w}/ckpt_corrupt_config/checkpoint-2", "--prompt", "a shop"], "adapter_config.json"),
-    ("generate from a truncated adapter", ["generate", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2", "--prompt", "a shop"], "adapter_model.safetensors"),
-    ("generate base from a missing model", ["generate", "--checkpoint", "base", "--base", "./no/such/model", "--prompt", "a shop"], "model"),
+    (
+        "generate --max-new-tokens 0",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", "a shop", "--max-new-tokens", "0"],
+        "max-new-tokens",
+    ),
+    (
+        "generate --max-new-tokens a word",
+        ["generate", "--checkpoint", "base", "--prompt", "a shop", "--max-new-tokens", "lots"],
+        "max-new-tokens",
+    ),
+    (
+        "generate a prompt longer than the context",
+        ["generate", "--checkpoint", "base", "--base", "{tiny}", "--prompt", LONG],
+        "tokens",
+    ),
+    (
+        "generate from a corrupt adapter",
+        ["generate", "--checkpoint", "{w}/ckpt_corrupt_config/checkpoint-2", "--prompt", "a shop"],
+        "adapter_config.json",
+    ),
+    (
+        "generate from a truncated adapter",
+        ["generate", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2", "--prompt", "a shop"],
+        "adapter_model.safetensors",
+    ),
+    (
+        "generate base from a missing model",
+        ["generate", "--checkpoint", "base", "--base", "./no/such/model", "--prompt", "a shop"],
+        "model",
+    ),
     # evaluate
     ("evaluate a missing checkpoint", ["evaluate", "--checkpoint", "{w}/no_checkpoint"], "no_checkpoint"),
     ("evaluate --limit 0", ["evaluate", "--checkpoint", "base", "--limit", "0"], "--limit"),
     ("evaluate --limit negative", ["evaluate", "--checkpoint", "base", "--limit", "-3"], "--limit"),
     ("evaluate --limit a word", ["evaluate", "--checkpoint", "base", "--limit", "all"], "--limit"),
-    ("evaluate a missing dataset", ["evaluate", "--checkpoint", "base", "--dataset", "{w}/no_such_dataset"], "no_such_dataset"),
-    ("evaluate a dataset not UTF-8", ["evaluate", "--checkpoint", "base", "--dataset", "{w}/rows_latin1.jsonl"], "not UTF-8"),
-    ("evaluate an unknown split", ["evaluate", "--checkpoint", "base", "--dataset", "{w}/ds", "--split", "holdout"], "holdout"),
+    (
+        "evaluate a missing dataset",
+        ["evaluate", "--checkpoint", "base", "--dataset", "{w}/no_such_dataset"],
+        "no_such_dataset",
+    ),
+    (
+        "evaluate a dataset not UTF-8",
+        ["evaluate", "--checkpoint", "base", "--dataset", "{w}/rows_latin1.jsonl"],
+        "not UTF-8",
+    ),
+    (
+        "evaluate an unknown split",
+        ["evaluate", "--checkpoint", "base", "--dataset", "{w}/ds", "--split", "holdout"],
+        "holdout",
+    ),
     ("evaluate --max-new-tokens 0", ["evaluate", "--checkpoint", "base", "--max-new-tokens", "0"], "max-new-tokens"),
     ("evaluate --batch-size 0", ["evaluate", "--checkpoint", "base", "--batch-size", "0"], "batch-size"),
-    ("evaluate a truncated adapter", ["evaluate", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2"], "adapter_model.safetensors"),
-    ("evaluate a corrupt adapter_config.json", ["evaluate", "--checkpoint", "{w}/ckpt_corrupt_config/checkpoint-2"], "adapter_config.json"),
+    (
+        "evaluate a truncated adapter",
+        ["evaluate", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2"],
+        "adapter_model.safetensors",
+    ),
+    (
+        "evaluate a corrupt adapter_config.json",
+        ["evaluate", "--checkpoint", "{w}/ckpt_corrupt_config/checkpoint-2"],
+        "adapter_config.json",
+    ),
     # compare
     ("compare one model", ["compare", "--model1", "base"], "--model2"),
     ("compare a missing checkpoint", ["compare", "--model1", "base", "--model2", "{w}/no_checkpoint"], "no_checkpoint"),
     ("compare the same checkpoint twice", ["compare", "--model1", "base", "--model2", "base"], "named twice"),
-    ("compare --out missing folder", ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "{w}/nope/r.html"], "does not exist"),
-    ("compare --out a folder", ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "{w}/ds"], "is a folder"),
-    ("compare --out in /proc", ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "/proc/r.html"], "system folder"),
+    (
+        "compare --out missing folder",
+        ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "{w}/nope/r.html"],
+        "does not exist",
+    ),
+    (
+        "compare --out a folder",
+        ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "{w}/ds"],
+        "is a folder",
+    ),
+    (
+        "compare --out in /proc",
+        ["compare", "--model1", "base", "--model2", "{w}/ckpt_good/checkpoint-2", "--out", "/proc/r.html"],
+        "system folder",
+    ),
     ("compare --limit 0", ["compare", "--model1", "base", "--model2", "base", "--limit", "0"], "--limit"),
     # advise
     ("advise a run that does not exist", ["advise", "--run", "no_such_run"], "no_such_run"),
@@ -277,23 +418,59 @@ CASES = [
     ("data of a missing dataset", ["data", "--dataset", "{w}/no_such_dataset"], "no_such_dataset"),
     ("data of a dataset not UTF-8", ["data", "--dataset", "{w}/rows_latin1.jsonl"], "not UTF-8"),
     ("data --filter an unknown type", ["data", "--filter", "flowchart", "--out", "{w}/f.jsonl"], "flowchart"),
-    ("data --filter --out missing folder", ["data", "--filter", "class", "--out", "{w}/nope/f.jsonl"], "does not exist"),
+    (
+        "data --filter --out missing folder",
+        ["data", "--filter", "class", "--out", "{w}/nope/f.jsonl"],
+        "does not exist",
+    ),
     ("data --filter --out a folder", ["data", "--filter", "class", "--out", "{w}/ds"], "is a folder"),
-    ("data --filter --out in /usr/lib", ["data", "--filter", "class", "--out", "/usr/lib/f.jsonl"], "/usr is a system folder"),
+    (
+        "data --filter --out in /usr/lib",
+        ["data", "--filter", "class", "--out", "/usr/lib/f.jsonl"],
+        "/usr is a system folder",
+    ),
     ("data of a FIFO", ["data", "--dataset", "{w}/fifo.jsonl"], "not a regular file"),
     ("data of a device", ["data", "--dataset", "/dev/null"], "not a regular file"),
-    ("data --replay-share 2", ["data", "--filter", "class", "--out", "{w}/f.jsonl", "--replay-share", "2"], "replay share"),
+    (
+        "data --replay-share 2",
+        ["data", "--filter", "class", "--out", "{w}/f.jsonl", "--replay-share", "2"],
+        "replay share",
+    ),
     ("data --max-seq-length 0", ["data", "--max-seq-length", "0"], "max-seq-length"),
     # export
-    ("export a missing checkpoint", ["export", "--checkpoint", "{w}/no_checkpoint", "--out", "{w}/exported"], "no_checkpoint"),
-    ("export an unknown format", ["export", "--checkpoint", "base", "--out", "{w}/exported", "--format", "zip"], "format"),
+    (
+        "export a missing checkpoint",
+        ["export", "--checkpoint", "{w}/no_checkpoint", "--out", "{w}/exported"],
+        "no_checkpoint",
+    ),
+    (
+        "export an unknown format",
+        ["export", "--checkpoint", "base", "--out", "{w}/exported", "--format", "zip"],
+        "format",
+    ),
     ("export into a folder with files", ["export", "--checkpoint", "base", "--out", "{w}/ds"], "not empty"),
     ("export below a file", ["export", "--checkpoint", "base", "--out", "{w}/a_file/exported"], "a_file"),
-    ("export into /usr", ["export", "--checkpoint", "base", "--out", "/usr/local/umlstudio-export"], "/usr is a system folder"),
-    ("export through a link to /etc", ["export", "--checkpoint", "base", "--out", "{w}/to_etc/exported"], "/etc is a system folder"),
-    ("advise --backup-dir in /etc", ["advise", "--run", "no_such_run", "--backup", "--backup-dir", "/etc/umlstudio-backups"], "/etc is a system folder"),
+    (
+        "export into /usr",
+        ["export", "--checkpoint", "base", "--out", "/usr/local/umlstudio-export"],
+        "/usr is a system folder",
+    ),
+    (
+        "export through a link to /etc",
+        ["export", "--checkpoint", "base", "--out", "{w}/to_etc/exported"],
+        "/etc is a system folder",
+    ),
+    (
+        "advise --backup-dir in /etc",
+        ["advise", "--run", "no_such_run", "--backup", "--backup-dir", "/etc/umlstudio-backups"],
+        "/etc is a system folder",
+    ),
     ("advise --out in /sbin", ["advise", "--run", "no_such_run", "--out", "/sbin/next.yaml"], "system folder"),
-    ("export a truncated adapter", ["export", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2", "--out", "{w}/exported"], "adapter_model.safetensors"),
+    (
+        "export a truncated adapter",
+        ["export", "--checkpoint", "{w}/ckpt_truncated/checkpoint-2", "--out", "{w}/exported"],
+        "adapter_model.safetensors",
+    ),
     # prepare-model
     ("prepare a missing base", ["prepare-model", "--base", "./no/such/model"], "model"),
 ]
@@ -321,9 +498,13 @@ def fill(value, w, tiny):
 def workdir(tmp_path_factory, tiny_model):
     w = tmp_path_factory.mktemp("bad-inputs")
     rows = "".join(json.dumps(r) + "\n" for r in [ROW] * 4)
-    for name, text in {"ds": rows, "ds_empty": "", "ds_no_prompt": json.dumps({"plantuml": ROW["plantuml"]}) + "\n",
-                       "ds_not_json": rows[: len(rows) // 4] + "{not json\n",
-                       "ds_long": json.dumps({**ROW, "prompt": "word " * 400}) + "\n"}.items():
+    for name, text in {
+        "ds": rows,
+        "ds_empty": "",
+        "ds_no_prompt": json.dumps({"plantuml": ROW["plantuml"]}) + "\n",
+        "ds_not_json": rows[: len(rows) // 4] + "{not json\n",
+        "ds_long": json.dumps({**ROW, "prompt": "word " * 400}) + "\n",
+    }.items():
         write(w / name / "train.jsonl", text)
         write(w / name / "validation.jsonl", rows)
         write(w / name / "test.jsonl", rows)
@@ -334,11 +515,17 @@ def workdir(tmp_path_factory, tiny_model):
     for name, content in FILES.items():
         write(w / name, fill(content, w, tiny_model))
     write(w / "good.yaml", fill(GOOD, w, tiny_model))
-    adapter_config = {"base_model_name_or_path": str(tiny_model), "r": 4, "lora_alpha": 8, "peft_type": "LORA",
-                      "task_type": "CAUSAL_LM", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                                    "up_proj", "down_proj"]}
-    safetensors_head = json.dumps({"base_model.model.x.lora_A.weight": {"dtype": "F32", "shape": [4, 64],
-                                                                        "data_offsets": [0, 1024]}}).encode()
+    adapter_config = {
+        "base_model_name_or_path": str(tiny_model),
+        "r": 4,
+        "lora_alpha": 8,
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    }
+    safetensors_head = json.dumps(
+        {"base_model.model.x.lora_A.weight": {"dtype": "F32", "shape": [4, 64], "data_offsets": [0, 1024]}}
+    ).encode()
     truncated = len(safetensors_head).to_bytes(8, "little") + safetensors_head + b"\0" * 100  # 1,024 bytes promised
     write(w / "ckpt_corrupt_config" / "checkpoint-2" / "adapter_config.json", '{"r": 4, "lora_alpha": ')
     write(w / "ckpt_corrupt_config" / "checkpoint-2" / "adapter_model.safetensors", truncated)
@@ -354,7 +541,9 @@ def make_adapter(base, folder) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM")
+    )
     model.save_pretrained(folder)
 
 
@@ -379,8 +568,9 @@ def store_rows() -> dict:
 
 @pytest.mark.timeout(180)  # a refusal comes before any long work: a case still running by then did the work
 @pytest.mark.parametrize("case, argv, fragment", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_clear_line_and_writes_nothing(case, argv, fragment, workdir, tiny_model, umlstudio_home,
-                                                        capsys):
+def test_bad_input_is_one_clear_line_and_writes_nothing(
+    case, argv, fragment, workdir, tiny_model, umlstudio_home, capsys
+):
     argv = [fill(a, workdir, tiny_model) for a in argv]
     store_before, files_before = store_rows(), snapshot(workdir, umlstudio_home)
     try:
@@ -419,7 +609,9 @@ HOME_CASES = [
 
 @pytest.mark.parametrize("case, home, fragment", HOME_CASES, ids=[c[0] for c in HOME_CASES])
 @pytest.mark.parametrize("argv", [["runs"], ["train", "--config", "{w}/good.yaml"]], ids=["runs", "train"])
-def test_a_runs_root_that_cannot_be_one_is_one_line(case, home, fragment, argv, workdir, tiny_model, monkeypatch, capsys):
+def test_a_runs_root_that_cannot_be_one_is_one_line(
+    case, home, fragment, argv, workdir, tiny_model, monkeypatch, capsys
+):
     monkeypatch.setenv("UMLSTUDIO_HOME", fill(home, workdir, tiny_model))
     files_before = snapshot(workdir)
     code = cli.main([fill(a, workdir, tiny_model) for a in argv])
@@ -432,8 +624,9 @@ def test_a_runs_root_that_cannot_be_one_is_one_line(case, home, fragment, argv, 
     assert not os.path.exists("/etc/umlstudio-home") and not os.path.exists("/usr/umlstudio-home")
 
 
-@pytest.mark.parametrize("where, fragment", [("open", "not writable"),
-                                             ("closed", "cannot be created or reached (Permission denied)")])
+@pytest.mark.parametrize(
+    "where, fragment", [("open", "not writable"), ("closed", "cannot be created or reached (Permission denied)")]
+)
 def test_a_runs_root_its_user_cannot_write_is_one_line(where, fragment, tmp_path):
     """As a user without root (root writes anywhere): UMLSTUDIO_HOME a folder of another's, read-only to
     them (`open`), or below a folder they may not enter (`closed`)."""
@@ -451,9 +644,14 @@ def test_a_runs_root_its_user_cannot_write_is_one_line(where, fragment, tmp_path
         home = parent / "home"
         home.mkdir()
         home.chmod(0o555)
-        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                               "core", "runs"], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
-                              text=True, env={**os.environ, "UMLSTUDIO_HOME": str(home)}, timeout=120)
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "core", "runs"],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "UMLSTUDIO_HOME": str(home)},
+            timeout=120,
+        )
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
         assert len(lines) == 1 and lines[0].startswith(f"error: UMLSTUDIO_HOME {home}: {fragment} — "), lines

@@ -18,7 +18,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from test_pages import seed_store
 
 from core import jobs
@@ -28,11 +27,23 @@ pytestmark = pytest.mark.browser  # make test-fast leaves these out
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PAGES = {  # url path -> the page's title
-    "": "Runs", "train": "Train", "pre_continue": "Pre-continue checklist", "playground": "Prompt playground",
-    "compare": "Checkpoint A/B", "quality": "Quality checklist", "data": "Data", "export": "Export",
+    "": "Runs",
+    "train": "Train",
+    "pre_continue": "Pre-continue checklist",
+    "playground": "Prompt playground",
+    "compare": "Checkpoint A/B",
+    "quality": "Quality checklist",
+    "data": "Data",
+    "export": "Export",
 }
 
 
@@ -43,12 +54,16 @@ def free_port() -> int:
 
 
 def start_studio(home: Path, port: int, cwd: Path = ROOT, extra=(), env=None) -> subprocess.Popen:
-    """`streamlit run studio/app.py [extra]` as a user starts it (from `cwd`), on `port`, with its runs root at `home`."""
+    """`streamlit run studio/app.py [extra]` as a user starts it (from `cwd`), on `port`, with its runs root
+    at `home`."""
     log = open(home / "streamlit.log", "wb")
     app = "studio/app.py" if cwd == ROOT else str(ROOT / "studio" / "app.py")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", app, "--server.port", str(port), *extra],
-        cwd=cwd, env={**os.environ, "UMLSTUDIO_HOME": str(home), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env={**os.environ, "UMLSTUDIO_HOME": str(home), **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 90
@@ -93,8 +108,10 @@ def watch_requests(page, port: int) -> list[str]:
     """Every request the page makes that is not to the studio (the list fills in as the page runs)."""
     outside = []
     studio = (f"http://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}/")
-    page.on("request", lambda request: None if request.url.startswith((*studio, "data:", "blob:"))
-            else outside.append(request.url))
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith((*studio, "data:", "blob:")) else outside.append(request.url),
+    )
     return outside
 
 
@@ -103,7 +120,9 @@ def browser():
     if not CHROMIUM.exists():
         if os.environ.get("UMLSTUDIO_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{CHROMIUM} is missing and UMLSTUDIO_REQUIRE_BROWSER=1: apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); set UMLSTUDIO_REQUIRE_BROWSER=1 to fail instead")
+        pytest.skip(
+            f"{CHROMIUM} is missing (apt-get install chromium); set UMLSTUDIO_REQUIRE_BROWSER=1 to fail instead"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -122,7 +141,9 @@ def test_every_page_and_a_playground_generation(browser, umlstudio_home, tiny_mo
             page.goto(f"http://127.0.0.1:{port}/{path}")
             wait_until_idle(page)
             assert page.locator("[data-testid='stMainBlockContainer'] h1").first.inner_text() == title
-            assert page.get_by_test_id("stException").count() == 0, f"{title}: {page.get_by_test_id('stException').first.inner_text()}"
+            assert page.get_by_test_id("stException").count() == 0, (
+                f"{title}: {page.get_by_test_id('stException').first.inner_text()}"
+            )
             page.screenshot(path=str(ARTIFACTS / f"page-{path or 'runs'}.png"), full_page=True)
 
         # A generation with the tiny model: its checkpoint, a prompt from the test split.
@@ -177,7 +198,8 @@ def test_an_ab_job_counts_fills_in_rows_before_it_ends_and_cancels(browser, umls
             time.sleep(0.5)
         assert {total for _, total in counts} == {240}
         page.get_by_text(re.compile(r"^Below: the \d+ of 120 prompts every checkpoint has answered so far")).wait_for(
-            timeout=180_000)
+            timeout=180_000
+        )
         (job,) = jobs.list_jobs("compare")
         assert not jobs.get(job.id).done  # rows are on the page before the job ends
         page.screenshot(path=str(ARTIFACTS / "compare-running.png"), full_page=True)

@@ -12,13 +12,13 @@ import signal
 import time
 
 import pytest
-
-from core import config as cfg
-from core.training import phases, runs
-from core import store
 from test_browser import ARTIFACTS, browser, studio_at, wait_until_idle, watch_requests  # noqa: F401 (a fixture)
 from test_pages import seed_store
 from test_train import write_config
+
+from core import config as cfg
+from core import store
+from core.training import phases, runs
 
 pytestmark = pytest.mark.browser  # make test-fast leaves these out
 
@@ -29,14 +29,18 @@ TRAINING = {"max_steps": 40, "save_steps": 8, "eval_steps": 16, "logging_steps":
 
 def metric(page, label: str) -> str:
     """The value of the st.metric labelled `label`."""
-    box = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    box = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+    )
     return box.get_by_test_id("stMetricValue").inner_text()
 
 
 def checkpoint_markers(page) -> list[int]:
     """The steps of the checkpoint markers drawn on the Runs page's chart."""
-    return page.evaluate("""() => Array.from(document.querySelectorAll('[aria-label^="checkpoint at step "]'))
-        .map(mark => parseInt(mark.getAttribute('aria-label').slice('checkpoint at step '.length)))""")  # each mark's description
+    return (
+        page.evaluate("""() => Array.from(document.querySelectorAll('[aria-label^="checkpoint at step "]'))
+        .map(mark => parseInt(mark.getAttribute('aria-label').slice('checkpoint at step '.length)))""")
+    )  # each mark's description
 
 
 def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home, tiny_model, tmp_path):
@@ -79,7 +83,9 @@ def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home,
             assert len(steps) >= 2, f"the best checkpoint never changed on the open page: {seen_best}"
             growing = sorted(seen_markers, key=len)
             assert len(growing) >= 2 and growing[-1], f"markers did not appear while it trained: {seen_markers}"
-            assert any(text.startswith("step ") and " of 40 · ≈ " in text and text.endswith(" left") for text in seen_progress), seen_progress
+            assert any(
+                text.startswith("step ") and " of 40 · ≈ " in text and text.endswith(" left") for text in seen_progress
+            ), seen_progress
             # When it ended: every saved checkpoint is marked, those without a validation loss of their own too.
             saved = [c.step for c in runs.saved([run_id])]
             assert sorted(checkpoint_markers(page)) == saved == [8, 16, 24, 32, 40]

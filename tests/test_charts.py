@@ -5,13 +5,22 @@ from core.studio import charts
 
 
 def layers_titles(spec: dict) -> set:
-    return {(layer["encoding"]["x"].get("title"), layer["encoding"].get("y", {}).get("title")) for layer in spec["layer"]}
+    return {
+        (layer["encoding"]["x"].get("title"), layer["encoding"].get("y", {}).get("title")) for layer in spec["layer"]
+    }
 
 
 def test_run_curves_split_by_panel_with_checkpoints_on_the_loss_chart_only():
-    curves = [{"step": s, "value": v, "series": f"a: {m}", "panel": p, "points": m == "validation loss"}
-              for s in (0, 10) for m, p, v in (("training loss", "loss", 2.0 - s / 10), ("validation loss", "loss", 2.1),
-                                               ("learning rate", "learning rate", 1e-4), ("tokens per second", "tokens per second", 300.0))]
+    curves = [
+        {"step": s, "value": v, "series": f"a: {m}", "panel": p, "points": m == "validation loss"}
+        for s in (0, 10)
+        for m, p, v in (
+            ("training loss", "loss", 2.0 - s / 10),
+            ("validation loss", "loss", 2.1),
+            ("learning rate", "learning rate", 1e-4),
+            ("tokens per second", "tokens per second", 300.0),
+        )
+    ]
     marks = [{"step": 10, "value": 2.1, "series": "a: checkpoints", "path": "a/checkpoint-10", "eval_loss": "2.1000"}]
     drawn = charts.run_curves(curves, marks, [{"step": 10, "name": "b"}], lineage=True)
     assert list(drawn) == ["loss", "learning rate", "tokens per second"]
@@ -27,8 +36,19 @@ def test_run_curves_split_by_panel_with_checkpoints_on_the_loss_chart_only():
 def test_diagnosis_without_fits_or_minimum_draws_the_curves_alone():
     spec = charts.diagnosis([(0, 2.0), (5, 1.5)], [], [], None)
     assert list(spec["datasets"]) == ["curves"] and len(spec["layer"]) == 1  # lines only: no points to draw
-    fit = advise.Fit(curve="loss", window="recent", start=0, end=5, n=2, slope=-0.1, slope_se=0.01, intercept=2.0,
-                     level=1.75, change=-0.29, change_ci=0.05)
+    fit = advise.Fit(
+        curve="loss",
+        window="recent",
+        start=0,
+        end=5,
+        n=2,
+        slope=-0.1,
+        slope_se=0.01,
+        intercept=2.0,
+        level=1.75,
+        change=-0.29,
+        change_ci=0.05,
+    )
     spec = charts.diagnosis([(0, 2.0), (5, 1.5)], [(5, 1.6)], [fit], 5)
     assert [f["value"] for f in spec["datasets"]["fits"]] == [2.0, 1.5]  # the fitted line at its window's ends
     assert {x for x, _ in layers_titles(spec)} == {"step"}

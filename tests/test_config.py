@@ -23,8 +23,13 @@ lora:
 
 
 def test_every_preset_loads_and_starts_with_its_command():
-    assert {p.name for p in PRESETS} >= {"training_config.yaml", "continue_training.yaml", "finetune_lower_lr.yaml",
-                                         "restart_more_capacity.yaml", "quick_test.yaml"}
+    assert {p.name for p in PRESETS} >= {
+        "training_config.yaml",
+        "continue_training.yaml",
+        "finetune_lower_lr.yaml",
+        "restart_more_capacity.yaml",
+        "quick_test.yaml",
+    }
     for preset in PRESETS:
         cfg.load(preset)
         first = preset.read_text().splitlines()[0]
@@ -38,10 +43,23 @@ def test_presets_say_what_each_phase_is():
     lower = cfg.load(paths.CONFIG_DIR / "finetune_lower_lr.yaml")
     restart = cfg.load(paths.CONFIG_DIR / "restart_more_capacity.yaml")
     quick = cfg.load(paths.CONFIG_DIR / "quick_test.yaml")
-    assert (phase1.training.learning_rate, phase1.training.num_train_epochs, phase1.phase.continue_from) == (1e-4, 3, None)
-    assert (more.phase.continue_from, more.training.num_train_epochs, more.training.learning_rate) == ("phase1", 2, 1e-4)
+    assert (phase1.training.learning_rate, phase1.training.num_train_epochs, phase1.phase.continue_from) == (
+        1e-4,
+        3,
+        None,
+    )
+    assert (more.phase.continue_from, more.training.num_train_epochs, more.training.learning_rate) == (
+        "phase1",
+        2,
+        1e-4,
+    )
     assert (lower.training.learning_rate, lower.training.num_train_epochs) == (3e-5, 2) and lower.phase.continue_from
-    assert (restart.lora.r, restart.lora.lora_alpha, restart.training.learning_rate, restart.phase.continue_from) == (128, 256, 2e-4, None)
+    assert (restart.lora.r, restart.lora.lora_alpha, restart.training.learning_rate, restart.phase.continue_from) == (
+        128,
+        256,
+        2e-4,
+        None,
+    )
     assert quick.training.max_steps == 100
     outputs = [c.training.output_dir for c in (phase1, more, lower, restart, quick)]
     assert len(set(outputs)) == len(outputs)  # no preset writes into another's folder
@@ -57,9 +75,14 @@ def test_the_old_name_of_rows_per_micro_batch_is_read_and_saved_under_the_new_on
     config = cfg.load(path)
     assert config.training.rows_per_micro_batch == 8
     assert "per_device_train_batch_size" not in config.to_dict()["training"]
-    assert cfg.load(tmp_path / "old.yaml", ["training.per_device_train_batch_size=2"]).training.rows_per_micro_batch == 2
+    assert (
+        cfg.load(tmp_path / "old.yaml", ["training.per_device_train_batch_size=2"]).training.rows_per_micro_batch == 2
+    )
     stored = {"training": {"per_device_train_batch_size": 2, "learning_rate": 1e-4}, "lora": {"r": 8}}
-    assert cfg.current_names(stored) == {"training": {"rows_per_micro_batch": 2, "learning_rate": 1e-4}, "lora": {"r": 8}}
+    assert cfg.current_names(stored) == {
+        "training": {"rows_per_micro_batch": 2, "learning_rate": 1e-4},
+        "lora": {"r": 8},
+    }
 
 
 def test_a_set_override_applies(tmp_path):
@@ -71,25 +94,84 @@ def test_a_set_override_applies(tmp_path):
 
 # (case, YAML text or None for a missing file, extra CLI args, what the one line must say)
 BAD = [
-    ("unknown key", GOOD.replace("learning_rate:", "learning_rat:"), [], ["c.yaml:5", "learning_rat", "training.learning_rate"]),
-    ("wrong type", GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: four"), [], ["c.yaml:7", "rows_per_micro_batch", "'four'"]),
-    ("lr zero", GOOD.replace("learning_rate: 1.0e-4", "learning_rate: 0"), [], ["c.yaml:5", "learning_rate", "greater than 0"]),
-    ("lr negative", GOOD.replace("learning_rate: 1.0e-4", "learning_rate: -1e-4"), [], ["learning_rate", "greater than 0"]),
+    (
+        "unknown key",
+        GOOD.replace("learning_rate:", "learning_rat:"),
+        [],
+        ["c.yaml:5", "learning_rat", "training.learning_rate"],
+    ),
+    (
+        "wrong type",
+        GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: four"),
+        [],
+        ["c.yaml:7", "rows_per_micro_batch", "'four'"],
+    ),
+    (
+        "lr zero",
+        GOOD.replace("learning_rate: 1.0e-4", "learning_rate: 0"),
+        [],
+        ["c.yaml:5", "learning_rate", "greater than 0"],
+    ),
+    (
+        "lr negative",
+        GOOD.replace("learning_rate: 1.0e-4", "learning_rate: -1e-4"),
+        [],
+        ["learning_rate", "greater than 0"],
+    ),
     ("rank zero", GOOD.replace("r: 64", "r: 0"), [], ["c.yaml:9", "lora.r", "greater than or equal to 1"]),
-    ("dropout one", GOOD.replace("lora_dropout: 0.0", "lora_dropout: 1.0"), [], ["c.yaml:10", "lora_dropout", "less than 1"]),
-    ("dropout negative", GOOD.replace("lora_dropout: 0.0", "lora_dropout: -0.1"), [], ["lora_dropout", "greater than or equal to 0"]),
-    ("epochs zero", GOOD.replace("num_train_epochs: 3", "num_train_epochs: 0"), [], ["c.yaml:6", "num_train_epochs", "greater than 0"]),
-    ("batch zero", GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: 0"), [], ["c.yaml:7", "rows_per_micro_batch"]),
-    ("old batch name zero", GOOD.replace("rows_per_micro_batch: 4", "per_device_train_batch_size: 0"), [], ["c.yaml:7", "rows_per_micro_batch"]),
-    ("old and new batch name", GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: 4\n  per_device_train_batch_size: 2"), [],
-     ["per_device_train_batch_size is the old name of rows_per_micro_batch"]),
-    ("bad --set value", GOOD, ["--set", "training.learning_rate=-3"], ["--set", "training.learning_rate", "greater than 0"]),
+    (
+        "dropout one",
+        GOOD.replace("lora_dropout: 0.0", "lora_dropout: 1.0"),
+        [],
+        ["c.yaml:10", "lora_dropout", "less than 1"],
+    ),
+    (
+        "dropout negative",
+        GOOD.replace("lora_dropout: 0.0", "lora_dropout: -0.1"),
+        [],
+        ["lora_dropout", "greater than or equal to 0"],
+    ),
+    (
+        "epochs zero",
+        GOOD.replace("num_train_epochs: 3", "num_train_epochs: 0"),
+        [],
+        ["c.yaml:6", "num_train_epochs", "greater than 0"],
+    ),
+    (
+        "batch zero",
+        GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: 0"),
+        [],
+        ["c.yaml:7", "rows_per_micro_batch"],
+    ),
+    (
+        "old batch name zero",
+        GOOD.replace("rows_per_micro_batch: 4", "per_device_train_batch_size: 0"),
+        [],
+        ["c.yaml:7", "rows_per_micro_batch"],
+    ),
+    (
+        "old and new batch name",
+        GOOD.replace("rows_per_micro_batch: 4", "rows_per_micro_batch: 4\n  per_device_train_batch_size: 2"),
+        [],
+        ["per_device_train_batch_size is the old name of rows_per_micro_batch"],
+    ),
+    (
+        "bad --set value",
+        GOOD,
+        ["--set", "training.learning_rate=-3"],
+        ["--set", "training.learning_rate", "greater than 0"],
+    ),
     ("--set unknown key", GOOD, ["--set", "training.lerning_rate=3e-5"], ["--set", "training.learning_rate"]),
     ("--set without =", GOOD, ["--set", "training.learning_rate"], ["--set training.learning_rate", "key=value"]),
     ("missing file", None, [], ["c.yaml", "not found"]),
     ("invalid YAML", GOOD.replace("  r: 64", "  r: [64"), [], ["c.yaml", "not valid YAML"]),
-    ("resume and continue", GOOD.replace("  output_dir: phase1", "  output_dir: phase1\n  resume_from_checkpoint: phase1")
-     + "phase:\n  continue_from: phase1\n", [], ["resume_from_checkpoint", "continue_from", "not both"]),
+    (
+        "resume and continue",
+        GOOD.replace("  output_dir: phase1", "  output_dir: phase1\n  resume_from_checkpoint: phase1")
+        + "phase:\n  continue_from: phase1\n",
+        [],
+        ["resume_from_checkpoint", "continue_from", "not both"],
+    ),
 ]
 
 

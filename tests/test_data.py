@@ -8,8 +8,8 @@ import pytest
 
 from core import cli, data
 from core.cli import data as cli_data
-from core.training import models
 from core.errors import UserError
+from core.training import models
 
 SEQUENCE = "@startuml\nAlice -> Bob : hi\n@enduml"
 
@@ -39,62 +39,121 @@ def user_error(call, *args) -> str:
 
 def test_canonical_jsonl_keeps_every_field(tmp_path):
     row = {
-        "prompt": "Alice greets Bob", "plantuml": SEQUENCE, "diagram_type": "sequence", "category": "demo",
-        "source": "mine", "origin": "real", "entities": ["Alice", "Bob"], "relations": [["Alice", "Bob", "message", "hi"]],
+        "prompt": "Alice greets Bob",
+        "plantuml": SEQUENCE,
+        "diagram_type": "sequence",
+        "category": "demo",
+        "source": "mine",
+        "origin": "real",
+        "entities": ["Alice", "Bob"],
+        "relations": [["Alice", "Bob", "message", "hi"]],
     }
     assert data.load_rows(jsonl(tmp_path / "rows.jsonl", row)) == [row]
 
 
 def test_canonical_jsonl_fills_optional_fields(tmp_path):
-    path = write(tmp_path / "rows.jsonl", '{"prompt": "p1", "plantuml": "Alice -> Bob : hi"}\n\n'
-                 '{"prompt": "p2", "plantuml": "@startuml\\nclass A\\n@enduml"}\n')
+    path = write(
+        tmp_path / "rows.jsonl",
+        '{"prompt": "p1", "plantuml": "Alice -> Bob : hi"}\n\n'
+        '{"prompt": "p2", "plantuml": "@startuml\\nclass A\\n@enduml"}\n',
+    )
     first, second = data.load_rows(path)
     assert first == {
-        "prompt": "p1", "plantuml": "@startuml\nAlice -> Bob : hi\n@enduml", "diagram_type": "sequence",
-        "category": "uncategorized", "source": "rows.jsonl:1", "origin": "unspecified", "entities": [],
+        "prompt": "p1",
+        "plantuml": "@startuml\nAlice -> Bob : hi\n@enduml",
+        "diagram_type": "sequence",
+        "category": "uncategorized",
+        "source": "rows.jsonl:1",
+        "origin": "unspecified",
+        "entities": [],
         "relations": [],
     }
     assert second["diagram_type"] == "class" and second["source"] == "rows.jsonl:3"
 
 
-@pytest.mark.parametrize("plantuml, expected", [
-    ("entity Customer {\n  * id : int\n}", "er"),
-    ("[*] --> Idle\nIdle --> Busy : go", "state"),
-    ("start\n:Do it;\nstop", "activity"),
-    ("actor User\nUser --> (Log In)", "usecase"),
-    ("component Web\n[Web] --> [Api] : REST", "component"),
-    ("class Order {\n  + id : int\n}\nOrder --> Item", "class"),
-    ("participant Web\nWeb -> Api : call", "sequence"),
-    ("Order *-- Item", "class"),
-])
+@pytest.mark.parametrize(
+    "plantuml, expected",
+    [
+        ("entity Customer {\n  * id : int\n}", "er"),
+        ("[*] --> Idle\nIdle --> Busy : go", "state"),
+        ("start\n:Do it;\nstop", "activity"),
+        ("actor User\nUser --> (Log In)", "usecase"),
+        ("component Web\n[Web] --> [Api] : REST", "component"),
+        ("class Order {\n  + id : int\n}\nOrder --> Item", "class"),
+        ("participant Web\nWeb -> Api : call", "sequence"),
+        ("Order *-- Item", "class"),
+    ],
+)
 def test_missing_diagram_type_is_guessed_from_the_plantuml(tmp_path, plantuml, expected):
     rows = data.load_rows(jsonl(tmp_path / "rows.jsonl", {"prompt": "p", "plantuml": plantuml}))
     assert rows[0]["diagram_type"] == expected
 
 
 def test_plantucd_native_rows(tmp_path):
-    ast = {"type": "root", "children": [
-        {"type": "class", "value": "User", "children": [
-            {"type": "attribute", "value": "name", "visibility": "+", "data_type": "string"},
-            {"type": "relation", "value": "<|--", "children": [{"type": "class", "value": "Admin"}]},
-            {"type": "relation", "value": "*--", "children": [{"type": "class", "value": "Profile"}], "label": "has"},
-            {"type": "relation", "value": "<--", "children": [{"type": "class", "value": "Session"}],
-             "label": "\"opened by\"", "multiplicity1": "1", "multiplicity2": "*"},
-        ]},
-        {"type": "class", "value": "Admin", "children": [
-            {"type": "relation", "value": "..|>", "children": [{"type": "class", "value": "Auditable"}]},
-            {"type": "relation", "value": "--o", "children": [{"type": "class", "value": "Team"}]},
-            {"type": "relation", "value": "..>", "children": [{"type": "class", "value": "Log"}], "label": "writes"},
-            {"type": "relation", "value": "--", "children": [{"type": "class", "value": "Team"}], "label": "leads"},
-        ]},
-        {"type": "class", "value": "Profile", "children": []},
-    ]}
-    native = {"HumanLang": "Admins are users.", "PlantUML": "class User\nUser <|-- Admin\n", "Model": "H29",
-              "RequirementIndex": "4", "Output_AST": ast}
+    ast = {
+        "type": "root",
+        "children": [
+            {
+                "type": "class",
+                "value": "User",
+                "children": [
+                    {"type": "attribute", "value": "name", "visibility": "+", "data_type": "string"},
+                    {"type": "relation", "value": "<|--", "children": [{"type": "class", "value": "Admin"}]},
+                    {
+                        "type": "relation",
+                        "value": "*--",
+                        "children": [{"type": "class", "value": "Profile"}],
+                        "label": "has",
+                    },
+                    {
+                        "type": "relation",
+                        "value": "<--",
+                        "children": [{"type": "class", "value": "Session"}],
+                        "label": '"opened by"',
+                        "multiplicity1": "1",
+                        "multiplicity2": "*",
+                    },
+                ],
+            },
+            {
+                "type": "class",
+                "value": "Admin",
+                "children": [
+                    {"type": "relation", "value": "..|>", "children": [{"type": "class", "value": "Auditable"}]},
+                    {"type": "relation", "value": "--o", "children": [{"type": "class", "value": "Team"}]},
+                    {
+                        "type": "relation",
+                        "value": "..>",
+                        "children": [{"type": "class", "value": "Log"}],
+                        "label": "writes",
+                    },
+                    {
+                        "type": "relation",
+                        "value": "--",
+                        "children": [{"type": "class", "value": "Team"}],
+                        "label": "leads",
+                    },
+                ],
+            },
+            {"type": "class", "value": "Profile", "children": []},
+        ],
+    }
+    native = {
+        "HumanLang": "Admins are users.",
+        "PlantUML": "class User\nUser <|-- Admin\n",
+        "Model": "H29",
+        "RequirementIndex": "4",
+        "Output_AST": ast,
+    }
     [row] = data.load_rows(jsonl(tmp_path / "plantucd.jsonl", native))
     assert row["prompt"] == "Admins are users."
     assert row["plantuml"] == "@startuml\nclass User\nUser <|-- Admin\n@enduml"
-    assert (row["diagram_type"], row["category"], row["source"], row["origin"]) == ("class", "H29", "plantucd:H29", "real")
+    assert (row["diagram_type"], row["category"], row["source"], row["origin"]) == (
+        "class",
+        "H29",
+        "plantucd:H29",
+        "real",
+    )
     assert row["entities"] == ["User", "Admin", "Profile"]
     assert row["relations"] == [
         ["Admin", "User", "inheritance", ""],
@@ -108,12 +167,23 @@ def test_plantucd_native_rows(tmp_path):
 
 
 def test_csv_with_and_without_optional_columns(tmp_path):
-    path = write(tmp_path / "rows.csv", 'prompt,plantuml,diagram_type,category,source,origin\n'
-                 '"Alice greets Bob","@startuml\nAlice -> Bob : hi\n@enduml",sequence,demo,chat,generated\n'
-                 'Two states,"[*] --> On\nOn --> Off : flip",,,,\n')
+    path = write(
+        tmp_path / "rows.csv",
+        "prompt,plantuml,diagram_type,category,source,origin\n"
+        '"Alice greets Bob","@startuml\nAlice -> Bob : hi\n@enduml",sequence,demo,chat,generated\n'
+        'Two states,"[*] --> On\nOn --> Off : flip",,,,\n',
+    )
     greet, states = data.load_rows(path)
-    assert greet == {"prompt": "Alice greets Bob", "plantuml": SEQUENCE, "diagram_type": "sequence",
-                     "category": "demo", "source": "chat", "origin": "generated", "entities": [], "relations": []}
+    assert greet == {
+        "prompt": "Alice greets Bob",
+        "plantuml": SEQUENCE,
+        "diagram_type": "sequence",
+        "category": "demo",
+        "source": "chat",
+        "origin": "generated",
+        "entities": [],
+        "relations": [],
+    }
     assert states["plantuml"] == "@startuml\n[*] --> On\nOn --> Off : flip\n@enduml"
     assert (states["diagram_type"], states["category"], states["source"]) == ("state", "uncategorized", "rows.csv:5")
 
@@ -139,26 +209,92 @@ BAD_INPUTS = {
     "missing file": (None, None, "nope.jsonl: no such file"),
     "bad json": ("rows.jsonl", '{"prompt": "p", "plantuml": "x"}\n{"prompt": oops}\n', "rows.jsonl:2: not valid JSON"),
     "not an object": ("rows.jsonl", '["p", "x"]\n', "rows.jsonl:1: a row must be a JSON object"),
-    "missing prompt": ("rows.jsonl", '{"prompt": "p", "plantuml": "x"}\n{"plantuml": "x"}\n', "rows.jsonl:2: missing or empty field 'prompt'"),
-    "empty plantuml": ("rows.jsonl", '{"prompt": "p", "plantuml": "  "}\n', "rows.jsonl:1: missing or empty field 'plantuml'"),
-    "unknown origin": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "origin": "scraped"}\n', "rows.jsonl:1: unknown origin 'scraped'"),
-    "latin-1 jsonl": ("rows.jsonl", b'{"prompt": "p", "plantuml": "x"}\n{"prompt": "caf\xe9", "plantuml": "x"}\n',
-                      "rows.jsonl:2: not UTF-8 text (byte 0xe9 at offset 48)"),
+    "missing prompt": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "x"}\n{"plantuml": "x"}\n',
+        "rows.jsonl:2: missing or empty field 'prompt'",
+    ),
+    "empty plantuml": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "  "}\n',
+        "rows.jsonl:1: missing or empty field 'plantuml'",
+    ),
+    "unknown origin": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "x", "origin": "scraped"}\n',
+        "rows.jsonl:1: unknown origin 'scraped'",
+    ),
+    "latin-1 jsonl": (
+        "rows.jsonl",
+        b'{"prompt": "p", "plantuml": "x"}\n{"prompt": "caf\xe9", "plantuml": "x"}\n',
+        "rows.jsonl:2: not UTF-8 text (byte 0xe9 at offset 48)",
+    ),
     "latin-1 csv": ("rows.csv", b'prompt,plantuml\n"na\xefve",x\n', "rows.csv:2: not UTF-8 text (byte 0xef"),
-    "unknown type": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "diagram_type": "gantt"}\n', "rows.jsonl:1: unknown diagram_type 'gantt'"),
-    "bad relations": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "relations": [["A", "B", "likes", ""]]}\n', "rows.jsonl:1: 'relations' is not a list"),
-    "bad entities": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "entities": "A, B"}\n', "rows.jsonl:1: 'entities' is not a list"),
-    "bad category": ("rows.jsonl", '{"prompt": "p", "plantuml": "x", "category": 3}\n', "rows.jsonl:1: 'category' must be a string"),
-    "plantucd without model": ("rows.jsonl", '{"HumanLang": "h", "PlantUML": "class A"}\n', "rows.jsonl:1: missing or empty field 'Model'"),
-    "plantucd bad ast": ("rows.jsonl", '{"HumanLang": "h", "PlantUML": "class A", "Model": "M", "Output_AST": [1]}\n', "rows.jsonl:1: 'Output_AST' is not"),
-    "plantucd bad arrow": ("rows.jsonl", json.dumps({"HumanLang": "h", "PlantUML": "A ~~ B", "Model": "M", "Output_AST": {
-        "children": [{"type": "class", "value": "A", "children": [
-            {"type": "relation", "value": "~~", "children": [{"type": "class", "value": "B"}]}]}]}}) + "\n",
-        "rows.jsonl:1: unknown PlantUCD relation arrow '~~'"),
+    "unknown type": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "x", "diagram_type": "gantt"}\n',
+        "rows.jsonl:1: unknown diagram_type 'gantt'",
+    ),
+    "bad relations": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "x", "relations": [["A", "B", "likes", ""]]}\n',
+        "rows.jsonl:1: 'relations' is not a list",
+    ),
+    "bad entities": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "x", "entities": "A, B"}\n',
+        "rows.jsonl:1: 'entities' is not a list",
+    ),
+    "bad category": (
+        "rows.jsonl",
+        '{"prompt": "p", "plantuml": "x", "category": 3}\n',
+        "rows.jsonl:1: 'category' must be a string",
+    ),
+    "plantucd without model": (
+        "rows.jsonl",
+        '{"HumanLang": "h", "PlantUML": "class A"}\n',
+        "rows.jsonl:1: missing or empty field 'Model'",
+    ),
+    "plantucd bad ast": (
+        "rows.jsonl",
+        '{"HumanLang": "h", "PlantUML": "class A", "Model": "M", "Output_AST": [1]}\n',
+        "rows.jsonl:1: 'Output_AST' is not",
+    ),
+    "plantucd bad arrow": (
+        "rows.jsonl",
+        json.dumps(
+            {
+                "HumanLang": "h",
+                "PlantUML": "A ~~ B",
+                "Model": "M",
+                "Output_AST": {
+                    "children": [
+                        {
+                            "type": "class",
+                            "value": "A",
+                            "children": [
+                                {"type": "relation", "value": "~~", "children": [{"type": "class", "value": "B"}]}
+                            ],
+                        }
+                    ]
+                },
+            }
+        )
+        + "\n",
+        "rows.jsonl:1: unknown PlantUCD relation arrow '~~'",
+    ),
     "empty jsonl": ("rows.jsonl", "\n\n", "rows.jsonl:1: the file holds no rows"),
     "empty csv": ("rows.csv", "prompt,plantuml\n", "rows.csv:1: the file holds no rows"),
-    "csv header": ("rows.csv", "question,answer\nq,a\n", "rows.csv:1: the header lacks the columns prompt and plantuml (found: question,answer)"),
-    "csv missing field": ("rows.csv", 'prompt,plantuml\np,"multi\nline"\n,x\n', "rows.csv:4: missing or empty field 'prompt'"),
+    "csv header": (
+        "rows.csv",
+        "question,answer\nq,a\n",
+        "rows.csv:1: the header lacks the columns prompt and plantuml (found: question,answer)",
+    ),
+    "csv missing field": (
+        "rows.csv",
+        'prompt,plantuml\np,"multi\nline"\n,x\n',
+        "rows.csv:4: missing or empty field 'prompt'",
+    ),
     "unsupported extension": ("rows.txt", "prompt\n", "rows.txt: unsupported file type '.txt'"),
 }
 
@@ -233,14 +369,23 @@ def test_default_dataset_has_every_type_in_every_split_and_no_leak(default_split
             assert seen.setdefault(source, split) == split
     every = [row for rows in default_splits.values() for row in rows]
     manifest = json.loads((data.default_dataset_dir() / data.MANIFEST).read_text())["families"]
-    for family, prefix, origin in (("plantucd", "plantucd:", "real"), ("us2sd", "us2sd:", "real"),
-                                   ("lato", "lato:", "real"), ("generated", "gen:", "generated")):
+    for family, prefix, origin in (
+        ("plantucd", "plantucd:", "real"),
+        ("us2sd", "us2sd:", "real"),
+        ("lato", "lato:", "real"),
+        ("generated", "gen:", "generated"),
+    ):
         rows = [row for row in every if row["source"].startswith(prefix)]
         assert {row["origin"] for row in rows} == {origin}
         counted = manifest[family]
-        assert len(rows) == counted["kept"] == counted["read"] - counted["skipped_empty_prompt"] - counted["rejected_by_plantuml"]
+        assert (
+            len(rows)
+            == counted["kept"]
+            == counted["read"] - counted["skipped_empty_prompt"] - counted["rejected_by_plantuml"]
+        )
         assert [counted[split] for split in data.SPLITS] == [
-            sum(row["source"].startswith(prefix) for row in default_splits[split]) for split in data.SPLITS]
+            sum(row["source"].startswith(prefix) for row in default_splits[split]) for split in data.SPLITS
+        ]
     assert manifest["plantucd"]["skipped_empty_prompt"] == 1
     assert 100 <= manifest["us2sd"]["rejected_by_plantuml"] <= 130  # GPT-4's diagrams: ~5% do not parse
 
@@ -264,8 +409,10 @@ def test_load_split_accepts_names_folders_and_files(tmp_path, default_splits):
 
 def test_counts_of_folder_and_file(tmp_path, default_splits):
     table = data.counts("default")
-    assert table == {split: {t: sum(r["diagram_type"] == t for r in rows) for t in data.DIAGRAM_TYPES}
-                     for split, rows in default_splits.items()}
+    assert table == {
+        split: {t: sum(r["diagram_type"] == t for r in rows) for t in data.DIAGRAM_TYPES}
+        for split, rows in default_splits.items()
+    }
     single = jsonl(tmp_path / "few.jsonl", {"prompt": "p", "plantuml": SEQUENCE, "diagram_type": "sequence"})
     assert data.counts(single) == {"few.jsonl": {t: int(t == "sequence") for t in data.DIAGRAM_TYPES}}
     assert "holds none of train.jsonl" in user_error(data.counts, tmp_path)
@@ -288,12 +435,15 @@ def test_filter_keeps_weak_types_and_a_seeded_replay_share():
     assert len(data.filter_rows(rows, ["activity"], replay_share=1)) == len(rows)
 
 
-@pytest.mark.parametrize("types, share, expected", [
-    ([], 0.2, "names no diagram type"),
-    (["gantt"], 0.2, "unknown diagram type 'gantt'"),
-    (["state"], 1.5, "replay share 1.5 is outside 0..1"),
-    (["component"], 0.2, "no row has diagram type component"),
-])
+@pytest.mark.parametrize(
+    "types, share, expected",
+    [
+        ([], 0.2, "names no diagram type"),
+        (["gantt"], 0.2, "unknown diagram type 'gantt'"),
+        (["state"], 1.5, "replay share 1.5 is outside 0..1"),
+        (["component"], 0.2, "no row has diagram type component"),
+    ],
+)
 def test_filter_rejects_bad_requests(types, share, expected):
     assert expected in user_error(data.filter_rows, synthetic_rows(), types, share)
 
@@ -324,7 +474,8 @@ def test_cli_prints_the_counts_the_mix_and_the_long_rows(capsys):
     assert [line.split()[0] for line in lines[1:5]] == ["train", "validation", "test", "total"]
     table = data.counts("default")
     assert lines[4].split()[1:] == [str(sum(table[s][t] for s in table)) for t in data.DIAGRAM_TYPES] + [
-        str(sum(table[s][t] for s in table for t in data.DIAGRAM_TYPES))]
+        str(sum(table[s][t] for s in table for t in data.DIAGRAM_TYPES))
+    ]
     train = data.load_split("default", "train")
     assert f"train: {len(train)} rows" in out
     assert f"real {sum(r['origin'] == 'real' for r in train)} (" in out
@@ -352,7 +503,9 @@ def test_mix_gives_each_type_its_weighted_share_deterministically():
     assert data.mix(rows, weights, seed=5, n=200) != mixed
     assert len(data.mix(rows, {"class": 1, "er": 1}, seed=0)) == len(rows)
     assert Counter(r["diagram_type"] for r in data.mix(rows, {"class": 1, "er": 1, "usecase": 5}, 0, n=7)) == {
-        "class": 4, "er": 3}  # usecase is absent: the others share; rounding by largest remainder
+        "class": 4,
+        "er": 3,
+    }  # usecase is absent: the others share; rounding by largest remainder
 
 
 def test_mix_refuses_weights_that_pick_nothing():
@@ -361,14 +514,26 @@ def test_mix_refuses_weights_that_pick_nothing():
 
 
 def test_mix_table_counts_types_families_and_origins():
-    rows = [{"diagram_type": t, "source": s, "origin": o} for t, s, o in (
-        ("class", "plantucd:H1", "real"), ("class", "plantucd:H2", "real"), ("state", "gen:bank", "generated"),
-        ("sequence", "mine", "unspecified"))]
+    rows = [
+        {"diagram_type": t, "source": s, "origin": o}
+        for t, s, o in (
+            ("class", "plantucd:H1", "real"),
+            ("class", "plantucd:H2", "real"),
+            ("state", "gen:bank", "generated"),
+            ("sequence", "mine", "unspecified"),
+        )
+    ]
     table = data.mix_table(rows)
-    assert table["type"] == {"class": {"rows": 2, "share": 0.5}, "state": {"rows": 1, "share": 0.25},
-                             "sequence": {"rows": 1, "share": 0.25}}
-    assert table["family"] == {"plantucd": {"rows": 2, "share": 0.5}, "gen": {"rows": 1, "share": 0.25},
-                               "other": {"rows": 1, "share": 0.25}}
+    assert table["type"] == {
+        "class": {"rows": 2, "share": 0.5},
+        "state": {"rows": 1, "share": 0.25},
+        "sequence": {"rows": 1, "share": 0.25},
+    }
+    assert table["family"] == {
+        "plantucd": {"rows": 2, "share": 0.5},
+        "gen": {"rows": 1, "share": 0.25},
+        "other": {"rows": 1, "share": 0.25},
+    }
     assert table["origin"]["real"] == {"rows": 2, "share": 0.5}
 
 
@@ -380,8 +545,9 @@ def test_long_rows_are_counted_not_dropped(tmp_path):
     assert found == {"rows": 3, "cut": 2, "prompt_only": 1, "how": found["how"]} and "approximated" in found["how"]
 
 
-def test_token_lengths_are_counted_once_and_kept_for_the_same_rows_and_tokenizer(tmp_path, umlstudio_home, tiny_model,
-                                                                                  monkeypatch):
+def test_token_lengths_are_counted_once_and_kept_for_the_same_rows_and_tokenizer(
+    tmp_path, umlstudio_home, tiny_model, monkeypatch
+):
     folder = tmp_path / "model"
     folder.mkdir()
     for name in ("tokenizer.json", "chat_template.jinja"):
@@ -427,12 +593,15 @@ def test_cli_filter_writes_a_subset_of_the_train_split(tmp_path, capsys):
     assert "already exists" in user_error(run, capsys, "--filter", "state", "--out", str(out_file))
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--filter", "state"], "--filter needs --out"),
-    (["--out", "x.jsonl"], "--out only goes with --filter"),
-    (["--build", "--dataset", "mine"], "--build always writes data/default"),
-    (["--dataset", "no/such/place"], "no such dataset"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--filter", "state"], "--filter needs --out"),
+        (["--out", "x.jsonl"], "--out only goes with --filter"),
+        (["--build", "--dataset", "mine"], "--build always writes data/default"),
+        (["--dataset", "no/such/place"], "no such dataset"),
+    ],
+)
 def test_cli_refuses_bad_combinations(capsys, argv, expected):
     assert expected in user_error(run, capsys, *argv)
 

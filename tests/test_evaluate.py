@@ -7,24 +7,46 @@ import pytest
 from test_generate import make_checkpoint
 
 from core import cli, store
+from core.config import EvaluationConfig
+from core.data import prompts
 from core.evaluation import evaluate
 from core.inference import generate
-from core.data import prompts
-from core.config import EvaluationConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-RATES = {"syntax_valid_rate", "render_rate", "type_accuracy", "entity_f1", "relation_f1", "hallucination_rate",
-         "complete_rate", "looped_rate"}
+RATES = {
+    "syntax_valid_rate",
+    "render_rate",
+    "type_accuracy",
+    "entity_f1",
+    "relation_f1",
+    "hallucination_rate",
+    "complete_rate",
+    "looped_rate",
+}
 KEYS = RATES | {"n", "per_type", "by_origin", "intervals", "verdict", "sample"}
 ROWS = [
-    {"prompt": "A library lends books to members.", "diagram_type": "class", "origin": "real", "source": "a",
-     "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book : lends\n@enduml"},
-    {"prompt": "A <script>alert('x')</script> customer sends an order to a shop.", "diagram_type": "sequence",
-     "origin": "generated", "source": "gen:shop",
-     "plantuml": "@startuml\nparticipant Customer\nparticipant Shop\nCustomer -> Shop : order\n@enduml"},
-    {"prompt": "An order has many items.", "diagram_type": "class", "origin": "generated", "source": "gen:shop",
-     "plantuml": "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"},
+    {
+        "prompt": "A library lends books to members.",
+        "diagram_type": "class",
+        "origin": "real",
+        "source": "a",
+        "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book : lends\n@enduml",
+    },
+    {
+        "prompt": "A <script>alert('x')</script> customer sends an order to a shop.",
+        "diagram_type": "sequence",
+        "origin": "generated",
+        "source": "gen:shop",
+        "plantuml": "@startuml\nparticipant Customer\nparticipant Shop\nCustomer -> Shop : order\n@enduml",
+    },
+    {
+        "prompt": "An order has many items.",
+        "diagram_type": "class",
+        "origin": "generated",
+        "source": "gen:shop",
+        "plantuml": "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml",
+    },
 ]
 FAST = EvaluationConfig(max_new_tokens=12)
 
@@ -51,10 +73,17 @@ def test_a_limit_takes_the_rows_in_turn_from_each_diagram_type(dataset):
 
 
 def test_the_sample_is_seeded_and_stratified_by_type_origin_and_source():
-    rows = [{"prompt": f"{t} {o} {s} {i}", "diagram_type": t, "origin": o, "source": s}
-            for t, o, sources, count in (("class", "real", ["m1", "m2", "m3"], 30), ("sequence", "real", ["p1"], 20),
-                                         ("sequence", "generated", ["g1", "g2"], 10), ("state", "generated", ["g1"], 5))
-            for s in sources for i in range(count)]
+    rows = [
+        {"prompt": f"{t} {o} {s} {i}", "diagram_type": t, "origin": o, "source": s}
+        for t, o, sources, count in (
+            ("class", "real", ["m1", "m2", "m3"], 30),
+            ("sequence", "real", ["p1"], 20),
+            ("sequence", "generated", ["g1", "g2"], 10),
+            ("state", "generated", ["g1"], 5),
+        )
+        for s in sources
+        for i in range(count)
+    ]
     sample = evaluate.sample_rows(rows, 30)
     assert sample == evaluate.sample_rows(rows, 30)  # seeded: the same rows every time
     assert sample != evaluate.sample_rows(rows, 30, seed=1)
@@ -64,7 +93,10 @@ def test_the_sample_is_seeded_and_stratified_by_type_origin_and_source():
         return sum(r[key] == value for r in sample)
 
     assert (count("diagram_type", "class"), count("diagram_type", "sequence"), count("diagram_type", "state")) == (
-        13, 12, 5)  # types in turn; state has only five rows, class and sequence share the rest
+        13,
+        12,
+        5,
+    )  # types in turn; state has only five rows, class and sequence share the rest
     assert {count("source", m) for m in ("m1", "m2", "m3")} == {4, 5}  # 13 class rows from every model, not one
     sequence = [r for r in sample if r["diagram_type"] == "sequence"]
     assert abs(sum(r["origin"] == "real" for r in sequence) - sum(r["origin"] == "generated" for r in sequence)) <= 1
@@ -77,8 +109,20 @@ def count(table: str) -> int:
 
 
 def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, dataset, capsys):
-    code = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "2",
-                     "--max-new-tokens", "12", "--json"])
+    code = cli.main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--dataset",
+            str(dataset),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--json",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON object
     assert KEYS <= summary.keys() and summary["n"] == 2
@@ -105,8 +149,22 @@ def test_evaluate_json_has_the_keys_and_stores_every_generation(checkpoint, data
 
 
 def test_evaluate_prints_a_readable_table(checkpoint, dataset, capsys):
-    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "1",
-                     "--max-new-tokens", "8"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--dataset",
+                str(dataset),
+                "--limit",
+                "1",
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "valid" in out and "per type" in out and "verdict:" in out and "95% interval" in out
 
@@ -128,8 +186,24 @@ def test_repeat_evaluation_is_served_from_the_store(checkpoint, dataset):
 def test_repair_reports_raw_and_repaired_validity_side_by_side(checkpoint, dataset, capsys):
     plain = evaluate.evaluate(str(checkpoint), dataset, 3, config=FAST, progress=False)
     assert plain["raw_valid_rate"] is None and plain["repaired_rate"] is None  # nothing repaired, nothing to show
-    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--limit", "3",
-                     "--max-new-tokens", "12", "--repair", "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--dataset",
+                str(dataset),
+                "--limit",
+                "3",
+                "--max-new-tokens",
+                "12",
+                "--repair",
+                "--json",
+            ]
+        )
+        == 0
+    )
     repaired = json.loads(capsys.readouterr().out)
     assert repaired["settings"]["repair"] is True and repaired["generated"] == 3  # other settings, other outputs
     # the model's own outputs are the plain run's (greedy): their valid rate is the plain run's
@@ -139,7 +213,10 @@ def test_repair_reports_raw_and_repaired_validity_side_by_side(checkpoint, datas
     # the check and repair are timed apart from the generation, and the text report says both
     assert repaired["repair_s"] > 0 and repaired["generation_s"] > 0 and "repair_s" not in plain
     text = evaluate.format_summary(repaired)
-    assert f"took {repaired['repair_s']:.1f} s, {repaired['repair_s'] / repaired['generation_s']:.2f}x the generation's" in text
+    assert (
+        f"took {repaired['repair_s']:.1f} s, {repaired['repair_s'] / repaired['generation_s']:.2f}x the generation's"
+        in text
+    )
 
 
 def test_the_verdict_uses_the_eval_loss_logged_for_the_checkpoint(tiny_model, tmp_path, dataset):
@@ -156,8 +233,23 @@ def test_the_verdict_uses_the_eval_loss_logged_for_the_checkpoint(tiny_model, tm
 
 def test_compare_writes_one_self_contained_html(checkpoint, dataset, tmp_path, capsys):
     out = tmp_path / "report.html"
-    code = cli.main(["compare", "--model1", "base", "--model2", str(checkpoint), "--dataset", str(dataset),
-                     "--limit", "3", "--max-new-tokens", "12", "--out", str(out)])
+    code = cli.main(
+        [
+            "compare",
+            "--model1",
+            "base",
+            "--model2",
+            str(checkpoint),
+            "--dataset",
+            str(dataset),
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "12",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "entity F1" in printed and "sign test" in printed
@@ -194,12 +286,15 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--checkpoint", "no/such/checkpoint"], "not found"),
-    (["--dataset", "missing.jsonl"], "no such dataset"),
-    (["--limit", "0"], "at least 1"),
-    (["--limit", "-3"], "at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint", "no/such/checkpoint"], "not found"),
+        (["--dataset", "missing.jsonl"], "no such dataset"),
+        (["--limit", "0"], "at least 1"),
+        (["--limit", "-3"], "at least 1"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_stored(args, message, checkpoint, dataset, capsys):
     argv = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(dataset), *args]
     assert cli.main(argv) == 2

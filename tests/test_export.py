@@ -9,16 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from core import cli
-from core.inference import export, generate
-from core.training import models
-from core.data import prompts
 from test_generate import make_checkpoint
 
-REQUESTS = [prompts.request("A library lends books to members.", "class"),
-            prompts.request("A user logs in and the system checks the password.", "sequence"),
-            prompts.request("An order is placed, paid and shipped.", "activity")]
+from core import cli
+from core.data import prompts
+from core.inference import export, generate
+from core.training import models
+
+REQUESTS = [
+    prompts.request("A library lends books to members.", "class"),
+    prompts.request("A user logs in and the system checks the password.", "sequence"),
+    prompts.request("An order is placed, paid and shipped.", "activity"),
+]
 NEW_TOKENS = 12
 
 
@@ -54,9 +56,15 @@ def _greedy(model, tokenizer, request: str, n: int = NEW_TOKENS) -> list[int]:
 
     ids = _encode(tokenizer, request)
     with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
-                             min_new_tokens=n, pad_token_id=tokenizer.pad_token_id)
-    return out[0, ids.shape[1]:].tolist()
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def _logits(model, tokenizer, request: str):
@@ -94,7 +102,11 @@ def test_merged_folder_answers_as_base_plus_adapter(tiny_model, ckpt, exports, m
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
         assert _greedy(model, tokenizer, request) == expected_tokens
     info = json.loads((exports["hf"] / export.INFO).read_text())
-    assert info["checkpoint"] == str(ckpt) and info["format"] == "hf" and info["checkpoint_sha256"] == generate.fingerprint(ckpt)
+    assert (
+        info["checkpoint"] == str(ckpt)
+        and info["format"] == "hf"
+        and info["checkpoint_sha256"] == generate.fingerprint(ckpt)
+    )
     assert "model.safetensors" in info["files"] and not list(exports["hf"].parent.glob(".*partial*"))
 
 
@@ -114,11 +126,16 @@ def test_gguf_reads_back_with_llama_names_shapes_and_metadata(exports, merged):
     tensors = {t.name: t for t in reader.tensors}
     per_block = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
     assert set(tensors) == {"token_embd.weight", "output_norm.weight"} | {
-        f"blk.{i}.{name}.weight" for i in range(config.num_hidden_layers) for name in per_block}  # tied: no output.weight
+        f"blk.{i}.{name}.weight" for i in range(config.num_hidden_layers) for name in per_block
+    }  # tied: no output.weight
     kv = config.num_key_value_heads * (config.hidden_size // config.num_attention_heads)
-    shapes = {"token_embd": [config.hidden_size, config.vocab_size], "attn_q": [config.hidden_size, config.hidden_size],
-              "attn_k": [config.hidden_size, kv], "ffn_down": [config.intermediate_size, config.hidden_size],
-              "attn_norm": [config.hidden_size]}
+    shapes = {
+        "token_embd": [config.hidden_size, config.vocab_size],
+        "attn_q": [config.hidden_size, config.hidden_size],
+        "attn_k": [config.hidden_size, kv],
+        "ffn_down": [config.intermediate_size, config.hidden_size],
+        "attn_norm": [config.hidden_size],
+    }
     for name, tensor in tensors.items():
         short = name.split(".")[-2] if name.startswith("blk.") else name.split(".")[0]
         if short in shapes:
@@ -138,7 +155,8 @@ def test_gguf_reads_back_with_llama_names_shapes_and_metadata(exports, merged):
     assert len(tokens) == config.vocab_size and tokens[:3] == tokenizer.convert_ids_to_tokens([0, 1, 2])
     q8 = gguf.GGUFReader(exports["q8_0"] / "model-q8_0.gguf")
     assert {t.name: t.tensor_type.name for t in q8.tensors if len(t.shape) == 2} == dict.fromkeys(
-        (n for n, t in tensors.items() if len(t.shape) == 2), "Q8_0")
+        (n for n, t in tensors.items() if len(t.shape) == 2), "Q8_0"
+    )
 
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0"])
@@ -150,7 +168,9 @@ def test_transformers_loads_the_gguf_to_the_weights_written(exports, merged, kin
     from transformers import AutoModelForCausalLM
 
     model, tokenizer = merged
-    loaded = AutoModelForCausalLM.from_pretrained(exports[kind], gguf_file=f"model-{kind}.gguf", dtype=torch.float32).eval()
+    loaded = AutoModelForCausalLM.from_pretrained(
+        exports[kind], gguf_file=f"model-{kind}.gguf", dtype=torch.float32
+    ).eval()
     expected, got = model.state_dict(), loaded.state_dict()
     assert set(got) == set(expected)
     qtype = getattr(gguf.GGMLQuantizationType, kind.upper())
@@ -160,7 +180,7 @@ def test_transformers_loads_the_gguf_to_the_weights_written(exports, merged, kin
             weights = torch.from_numpy(rounded.astype("float32"))
         assert torch.equal(got[name], weights), name
     if kind == "f16":
-        assert (torch.max(loaded.model.embed_tokens.weight - model.model.embed_tokens.weight).abs() > 0)
+        assert torch.max(loaded.model.embed_tokens.weight - model.model.embed_tokens.weight).abs() > 0
         for request in REQUESTS:
             assert _greedy(loaded, tokenizer, request) == _greedy(model, tokenizer, request)
 
@@ -199,14 +219,16 @@ def confident(tiny_model, tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    answers = ["@startuml\nclass Library\nclass Book\nLibrary --> Book : lends\n@enduml",
-               "@startuml\nUser -> System : login\nSystem --> User : ok\n@enduml"]
+    answers = [
+        "@startuml\nclass Library\nclass Book\nLibrary --> Book : lends\n@enduml",
+        "@startuml\nUser -> System : login\nSystem --> User : ok\n@enduml",
+    ]
     batch = []
     for request, answer in zip(REQUESTS, answers):
         prompt = prompts.chat_prompt(tokenizer, request)
         ids = tokenizer(prompt + answer + "<|im_end|>", return_tensors="pt", add_special_tokens=False).input_ids
         labels = ids.clone()
-        labels[:, :len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100
+        labels[:, : len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100
         batch.append((ids, labels))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(200):
@@ -221,7 +243,9 @@ def confident(tiny_model, tmp_path_factory):
     model.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     trained = make_checkpoint(root / "ckpt", root / "base", seed=4, scale=0.05)
-    return _export(root / "hf", "--checkpoint", str(trained)), _export(root / "gguf", "--checkpoint", str(trained), "--format", "gguf")
+    return _export(root / "hf", "--checkpoint", str(trained)), _export(
+        root / "gguf", "--checkpoint", str(trained), "--format", "gguf"
+    )
 
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0"])
@@ -231,8 +255,15 @@ def test_llama_cpp_generates_what_transformers_generates(llama_cpp, confident, k
 
     hf, gguf_dir = confident
     if kind == "q8_0":
-        gguf_dir = _export(tmp_path / "q8", "--checkpoint", json.loads((hf / export.INFO).read_text())["checkpoint"],
-                           "--format", "gguf", "--gguf-type", "q8_0")
+        gguf_dir = _export(
+            tmp_path / "q8",
+            "--checkpoint",
+            json.loads((hf / export.INFO).read_text())["checkpoint"],
+            "--format",
+            "gguf",
+            "--gguf-type",
+            "q8_0",
+        )
     model, tokenizer = AutoModelForCausalLM.from_pretrained(hf).eval(), AutoTokenizer.from_pretrained(hf)
     with llama_cpp.Llama(str(gguf_dir / f"model-{kind}.gguf"), n_ctx=512, n_threads=1) as llm:
         for request in REQUESTS[:2]:
@@ -242,7 +273,9 @@ def test_llama_cpp_generates_what_transformers_generates(llama_cpp, confident, k
             llm._clear_context_state()
             n_past, got = llm._eval_tokens(ids, 0), []
             for _ in expected:
-                logits = np.frombuffer(llm._ffi.buffer(llm._lib.llama_get_logits_ith(llm._ctx, -1), 4 * llm.n_vocab), dtype=np.float32)
+                logits = np.frombuffer(
+                    llm._ffi.buffer(llm._lib.llama_get_logits_ith(llm._ctx, -1), 4 * llm.n_vocab), dtype=np.float32
+                )
                 got.append(int(logits.argmax()))
                 n_past = llm._eval_tokens([got[-1]], n_past)
             assert got == expected, (tokenizer.decode(got), tokenizer.decode(expected))
@@ -264,8 +297,9 @@ def test_bad_input_is_one_line_and_writes_nothing(ckpt, tmp_path, capsys):
     out = tmp_path / "new"
     assert "not found" in _bad(capsys, ["--checkpoint", str(tmp_path / "nope"), "--out", str(out)], out)
     assert "unknown format" in _bad(capsys, ["--checkpoint", str(ckpt), "--out", str(out), "--format", "onnx"], out)
-    assert "unknown GGUF type" in _bad(capsys, ["--checkpoint", str(ckpt), "--out", str(out), "--format", "gguf",
-                                                "--gguf-type", "q4_k"], out)
+    assert "unknown GGUF type" in _bad(
+        capsys, ["--checkpoint", str(ckpt), "--out", str(out), "--format", "gguf", "--gguf-type", "q4_k"], out
+    )
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
@@ -282,10 +316,14 @@ def test_bad_input_is_checked_without_loading_a_model(ckpt, tmp_path, monkeypatc
     """The studio calls `check` in its own process: it must not import torch or load anything."""
     import subprocess
 
-    code = ("import sys; from core.inference import export; "
-            f"plan = export.check({str(ckpt)!r}, {str(tmp_path / 'o')!r}, 'gguf', 'q8_0'); "
-            "assert 'torch' not in sys.modules, 'torch imported'; print(plan.steps, plan.gguf_name)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(export.__file__).parents[2])
+    code = (
+        "import sys; from core.inference import export; "
+        f"plan = export.check({str(ckpt)!r}, {str(tmp_path / 'o')!r}, 'gguf', 'q8_0'); "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(plan.steps, plan.gguf_name)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(export.__file__).parents[2]
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4", "model-q8_0.gguf"]
 
@@ -322,9 +360,13 @@ def test_stopped_export_leaves_nothing(ckpt, tmp_path):
 
     out = tmp_path / "stopped" / "out"
     out.parent.mkdir()
-    worker = subprocess.Popen([sys.executable, "-m", "core", "export", "--checkpoint", str(ckpt), "--out", str(out),
-                               "--format", "gguf"], cwd=Path(export.__file__).parent.parent,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "core", "export", "--checkpoint", str(ckpt), "--out", str(out), "--format", "gguf"],
+        cwd=Path(export.__file__).parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in worker.stderr:
         if line.startswith("[1/4]"):
             break
@@ -336,8 +378,10 @@ def test_stopped_export_leaves_nothing(ckpt, tmp_path):
 
 def test_progress_reads_steps_and_bars():
     assert export.progress_of("") == (0.0, "starting")
-    log = ("[1/4] loading the base model\n[2/4] merging\n[3/4] converting 20 tensors to f16\n"
-           "tensors:  50%|#####     | 10/20 [00:01<00:01]\rtensors:  75%|#######   | 15/20")
+    log = (
+        "[1/4] loading the base model\n[2/4] merging\n[3/4] converting 20 tensors to f16\n"
+        "tensors:  50%|#####     | 10/20 [00:01<00:01]\rtensors:  75%|#######   | 15/20"
+    )
     done, text = export.progress_of(log)
     assert done == pytest.approx((2 + 0.75) / 4) and text == "step 3 of 4: converting 20 tensors to f16 — 75%"
 
@@ -364,8 +408,15 @@ def test_real_model_exports_merged_and_gguf(real_model, tmp_path):
             assert _greedy(model, tokenizer, request, n=24) == _greedy(adapted, engine.tokenizer, request, n=24)
     written = gguf.GGUFReader(gguf_dir / "model-f16.gguf")
     embedded = gguf.GGUFReader(models.gguf_path())
-    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.pre",
-                "llama.rope.freq_base", "llama.context_length", "llama.attention.layer_norm_rms_epsilon"):
+    for key in (
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.token_type",
+        "tokenizer.ggml.pre",
+        "llama.rope.freq_base",
+        "llama.context_length",
+        "llama.attention.layer_norm_rms_epsilon",
+    ):
         assert _field(written, key) == _field(embedded, key), key
     loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file="model-f16.gguf", dtype=torch.float32)
     got = loaded.state_dict()

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from core import cli, data
-from core.inference import generate, repair
 from core.data import prompts
-from core.training.checkpoints import ADAPTER_FILE
 from core.errors import UserError
+from core.inference import generate, repair
+from core.training.checkpoints import ADAPTER_FILE
 
 PROMPTS = ["A library lends books to members.", "Orders have items.", "A user owns accounts with a balance."]
 PARROT_PROMPT = "Draw a class A."
@@ -37,8 +37,10 @@ def make_checkpoint(root: Path, base: Path, seed: int, step: int = 10, scale: fl
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)  # lora_A's initialisation: the same seed gives the same adapter
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]),
+    )
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -67,8 +69,11 @@ def parrot(tiny_model, tmp_path_factory):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     examples = []
-    for message, answer in ((PARROT_MESSAGE, PARROT_ANSWER + "\nand then some more text"),
-                            (LOOP_MESSAGE, LOOP_ANSWER), (BROKEN_MESSAGE, BROKEN_ANSWER + "\n")):
+    for message, answer in (
+        (PARROT_MESSAGE, PARROT_ANSWER + "\nand then some more text"),
+        (LOOP_MESSAGE, LOOP_ANSWER),
+        (BROKEN_MESSAGE, BROKEN_ANSWER + "\n"),
+    ):
         prompt = generate.chat_prompt(tokenizer, message)
         ids = tokenizer(prompt + answer, return_tensors="pt", add_special_tokens=False).input_ids
         labels = ids.clone()
@@ -143,34 +148,39 @@ def test_least_recently_used_adapter_is_dropped_and_reloaded(engine, checkpoints
 def test_a_checkpoint_rewritten_on_disk_is_loaded_again(engine, checkpoints, tiny_model, tmp_path):
     a, b = checkpoints
     ckpt = make_checkpoint(tmp_path, tiny_model, seed=1)  # the same weights as a
-    assert outputs(engine.generate(PROMPTS, str(ckpt), max_new_tokens=8)) == \
-        outputs(engine.generate(PROMPTS, str(a), max_new_tokens=8))
+    assert outputs(engine.generate(PROMPTS, str(ckpt), max_new_tokens=8)) == outputs(
+        engine.generate(PROMPTS, str(a), max_new_tokens=8)
+    )
     shutil.copy(b / ADAPTER_FILE, ckpt / ADAPTER_FILE)
-    assert outputs(engine.generate(PROMPTS, str(ckpt), max_new_tokens=8)) == \
-        outputs(engine.generate(PROMPTS, str(b), max_new_tokens=8))
+    assert outputs(engine.generate(PROMPTS, str(ckpt), max_new_tokens=8)) == outputs(
+        engine.generate(PROMPTS, str(b), max_new_tokens=8)
+    )
 
 
 def test_a_run_folder_means_its_latest_checkpoint(engine, checkpoints):
     a, _ = checkpoints
-    assert outputs(engine.generate(PROMPTS[:1], str(a.parent), max_new_tokens=8)) == \
-        outputs(engine.generate(PROMPTS[:1], str(a), max_new_tokens=8))
+    assert outputs(engine.generate(PROMPTS[:1], str(a.parent), max_new_tokens=8)) == outputs(
+        engine.generate(PROMPTS[:1], str(a), max_new_tokens=8)
+    )
 
 
 def test_generation_stops_at_enduml_and_drops_the_rest(parrot):
     import torch
 
     engine = generate.Engine(str(parrot))
-    row, other = engine.generate([PARROT_MESSAGE, "Something else, a longer prompt than the first"], "base",
-                                 max_new_tokens=40)
+    row, other = engine.generate(
+        [PARROT_MESSAGE, "Something else, a longer prompt than the first"], "base", max_new_tokens=40
+    )
     assert row.output == PARROT_ANSWER and not row.truncated
     answer_tokens = len(engine.tokenizer(PARROT_ANSWER, add_special_tokens=False).input_ids)
     assert row.tokens <= answer_tokens + 1 < 40  # stopped there, not cut afterwards
     # Without the stop the model goes on: the criterion, not the cut, ended the row.
     ids = torch.tensor(engine.encode([PARROT_MESSAGE], 40))
     with torch.inference_mode():
-        full = engine.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                     max_new_tokens=row.tokens + 6)
-    assert "and then" in engine.tokenizer.decode(full[0, ids.shape[1]:])
+        full = engine.model.generate(
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=row.tokens + 6
+        )
+    assert "and then" in engine.tokenizer.decode(full[0, ids.shape[1] :])
 
     pieces = engine.stream("base", PARROT_MESSAGE, 40)
     streamed = []
@@ -183,8 +193,23 @@ def test_generation_stops_at_enduml_and_drops_the_rest(parrot):
 
 def test_generate_command_prints_plantuml_and_writes_the_file(parrot, tmp_path, capsys):
     out = tmp_path / "diagram.puml"
-    code = cli.main(["generate", "--checkpoint", "base", "--base", str(parrot), "--prompt", PARROT_PROMPT,
-                     "--type", "class", "--out", str(out), "--max-new-tokens", "40"])
+    code = cli.main(
+        [
+            "generate",
+            "--checkpoint",
+            "base",
+            "--base",
+            str(parrot),
+            "--prompt",
+            PARROT_PROMPT,
+            "--type",
+            "class",
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "40",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() == PARROT_ANSWER
     assert out.read_text().strip() == PARROT_ANSWER
@@ -192,8 +217,26 @@ def test_generate_command_prints_plantuml_and_writes_the_file(parrot, tmp_path, 
 
 def test_generate_command_renders_svg(parrot, tmp_path):
     out = tmp_path / "diagram.svg"
-    assert cli.main(["generate", "--checkpoint", "base", "--base", str(parrot), "--prompt", PARROT_PROMPT,
-                     "--type", "class", "--out", str(out), "--max-new-tokens", "40"]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                "--checkpoint",
+                "base",
+                "--base",
+                str(parrot),
+                "--prompt",
+                PARROT_PROMPT,
+                "--type",
+                "class",
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "40",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes().lstrip().startswith(b"<") and b"<svg" in out.read_bytes()
 
 
@@ -202,22 +245,46 @@ def test_worker_streams_to_stdout_and_writes_the_result(parrot, tmp_path, umlstu
     prompt_file.write_text(PARROT_PROMPT)
     result = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "core.inference.generate", "--checkpoint", "base", "--base", str(parrot), "--type", "class",
-         "--prompt-file", str(prompt_file), "--out", str(result), "--max-new-tokens", "40"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "core.inference.generate",
+            "--checkpoint",
+            "base",
+            "--base",
+            str(parrot),
+            "--type",
+            "class",
+            "--prompt-file",
+            str(prompt_file),
+            "--out",
+            str(result),
+            "--max-new-tokens",
+            "40",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == PARROT_ANSWER
     result = json.loads(result.read_text())
     assert result["output"] == PARROT_ANSWER and result["truncated"] is False and result["tokens"] > 0
-    assert result["prompt"] == PARROT_MESSAGE and result["requirement"] == PARROT_PROMPT and result["diagram_type"] == "class"
+    assert (
+        result["prompt"] == PARROT_MESSAGE
+        and result["requirement"] == PARROT_PROMPT
+        and result["diagram_type"] == "class"
+    )
 
 
 def test_missing_adapter_weights_is_one_clear_error(engine, checkpoints, tmp_path):
     broken = tmp_path / "run" / "checkpoint-5"
     broken.mkdir(parents=True)
     (broken / "adapter_config.json").write_text((checkpoints[0] / "adapter_config.json").read_text())
-    with pytest.raises(UserError, match=r"(no|missing) adapter_model\.safetensors|adapter_model\.safetensors is missing"):
+    with pytest.raises(
+        UserError, match=r"(no|missing) adapter_model\.safetensors|adapter_model\.safetensors is missing"
+    ):
         engine.generate(PROMPTS[:1], str(broken), max_new_tokens=4)
 
 
@@ -234,8 +301,16 @@ def test_adapter_that_does_not_fit_the_base_is_one_clear_error(engine, tmp_path,
     from transformers import LlamaConfig, LlamaForCausalLM
 
     wider = tmp_path / "wider"
-    LlamaForCausalLM(LlamaConfig(vocab_size=engine.model.config.vocab_size, hidden_size=48, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).save_pretrained(wider)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=engine.model.config.vocab_size,
+            hidden_size=48,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    ).save_pretrained(wider)
     ckpt = make_checkpoint(tmp_path / "w", wider, seed=5)
     info = json.loads((ckpt / "umlstudio.json").read_text())
     info["config"]["model"]["base"] = str(tiny_model)  # claims the wrong base
@@ -253,9 +328,21 @@ def test_missing_checkpoint_is_exit_2(capsys):
 
 def test_worker_bad_input_is_one_line_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "core.inference.generate", "--checkpoint", "base", "--prompt-file", str(tmp_path / "none.txt"),
-         "--out", str(tmp_path / "result.json")],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "core.inference.generate",
+            "--checkpoint",
+            "base",
+            "--prompt-file",
+            str(tmp_path / "none.txt"),
+            "--out",
+            str(tmp_path / "result.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
     )
     assert proc.returncode == 2 and proc.stderr.strip().endswith("none.txt: prompt file not found")
     assert not (tmp_path / "result.json").exists()
@@ -272,11 +359,18 @@ def one_at_a_time(engine, messages, checkpoint, max_new_tokens):
     with engine.selected(checkpoint) as model, torch.inference_mode():
         for ids in engine.encode(messages, max_new_tokens):
             ids = torch.tensor([ids])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
-                                 stop_strings=[generate.STOP], tokenizer=engine.tokenizer)
-            text = engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True,
-                                           clean_up_tokenization_spaces=False)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=engine.tokenizer.pad_token_id,
+                stop_strings=[generate.STOP],
+                tokenizer=engine.tokenizer,
+            )
+            text = engine.tokenizer.decode(
+                out[0, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
             texts.append(generate.cut_at_stop(text)[0].strip())
     return texts
 
@@ -302,7 +396,10 @@ def test_more_slots_than_rows_and_rows_moving_up_keep_every_output(parrot):
     messages = [PARROT_MESSAGE, PROMPTS[0], PARROT_MESSAGE, PROMPTS[1], PARROT_MESSAGE, PROMPTS[2] * 2, PARROT_MESSAGE]
     expected = one_at_a_time(engine, messages, "base", 20)
     for slots in (3, 16):
-        assert outputs(engine.generate(messages, "base", max_new_tokens=20, batch_size=slots, loop_guard=False)) == expected
+        assert (
+            outputs(engine.generate(messages, "base", max_new_tokens=20, batch_size=slots, loop_guard=False))
+            == expected
+        )
 
 
 def test_should_stop_ends_generation_between_steps_with_the_rows_finished_so_far(parrot):
@@ -315,8 +412,16 @@ def test_should_stop_ends_generation_between_steps_with_the_rows_finished_so_far
         asked.append(len(finished))
         return len(finished) >= 1
 
-    cut = engine.generate(messages, "base", max_new_tokens=40, batch_size=2, loop_guard=False,
-                          progress=lambda n: finished.append(n), should_stop=should_stop, repair=True)
+    cut = engine.generate(
+        messages,
+        "base",
+        max_new_tokens=40,
+        batch_size=2,
+        loop_guard=False,
+        progress=lambda n: finished.append(n),
+        should_stop=should_stop,
+        repair=True,
+    )
     assert cut[0] is not None and cut[0].output == full[0].output == PARROT_ANSWER
     assert cut[1:] == [None, None, None] and asked[-1] == 1 and len(asked) < full[0].tokens + 2
     assert engine.generate(messages, "base", should_stop=lambda: True) == [None] * 4
@@ -333,7 +438,9 @@ def test_continuous_batching_matches_one_at_a_time_on_the_real_model(real_model)
 
 def test_a_prompt_longer_than_the_context_is_refused_with_the_numbers(engine):
     long = "A library lends books to members. " * 200  # ~1,600 tokens; the tiny model's context is 1,024
-    with pytest.raises(UserError, match=r"is 1,\d{3} tokens; with 320 new tokens that is more than the model's context of 1,024"):
+    with pytest.raises(
+        UserError, match=r"is 1,\d{3} tokens; with 320 new tokens that is more than the model's context of 1,024"
+    ):
         engine.generate(PROMPTS[:1] + [long], "base", max_new_tokens=320)
 
 
@@ -381,8 +488,9 @@ def test_completed_lines_are_looked_at_only_when_one_was_added():
 
 def test_a_looping_row_is_stopped_and_marked(parrot):
     engine = generate.Engine(str(parrot))
-    looped, guarded_off = (engine.generate([LOOP_MESSAGE], "base", max_new_tokens=200, loop_guard=guard)[0]
-                           for guard in (True, False))
+    looped, guarded_off = (
+        engine.generate([LOOP_MESSAGE], "base", max_new_tokens=200, loop_guard=guard)[0] for guard in (True, False)
+    )
     assert looped.looped and not looped.truncated and "7 times in a row" in looped.loop
     assert looped.output.count("Member : +name") == repair.SAME_LINE_LIMIT + 1 and looped.tokens < 60
     assert guarded_off.truncated and not guarded_off.looped and guarded_off.tokens == 200
@@ -396,7 +504,9 @@ def test_edits_fix_what_they_name():
     cut = repair.unloop(looped)
     assert cut.text.count("+name") == 1 and "cut 6 repeated copies" in cut.change
     closed = repair.close(cut.text)
-    assert closed.text.endswith("  +name: String\n}\n@enduml") and closed.change == "closed 1 open { block, added @enduml"
+    assert (
+        closed.text.endswith("  +name: String\n}\n@enduml") and closed.change == "closed 1 open { block, added @enduml"
+    )
     deleted = repair.delete_line("@startuml\nclass A\nA -> -> ((\n@enduml", 3)
     assert deleted.text == "@startuml\nclass A\n@enduml" and deleted.change == "deleted line 3: A -> -> (("
     assert repair.delete_line("@startuml\nclass A\n@enduml", 3) is None  # never the last line of content
@@ -405,8 +515,9 @@ def test_edits_fix_what_they_name():
 
 def test_repair_makes_rejected_outputs_valid_and_keeps_the_raw_one(parrot):
     engine = generate.Engine(str(parrot))
-    broken, good, looped = engine.generate([BROKEN_MESSAGE, PARROT_MESSAGE, LOOP_MESSAGE], "base",
-                                           max_new_tokens=60, repair=True)
+    broken, good, looped = engine.generate(
+        [BROKEN_MESSAGE, PARROT_MESSAGE, LOOP_MESSAGE], "base", max_new_tokens=60, repair=True
+    )
     assert broken.raw_output == BROKEN_ANSWER and broken.raw_valid is False
     assert broken.repaired and broken.valid and broken.output != BROKEN_ANSWER and broken.repair
     assert good.output == good.raw_output == PARROT_ANSWER and good.valid and not good.repaired and not good.repair
@@ -422,14 +533,18 @@ def test_repair_makes_rejected_outputs_valid_and_keeps_the_raw_one(parrot):
 # ---- bad input: refused before any generation -------------------------------------------------------
 
 
-@pytest.mark.parametrize("where, message", [
-    ("missing/diagram.puml", "does not exist"),
-    ("folder.svg", "is a folder"),
-    ("/proc/diagram.svg", r"system folder|cannot write there"),
-    ("diagram.txt", "unknown format"),
-])
-def test_generate_out_that_cannot_be_written_is_refused_before_generating(where, message, tmp_path, capsys,
-                                                                           monkeypatch):
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("missing/diagram.puml", "does not exist"),
+        ("folder.svg", "is a folder"),
+        ("/proc/diagram.svg", r"system folder|cannot write there"),
+        ("diagram.txt", "unknown format"),
+    ],
+)
+def test_generate_out_that_cannot_be_written_is_refused_before_generating(
+    where, message, tmp_path, capsys, monkeypatch
+):
     (tmp_path / "folder.svg").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(generate, "engine_for", lambda *a, **k: pytest.fail("generation started"))
@@ -443,7 +558,10 @@ def test_unknown_type_is_one_line_exit_2(capsys, monkeypatch):
     monkeypatch.setattr(generate, "engine_for", lambda *a, **k: pytest.fail("generation started"))
     assert cli.main(["generate", "--checkpoint", "base", "--prompt", "x", "--type", "pie"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --type pie: unknown diagram type — one of class, sequence") and len(err.splitlines()) == 1
+    assert (
+        err.startswith("error: --type pie: unknown diagram type — one of class, sequence")
+        and len(err.splitlines()) == 1
+    )
 
 
 # ---- the playground shows what the worker repaired ----------------------------------------------------
@@ -456,10 +574,26 @@ def test_playground_shows_a_repaired_output_and_what_changed(parrot):
 
     from core import jobs
 
-    job = jobs.start("generate", ["-m", "core.inference.generate", "--checkpoint", "base", "--base", str(parrot),
-                                  "--prompt-file", "{job}/prompt.txt", "--out", "{job}/result.json",
-                                  "--max-new-tokens", "60", "--repair"], label="parrot",
-                     files={"prompt.txt": BROKEN_MESSAGE})
+    job = jobs.start(
+        "generate",
+        [
+            "-m",
+            "core.inference.generate",
+            "--checkpoint",
+            "base",
+            "--base",
+            str(parrot),
+            "--prompt-file",
+            "{job}/prompt.txt",
+            "--out",
+            "{job}/result.json",
+            "--max-new-tokens",
+            "60",
+            "--repair",
+        ],
+        label="parrot",
+        files={"prompt.txt": BROKEN_MESSAGE},
+    )
     deadline = time.monotonic() + 300
     while not jobs.get(job.id).done:
         assert time.monotonic() < deadline

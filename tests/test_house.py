@@ -15,13 +15,20 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from core import cli, paths, store
+from core import config as configs
 from core.training import checkpoints, phases, plan, train
-from core import cli, config as configs, paths, store
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "core"
-ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} -- {b}\n@enduml",
-         "diagram_type": "class"} for a, b in [("Shop", "Order"), ("Team", "Player"), ("Zoo", "Animal")]]
+ROWS = [
+    {
+        "prompt": f"A {a} has many {b}s.",
+        "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} -- {b}\n@enduml",
+        "diagram_type": "class",
+    }
+    for a, b in [("Shop", "Order"), ("Team", "Player"), ("Zoo", "Animal")]
+]
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 
 
@@ -29,7 +36,8 @@ LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 
 
 def module_name(path: Path) -> str:
-    """A core file's dotted module name: core/training/train.py -> core.training.train, core/data/__init__.py -> core.data."""
+    """A core file's dotted module name: core/training/train.py -> core.training.train,
+    core/data/__init__.py -> core.data."""
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -59,7 +67,7 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (circle := visit(nxt)):
                 return circle
         state[node] = "done"
@@ -89,8 +97,10 @@ def test_core_imports_form_no_circle():
 
 
 def imported_after(argv: list[str]) -> list[str]:
-    script = ("import sys\nfrom core import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-              "print(sorted(m for m in sys.modules if m.startswith('core.') or m in ('torch', 'transformers')))")
+    script = (
+        "import sys\nfrom core import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('core.') or m in ('torch', 'transformers')))"
+    )
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
     return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
 
@@ -109,9 +119,14 @@ def test_help_imports_no_command_module():
 def test_no_argument_parsing_outside_the_cli():
     """Flags are declared once, in core/cli/: no argparse in core, pages, studio or scripts (bench/ keeps its own)."""
     parsing = re.compile(r"\b(argparse|add_argument)\b")
-    found = [f"{path.relative_to(ROOT)}:{n}" for folder in ("core", "pages", "studio", "scripts")
-             for path in sorted((ROOT / folder).rglob("*.py")) if CORE / "cli" not in path.parents
-             for n, line in enumerate(path.read_text().splitlines(), 1) if parsing.search(line)]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("core", "pages", "studio", "scripts")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if CORE / "cli" not in path.parents
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if parsing.search(line)
+    ]
     assert not found, f"argument parsing outside core/cli/: {found}"
 
 
@@ -132,8 +147,9 @@ MIRRORED = [
 
 
 @pytest.mark.parametrize("command, needed, flag, key, override", MIRRORED, ids=[f"{c} {f}" for c, _, f, *_ in MIRRORED])
-def test_an_option_mirroring_a_config_key_has_the_schemas_default_and_description(command, needed, flag, key, override,
-                                                                                     capsys):
+def test_an_option_mirroring_a_config_key_has_the_schemas_default_and_description(
+    command, needed, flag, key, override, capsys
+):
     section, name = key.split(".")
     field = configs.Config.model_fields[section].annotation.model_fields[name]
     assert field.description, f"{key}: give it Field(description=...) in core/config.py"
@@ -166,8 +182,12 @@ def lab(tmp_path, tiny_model):
         (dataset / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
 
     def make(output_dir, **sections) -> Path:
-        tree = {"model": {"base": str(tiny_model)}, "data": {"dataset": str(dataset), "eval_rows": 2},
-                "training": {"backend": "peft", "output_dir": str(output_dir), "max_steps": 2}, "lora": LORA}
+        tree = {
+            "model": {"base": str(tiny_model)},
+            "data": {"dataset": str(dataset), "eval_rows": 2},
+            "training": {"backend": "peft", "output_dir": str(output_dir), "max_steps": 2},
+            "lora": LORA,
+        }
         for key, value in sections.items():
             tree.setdefault(key, {}).update(value)
         path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
@@ -209,19 +229,26 @@ def fake_checkpoint(folder: Path, base: str) -> Path:
     """A checkpoint folder with a real (tiny) safetensors file of LoRA-shaped tensors and a manifest."""
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({**LORA, "base_model_name_or_path": base}))
-    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((4, 16), np.float32)},
-              str(folder / "adapter_model.safetensors"))
+    save_file(
+        {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((4, 16), np.float32)},
+        str(folder / "adapter_model.safetensors"),
+    )
     checkpoints.write_manifest(folder)
     return folder
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("config-not-json", "adapter_config.json is not valid JSON"),
-    ("config-not-utf8", "adapter_config.json is not valid JSON"),
-    ("weights-truncated", "adapter_model.safetensors is unreadable"),
-    ("weights-empty", "adapter_model.safetensors is unreadable"),
-])
-def test_a_damaged_checkpoint_to_continue_from_is_refused_before_a_run_row(lab, tmp_path, tiny_model, capsys, damage, message):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("config-not-json", "adapter_config.json is not valid JSON"),
+        ("config-not-utf8", "adapter_config.json is not valid JSON"),
+        ("weights-truncated", "adapter_model.safetensors is unreadable"),
+        ("weights-empty", "adapter_model.safetensors is unreadable"),
+    ],
+)
+def test_a_damaged_checkpoint_to_continue_from_is_refused_before_a_run_row(
+    lab, tmp_path, tiny_model, capsys, damage, message
+):
     ckpt = fake_checkpoint(tmp_path / "parent" / "checkpoint-2", str(tiny_model))
     assert checkpoints.read_adapter(ckpt, "phase.continue_from")["r"] == 4  # undamaged, it reads
     weights, adapter_config = ckpt / "adapter_model.safetensors", ckpt / "adapter_config.json"
@@ -276,10 +303,13 @@ def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_its_folder
 # ---- advise --out is checked before any work ----------------------------------------------------
 
 
-@pytest.mark.parametrize("where, message", [
-    ("missing/next.yaml", "does not exist"),
-    ("existing", "is a folder"),
-])
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("missing/next.yaml", "does not exist"),
+        ("existing", "is a folder"),
+    ],
+)
 def test_advise_out_in_a_missing_or_existing_folder_is_refused_first(tmp_path, capsys, where, message):
     (tmp_path / "existing").mkdir()
     # the run does not exist either: the --out check comes first, before the store is read
@@ -296,8 +326,10 @@ def test_advise_backup_dir_that_is_a_file_is_refused_first(tmp_path, capsys):
 
 # ---- SQL lives in core/store/ only: the rest asks its named functions --------------------------
 
-SQL = re.compile(r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
-                 r"|\b(CREATE|ALTER|DROP)\s+TABLE\b")
+SQL = re.compile(
+    r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(OR\s+\w+\s+)?INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
+    r"|\b(CREATE|ALTER|DROP)\s+TABLE\b"
+)
 
 
 RAW_STORE = ("query", "query_df", "query_for_tests", "connect", "rows")  # the store's ways to send SQL
@@ -310,36 +342,62 @@ def sql_in(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
             found.append(f"line {node.lineno}: {' '.join(node.value.split())[:60]!r}")
-        elif isinstance(node, ast.Attribute) and node.attr in RAW_STORE \
-                and (isinstance(node.value, ast.Name) and node.value.id in ("store", "db")
-                     or isinstance(node.value, ast.Attribute) and node.value.attr == "db"):
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in RAW_STORE
+            and (
+                isinstance(node.value, ast.Name)
+                and node.value.id in ("store", "db")
+                or isinstance(node.value, ast.Attribute)
+                and node.value.attr == "db"
+            )
+        ):
             found.append(f"line {node.lineno}: store.{node.attr}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr in ("execute", "executemany"):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("execute", "executemany")
+        ):
             found.append(f"line {node.lineno}: .{node.func.attr}(")
-        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "duckdb" for a in node.names) \
-                or isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "duckdb":
+        elif (
+            isinstance(node, ast.Import)
+            and any(a.name.split(".")[0] == "duckdb" for a in node.names)
+            or isinstance(node, ast.ImportFrom)
+            and (node.module or "").split(".")[0] == "duckdb"
+        ):
             found.append(f"line {node.lineno}: imports duckdb")
     return sorted(found, key=lambda where: int(where.split(":")[0].removeprefix("line ")))  # in line order
 
 
 def test_the_sql_finder_finds_sql_in_strings_store_calls_and_duckdb():
     assert sql_in('rows = store.query_df(f"SELECT run_id, step FROM metrics WHERE run_id IN ({marks})")') == [
-        "line 1: store.query_df", "line 1: 'SELECT run_id, step FROM metrics WHERE run_id IN ('"]
+        "line 1: store.query_df",
+        "line 1: 'SELECT run_id, step FROM metrics WHERE run_id IN ('",
+    ]
     assert sql_in("with store.connect() as con:\n    con.execute(q)") == ["line 1: store.connect", "line 2: .execute("]
-    assert sql_in("store.query_for_tests(q)\nstore.db.rows(q)") == ["line 1: store.query_for_tests", "line 2: store.rows"]
+    assert sql_in("store.query_for_tests(q)\nstore.db.rows(q)") == [
+        "line 1: store.query_for_tests",
+        "line 2: store.rows",
+    ]
     assert sql_in('con.executemany("INSERT INTO generations VALUES (?, ?)", rows)') == [
-        "line 1: .executemany(", "line 1: 'INSERT INTO generations VALUES (?, ?)'"]
+        "line 1: .executemany(",
+        "line 1: 'INSERT INTO generations VALUES (?, ?)'",
+    ]
     assert sql_in('x = "UPDATE runs SET status = ?"; y = "DELETE FROM metrics"') == [
-        "line 1: 'UPDATE runs SET status = ?'", "line 1: 'DELETE FROM metrics'"]
+        "line 1: 'UPDATE runs SET status = ?'",
+        "line 1: 'DELETE FROM metrics'",
+    ]
     assert sql_in("import duckdb") == ["line 1: imports duckdb"]
     assert sql_in('st.write("Select a checkpoint from the list"); runs.table()') == []  # words, not SQL
     assert sql_in("with store.session():\n    runs.table()") == []  # sharing a connection is no SQL
 
 
 OUTSIDE_THE_STORE = sorted(
-    str(p.relative_to(ROOT)) for folder in ("core", "pages", "studio", "scripts", "bench")
-    for p in (ROOT / folder).rglob("*.py") if (ROOT / "core" / "store") not in p.parents)
+    str(p.relative_to(ROOT))
+    for folder in ("core", "pages", "studio", "scripts", "bench")
+    for p in (ROOT / folder).rglob("*.py")
+    if (ROOT / "core" / "store") not in p.parents
+)
 
 
 def test_the_modules_checked_for_sql_are_every_module_but_the_stores():
@@ -351,3 +409,10 @@ def test_the_modules_checked_for_sql_are_every_module_but_the_stores():
 @pytest.mark.parametrize("module", OUTSIDE_THE_STORE)
 def test_no_sql_outside_the_store(module):
     assert sql_in((ROOT / module).read_text()) == [], f"{module}: ask a named function of core/store/ instead"
+
+
+def test_system_folders_are_matched_by_whole_names():
+    for refused in ("/etc/x", "/lib/x", "/lib64", "/libx32/a", "/var/lib/umlx", "/usr"):
+        assert paths.system_folder(refused), refused
+    for allowed in ("/library/run", "/etcetera", "/variable/lib", "/var/library", "/home/u/etc"):
+        assert paths.system_folder(allowed) is None, allowed

@@ -35,8 +35,14 @@ def wait_done(job_id: str, seconds: float = 30) -> jobs.Job:
 
 # ---- no page builds a command line --------------------------------------------------------------
 
-BUILDERS = {("jobs", "start"), ("supervisor", "start"), ("runs", "start_worker"), ("sys", "executable"),
-            ("subprocess", "Popen"), ("subprocess", "run")}
+BUILDERS = {
+    ("jobs", "start"),
+    ("supervisor", "start"),
+    ("runs", "start_worker"),
+    ("sys", "executable"),
+    ("subprocess", "Popen"),
+    ("subprocess", "run"),
+}
 
 
 def argv_building(source: str) -> list[str]:
@@ -46,28 +52,42 @@ def argv_building(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and node.value in ("-m", "-c"):
             found.append(f"line {node.lineno}: {node.value!r}")
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and (node.value.id, node.attr) in BUILDERS:
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (node.value.id, node.attr) in BUILDERS
+        ):
             found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
-        elif isinstance(node, ast.Import) and any(a.name == "subprocess" for a in node.names) \
-                or isinstance(node, ast.ImportFrom) and node.module == "subprocess":
+        elif (
+            isinstance(node, ast.Import)
+            and any(a.name == "subprocess" for a in node.names)
+            or isinstance(node, ast.ImportFrom)
+            and node.module == "subprocess"
+        ):
             found.append(f"line {node.lineno}: imports subprocess")
     return sorted(found)
 
 
 def test_the_argv_finder_finds_a_command_line():
     assert argv_building('jobs.start("evaluate", ["-m", "core", "evaluate", "--checkpoint", ckpt])') == [
-        "line 1: '-m'", "line 1: jobs.start"]
+        "line 1: '-m'",
+        "line 1: jobs.start",
+    ]
     assert argv_building("import subprocess\nsubprocess.run([sys.executable, '-c', code])") == [
-        "line 1: imports subprocess", "line 2: '-c'", "line 2: subprocess.run", "line 2: sys.executable"]
+        "line 1: imports subprocess",
+        "line 2: '-c'",
+        "line 2: subprocess.run",
+        "line 2: sys.executable",
+    ]
     assert argv_building("run_id = runs.start_worker(cfg)") == ["line 1: runs.start_worker"]
     assert argv_building('jobs.evaluate(ckpt, limit); st.write("-m is a flag")') == []  # a typed function; words
 
 
 @pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
 def test_no_page_builds_a_command_line(page):
-    assert argv_building((ROOT / "pages" / page).read_text()) == [], \
+    assert argv_building((ROOT / "pages" / page).read_text()) == [], (
         f"pages/{page}: start background work with a typed function of core/jobs.py"
+    )
 
 
 # ---- the typed functions ------------------------------------------------------------------------
@@ -95,16 +115,28 @@ def test_evaluate_compare_generate_and_export_build_their_workers_command_lines(
     assert (args.command, args.checkpoint, args.limit) == ("evaluate", "/runs/a/checkpoint-8", 40)
     assert "--limit" not in parsed(jobs.evaluate("base"))[1]  # the evaluation config's own default
 
-    job = jobs.compare(["base", "/runs/a/checkpoint-8", "/runs/b/checkpoint-4"], limit=12, max_new_tokens=200,
-                       label="base, a, b")
+    job = jobs.compare(
+        ["base", "/runs/a/checkpoint-8", "/runs/b/checkpoint-4"], limit=12, max_new_tokens=200, label="base, a, b"
+    )
     args, _ = parsed(job)
     assert (job.kind, job.label, args.command) == ("compare", "base, a, b", "compare")
     assert (args.model1, args.model2, args.model3, args.model4) == (
-        "base", "/runs/a/checkpoint-8", "/runs/b/checkpoint-4", None)
+        "base",
+        "/runs/a/checkpoint-8",
+        "/runs/b/checkpoint-4",
+        None,
+    )
     assert (args.limit, args.max_new_tokens, args.out) == (12, 200, str(job.dir / "compare.html"))
 
-    job = jobs.generate("base", "A lamp is on or off.", base="/models/tiny", diagram_type="state", max_new_tokens=64,
-                        repair=True, label="base model")
+    job = jobs.generate(
+        "base",
+        "A lamp is on or off.",
+        base="/models/tiny",
+        diagram_type="state",
+        max_new_tokens=64,
+        repair=True,
+        label="base model",
+    )
     args, _ = parsed(job)
     assert (job.kind, job.label) == ("generate", "base model")
     assert (job.dir / "prompt.txt").read_text() == "A lamp is on or off."
@@ -117,7 +149,11 @@ def test_evaluate_compare_generate_and_export_build_their_workers_command_lines(
     args, _ = parsed(job)
     assert (job.kind, job.label) == ("export", "a → out")
     assert (args.checkpoint, args.out, args.format, args.gguf_type) == (
-        "/runs/a/checkpoint-8", str(tmp_path / "out"), "gguf", "q8_0")
+        "/runs/a/checkpoint-8",
+        str(tmp_path / "out"),
+        "gguf",
+        "q8_0",
+    )
 
     kinds = ["compare", "evaluate", "evaluate", "export", "generate", "generate"]
     assert sorted(j.kind for j in jobs.list_jobs()) == kinds
@@ -130,9 +166,11 @@ def test_evaluate_compare_generate_and_export_build_their_workers_command_lines(
 
 # A training worker's stand-in: it says it runs the way the real worker does (status, pid, its job), writes to
 # stdout and stderr, and trains for a minute.
-STAND_IN = ("import os, sys, time\nfrom core import store, supervisor\n"
-            "store.runs.update(sys.argv[1], status='running', pid=os.getpid(), job=supervisor.current())\n"
-            "print('step 1', flush=True)\nprint('a warning', file=sys.stderr, flush=True)\ntime.sleep(60)\n")
+STAND_IN = (
+    "import os, sys, time\nfrom core import store, supervisor\n"
+    "store.runs.update(sys.argv[1], status='running', pid=os.getpid(), job=supervisor.current())\n"
+    "print('step 1', flush=True)\nprint('a warning', file=sys.stderr, flush=True)\ntime.sleep(60)\n"
+)
 
 
 @pytest.fixture
@@ -177,8 +215,12 @@ def test_a_training_worker_killed_by_a_signal_leaves_its_run_interrupted(stand_i
 def test_a_worker_trained_attached_is_seen_alive_by_its_process():
     """`umlstudio train` in a terminal runs its worker without a job: its run row's pid, read from /proc."""
     quick = config.load(QUICK_TEST)
-    run_id = store.runs.create(name=quick.name, output_dir=paths.resolve_output_dir(quick.training.output_dir),
-                               phase_kind="fresh", config=quick.to_dict())
+    run_id = store.runs.create(
+        name=quick.name,
+        output_dir=paths.resolve_output_dir(quick.training.output_dir),
+        phase_kind="fresh",
+        config=quick.to_dict(),
+    )
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core.training.train"])
     try:
         store.runs.update(run_id, status="running", pid=worker.pid)

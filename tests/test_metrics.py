@@ -7,8 +7,8 @@ type with the score a careful reader would give, and why. Change a metric only w
 import pytest
 
 from core.advisor import advise
-from core.evaluation import metrics, stats
 from core.config import EvaluationConfig, QualityConfig
+from core.evaluation import metrics, stats
 from core.inference.render import SyntaxResult
 
 VALID = SyntaxResult(True, None, None, "CLASS")
@@ -100,178 +100,510 @@ def loop(line: str, times: int = 40) -> str:
 # an expected value is a number (to 0.01) or a (low, high) range; options: truncated
 CASES = [
     # -- class ------------------------------------------------------------------------------------
-    ("class", "the issue's example: right classes, inheritance and composition replaced by plain arrows the wrong way",
-     diagram("class Owner", "class Dog", "class Animal", "Animal --> Dog", "Dog --> Owner"),
-     {"entity_f1": 1.0, "relation_f1": 0.0}, {}),
-    ("class", "the same diagram spelled differently (case, underscores, the arrow written from the other side)",
-     diagram("class owner", "class dog {", "+name : String", "+bark() : void", "}", "class animal",
-             "Animal <|-- Dog", "Dog --* Owner"),
-     {"entity_f1": 1.0, "relation_f1": 1.0, "attribute_f1": 1.0, "type_match": True}, {}),
-    ("class", "inheritance reversed (Animal extends Dog) is wrong; the composition is right",
-     diagram("class Owner", "class Dog", "class Animal", "Animal --|> Dog", "Owner *-- Dog"),
-     {"relation_f1": 0.5, "attribute_f1": 0.0}, {}),
-    ("class", "arrow kinds swapped: realization for inheritance, aggregation for composition",
-     diagram("class Owner", "class Dog", "class Animal", "Dog ..|> Animal", "Owner o-- Dog"),
-     {"entity_f1": 1.0, "relation_f1": 0.0}, {}),
-    ("class", "half the classes: precision 1, recall 2/3 on classes, 1/2 on relations",
-     diagram("class Dog", "class Animal", "Dog --|> Animal"),
-     {"entity_f1": 0.8, "relation_f1": 0.667}, {}),
-    ("class", "a sequence diagram of the same names is the wrong type: no structure credit",
-     diagram("participant Owner", "participant Dog", "Owner -> Dog : feeds", "Dog -> Animal : is"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "attribute_f1": 0.0}, {}),
-    ("class", "prose is no diagram",
-     PROSE, {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "complete": False}, {}),
-    ("class", "one line repeated until the token limit: 39 of 40 relations are wrong, never complete",
-     loop("Dog --|> Animal"), {"relation_f1": (0.0, 0.1), "complete": False}, {"truncated": True}),
-    ("class", "cut off mid-diagram: what it wrote counts, but it is not complete",
-     diagram("class Owner", "class Dog", "class Animal", "Dog --|> Animal", "Owner *", end=False),
-     {"entity_f1": 1.0, "relation_f1": 0.667, "complete": False}, {"truncated": True}),
+    (
+        "class",
+        "the issue's example: right classes, inheritance and composition replaced by plain arrows the wrong way",
+        diagram("class Owner", "class Dog", "class Animal", "Animal --> Dog", "Dog --> Owner"),
+        {"entity_f1": 1.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "class",
+        "the same diagram spelled differently (case, underscores, the arrow written from the other side)",
+        diagram(
+            "class owner",
+            "class dog {",
+            "+name : String",
+            "+bark() : void",
+            "}",
+            "class animal",
+            "Animal <|-- Dog",
+            "Dog --* Owner",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 1.0, "attribute_f1": 1.0, "type_match": True},
+        {},
+    ),
+    (
+        "class",
+        "inheritance reversed (Animal extends Dog) is wrong; the composition is right",
+        diagram("class Owner", "class Dog", "class Animal", "Animal --|> Dog", "Owner *-- Dog"),
+        {"relation_f1": 0.5, "attribute_f1": 0.0},
+        {},
+    ),
+    (
+        "class",
+        "arrow kinds swapped: realization for inheritance, aggregation for composition",
+        diagram("class Owner", "class Dog", "class Animal", "Dog ..|> Animal", "Owner o-- Dog"),
+        {"entity_f1": 1.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "class",
+        "half the classes: precision 1, recall 2/3 on classes, 1/2 on relations",
+        diagram("class Dog", "class Animal", "Dog --|> Animal"),
+        {"entity_f1": 0.8, "relation_f1": 0.667},
+        {},
+    ),
+    (
+        "class",
+        "a sequence diagram of the same names is the wrong type: no structure credit",
+        diagram("participant Owner", "participant Dog", "Owner -> Dog : feeds", "Dog -> Animal : is"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "attribute_f1": 0.0},
+        {},
+    ),
+    (
+        "class",
+        "prose is no diagram",
+        PROSE,
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "complete": False},
+        {},
+    ),
+    (
+        "class",
+        "one line repeated until the token limit: 39 of 40 relations are wrong, never complete",
+        loop("Dog --|> Animal"),
+        {"relation_f1": (0.0, 0.1), "complete": False},
+        {"truncated": True},
+    ),
+    (
+        "class",
+        "cut off mid-diagram: what it wrote counts, but it is not complete",
+        diagram("class Owner", "class Dog", "class Animal", "Dog --|> Animal", "Owner *", end=False),
+        {"entity_f1": 1.0, "relation_f1": 0.667, "complete": False},
+        {"truncated": True},
+    ),
     # -- sequence ---------------------------------------------------------------------------------
-    ("sequence", "the same messages in the same order",
-     REFERENCES["sequence"], {"entity_f1": 1.0, "relation_f1": 1.0}, {}),
-    ("sequence", "messages reversed in order and unlabelled: the participants are right, the conversation is not",
-     diagram("actor User", "participant Helpdesk", "database Tickets", "Helpdesk -> User", "Tickets -> Helpdesk",
-             "Helpdesk -> Tickets", "User -> Helpdesk"),
-     {"entity_f1": 1.0, "relation_f1": 0.0}, {}),
-    ("sequence", "messages reversed in order, labels kept: only one keeps its place in the order",
-     diagram("actor User", "participant Helpdesk", "database Tickets", "Helpdesk --> User : confirmation",
-             "Tickets --> Helpdesk : ticket id", "Helpdesk -> Tickets : store ticket", "User -> Helpdesk : open ticket"),
-     {"relation_f1": 0.25}, {}),
-    ("sequence", "paraphrased labels match ('opens a ticket'); 'confirms' is not 'confirmation'",
-     diagram("User -> Helpdesk : opens a ticket", "Helpdesk -> Tickets : stores the ticket",
-             "Tickets --> Helpdesk : the ticket ID", "Helpdesk --> User : confirms"),
-     {"relation_f1": 0.75}, {}),
-    ("sequence", "the first half of the conversation only",
-     diagram("User -> Helpdesk : open ticket", "Helpdesk -> Tickets : store ticket"),
-     {"entity_f1": 1.0, "relation_f1": 0.667}, {}),
-    ("sequence", "one message sent the wrong way round",
-     diagram("Helpdesk -> User : open ticket", "Helpdesk -> Tickets : store ticket", "Tickets --> Helpdesk : ticket id",
-             "Helpdesk --> User : confirmation"),
-     {"relation_f1": 0.75}, {}),
-    ("sequence", "a class diagram answering a sequence prompt",
-     diagram("class User", "class Helpdesk", "class Tickets", "User --> Helpdesk", "Helpdesk *-- Tickets"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0}, {}),
-    ("sequence", "the first message repeated until the token limit",
-     loop("User -> Helpdesk : open ticket"), {"relation_f1": (0.0, 0.1), "complete": False}, {"truncated": True}),
+    (
+        "sequence",
+        "the same messages in the same order",
+        REFERENCES["sequence"],
+        {"entity_f1": 1.0, "relation_f1": 1.0},
+        {},
+    ),
+    (
+        "sequence",
+        "messages reversed in order and unlabelled: the participants are right, the conversation is not",
+        diagram(
+            "actor User",
+            "participant Helpdesk",
+            "database Tickets",
+            "Helpdesk -> User",
+            "Tickets -> Helpdesk",
+            "Helpdesk -> Tickets",
+            "User -> Helpdesk",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "sequence",
+        "messages reversed in order, labels kept: only one keeps its place in the order",
+        diagram(
+            "actor User",
+            "participant Helpdesk",
+            "database Tickets",
+            "Helpdesk --> User : confirmation",
+            "Tickets --> Helpdesk : ticket id",
+            "Helpdesk -> Tickets : store ticket",
+            "User -> Helpdesk : open ticket",
+        ),
+        {"relation_f1": 0.25},
+        {},
+    ),
+    (
+        "sequence",
+        "paraphrased labels match ('opens a ticket'); 'confirms' is not 'confirmation'",
+        diagram(
+            "User -> Helpdesk : opens a ticket",
+            "Helpdesk -> Tickets : stores the ticket",
+            "Tickets --> Helpdesk : the ticket ID",
+            "Helpdesk --> User : confirms",
+        ),
+        {"relation_f1": 0.75},
+        {},
+    ),
+    (
+        "sequence",
+        "the first half of the conversation only",
+        diagram("User -> Helpdesk : open ticket", "Helpdesk -> Tickets : store ticket"),
+        {"entity_f1": 1.0, "relation_f1": 0.667},
+        {},
+    ),
+    (
+        "sequence",
+        "one message sent the wrong way round",
+        diagram(
+            "Helpdesk -> User : open ticket",
+            "Helpdesk -> Tickets : store ticket",
+            "Tickets --> Helpdesk : ticket id",
+            "Helpdesk --> User : confirmation",
+        ),
+        {"relation_f1": 0.75},
+        {},
+    ),
+    (
+        "sequence",
+        "a class diagram answering a sequence prompt",
+        diagram("class User", "class Helpdesk", "class Tickets", "User --> Helpdesk", "Helpdesk *-- Tickets"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "sequence",
+        "the first message repeated until the token limit",
+        loop("User -> Helpdesk : open ticket"),
+        {"relation_f1": (0.0, 0.1), "complete": False},
+        {"truncated": True},
+    ),
     ("sequence", "prose", PROSE, {"entity_f1": 0.0, "relation_f1": 0.0, "type_match": False}, {}),
     # -- activity ---------------------------------------------------------------------------------
-    ("activity", "the same flow with actions paraphrased ('Validate order' for 'Validate the order')",
-     diagram("start", ":Receive order;", ":Validate order;", "if (ok?) then (yes)", ":Ship goods;", "else (no)",
-             ":Reject order;", "endif", ":Send invoice;", "stop"),
-     {"entity_f1": 1.0, "relation_f1": 1.0, "branch_score": 1.0}, {}),
-    ("activity", "the decision flattened into a straight line: one wrong flow, two missing, no branch",
-     diagram("start", ":Receive the order;", ":Validate the order;", ":Ship the goods;", ":Reject the order;",
-             ":Send an invoice;", "stop"),
-     {"entity_f1": 1.0, "relation_f1": 0.667, "branch_score": 0.0}, {}),
-    ("activity", "other actions altogether",
-     diagram("start", ":Bake bread;", ":Slice bread;", "stop"),
-     {"entity_f1": 0.0, "relation_f1": 0.0}, {}),
-    ("activity", "the first three actions only",
-     diagram("start", ":Receive the order;", ":Validate the order;", ":Ship the goods;", "stop"),
-     {"entity_f1": 0.75, "relation_f1": 0.571}, {}),
-    ("activity", "the right actions in reverse order: no flow is right",
-     diagram("start", ":Send an invoice;", ":Reject the order;", ":Ship the goods;", ":Validate the order;",
-             ":Receive the order;", "stop"),
-     {"entity_f1": 1.0, "relation_f1": 0.0}, {}),
-    ("activity", "a class diagram answering an activity prompt",
-     diagram("class Order", "class Invoice", "Order --> Invoice"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "branch_score": 0.0}, {}),
-    ("activity", "one action repeated until the token limit",
-     loop(":Validate the order;"), {"entity_f1": 0.333, "relation_f1": 0.0, "complete": False}, {"truncated": True}),
+    (
+        "activity",
+        "the same flow with actions paraphrased ('Validate order' for 'Validate the order')",
+        diagram(
+            "start",
+            ":Receive order;",
+            ":Validate order;",
+            "if (ok?) then (yes)",
+            ":Ship goods;",
+            "else (no)",
+            ":Reject order;",
+            "endif",
+            ":Send invoice;",
+            "stop",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 1.0, "branch_score": 1.0},
+        {},
+    ),
+    (
+        "activity",
+        "the decision flattened into a straight line: one wrong flow, two missing, no branch",
+        diagram(
+            "start",
+            ":Receive the order;",
+            ":Validate the order;",
+            ":Ship the goods;",
+            ":Reject the order;",
+            ":Send an invoice;",
+            "stop",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.667, "branch_score": 0.0},
+        {},
+    ),
+    (
+        "activity",
+        "other actions altogether",
+        diagram("start", ":Bake bread;", ":Slice bread;", "stop"),
+        {"entity_f1": 0.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "activity",
+        "the first three actions only",
+        diagram("start", ":Receive the order;", ":Validate the order;", ":Ship the goods;", "stop"),
+        {"entity_f1": 0.75, "relation_f1": 0.571},
+        {},
+    ),
+    (
+        "activity",
+        "the right actions in reverse order: no flow is right",
+        diagram(
+            "start",
+            ":Send an invoice;",
+            ":Reject the order;",
+            ":Ship the goods;",
+            ":Validate the order;",
+            ":Receive the order;",
+            "stop",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "activity",
+        "a class diagram answering an activity prompt",
+        diagram("class Order", "class Invoice", "Order --> Invoice"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "branch_score": 0.0},
+        {},
+    ),
+    (
+        "activity",
+        "one action repeated until the token limit",
+        loop(":Validate the order;"),
+        {"entity_f1": 0.333, "relation_f1": 0.0, "complete": False},
+        {"truncated": True},
+    ),
     ("activity", "prose", PROSE, {"entity_f1": 0.0, "relation_f1": 0.0}, {}),
     # -- state ------------------------------------------------------------------------------------
-    ("state", "the same machine, events in other words ('Starts', 'resumes')",
-     diagram("[*] --> Idle", "Idle --> Running : Starts", "Running --> Paused : pause", "Paused --> Running : resumes",
-             "Running --> Idle : stop", "Running --> [*]"),
-     {"entity_f1": 1.0, "relation_f1": 1.0}, {}),
-    ("state", "the transitions without their events: only the two unlabelled ones are right",
-     diagram("[*] --> Idle", "Idle --> Running", "Running --> Paused", "Paused --> Running", "Running --> Idle",
-             "Running --> [*]"),
-     {"entity_f1": 1.0, "relation_f1": 0.333}, {}),
-    ("state", "every transition reversed",
-     diagram("Idle --> [*]", "Running --> Idle : start", "Paused --> Running : pause", "Running --> Paused : resume",
-             "Idle --> Running : stop", "[*] --> Running"),
-     {"entity_f1": 1.0, "relation_f1": 0.0}, {}),
-    ("state", "Paused left out",
-     diagram("[*] --> Idle", "Idle --> Running : start", "Running --> Idle : stop"),
-     {"entity_f1": 0.8, "relation_f1": 0.667}, {}),
-    ("state", "a class diagram of the states",
-     diagram("class Idle", "class Running", "class Paused", "Idle --> Running", "Running --> Paused"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0}, {}),
-    ("state", "one transition repeated until the token limit",
-     loop("Idle --> Running : start"), {"relation_f1": (0.0, 0.1), "complete": False}, {"truncated": True}),
+    (
+        "state",
+        "the same machine, events in other words ('Starts', 'resumes')",
+        diagram(
+            "[*] --> Idle",
+            "Idle --> Running : Starts",
+            "Running --> Paused : pause",
+            "Paused --> Running : resumes",
+            "Running --> Idle : stop",
+            "Running --> [*]",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 1.0},
+        {},
+    ),
+    (
+        "state",
+        "the transitions without their events: only the two unlabelled ones are right",
+        diagram(
+            "[*] --> Idle",
+            "Idle --> Running",
+            "Running --> Paused",
+            "Paused --> Running",
+            "Running --> Idle",
+            "Running --> [*]",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.333},
+        {},
+    ),
+    (
+        "state",
+        "every transition reversed",
+        diagram(
+            "Idle --> [*]",
+            "Running --> Idle : start",
+            "Paused --> Running : pause",
+            "Running --> Paused : resume",
+            "Idle --> Running : stop",
+            "[*] --> Running",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "state",
+        "Paused left out",
+        diagram("[*] --> Idle", "Idle --> Running : start", "Running --> Idle : stop"),
+        {"entity_f1": 0.8, "relation_f1": 0.667},
+        {},
+    ),
+    (
+        "state",
+        "a class diagram of the states",
+        diagram("class Idle", "class Running", "class Paused", "Idle --> Running", "Running --> Paused"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "state",
+        "one transition repeated until the token limit",
+        loop("Idle --> Running : start"),
+        {"relation_f1": (0.0, 0.1), "complete": False},
+        {"truncated": True},
+    ),
     ("state", "prose", PROSE, {"entity_f1": 0.0, "relation_f1": 0.0}, {}),
     # -- use case ---------------------------------------------------------------------------------
-    ("usecase", "the same diagram with plain links for the actors' arrows",
-     diagram("actor Customer", "actor Clerk", "Customer -- (Place Order)", "(Place Order) -- Clerk",
-             "(Place Order) ..> (Pay) : <<include>>", "(Apply Coupon) ..> (Place Order) : <<extend>>"),
-     {"entity_f1": 1.0, "relation_f1": 1.0}, {}),
-    ("usecase", "include and extend swapped",
-     diagram("actor Customer", "actor Clerk", "Customer --> (Place Order)", "Clerk --> (Place Order)",
-             "(Place Order) ..> (Pay) : <<extend>>", "(Apply Coupon) ..> (Place Order) : <<include>>"),
-     {"entity_f1": 1.0, "relation_f1": 0.5}, {}),
-    ("usecase", "the include pointing the wrong way",
-     diagram("actor Customer", "actor Clerk", "Customer --> (Place Order)", "Clerk --> (Place Order)",
-             "(Pay) ..> (Place Order) : <<include>>", "(Apply Coupon) ..> (Place Order) : <<extend>>"),
-     {"relation_f1": 0.75}, {}),
-    ("usecase", "one actor and one use case of five",
-     diagram("actor Customer", "Customer --> (Place Order)"),
-     {"entity_f1": 0.571, "relation_f1": 0.4}, {}),
-    ("usecase", "a sequence diagram answering a use case prompt",
-     diagram("actor Customer", "participant Shop", "Customer -> Shop : place order", "Shop -> Customer : receipt"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0}, {}),
-    ("usecase", "one association repeated until the token limit",
-     loop("Customer --> (Place Order)"), {"relation_f1": (0.0, 0.1), "complete": False}, {"truncated": True}),
+    (
+        "usecase",
+        "the same diagram with plain links for the actors' arrows",
+        diagram(
+            "actor Customer",
+            "actor Clerk",
+            "Customer -- (Place Order)",
+            "(Place Order) -- Clerk",
+            "(Place Order) ..> (Pay) : <<include>>",
+            "(Apply Coupon) ..> (Place Order) : <<extend>>",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 1.0},
+        {},
+    ),
+    (
+        "usecase",
+        "include and extend swapped",
+        diagram(
+            "actor Customer",
+            "actor Clerk",
+            "Customer --> (Place Order)",
+            "Clerk --> (Place Order)",
+            "(Place Order) ..> (Pay) : <<extend>>",
+            "(Apply Coupon) ..> (Place Order) : <<include>>",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.5},
+        {},
+    ),
+    (
+        "usecase",
+        "the include pointing the wrong way",
+        diagram(
+            "actor Customer",
+            "actor Clerk",
+            "Customer --> (Place Order)",
+            "Clerk --> (Place Order)",
+            "(Pay) ..> (Place Order) : <<include>>",
+            "(Apply Coupon) ..> (Place Order) : <<extend>>",
+        ),
+        {"relation_f1": 0.75},
+        {},
+    ),
+    (
+        "usecase",
+        "one actor and one use case of five",
+        diagram("actor Customer", "Customer --> (Place Order)"),
+        {"entity_f1": 0.571, "relation_f1": 0.4},
+        {},
+    ),
+    (
+        "usecase",
+        "a sequence diagram answering a use case prompt",
+        diagram("actor Customer", "participant Shop", "Customer -> Shop : place order", "Shop -> Customer : receipt"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "usecase",
+        "one association repeated until the token limit",
+        loop("Customer --> (Place Order)"),
+        {"relation_f1": (0.0, 0.1), "complete": False},
+        {"truncated": True},
+    ),
     ("usecase", "prose", PROSE, {"entity_f1": 0.0, "relation_f1": 0.0}, {}),
     # -- component --------------------------------------------------------------------------------
-    ("component", "the same, declared with keywords first",
-     diagram("component [Web UI]", "component [API Gateway]", "component [Order Service]", "component [Payments]",
-             "database \"Orders DB\"", "[Web UI] --> [API Gateway]", "[API Gateway] --> [Order Service]",
-             "[Order Service] ..> [Payments] : uses", "[Order Service] --> [Orders DB]"),
-     {"entity_f1": 1.0, "relation_f1": 1.0}, {}),
-    ("component", "every dependency pointing the wrong way",
-     diagram("database \"Orders DB\" as DB", "[API Gateway] --> [Web UI]", "[Order Service] --> [API Gateway]",
-             "[Payments] ..> [Order Service]", "DB --> [Order Service]"),
-     {"entity_f1": 1.0, "relation_f1": 0.0}, {}),
-    ("component", "a dependency written as an association",
-     diagram("database \"Orders DB\" as DB", "[Web UI] --> [API Gateway]", "[API Gateway] --> [Order Service]",
-             "[Order Service] --> [Payments]", "[Order Service] --> DB"),
-     {"relation_f1": 0.75}, {}),
-    ("component", "two of five components",
-     diagram("[Web UI] --> [API Gateway]"), {"entity_f1": 0.571, "relation_f1": 0.4}, {}),
-    ("component", "a class diagram answering a component prompt",
-     diagram("class WebUI", "class APIGateway", "WebUI --> APIGateway"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0}, {}),
-    ("component", "one dependency repeated until the token limit",
-     loop("[Web UI] --> [API Gateway]"), {"relation_f1": (0.0, 0.1), "complete": False}, {"truncated": True}),
+    (
+        "component",
+        "the same, declared with keywords first",
+        diagram(
+            "component [Web UI]",
+            "component [API Gateway]",
+            "component [Order Service]",
+            "component [Payments]",
+            'database "Orders DB"',
+            "[Web UI] --> [API Gateway]",
+            "[API Gateway] --> [Order Service]",
+            "[Order Service] ..> [Payments] : uses",
+            "[Order Service] --> [Orders DB]",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 1.0},
+        {},
+    ),
+    (
+        "component",
+        "every dependency pointing the wrong way",
+        diagram(
+            'database "Orders DB" as DB',
+            "[API Gateway] --> [Web UI]",
+            "[Order Service] --> [API Gateway]",
+            "[Payments] ..> [Order Service]",
+            "DB --> [Order Service]",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "component",
+        "a dependency written as an association",
+        diagram(
+            'database "Orders DB" as DB',
+            "[Web UI] --> [API Gateway]",
+            "[API Gateway] --> [Order Service]",
+            "[Order Service] --> [Payments]",
+            "[Order Service] --> DB",
+        ),
+        {"relation_f1": 0.75},
+        {},
+    ),
+    (
+        "component",
+        "two of five components",
+        diagram("[Web UI] --> [API Gateway]"),
+        {"entity_f1": 0.571, "relation_f1": 0.4},
+        {},
+    ),
+    (
+        "component",
+        "a class diagram answering a component prompt",
+        diagram("class WebUI", "class APIGateway", "WebUI --> APIGateway"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "component",
+        "one dependency repeated until the token limit",
+        loop("[Web UI] --> [API Gateway]"),
+        {"relation_f1": (0.0, 0.1), "complete": False},
+        {"truncated": True},
+    ),
     ("component", "prose", PROSE, {"entity_f1": 0.0, "relation_f1": 0.0}, {}),
     # -- ER ---------------------------------------------------------------------------------------
-    ("er", "the same model, one relation written from the other end",
-     diagram("entity Customer {", "* id : int", "name : text", "}", "entity Order {", "* id : int", "total : decimal",
-             "}", "entity Product {", "* id : int", "}", "Order }o--|| Customer", "Order }o--o{ Product"),
-     {"entity_f1": 1.0, "relation_f1": 1.0, "cardinality_f1": 1.0, "attribute_f1": 1.0}, {}),
-    ("er", "a customer with exactly one order: the link is there, its cardinality is wrong",
-     diagram("entity Customer", "entity Order", "entity Product", "Customer ||--|| Order", "Order }o--o{ Product"),
-     {"relation_f1": 1.0, "cardinality_f1": 0.5, "attribute_f1": 0.0}, {}),
-    ("er", "Product left out",
-     diagram("entity Customer", "entity Order", "Customer ||--o{ Order"),
-     {"entity_f1": 0.8, "relation_f1": 0.667, "cardinality_f1": 0.667}, {}),
-    ("er", "plain class arrows and no cardinalities",
-     diagram("entity Customer", "entity Order", "entity Product", "Customer --> Order", "Order --> Product"),
-     {"entity_f1": 1.0, "relation_f1": 1.0, "cardinality_f1": 0.0}, {}),
-    ("er", "a class diagram answering an ER prompt",
-     diagram("class Customer", "class Order", "Customer --> Order"),
-     {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "cardinality_f1": 0.0}, {}),
-    ("er", "one relation repeated until the token limit",
-     loop("Customer ||--o{ Order"), {"relation_f1": (0.0, 0.1), "complete": False}, {"truncated": True}),
+    (
+        "er",
+        "the same model, one relation written from the other end",
+        diagram(
+            "entity Customer {",
+            "* id : int",
+            "name : text",
+            "}",
+            "entity Order {",
+            "* id : int",
+            "total : decimal",
+            "}",
+            "entity Product {",
+            "* id : int",
+            "}",
+            "Order }o--|| Customer",
+            "Order }o--o{ Product",
+        ),
+        {"entity_f1": 1.0, "relation_f1": 1.0, "cardinality_f1": 1.0, "attribute_f1": 1.0},
+        {},
+    ),
+    (
+        "er",
+        "a customer with exactly one order: the link is there, its cardinality is wrong",
+        diagram("entity Customer", "entity Order", "entity Product", "Customer ||--|| Order", "Order }o--o{ Product"),
+        {"relation_f1": 1.0, "cardinality_f1": 0.5, "attribute_f1": 0.0},
+        {},
+    ),
+    (
+        "er",
+        "Product left out",
+        diagram("entity Customer", "entity Order", "Customer ||--o{ Order"),
+        {"entity_f1": 0.8, "relation_f1": 0.667, "cardinality_f1": 0.667},
+        {},
+    ),
+    (
+        "er",
+        "plain class arrows and no cardinalities",
+        diagram("entity Customer", "entity Order", "entity Product", "Customer --> Order", "Order --> Product"),
+        {"entity_f1": 1.0, "relation_f1": 1.0, "cardinality_f1": 0.0},
+        {},
+    ),
+    (
+        "er",
+        "a class diagram answering an ER prompt",
+        diagram("class Customer", "class Order", "Customer --> Order"),
+        {"type_match": False, "entity_f1": 0.0, "relation_f1": 0.0, "cardinality_f1": 0.0},
+        {},
+    ),
+    (
+        "er",
+        "one relation repeated until the token limit",
+        loop("Customer ||--o{ Order"),
+        {"relation_f1": (0.0, 0.1), "complete": False},
+        {"truncated": True},
+    ),
     ("er", "prose", PROSE, {"entity_f1": 0.0, "relation_f1": 0.0}, {}),
 ]
 
 
 @pytest.mark.parametrize("diagram_type,why,output,expected,options", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
 def test_the_metric_table(diagram_type, why, output, expected, options):
-    result = metrics.score(output, REFERENCES[diagram_type], "", diagram_type, syntax=None, renders=None,
-                           tokens=10, latency_s=0.1, truncated=options.get("truncated", False))
+    result = metrics.score(
+        output,
+        REFERENCES[diagram_type],
+        "",
+        diagram_type,
+        syntax=None,
+        renders=None,
+        tokens=10,
+        latency_s=0.1,
+        truncated=options.get("truncated", False),
+    )
     for key, want in expected.items():
         got = result[key]
         if isinstance(want, tuple):
@@ -289,16 +621,26 @@ def test_the_table_covers_every_type_six_times():
 
 def test_the_references_score_one_against_themselves():
     for diagram_type, reference in REFERENCES.items():
-        result = metrics.score(reference, reference, "", diagram_type, syntax=VALID, renders=True, truncated=False,
-                               tokens=1, latency_s=0.1)
+        result = metrics.score(
+            reference, reference, "", diagram_type, syntax=VALID, renders=True, truncated=False, tokens=1, latency_s=0.1
+        )
         scores = [result[k] for k in metrics.STRUCTURE if result[k] is not None]
         assert scores and all(s == 1.0 for s in scores), (diagram_type, result)
         assert metrics.row_score(result) == 1.0
 
 
 def test_nothing_to_score_is_left_out_not_perfect():
-    result = metrics.score("@startuml\nclass Dog\n@enduml", "@startuml\nclass Dog\n@enduml", "a dog", "class",
-                           syntax=VALID, renders=True, truncated=False, tokens=5, latency_s=0.1)
+    result = metrics.score(
+        "@startuml\nclass Dog\n@enduml",
+        "@startuml\nclass Dog\n@enduml",
+        "a dog",
+        "class",
+        syntax=VALID,
+        renders=True,
+        truncated=False,
+        tokens=5,
+        latency_s=0.1,
+    )
     assert result["entity_f1"] == 1.0
     assert result["relation_f1"] is None and result["attribute_f1"] is None and result["cardinality_f1"] is None
     summary = metrics.aggregate([result, _row(relation_f1=0.2)])
@@ -308,8 +650,9 @@ def test_nothing_to_score_is_left_out_not_perfect():
 def test_a_wrong_type_earns_little():
     state = REFERENCES["state"]
     as_class = "@startuml\nclass Idle\nclass Running\nclass Paused\nIdle --> Running\nRunning --> Paused\n@enduml"
-    result = metrics.score(as_class, state, "", "state", syntax=VALID, renders=True, truncated=False, tokens=5,
-                           latency_s=0.1)
+    result = metrics.score(
+        as_class, state, "", "state", syntax=VALID, renders=True, truncated=False, tokens=5, latency_s=0.1
+    )
     assert not result["type_match"] and result["output_type"] == "class"
     assert metrics.row_score(result) <= 0.25
 
@@ -373,17 +716,35 @@ def test_unchecked_syntax_stays_none():
 
 
 def _row(diagram_type="class", **values):
-    row = {"diagram_type": diagram_type, "syntax_valid": True, "renders": True, "type_match": True,
-           "entity_precision": 1.0, "entity_recall": 1.0, "entity_f1": 1.0, "relation_precision": 1.0,
-           "relation_recall": 1.0, "relation_f1": 1.0, "attribute_f1": None, "cardinality_f1": None,
-           "branch_score": None, "hallucinated_entities": [], "complete": True, "looped": False,
-           "tokens": 10, "latency_s": 1.0}
+    row = {
+        "diagram_type": diagram_type,
+        "syntax_valid": True,
+        "renders": True,
+        "type_match": True,
+        "entity_precision": 1.0,
+        "entity_recall": 1.0,
+        "entity_f1": 1.0,
+        "relation_precision": 1.0,
+        "relation_recall": 1.0,
+        "relation_f1": 1.0,
+        "attribute_f1": None,
+        "cardinality_f1": None,
+        "branch_score": None,
+        "hallucinated_entities": [],
+        "complete": True,
+        "looped": False,
+        "tokens": 10,
+        "latency_s": 1.0,
+    }
     return row | values
 
 
 def test_aggregate_rates_intervals_and_per_type():
-    rows = [_row(), _row(syntax_valid=False, renders=False, entity_f1=0.5, hallucinated_entities=["X", "Y"]),
-            _row("sequence", type_match=False, complete=False, relation_f1=0.0, renders=None, looped=True)]
+    rows = [
+        _row(),
+        _row(syntax_valid=False, renders=False, entity_f1=0.5, hallucinated_entities=["X", "Y"]),
+        _row("sequence", type_match=False, complete=False, relation_f1=0.0, renders=None, looped=True),
+    ]
     summary = metrics.aggregate(rows)
     assert summary["n"] == 3
     assert summary["syntax_valid_rate"] == pytest.approx(2 / 3)
@@ -460,10 +821,20 @@ def _items(result):
     return {item["item"]: item for item in result["items"]}
 
 
-GOOD = ["Loss < 0.5", "Valid PlantUML", "Logical and complete structure", "Relevant entity names",
-        "Accurate relationships"]
-BAD = ["Loss still > 1.0", "Invalid syntax (won't render)", "Incomplete diagrams", "Hallucinated entities",
-       "Wrong diagram type"]
+GOOD = [
+    "Loss < 0.5",
+    "Valid PlantUML",
+    "Logical and complete structure",
+    "Relevant entity names",
+    "Accurate relationships",
+]
+BAD = [
+    "Loss still > 1.0",
+    "Invalid syntax (won't render)",
+    "Incomplete diagrams",
+    "Hallucinated entities",
+    "Wrong diagram type",
+]
 
 
 def test_verdict_all_good():
@@ -492,8 +863,9 @@ def test_verdict_failures_name_examples():
     assert items["Loss < 0.5"]["passed"] is False and items["Loss still > 1.0"]["passed"] is False
     assert items["Wrong diagram type"]["passed"] is None  # 0 of 10 wrong: too few rows to show under 10 %
     assert result["good"] is False and result["label"] == "bad"
-    assert any(reason.startswith("Valid PlantUML: 0.3 (95% 0.11–0.60, n 10) against 0.9")
-               for reason in result["reasons"]), result["reasons"]
+    assert any(
+        reason.startswith("Valid PlantUML: 0.3 (95% 0.11–0.60, n 10) against 0.9") for reason in result["reasons"]
+    ), result["reasons"]
 
 
 def test_verdict_says_when_there_are_too_few_rows_to_tell():
@@ -534,8 +906,11 @@ def test_verdict_structure_item_fails_wrong_type_outputs():
 
 
 def test_weak_types_use_the_interval():
-    rows = ([_row("class") for _ in range(40)] + [_row("sequence", entity_f1=0.1) for _ in range(40)]
-            + [_row("state", entity_f1=0.5) for _ in range(3)])
+    rows = (
+        [_row("class") for _ in range(40)]
+        + [_row("sequence", entity_f1=0.1) for _ in range(40)]
+        + [_row("state", entity_f1=0.5) for _ in range(3)]
+    )
     judged = metrics.judge_types(metrics.aggregate(rows)["per_type"], QualityConfig())
     assert judged["strong"] == ["class"] and judged["weak"] == ["sequence"]
     assert judged["unclear"] == ["state"]  # three rows: the interval spans the threshold
@@ -549,6 +924,15 @@ def test_row_score():
     worse = _row(syntax_valid=False, renders=False, entity_f1=0.5)
     assert metrics.row_score(worse) < metrics.row_score(_row())
     assert metrics.row_score(_row(renders=None)) == 1.0  # unchecked signals are skipped
-    prose = metrics.score("def order():\n    return 1\n", "@startuml\nclass Order\n@enduml", "an order", "class",
-                          syntax=None, renders=None, truncated=False, tokens=9, latency_s=0.1)
+    prose = metrics.score(
+        "def order():\n    return 1\n",
+        "@startuml\nclass Order\n@enduml",
+        "an order",
+        "class",
+        syntax=None,
+        renders=None,
+        truncated=False,
+        tokens=9,
+        latency_s=0.1,
+    )
     assert metrics.row_score(prose) == 0.0

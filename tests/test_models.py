@@ -3,8 +3,8 @@ import json
 import pytest
 
 from core import cli
-from core.training import models
 from core.errors import UserError
+from core.training import models
 
 
 def test_the_embedded_gguf_ships_in_the_wheel():
@@ -25,7 +25,9 @@ def test_tiny_model_uses_the_real_tokenizer_and_chat_template(tiny_model):
 
 
 @pytest.mark.slow
-def test_prepared_model_is_a_plain_bf16_safetensors_folder_reused_offline(real_model, umlstudio_home, monkeypatch, capsys):
+def test_prepared_model_is_a_plain_bf16_safetensors_folder_reused_offline(
+    real_model, umlstudio_home, monkeypatch, capsys
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = umlstudio_home / "models" / "smollm2-135m"
     config = json.loads((folder / "config.json").read_text())

@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.training import checkpoints
 from core import config, data, jobs, paths, store
 from core.evaluation import evaluate, metrics
 from core.inference import render
+from core.training import checkpoints
 
-PASS, FAIL = ":green[:material/check_circle:]", ":red[:material/cancel:]"  # how the pages mark a passed and a failed item
+PASS, FAIL = (
+    ":green[:material/check_circle:]",
+    ":red[:material/cancel:]",
+)  # how the pages mark a passed and a failed item
 UNSURE = ":gray[:material/help:]"  # not measured, or not enough rows to tell
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
@@ -52,10 +55,20 @@ def make_adapter(target: Path, base: Path) -> Path:
 
 
 def run_config(base: Path, output_dir: Path, **training) -> dict:
-    return config.parse({
-        "model": {"base": str(base)}, "lora": LORA, "data": {"eval_rows": 8},
-        "training": {"output_dir": str(output_dir), "max_steps": 300, "save_steps": 100, "eval_steps": 50, **training},
-    }).to_dict()
+    return config.parse(
+        {
+            "model": {"base": str(base)},
+            "lora": LORA,
+            "data": {"eval_rows": 8},
+            "training": {
+                "output_dir": str(output_dir),
+                "max_steps": 300,
+                "save_steps": 100,
+                "eval_steps": 50,
+                **training,
+            },
+        }
+    ).to_dict()
 
 
 def add_checkpoint(adapter: Path, run_id: str, output_dir: Path, step: int, cfg: dict) -> Path:
@@ -70,8 +83,12 @@ def log_curve(run_id: str, steps: range, loss, eval_every: int = 50) -> None:
     """Training loss, validation loss every `eval_every` steps, learning rate, throughput, elapsed time."""
     rows = []
     for step in steps:
-        values = {"loss": loss(step), "learning_rate": 1e-4 * (1 - step / 400), "tokens_per_s": 500.0 + step % 7,
-                  "elapsed_s": step * 0.5}
+        values = {
+            "loss": loss(step),
+            "learning_rate": 1e-4 * (1 - step / 400),
+            "tokens_per_s": 500.0 + step % 7,
+            "elapsed_s": step * 0.5,
+        }
         if step % eval_every == 0:
             values["eval_loss"] = loss(step) + 0.08
         rows += [[run_id, step, step / 100, name, value, store.now()] for name, value in values.items()]
@@ -94,13 +111,25 @@ def seed_store(base: Path) -> dict:
     p2_dir = home / "phase2"
     p2_cfg = run_config(base, p2_dir, learning_rate=1e-4)
     p2_cfg["phase"]["continue_from"] = str(p1_ckpts[-1])
-    p2 = store.runs.create(name="phase2", output_dir=p2_dir, phase_kind="continue", config=p2_cfg,
-                          parent_run=p1, parent_checkpoint=str(p1_ckpts[-1]), base_model=str(base),
-                          override_reason="a hunch worth an hour", checklist=[
-                              {"key": "evaluated", "title": "Evaluated current model quality", "passed": False,
-                               "why": "no evaluation of checkpoint-300"},
-                              {"key": "output_dir", "title": "Changed output_dir (don't overwrite!)", "passed": True,
-                               "why": "new"}])
+    p2 = store.runs.create(
+        name="phase2",
+        output_dir=p2_dir,
+        phase_kind="continue",
+        config=p2_cfg,
+        parent_run=p1,
+        parent_checkpoint=str(p1_ckpts[-1]),
+        base_model=str(base),
+        override_reason="a hunch worth an hour",
+        checklist=[
+            {
+                "key": "evaluated",
+                "title": "Evaluated current model quality",
+                "passed": False,
+                "why": "no evaluation of checkpoint-300",
+            },
+            {"key": "output_dir", "title": "Changed output_dir (don't overwrite!)", "passed": True, "why": "new"},
+        ],
+    )
     store.runs.update(p2, status="stopped")
     log_curve(p2, range(5, 101, 5), lambda s: 0.45 - s / 2000)
     p2_ckpt = add_checkpoint(adapter, p2, p2_dir, 100, p2_cfg)
@@ -113,25 +142,62 @@ def seed_evaluation(checkpoint: str, good: bool) -> str:
     core.evaluation.metrics, the summary with its verdict, one generation row per prompt. The good checkpoint
     answers with the reference except for the state diagram; the other answers one made-up class."""
     rows = seed_rows()
-    outputs = [r["plantuml"] if good and r["diagram_type"] != "state" else "@startuml\nclass Thing\n@enduml" for r in rows]
+    outputs = [
+        r["plantuml"] if good and r["diagram_type"] != "state" else "@startuml\nclass Thing\n@enduml" for r in rows
+    ]
     checks = render.syntax_check(outputs)
-    scored = [metrics.score(output, r["plantuml"], r["prompt"], r["diagram_type"], syntax=check,
-                            renders=render.render(output).ok, truncated=False, tokens=20, latency_s=0.5,
-                            origin=r["origin"])
-              for output, r, check in zip(outputs, rows, checks)]
+    scored = [
+        metrics.score(
+            output,
+            r["plantuml"],
+            r["prompt"],
+            r["diagram_type"],
+            syntax=check,
+            renders=render.render(output).ok,
+            truncated=False,
+            tokens=20,
+            latency_s=0.5,
+            origin=r["origin"],
+        )
+        for output, r, check in zip(outputs, rows, checks)
+    ]
     summary = metrics.aggregate(scored)
     summary["loss"] = 0.45 if good else None
     summary["verdict"] = metrics.verdict(summary, summary["loss"], config.QualityConfig(), scored)
     evaluation = store.new_id()
     with store.connect() as con:
-        con.execute("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [evaluation, checkpoint, "data/default", json.dumps({"max_new_tokens": 320, "split": "test"}),
-                     len(rows), json.dumps(summary), store.now()])
-        con.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            [store.new_id(), evaluation, checkpoint, f"key-{checkpoint}-{r['prompt']}", evaluate.message(r),
-             r["plantuml"], r["diagram_type"], output, json.dumps({**m, "truncated": False, "requirement": r["prompt"]}),
-             20, 0.5, store.now()]
-            for output, r, m in zip(outputs, rows, scored)])
+        con.execute(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                evaluation,
+                checkpoint,
+                "data/default",
+                json.dumps({"max_new_tokens": 320, "split": "test"}),
+                len(rows),
+                json.dumps(summary),
+                store.now(),
+            ],
+        )
+        con.executemany(
+            "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [
+                    store.new_id(),
+                    evaluation,
+                    checkpoint,
+                    f"key-{checkpoint}-{r['prompt']}",
+                    evaluate.message(r),
+                    r["plantuml"],
+                    r["diagram_type"],
+                    output,
+                    json.dumps({**m, "truncated": False, "requirement": r["prompt"]}),
+                    20,
+                    0.5,
+                    store.now(),
+                ]
+                for output, r, m in zip(outputs, rows, scored)
+            ],
+        )
     return evaluation
 
 
@@ -163,8 +229,13 @@ MODEL_LIBRARIES = "sorted(m for m in ('torch', 'transformers', 'peft', 'unsloth'
 
 def fresh_process(script: str, home: Path) -> str:
     """Run `script` in a new Python process with this runs root; its standard output."""
-    done = subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "UMLSTUDIO_HOME": str(home)})
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "UMLSTUDIO_HOME": str(home)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -176,7 +247,9 @@ def test_no_page_imports_torch_transformers_or_peft(umlstudio_home):
         f"for page in {sorted(str(p) for p in PAGES.glob('*.py'))!r}:\n"
         "    at = AppTest.from_file(page, default_timeout=120).run()\n"
         "    assert not at.exception, (page, [e.value for e in at.exception])\n"
-        f"print({MODEL_LIBRARIES})\n", umlstudio_home)
+        f"print({MODEL_LIBRARIES})\n",
+        umlstudio_home,
+    )
     assert out.strip().splitlines()[-1] == "[]"
 
 
@@ -184,9 +257,15 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
     """studio/app.py's start-up hook runs core.studio.warmup.preload: afterwards every module a page imports is
     loaded (so the first visit does not import it), no model library is, and what the imports made is
     frozen out of the garbage collections that Streamlit runs after every script run."""
-    imports = sorted({(alias.name, None) if isinstance(node, ast.Import) else (node.module, alias.name)
-                      for page in PAGES.glob("*.py") for node in ast.walk(ast.parse(page.read_text()))
-                      if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names})
+    imports = sorted(
+        {
+            (alias.name, None) if isinstance(node, ast.Import) else (node.module, alias.name)
+            for page in PAGES.glob("*.py")
+            for node in ast.walk(ast.parse(page.read_text()))
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+    )
     out = fresh_process(
         "from core.studio import warmup\n"
         "warmup.preload().join(timeout=120)\n"
@@ -194,7 +273,9 @@ def test_the_servers_start_up_imports_what_the_pages_import_and_no_model_library
         "             and (m not in sys.modules or name and not hasattr(sys.modules[m], name))))\n"
         f"print({MODEL_LIBRARIES})\n"
         "import gc\n"
-        "print(gc.get_freeze_count() > 10_000)\n", umlstudio_home)
+        "print(gc.get_freeze_count() > 10_000)\n",
+        umlstudio_home,
+    )
     assert out.splitlines()[-3:] == ["[]", "[]", "True"]
 
 
@@ -212,7 +293,8 @@ def test_the_studio_warm_up_starts_plantuml_and_counts_tokens_without_torch(tiny
         "warmup.start().join(timeout=180)\n"
         "print(render.renderer().pid is not None, len(list((paths.home() / 'cache').glob('token-lengths-*.json'))),"
         f" {MODEL_LIBRARIES})\n",
-        umlstudio_home)
+        umlstudio_home,
+    )
     started, counted, heavy = out.split(" ", 2)
     assert started == "True" and counted == "1" and heavy.strip() == "[]"
 
@@ -232,18 +314,26 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     assert list(table["run"]) == ["phase1", "└ phase2"]  # phase 2 hangs under phase 1
     assert list(table["phase"]) == [1, 2]
     loss, rate, speed = (chart_data(at, i) for i in range(3))  # loss on top, learning rate and speed below
-    assert {c["series"] for c in loss["curves"]} >= {"phase1: training loss", "phase1: validation loss", "phase2: training loss"}
+    assert {c["series"] for c in loss["curves"]} >= {
+        "phase1: training loss",
+        "phase1: validation loss",
+        "phase2: training loss",
+    }
     assert {c["series"] for c in rate["curves"]} >= {"phase1: learning rate", "phase2: learning rate"}
     assert {c["panel"] for c in speed["curves"]} == {"tokens per second"}
-    assert loss["phases"] == rate["phases"] == [{"step": 300, "name": "phase2"}]  # phase 2 drawn after phase 1's 300 steps
+    assert (
+        loss["phases"] == rate["phases"] == [{"step": 300, "name": "phase2"}]
+    )  # phase 2 drawn after phase 1's 300 steps
     settings = dict(at.dataframe[1].value.itertuples(index=False))  # the config, one setting a row
     assert settings["training.output_dir"].endswith("phase2")
     assert "None" not in settings.values()  # in words: "—", and "none (counted in epochs)" for no step limit
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["best checkpoint"] == "step 100"  # phase 2 is shown (newest); its one checkpoint
     # it started on an override: which check failed and why it started anyway, and the whole list
-    assert at.warning[0].value == ("Started although the pre-continue checklist failed (Evaluated current model "
-                                   "quality). Reason given: a hunch worth an hour")
+    assert at.warning[0].value == (
+        "Started although the pre-continue checklist failed (Evaluated current model "
+        "quality). Reason given: a hunch worth an hour"
+    )
     assert at.expander[0].label == "Pre-continue checklist when this phase started: 1 of 2 passed"
     assert "no evaluation of checkpoint-300" in at.expander[0].markdown[0].value
 
@@ -270,15 +360,18 @@ def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(tra
     assert bar.proto.text.startswith("step 40 of 100 · ≈ ") and bar.proto.text.endswith(" left")
     [mark] = chart_data(at)["checkpoints"]
     assert (mark["series"], mark["step"], mark["label"]) == ("quick-test: checkpoints", 30, "checkpoint at step 30")
-    assert mark["value"] == pytest.approx(2.0 - 30 / 100) and mark["eval_loss"] == "—"  # no validation loss at step 30: on the training loss
+    assert (
+        mark["value"] == pytest.approx(2.0 - 30 / 100) and mark["eval_loss"] == "—"
+    )  # no validation loss at step 30: on the training loss
     assert any("refreshing every 3 s" in c.value for c in at.caption)
 
 
 def test_runs_page_legend_lists_checkpoints_only_when_there_are_some(training_quick_test):
     at = page("runs").run()
     assert "checkpoints" not in chart_data(at)
-    assert not [spec for spec in json.loads(chart(at).spec)["layer"]
-                if spec["data"]["name"] == "checkpoints"], "no checkpoint layer (nor legend entry) without checkpoints"
+    assert not [spec for spec in json.loads(chart(at).spec)["layer"] if spec["data"]["name"] == "checkpoints"], (
+        "no checkpoint layer (nor legend entry) without checkpoints"
+    )
 
 
 def test_train_page_validates_inline_with_the_line_of_the_error(seeded):
@@ -321,8 +414,9 @@ def training_quick_test():
     """A quick test whose worker is alive: its run row names a running job of kind "train" (a stand-in worker)."""
     quick = config.load(paths.CONFIG_DIR / "quick_test.yaml")
     out = paths.resolve_output_dir(quick.training.output_dir)
-    run_id = store.runs.create(name=quick.name, output_dir=out, phase_kind="fresh", config=quick.to_dict(),
-                               base_model=quick.model.base)
+    run_id = store.runs.create(
+        name=quick.name, output_dir=out, phase_kind="fresh", config=quick.to_dict(), base_model=quick.model.base
+    )
     worker = jobs.start("train", ["-c", "import time; time.sleep(120)"], label=quick.name)
     store.runs.update(run_id, status="running", job=worker.id)
     log_curve(run_id, range(2, 41, 2), lambda s: 2.0 - s / 100)
@@ -436,8 +530,10 @@ def wait_done(job_id: str, seconds: float = 60) -> jobs.Job:
 
 
 def test_a_job_keeps_its_output_result_and_how_it_ended():
-    script = "import json, sys; print('streamed', flush=True); print('a warning', file=sys.stderr); " \
-             "open(sys.argv[1], 'w').write(json.dumps({'answer': 42}))"
+    script = (
+        "import json, sys; print('streamed', flush=True); print('a warning', file=sys.stderr); "
+        "open(sys.argv[1], 'w').write(json.dumps({'answer': 42}))"
+    )
     done = wait_done(jobs.start("check", ["-c", script, "{job}/result.json"], label="x").id)
     assert (done.status, done.returncode) == ("finished", 0)
     assert done.output() == "streamed\n" and done.log() == "a warning\n"
@@ -457,8 +553,16 @@ def test_a_job_keeps_its_output_result_and_how_it_ended():
 
 def finished_generation(output: str) -> str:
     """A finished playground job whose result is `output` (written the way core.inference.generate writes one)."""
-    result = {"prompt": "A lamp is on or off.", "requirement": "A lamp is on or off.", "output": output,
-              "raw_output": output, "tokens": 12, "latency_s": 0.4, "truncated": False, "diagram_type": "state"}
+    result = {
+        "prompt": "A lamp is on or off.",
+        "requirement": "A lamp is on or off.",
+        "output": output,
+        "raw_output": output,
+        "tokens": 12,
+        "latency_s": 0.4,
+        "truncated": False,
+        "diagram_type": "state",
+    }
     script = f"import json, sys; open(sys.argv[1], 'w').write(json.dumps({result!r}))"
     return wait_done(jobs.start("generate", ["-c", script, "{job}/result.json"], label="base model").id).id
 

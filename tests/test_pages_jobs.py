@@ -8,11 +8,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import PAGES, no_exceptions, seed_rows, seeded, wait_done  # noqa: F401  (seeded: the fixture)
 
-from core.training import checkpoints
 from core import data, jobs, store
+from core.config import QualityConfig
 from core.evaluation import evaluate, metrics, quality
 from core.inference import render
-from core.config import QualityConfig
+from core.training import checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,8 +25,10 @@ def page(name: str) -> AppTest:
 
 
 def test_a_worker_reports_its_count_and_time_left_in_its_job_folder():
-    script = ("import time\nfrom core import jobs\np = jobs.Progress(4, 'prompt', stored=2)\np.start()\n"
-              "for _ in range(4):\n    time.sleep(0.2); p.advance(); p.save(1)\n")
+    script = (
+        "import time\nfrom core import jobs\np = jobs.Progress(4, 'prompt', stored=2)\np.start()\n"
+        "for _ in range(4):\n    time.sleep(0.2); p.advance(); p.save(1)\n"
+    )
     done = wait_done(jobs.start("check", ["-c", script]).id)
     state = done.progress()
     assert (state["done"], state["total"], state["saved"], state["stored"], state["unit"]) == (4, 4, 4, 2, "prompt")
@@ -34,13 +36,22 @@ def test_a_worker_reports_its_count_and_time_left_in_its_job_folder():
     assert jobs.progress_text(state) == (1.0, "prompt 4 of 4")
     middle = {**state, "done": 1, "eta_s": 390}
     assert jobs.progress_text(middle) == (0.25, "prompt 2 of 4 · ~6 min left")
-    assert jobs.progress_text({"total": 9, "unit": "prompt", "done": 0}) == (0.0, "loading the model … (9 prompts to do)")
+    assert jobs.progress_text({"total": 9, "unit": "prompt", "done": 0}) == (
+        0.0,
+        "loading the model … (9 prompts to do)",
+    )
     assert jobs.Progress(3).path is None  # outside a job nothing is written
 
 
 def test_time_words():
     assert [jobs.duration_text(s) for s in (3, 42, 59, 61, 390, 3600 + 20 * 60)] == [
-        "3 s", "40 s", "60 s", "1 min", "6 min", "1 h 20 min"]
+        "3 s",
+        "40 s",
+        "60 s",
+        "1 min",
+        "6 min",
+        "1 h 20 min",
+    ]
     assert jobs.time_left(0.5, 120) == " · ~2 min left" and jobs.time_left(0.01, 5) == ""
 
 
@@ -50,11 +61,29 @@ def test_time_words():
 def test_an_empty_diagram_scores_zero():
     row = seed_rows()[1]
     out = "@startuml\n@enduml"
-    found = metrics.score(out, row["plantuml"], row["prompt"], row["diagram_type"], syntax=render.syntax_check([out])[0],
-                          renders=render.render(out).ok, truncated=False, tokens=3, latency_s=0.1)
+    found = metrics.score(
+        out,
+        row["plantuml"],
+        row["prompt"],
+        row["diagram_type"],
+        syntax=render.syntax_check([out])[0],
+        renders=render.render(out).ok,
+        truncated=False,
+        tokens=3,
+        latency_s=0.1,
+    )
     assert found["empty"] and metrics.row_score(found) == 0.0
-    reference = metrics.score(row["plantuml"], row["plantuml"], row["prompt"], row["diagram_type"], syntax=None,
-                              renders=None, truncated=False, tokens=3, latency_s=0.1)
+    reference = metrics.score(
+        row["plantuml"],
+        row["plantuml"],
+        row["prompt"],
+        row["diagram_type"],
+        syntax=None,
+        renders=None,
+        truncated=False,
+        tokens=3,
+        latency_s=0.1,
+    )
     assert not reference["empty"] and metrics.row_score(reference) == 1.0
 
 
@@ -74,7 +103,9 @@ def test_compare_reads_stored_outputs_keeps_the_selection_in_the_url_and_orders_
     at = page("compare").run()
     no_exceptions(at)
     best = [o for o in at.multiselect[0].options if o.endswith(" · best of its run")]
-    assert best == [f"{names[p]} · best of its run" for p in checkpoints.stored() if p in checkpoints.best_paths()] != []
+    assert (
+        best == [f"{names[p]} · best of its run" for p in checkpoints.stored() if p in checkpoints.best_paths()] != []
+    )
     at = pick(at, [p1_last, "base"], 2)  # the two seeded prompts come first
     no_exceptions(at)
     assert at.query_params["ckpt"] == [p1_last, "base"] and at.query_params["prompts"] in ("2", ["2"])
@@ -103,8 +134,10 @@ def test_compare_estimates_the_time_and_counts_what_is_stored(seeded):
     at = pick(page("compare").run(), [p1_last, p2], 2, tokens=320)
     no_exceptions(at)
     warning = at.warning[0].value
-    assert warning.startswith("2 of 4 outputs already stored (phase1 · step 300: 2 of 2, phase2 · step 100: 0 of 2). "
-                              "The other 2 take about **1 min** to generate.")
+    assert warning.startswith(
+        "2 of 4 outputs already stored (phase1 · step 300: 2 of 2, phase2 · step 100: 0 of 2). "
+        "The other 2 take about **1 min** to generate."
+    )
     assert "nothing measured on this machine yet" in " ".join(c.value for c in at.caption)
     assert not any(c.value.startswith("Below:") for c in at.caption)  # nothing every checkpoint answered
     rows = evaluate.sample_rows(data.load_split(data.default_dataset_dir(), "test"), 2)
@@ -122,9 +155,27 @@ def test_a_compare_job_stores_outputs_as_they_are_made_and_cancel_keeps_them(see
     """A real compare job on the tiny model (phase 1 and phase 2, 4 prompts, a batch of 1): the page
     shows its count, the outputs are stored batch by batch, Cancel stops it and they stay."""
     p1_first, p2 = seeded["checkpoints"][0], seeded["checkpoints"][3]
-    job = jobs.start("compare", ["-m", "core", "compare", "--model1", p1_first, "--model2", p2, "--limit", "40",
-                                 "--max-new-tokens", "64", "--batch-size", "1", "--out", "{job}/compare.html"],
-                     label="phase1 · step 100, phase2 · step 100")
+    job = jobs.start(
+        "compare",
+        [
+            "-m",
+            "core",
+            "compare",
+            "--model1",
+            p1_first,
+            "--model2",
+            p2,
+            "--limit",
+            "40",
+            "--max-new-tokens",
+            "64",
+            "--batch-size",
+            "1",
+            "--out",
+            "{job}/compare.html",
+        ],
+        label="phase1 · step 100, phase2 · step 100",
+    )
     deadline = time.monotonic() + 240
     while jobs.get(job.id).progress().get("saved", 0) < 2:
         assert time.monotonic() < deadline and not jobs.get(job.id).done, jobs.get(job.id).log()
@@ -153,8 +204,11 @@ def test_quality_items_lead_with_a_sentence_counted_on_the_same_rows(seeded):
     at = page("quality").run()
     no_exceptions(at)
     assert at.selectbox[0].value == seeded["checkpoints"][2]  # the evaluated checkpoint comes first
-    items = {m.value.split("**")[1]: m.value.split(" — ", 1)[1] for m in at.markdown if m.value.startswith(":")
-             and "**" in m.value}
+    items = {
+        m.value.split("**")[1]: m.value.split(" — ", 1)[1]
+        for m in at.markdown
+        if m.value.startswith(":") and "**" in m.value
+    }
     assert items["Loss < 0.5"] == "The validation loss is 0.450, under 0.5."
     assert items["Valid PlantUML"] == "PlantUML accepts 3 of 3 outputs; it rejects 0."
     assert items["Wrong diagram type"] == "1 of 3 outputs are another kind of diagram than the one asked for."
@@ -168,22 +222,40 @@ def test_quality_items_lead_with_a_sentence_counted_on_the_same_rows(seeded):
 
 
 def test_the_quality_sentences_agree_with_the_verdict_counts():
-    rows = [{"syntax_valid": v, "renders": v, "complete": c, "type_match": True, "entity_recall": 1.0,
-             "entity_f1": 1.0, "relation_f1": None, "hallucinated_entities": [], "looped": False}
-            for v, c in [(False, True)] * 29 + [(True, True)] * 5 + [(True, False)] * 6]
+    rows = [
+        {
+            "syntax_valid": v,
+            "renders": v,
+            "complete": c,
+            "type_match": True,
+            "entity_recall": 1.0,
+            "entity_f1": 1.0,
+            "relation_f1": None,
+            "hallucinated_entities": [],
+            "looped": False,
+        }
+        for v, c in [(False, True)] * 29 + [(True, True)] * 5 + [(True, False)] * 6
+    ]
     judged = metrics.verdict(metrics.aggregate(rows), None, QualityConfig(), rows)
     items = {i["item"]: i for i in judged["items"]}
-    assert items["Valid PlantUML"]["failing_count"] == 29 and len(items["Valid PlantUML"]["failing"]) == metrics.MAX_FAILING
+    assert (
+        items["Valid PlantUML"]["failing_count"] == 29
+        and len(items["Valid PlantUML"]["failing"]) == metrics.MAX_FAILING
+    )
     assert quality.sentence(items["Valid PlantUML"], rows) == "PlantUML accepts 11 of 40 outputs; it rejects 29."
     assert quality.sentence(items["Logical and complete structure"], rows) == (
         "5 of 40 outputs are a whole diagram of the right type that PlantUML accepts and that names at least one "
-        "expected entity; 35 are not: 6 cut off or unclosed, 29 rejected by PlantUML.")
+        "expected entity; 35 are not: 6 cut off or unclosed, 29 rejected by PlantUML."
+    )
     assert quality.sentence(items["Incomplete diagrams"], rows).startswith("6 of 40 outputs")
 
 
 def test_export_page_offers_cancel_with_the_time_left_while_an_export_runs(seeded):
-    job = jobs.start("export", ["-c", "import sys, time; print('[1/2] merging', file=sys.stderr, flush=True); "
-                                      "time.sleep(60)"], label="base → /tmp/x")
+    job = jobs.start(
+        "export",
+        ["-c", "import sys, time; print('[1/2] merging', file=sys.stderr, flush=True); time.sleep(60)"],
+        label="base → /tmp/x",
+    )
     try:
         while "[1/2]" not in jobs.get(job.id).log():
             time.sleep(0.1)
@@ -200,13 +272,17 @@ def test_export_page_offers_cancel_with_the_time_left_while_an_export_runs(seede
 def test_pre_continue_shows_the_evaluation_job_with_its_count_and_cancel(seeded):
     start = seeded["checkpoints"][2]  # phase1's last checkpoint, where its next phase starts
     with store.connect() as con:  # not evaluated: the page offers to evaluate it
-        con.execute("DELETE FROM generations WHERE evaluation_id IN (SELECT id FROM evaluations WHERE checkpoint = ?)", [start])
+        con.execute(
+            "DELETE FROM generations WHERE evaluation_id IN (SELECT id FROM evaluations WHERE checkpoint = ?)", [start]
+        )
         con.execute("DELETE FROM evaluations WHERE checkpoint = ?", [start])
     at = page("pre_continue").run()
     at.selectbox[0].select_index(1).run()  # phase1
     assert any(b.key == "evaluate" for b in at.button)
-    script = ("import time\nfrom core import jobs\np = jobs.Progress(4, 'prompt')\np.start()\np.advance(); p.save(1)\n"
-              "time.sleep(60)\n")
+    script = (
+        "import time\nfrom core import jobs\np = jobs.Progress(4, 'prompt')\np.start()\np.advance(); p.save(1)\n"
+        "time.sleep(60)\n"
+    )
     job = jobs.start("evaluate", ["-c", script], label=start)
     try:
         while jobs.get(job.id).progress().get("done") != 1:

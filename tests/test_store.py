@@ -41,8 +41,15 @@ def test_a_step_logged_again_replaces_its_rows():
 
 
 def test_run_rows_round_trip():
-    run = store.runs.create(name="p2", output_dir="/o", phase_kind="continue", config={"lr": 3e-5},
-                           parent_run="abc", parent_checkpoint="/o1/checkpoint-5", changes={"lr": [1e-4, 3e-5]})
+    run = store.runs.create(
+        name="p2",
+        output_dir="/o",
+        phase_kind="continue",
+        config={"lr": 3e-5},
+        parent_run="abc",
+        parent_checkpoint="/o1/checkpoint-5",
+        changes={"lr": [1e-4, 3e-5]},
+    )
     store.runs.update(run, status="running", pid=123)
     row = store.runs.get(run)
     assert row.status == "running" and row.pid == 123 and row.parent_checkpoint == "/o1/checkpoint-5"
@@ -69,8 +76,10 @@ def test_a_store_written_before_the_newest_migrations_opens_with_its_rows(tmp_pa
     for version, migration in enumerate(store.MIGRATIONS[:2], start=1):  # m001_initial, m002_run_checklist
         migration(con)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, migration.__name__])
-    con.execute("INSERT INTO runs (id, name, output_dir, phase_kind, config, status, created_at) "
-                "VALUES ('old1', 'before', '/o', 'fresh', '{\"training\": {}}', 'finished', now())")
+    con.execute(
+        "INSERT INTO runs (id, name, output_dir, phase_kind, config, status, created_at) "
+        "VALUES ('old1', 'before', '/o', 'fresh', '{\"training\": {}}', 'finished', now())"
+    )
     con.close()
     run = store.runs.get("old1")
     assert (run.name, run.config, run.changes, run.status) == ("before", {"training": {}}, {}, "finished")
@@ -83,24 +92,43 @@ CKPT = "/c/checkpoint-1"
 
 def generation(i: int, evaluation_id: str | None = None) -> store.evaluations.Generation:
     return store.evaluations.Generation(
-        id=f"g{i}", evaluation_id=evaluation_id, checkpoint=CKPT, settings_key=f"k{i}", prompt=f"p{i}",
-        reference="@startuml\n@enduml", diagram_type="class", output=f"out{i}",
-        metrics={"truncated": False, "repair": False}, tokens=5, latency_s=0.1, created_at=store.now())
+        id=f"g{i}",
+        evaluation_id=evaluation_id,
+        checkpoint=CKPT,
+        settings_key=f"k{i}",
+        prompt=f"p{i}",
+        reference="@startuml\n@enduml",
+        diagram_type="class",
+        output=f"out{i}",
+        metrics={"truncated": False, "repair": False},
+        tokens=5,
+        latency_s=0.1,
+        created_at=store.now(),
+    )
 
 
 def test_evaluations_and_generations_round_trip_typed():
     store.evaluations.add_generations([generation(0), generation(1)])
     found = store.evaluations.generations_for_keys(CKPT, ["k0", "k1", "k9"])
     assert [g.output for g in found] == ["out0", "out1"] and found[0].metrics == {"truncated": False, "repair": False}
-    evaluation = store.evaluations.Evaluation(id="e1", checkpoint=CKPT, dataset="d", settings={"split": "test"},
-                                              n=3, summary={"loss": 0.5}, created_at=store.now())
+    evaluation = store.evaluations.Evaluation(
+        id="e1",
+        checkpoint=CKPT,
+        dataset="d",
+        settings={"split": "test"},
+        n=3,
+        summary={"loss": 0.5},
+        created_at=store.now(),
+    )
     store.evaluations.add(evaluation, ["g0", "g1"], [generation(2, evaluation_id="e1")])  # two stored already
     assert [g.id for g in store.evaluations.generations_of("e1")] == ["g0", "g1", "g2"]
     assert store.evaluations.latest_of(CKPT) == evaluation
     assert store.evaluations.latest_per_checkpoint() == [evaluation]
     newest = store.evaluations.newest_outputs([CKPT], ["p1", "p2"])
-    assert sorted((o.prompt, o.output, o.metrics["truncated"]) for o in newest) == [("p1", "out1", False),
-                                                                                    ("p2", "out2", False)]
+    assert sorted((o.prompt, o.output, o.metrics["truncated"]) for o in newest) == [
+        ("p1", "out1", False),
+        ("p2", "out2", False),
+    ]
     assert store.evaluations.mean_output_tokens([CKPT], 4) == {CKPT: 4.0}  # at most the budget each
 
 
@@ -184,12 +212,15 @@ def test_concurrent_processes_lose_no_row_and_hit_no_lock_error():
     runs = [store.runs.create(name=f"r{i}", output_dir=f"/o{i}", phase_kind="fresh", config={}) for i in range(3)]
     env = {**os.environ}
     steps = 150
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, run, str(steps)], env=env, stderr=subprocess.PIPE)
-             for run in runs]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, run, str(steps)], env=env, stderr=subprocess.PIPE)
+        for run in runs
+    ]
     procs.append(subprocess.Popen([sys.executable, "-c", READER, "60"], env=env, stderr=subprocess.PIPE))
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()[-2000:]
-    counts = store.query_for_tests("SELECT run_id, count(*) AS n, count(DISTINCT step) AS steps FROM metrics "
-                                   "GROUP BY run_id")
+    counts = store.query_for_tests(
+        "SELECT run_id, count(*) AS n, count(DISTINCT step) AS steps FROM metrics GROUP BY run_id"
+    )
     assert sorted((r["n"], r["steps"]) for r in counts) == [(2 * steps, steps)] * 3

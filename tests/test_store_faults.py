@@ -16,10 +16,22 @@ import pytest
 
 from core import cli, store
 
-ROW = {"prompt": "A Library has many Books.", "diagram_type": "class",
-       "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book\n@enduml"}
-TRAINING = dict(backend="peft", max_steps=4, save_steps=2, eval_steps=2, logging_steps=1, max_seq_length=64,
-                tokens_per_batch=128, learning_rate=5e-3, warmup_ratio=0.0)
+ROW = {
+    "prompt": "A Library has many Books.",
+    "diagram_type": "class",
+    "plantuml": "@startuml\nclass Library\nclass Book\nLibrary --> Book\n@enduml",
+}
+TRAINING = dict(
+    backend="peft",
+    max_steps=4,
+    save_steps=2,
+    eval_steps=2,
+    logging_steps=1,
+    max_seq_length=64,
+    tokens_per_batch=128,
+    learning_rate=5e-3,
+    warmup_ratio=0.0,
+)
 
 
 def write_config(folder, name, tiny_model, training=None, phase=None):
@@ -29,9 +41,13 @@ def write_config(folder, name, tiny_model, training=None, phase=None):
         rows = [ROW, {**ROW, "prompt": "A Shop has Orders."}]
         (dataset / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         (dataset / "validation.jsonl").write_text(json.dumps(ROW) + "\n")
-    config = {"model": {"base": str(tiny_model)}, "data": {"dataset": str(dataset), "eval_rows": 1},
-              "training": {**TRAINING, "output_dir": name, **(training or {})}, "lora": {"r": 4, "lora_alpha": 8},
-              "phase": phase or {}}
+    config = {
+        "model": {"base": str(tiny_model)},
+        "data": {"dataset": str(dataset), "eval_rows": 1},
+        "training": {**TRAINING, "output_dir": name, **(training or {})},
+        "lora": {"r": 4, "lora_alpha": 8},
+        "phase": phase or {},
+    }
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(config))
     return path
@@ -39,14 +55,34 @@ def write_config(folder, name, tiny_model, training=None, phase=None):
 
 def rows() -> dict:
     """What a rebuild must give back: runs, checkpoints and metrics as comparable values."""
-    runs = {r["id"]: {**{k: r[k] for k in ("name", "output_dir", "phase_kind", "parent_run", "parent_checkpoint",
-                                            "status", "backend", "base_model")},
-                      "config": json.loads(r["config"]), "changes": json.loads(r["changes"] or "{}")}
-            for r in store.query_for_tests("SELECT * FROM runs")}
-    checkpoints = {r["path"]: (r["run_id"], r["step"], r["manifest_sha256"])
-                   for r in store.query_for_tests("SELECT * FROM checkpoints")}
-    metrics = {(r["run_id"], r["step"], r["name"]): (r["value"], r["epoch"])
-               for r in store.query_for_tests("SELECT * FROM metrics")}
+    runs = {
+        r["id"]: {
+            **{
+                k: r[k]
+                for k in (
+                    "name",
+                    "output_dir",
+                    "phase_kind",
+                    "parent_run",
+                    "parent_checkpoint",
+                    "status",
+                    "backend",
+                    "base_model",
+                )
+            },
+            "config": json.loads(r["config"]),
+            "changes": json.loads(r["changes"] or "{}"),
+        }
+        for r in store.query_for_tests("SELECT * FROM runs")
+    }
+    checkpoints = {
+        r["path"]: (r["run_id"], r["step"], r["manifest_sha256"])
+        for r in store.query_for_tests("SELECT * FROM checkpoints")
+    }
+    metrics = {
+        (r["run_id"], r["step"], r["name"]): (r["value"], r["epoch"])
+        for r in store.query_for_tests("SELECT * FROM metrics")
+    }
     return {"runs": runs, "checkpoints": checkpoints, "metrics": metrics}
 
 
@@ -145,8 +181,9 @@ def test_the_studio_shows_the_same_sentence(tmp_path, monkeypatch):
 
     monkeypatch.setattr(warmup, "start", lambda: None)  # no PlantUML server for this test
     (tmp_path / "studio.duckdb").write_bytes(os.urandom(4096))
-    at = AppTest.from_file(str(store.damage.__file__).replace("core/store/damage.py", "studio/navigation.py"),
-                           default_timeout=60).run()
+    at = AppTest.from_file(
+        str(store.damage.__file__).replace("core/store/damage.py", "studio/navigation.py"), default_timeout=60
+    ).run()
     assert not at.exception, at.exception
     assert len(at.error) == 1
     assert at.error[0].value.startswith(f"the store {tmp_path / 'studio.duckdb'} is damaged")

@@ -41,12 +41,13 @@ def test_started_from_another_folder_it_listens_on_loopback_only(tmp_path):
 
 
 @pytest.mark.browser
-def test_bound_to_every_interface_it_refuses_to_serve(tmp_path, browser):  # noqa: F811
+def test_bound_to_every_interface_it_refuses_to_serve(tmp_path, browser):
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
-    process = start_studio(home, port, cwd=tmp_path, extra=["--server.address", "0.0.0.0"],
-                           env={"UMLSTUDIO_ALLOW_REMOTE": ""})
+    process = start_studio(
+        home, port, cwd=tmp_path, extra=["--server.address", "0.0.0.0"], env={"UMLSTUDIO_ALLOW_REMOTE": ""}
+    )
     try:
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/")
@@ -76,7 +77,7 @@ def plantuml_children(pid: int) -> list[int]:
 
 
 @pytest.mark.browser
-def test_stopped_with_sigterm_it_leaves_no_plantuml_server_behind(tmp_path, browser):  # noqa: F811
+def test_stopped_with_sigterm_it_leaves_no_plantuml_server_behind(tmp_path, browser):
     """`kill <pid>` (SIGTERM to the studio alone, not its process group) stops the JVM it started too."""
     home = tmp_path / "home"
     home.mkdir()

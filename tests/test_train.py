@@ -15,25 +15,51 @@ from pathlib import Path
 
 import pytest
 
-from core.training import checkpoints, runs, train
 from core import cli, paths, store
 from core import config as cfg
 from core.errors import UserError
+from core.training import checkpoints, runs, train
 
 # Short rows: the tiny model's cost is its 49k-token vocabulary, so few tokens keep each step fast.
-THINGS = [("Library", "Book"), ("Shop", "Order"), ("Team", "Player"), ("Farm", "Cow"), ("School", "Pupil"),
-          ("Garage", "Car"), ("Zoo", "Animal"), ("Bank", "Account"), ("Hotel", "Room"), ("Album", "Song")]
-ROWS = [{"prompt": f"A {a} has many {b}s.", "plantuml": f"@startuml\nclass {a}\nclass {b}\n{a} \"1\" -- \"*\" {b}\n@enduml",
-         "diagram_type": "class"} for a, b in THINGS]
+THINGS = [
+    ("Library", "Book"),
+    ("Shop", "Order"),
+    ("Team", "Player"),
+    ("Farm", "Cow"),
+    ("School", "Pupil"),
+    ("Garage", "Car"),
+    ("Zoo", "Animal"),
+    ("Bank", "Account"),
+    ("Hotel", "Room"),
+    ("Album", "Song"),
+]
+ROWS = [
+    {
+        "prompt": f"A {a} has many {b}s.",
+        "plantuml": f'@startuml\nclass {a}\nclass {b}\n{a} "1" -- "*" {b}\n@enduml',
+        "diagram_type": "class",
+    }
+    for a, b in THINGS
+]
 # micro-batches packed by tokens (rows are ~70 tokens: 2 a batch); the SIGTERM test sizes them by rows
-SETTINGS = dict(max_steps=8, tokens_per_batch=160, gradient_accumulation_steps=2, save_steps=3, eval_steps=4,
-                logging_steps=1, learning_rate=5e-3, warmup_ratio=0.0, max_seq_length=96)
+SETTINGS = dict(
+    max_steps=8,
+    tokens_per_batch=160,
+    gradient_accumulation_steps=2,
+    save_steps=3,
+    eval_steps=4,
+    logging_steps=1,
+    learning_rate=5e-3,
+    warmup_ratio=0.0,
+    max_seq_length=96,
+)
 # metrics that must match between runs exactly (tokens/s and elapsed time are wall-clock)
 DETERMINISTIC = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
 
-def write_config(folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None, rows=ROWS,
-                 model=None) -> Path:
+def write_config(
+    folder: Path, name: str, tiny_model, backend="peft", training=None, lora=None, phase=None, rows=ROWS, model=None
+) -> Path:
     dataset = folder / "dataset"
     if not dataset.is_dir():
         dataset.mkdir(parents=True)
@@ -107,14 +133,25 @@ def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys
     # where the time went, cumulative: steps, 3 evaluations, 3 saves; the totals at the end hold the last save
     for name in train.TIME_METRICS:
         assert 0 < m[(1, name) if name != "time/checkpoint_s" else (4, name)] <= m[(8, name)], name
-    assert sum(m[(7, name)] for name in train.TIME_METRICS) <= m[(7, "elapsed_s")]  # logged together: nothing counted twice
+    assert (
+        sum(m[(7, name)] for name in train.TIME_METRICS) <= m[(7, "elapsed_s")]
+    )  # logged together: nothing counted twice
     assert sorted(s for s, name in m if name == "eval_loss") == [0, 4, 8]
     assert m[(1, "learning_rate")] == pytest.approx(5e-3)
     out_dir = Path(run.output_dir)
     assert [c.name for c in checkpoints.list_checkpoints(out_dir)] == ["checkpoint-3", "checkpoint-6", "checkpoint-8"]
     final = out_dir / "checkpoint-8"
-    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "optimizer.pt", "scheduler.pt",
-                 "rng_state.pth", "trainer_state.json", checkpoints.INFO, checkpoints.MANIFEST):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        checkpoints.INFO,
+        checkpoints.MANIFEST,
+    ):
         assert (final / name).is_file(), name
     assert checkpoints.verify(final) == []
     info = checkpoints.info(final)
@@ -135,7 +172,9 @@ def test_resume_after_kill_9_equals_the_uninterrupted_run(lab, home, tiny_model,
 
     def saved_then_stepped():
         ckpt = store.query_for_tests("SELECT max(step) AS s FROM checkpoints WHERE run_id = ?", [run_id])[0]["s"]
-        step = store.query_for_tests("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["s"]
+        step = store.query_for_tests("SELECT max(step) AS s FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[
+            0
+        ]["s"]
         return ckpt and step and step > ckpt
 
     wait_for(saved_then_stepped, "a checkpoint and a later step", process=worker)
@@ -165,8 +204,15 @@ def test_resume_after_kill_9_equals_the_uninterrupted_run(lab, home, tiny_model,
 @pytest.mark.e2e
 def test_continue_phase_uses_its_own_learning_rate(lab, home, tiny_model, capsys):
     """Unsloth backend, starting from the peft run's adapter: both write standard PEFT adapters."""
-    path = write_config(lab, "lower", tiny_model, backend="unsloth", training={"learning_rate": 1e-3, "max_steps": 4},
-                        lora={"lora_dropout": 0.0}, phase={"continue_from": "ref", "override_reason": "test: checklist not in scope"})
+    path = write_config(
+        lab,
+        "lower",
+        tiny_model,
+        backend="unsloth",
+        training={"learning_rate": 1e-3, "max_steps": 4},
+        lora={"lora_dropout": 0.0},
+        phase={"continue_from": "ref", "override_reason": "test: checklist not in scope"},
+    )
     assert cli.main(["train", "--config", str(path)]) == 0
     capsys.readouterr()
     run = store.runs.get(run_id_of("lower"))
@@ -197,7 +243,9 @@ def test_refusals_name_the_problem_and_write_nothing(lab, home, tiny_model, caps
     err = capsys.readouterr().err
     assert "holds run 'ref'" in err and "new training.output_dir" in err
     # continue with another rank: refused with the reason
-    path = write_config(lab, "wider", tiny_model, lora={"r": 8}, phase={"continue_from": "ref", "override_reason": "test"})
+    path = write_config(
+        lab, "wider", tiny_model, lora={"r": 8}, phase={"continue_from": "ref", "override_reason": "test"}
+    )
     assert cli.main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "lora.r 8 vs the checkpoint's 4" in err and "fresh run" in err
@@ -212,8 +260,9 @@ def test_refusals_name_the_problem_and_write_nothing(lab, home, tiny_model, caps
 
 @pytest.mark.e2e
 def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_phase(lab, home, tiny_model, capsys):
-    path = write_config(lab, "ref", tiny_model, training={"learning_rate": 5e-4, "max_steps": 12,
-                                                            "resume_from_checkpoint": "ref"})
+    path = write_config(
+        lab, "ref", tiny_model, training={"learning_rate": 5e-4, "max_steps": 12, "resume_from_checkpoint": "ref"}
+    )
     before = store.query_for_tests("SELECT count(*) AS n FROM runs")[0]["n"]
     assert cli.main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err
@@ -224,10 +273,28 @@ def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_pha
     assert not (home / "ref_phase2").exists()
 
     # the seed's "continue" example: same settings, resume_from_checkpoint and a new output_dir
-    assert cli.main(["train", "--config", str(path), "--set", "training.learning_rate=5e-3", "--set", "training.max_steps=8",
-                     "--set", "training.output_dir=ref_extended"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                str(path),
+                "--set",
+                "training.learning_rate=5e-3",
+                "--set",
+                "training.max_steps=8",
+                "--set",
+                "training.output_dir=ref_extended",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "training.output_dir" in err and "its own folder" in err and f"training.output_dir: {home / 'ref_extended'}" in err
+    assert (
+        "training.output_dir" in err
+        and "its own folder" in err
+        and f"training.output_dir: {home / 'ref_extended'}" in err
+    )
     assert not (home / "ref_extended").exists()
 
     config = cfg.load(path, ["phase.override_reason=test"])
@@ -245,12 +312,29 @@ def test_seed_style_resume_with_a_new_lr_is_refused_with_the_fix_or_run_as_a_pha
 @pytest.mark.e2e
 def test_sigterm_stops_with_a_final_checkpoint(lab, home, tiny_model, capsys):
     """The studio's path: a detached worker, stopped through core.training.runs."""
-    path = write_config(lab, "stopped", tiny_model, training={"max_steps": 500, "save_steps": 100, "eval_steps": 100,
-                                                              "tokens_per_batch": None, "rows_per_micro_batch": 2})
+    path = write_config(
+        lab,
+        "stopped",
+        tiny_model,
+        training={
+            "max_steps": 500,
+            "save_steps": 100,
+            "eval_steps": 100,
+            "tokens_per_batch": None,
+            "rows_per_micro_batch": 2,
+        },
+    )
     run_id = runs.start_worker(cfg.load(path), path)
     run = store.runs.get(run_id)
-    wait_for(lambda: store.query_for_tests("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0]["n"] >= 2,
-             "two logged steps")
+    wait_for(
+        lambda: (
+            store.query_for_tests("SELECT count(*) AS n FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id])[0][
+                "n"
+            ]
+            >= 2
+        ),
+        "two logged steps",
+    )
     assert runs.stop_worker(run_id)
     wait_for(lambda: store.runs.get(run_id).status != "running", "the worker to stop")
     run = store.runs.get(run_id)
@@ -274,8 +358,14 @@ def test_both_backends_train_in_both_cpu_dtypes(lab, home, tiny_model, capsys, b
     """bf16 is forced whatever the host computes natively (emulated bf16 is slow, the tiny model is small), so a
     CPU without AMX / AVX512-BF16 still runs the path that such a CPU's `dtype: auto` picks."""
     name = f"matrix_{backend}_{dtype}"
-    path = write_config(lab, name, tiny_model, backend=backend, training={"max_steps": 2, "save_steps": 2, "eval_steps": 2},
-                        lora={"lora_dropout": 0.0})
+    path = write_config(
+        lab,
+        name,
+        tiny_model,
+        backend=backend,
+        training={"max_steps": 2, "save_steps": 2, "eval_steps": 2},
+        lora={"lora_dropout": 0.0},
+    )
     assert cli.main(["train", "--config", str(path), "--set", f"model.dtype={dtype}"]) == 0
     out = capsys.readouterr().out
     assert f"{backend} backend, torch.{dtype}" in out
@@ -289,8 +379,18 @@ def test_both_backends_train_in_both_cpu_dtypes(lab, home, tiny_model, capsys, b
 @pytest.mark.e2e
 def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, capsys):
     budget_min = 0.2
-    path = write_config(lab, "budget", tiny_model, training={"max_steps": -1, "num_train_epochs": 100, "eval_steps": 5,
-                                                             "save_steps": 1000, "time_budget_minutes": budget_min})
+    path = write_config(
+        lab,
+        "budget",
+        tiny_model,
+        training={
+            "max_steps": -1,
+            "num_train_epochs": 100,
+            "eval_steps": 5,
+            "save_steps": 1000,
+            "time_budget_minutes": budget_min,
+        },
+    )
     # float32 on every host: emulated bf16 on a loaded CPU without it can take longer than the whole budget
     # for one step (the dtype matrix is test_both_backends_train_in_both_cpu_dtypes' job)
     assert cli.main(["train", "--config", str(path), "--set", "model.dtype=float32"]) == 0
@@ -311,12 +411,25 @@ def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, 
 def test_a_worker_killed_by_a_signal_is_explained_with_how_to_resume(lab, home, tiny_model):
     """`umlstudio train` attached: the worker dies of SIGKILL (as the out-of-memory killer does it)."""
     path = write_config(lab, "oom", tiny_model, training={"max_steps": 500, "save_steps": 2, "eval_steps": 100})
-    cli_process = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(path)], cwd=paths.ROOT,
-                                   env={**os.environ, "UMLSTUDIO_HOME": str(home)}, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: store.runs.for_output_dir(paths.resolve_output_dir("oom")) is not None and
-             store.query_for_tests("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", [run_id_of("oom")])[0]["n"] >= 1,
-             "a first checkpoint", process=cli_process)
+    cli_process = subprocess.Popen(
+        [sys.executable, "-m", "core", "train", "--config", str(path)],
+        cwd=paths.ROOT,
+        env={**os.environ, "UMLSTUDIO_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: (
+            store.runs.for_output_dir(paths.resolve_output_dir("oom")) is not None
+            and store.query_for_tests("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", [run_id_of("oom")])[0][
+                "n"
+            ]
+            >= 1
+        ),
+        "a first checkpoint",
+        process=cli_process,
+    )
     os.kill(store.runs.get(run_id_of("oom")).pid, signal.SIGKILL)
     out, err = cli_process.communicate(timeout=120)
     assert cli_process.returncode == 128 + signal.SIGKILL
@@ -347,12 +460,16 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_rows_alone(tiny_model)
     from core.training import backends, models
 
     tokenizer = models.load_tokenizer(str(tiny_model))
-    rows = train.encode_rows(tokenizer, [{**r, "prompt": r["prompt"] * (1 + i % 3)} for i, r in enumerate(ROWS[:6])], 96)
+    rows = train.encode_rows(
+        tokenizer, [{**r, "prompt": r["prompt"] * (1 + i % 3)} for i, r in enumerate(ROWS[:6])], 96
+    )
     [batch] = train.pack(rows, tokens_per_batch=4096, rows_per_batch=1)
     packed = train.Flatten(answer_logits_only=True)([batch])
     assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows)) and "attention_mask" not in packed
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=backends.register_packed_attention())
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model, dtype=torch.float32, attn_implementation=backends.register_packed_attention()
+    )
     model.config.use_cache = False  # as in training
     out = model(**packed)
     out.loss.backward()

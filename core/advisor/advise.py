@@ -31,11 +31,12 @@ from pathlib import Path
 
 import yaml
 
-from core.training import checkpoints, phases
-from core import config as configs, data, paths, store
+from core import config as configs
+from core import data, paths, store
 from core.config import Config, QualityConfig
 from core.errors import UserError
 from core.evaluation.metrics import judge_types
+from core.training import checkpoints, phases
 
 # ---- thresholds ---------------------------------------------------------------------------------
 
@@ -51,9 +52,38 @@ REPLAY_SHARE = 0.2  # scenario 5: share of the other types' rows kept beside the
 LR_BAND = 1.5  # the checklist accepts a learning rate within 1.5x of the table's value
 
 # Two-sided 95% Student's t critical values for 1..30 degrees of freedom; 2.0 beyond (2.02 at 40, 1.98 at 120).
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)
+_T95 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 SCENARIOS = {
     1: "still decreasing",
@@ -70,17 +100,23 @@ PLAIN = {
     1: "The loss is still decreasing: 2 more epochs at the same learning rate should still help.",
     2: "The loss has levelled off: polish with a 3× lower learning rate for 2 more epochs.",
     3: "The model is overfitting — validation loss rises while training loss does not: at most one short "
-       "regularised epoch from the best checkpoint.",
+    "regularised epoch from the best checkpoint.",
     4: "The model is not learning — the loss stayed flat from the start: start over with twice the learning "
-       "rate and twice the LoRA rank.",
+    "rate and twice the LoRA rank.",
     5: "Some diagram types are good and others weak: continue on the weak types, with some of the others "
-       "replayed against forgetting.",
+    "replayed against forgetting.",
     None: "Not enough data yet to tell: train longer, or log the loss more often.",
 }
 
 # Quality metrics a per-type summary may hold: +1 when higher is better, -1 when lower is better.
-TYPE_METRICS = {"valid_rate": 1, "complete_rate": 1, "entity_f1": 1, "relation_f1": 1,
-                "hallucination_rate": -1, "type_accuracy": 1}
+TYPE_METRICS = {
+    "valid_rate": 1,
+    "complete_rate": 1,
+    "entity_f1": 1,
+    "relation_f1": 1,
+    "hallucination_rate": -1,
+    "type_accuracy": 1,
+}
 
 
 def t95(df: int) -> float:
@@ -118,8 +154,10 @@ class Fit:
         return self.change + self.change_ci
 
     def describe(self) -> str:
-        return (f"{self.curve} {self.window} (steps {self.start}–{self.end}, {self.n} points): "
-                f"{self.change:+.1%} ± {self.change_ci:.1%} of {self.level:.3g}")
+        return (
+            f"{self.curve} {self.window} (steps {self.start}–{self.end}, {self.n} points): "
+            f"{self.change:+.1%} ± {self.change_ci:.1%} of {self.level:.3g}"
+        )
 
 
 def fit_line(points, curve: str, window: str) -> Fit:
@@ -135,8 +173,19 @@ def fit_line(points, curve: str, window: str) -> Fit:
     se = math.sqrt(residual / (n - 2) / sxx)
     span = xs[-1] - xs[0]
     level = abs(ym) or 1.0
-    return Fit(curve, window, int(xs[0]), int(xs[-1]), n, slope, se, intercept, ym,
-               slope * span / level, t95(n - 2) * se * span / level)
+    return Fit(
+        curve,
+        window,
+        int(xs[0]),
+        int(xs[-1]),
+        n,
+        slope,
+        se,
+        intercept,
+        ym,
+        slope * span / level,
+        t95(n - 2) * se * span / level,
+    )
 
 
 def _clean(points) -> list[tuple[int, float]]:
@@ -192,8 +241,11 @@ def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
     short: list[str] = []
     for name, metrics in sorted(per_type.items()):
         values = {k: float(metrics[k]) for k in TYPE_METRICS if metrics.get(k) is not None}
-        failing = [k for k, v in values.items()
-                   if (v < getattr(quality, k) if TYPE_METRICS[k] > 0 else v > getattr(quality, k))]
+        failing = [
+            k
+            for k, v in values.items()
+            if (v < getattr(quality, k) if TYPE_METRICS[k] > 0 else v > getattr(quality, k))
+        ]
         n = int(metrics.get("n", MIN_TYPE_ROWS))
         if judged is not None:
             failing = judged["failing"][name]
@@ -211,12 +263,12 @@ def per_type_split(per_type: dict | None, quality: QualityConfig) -> dict:
         judged_values = [t[key] for name, t in types.items() if key in t and name not in short]
         if judged_values:
             spread[key] = max(judged_values) - min(judged_values)
-    return {"types": types, "weak_types": weak, "strong_types": strong, "too_few_rows": short,
-            "spread": spread}
+    return {"types": types, "weak_types": weak, "strong_types": strong, "too_few_rows": short, "spread": spread}
 
 
-def diagnose_curves(train, validation=(), per_type: dict | None = None,
-                    quality: QualityConfig | None = None) -> Diagnosis:
+def diagnose_curves(
+    train, validation=(), per_type: dict | None = None, quality: QualityConfig | None = None
+) -> Diagnosis:
     """The scenario of a run from its curves: lists of (step, value) for loss and eval_loss, and the
     latest evaluation's per-type metrics. Pure: no store, no files."""
     quality = quality or QualityConfig()
@@ -237,7 +289,7 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
             return verdict(5, _uneven_message(split, f"only {len(train)} loss points, so the curve cannot tell"))
         return verdict(None, f"not enough data yet: {len(train)} training-loss points, need {MIN_TRAIN_POINTS}")
 
-    recent = fit_line(train[-max(MIN_WINDOW, len(train) // 3):], "loss", "recent")
+    recent = fit_line(train[-max(MIN_WINDOW, len(train) // 3) :], "loss", "recent")
     whole = fit_line(train, "loss", "whole")
     fits += [recent, whole]
     first = statistics.fmean(v for _, v in train[:MIN_WINDOW])
@@ -255,9 +307,11 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
         tail = validation[-MIN_VAL_POINTS:]
         drop = (tail[0][1] - tail[-1][1]) / tail[0][1]
         if not train_tells and all(b < a for (_, a), (_, b) in zip(tail, tail[1:])) and drop > MIN_DROP:
-            evidence["val_falling"] = (f"eval_loss falls at each of the last {len(tail)} evaluations (steps "
-                                       f"{tail[0][0]}–{tail[-1][0]}: {tail[0][1]:.3g} → {tail[-1][1]:.3g}, {-drop:+.1%}; "
-                                       f"noise alone puts them in this order 1 time in {math.factorial(len(tail))})")
+            evidence["val_falling"] = (
+                f"eval_loss falls at each of the last {len(tail)} evaluations (steps "
+                f"{tail[0][0]}–{tail[-1][0]}: {tail[0][1]:.3g} → {tail[-1][1]:.3g}, {-drop:+.1%}; "
+                f"noise alone puts them in this order 1 time in {math.factorial(len(tail))})"
+            )
             falling.append(evidence["val_falling"])
         i_min = min(range(len(validation)), key=lambda i: validation[i][1])
         min_step, min_value = validation[i_min]
@@ -267,44 +321,72 @@ def diagnose_curves(train, validation=(), per_type: dict | None = None,
         if len(validation) - i_min > 3:
             # Fitted over the points after the minimum, not from it: the minimum of noisy points is
             # biased low, and as the first point of a fit it would tilt the line up out of noise.
-            after = fit_line(validation[i_min + 1:], "eval_loss", "after minimum")
+            after = fit_line(validation[i_min + 1 :], "eval_loss", "after minimum")
             fits.append(after)
             evidence["val_rise"] = after.change
             if after.low > 0 and after.change > OVERFIT_RISE and recent.low <= 0:
-                return verdict(3, (
-                    f"overfitting: validation loss rose {after.change:.1%} ± {after.change_ci:.1%} past its "
-                    f"minimum at step {min_step} "
-                    f"while training loss did not rise ({recent.change:+.1%}); add dropout 0.05 and weight "
-                    f"decay 0.01 and don't add epochs: at most one short regularised epoch from the "
-                    f"validation-best checkpoint (or get more training data)"))
+                return verdict(
+                    3,
+                    (
+                        f"overfitting: validation loss rose {after.change:.1%} ± {after.change_ci:.1%} past its "
+                        f"minimum at step {min_step} "
+                        f"while training loss did not rise ({recent.change:+.1%}); add dropout 0.05 and weight "
+                        f"decay 0.01 and don't add epochs: at most one short regularised epoch from the "
+                        f"validation-best checkpoint (or get more training data)"
+                    ),
+                )
     else:
-        evidence["validation_note"] = f"{len(validation)} validation points: overfitting not judged (need {MIN_VAL_POINTS})"
+        evidence["validation_note"] = (
+            f"{len(validation)} validation points: overfitting not judged (need {MIN_VAL_POINTS})"
+        )
 
     if falling:
-        return verdict(1, (
-            f"still decreasing: {'; '.join(falling)}; add 2 more epochs at the same learning rate"
-            + (f" (weak diagram types: {', '.join(split['weak_types'])}; they may still catch up)" if uneven else "")))
+        return verdict(
+            1,
+            (
+                f"still decreasing: {'; '.join(falling)}; add 2 more epochs at the same learning rate"
+                + (
+                    f" (weak diagram types: {', '.join(split['weak_types'])}; they may still catch up)"
+                    if uneven
+                    else ""
+                )
+            ),
+        )
     if whole.high < FLAT_TOL and whole.low > -FLAT_TOL and last >= quality.bad_loss:
-        return verdict(4, (
-            f"not learning: the loss stayed flat from the start ({whole.change:+.1%} ± {whole.change_ci:.1%} "
-            f"over steps {whole.start}–{whole.end}) at {last:.3g}, above {quality.bad_loss}: start over with "
-            f"twice the learning rate and twice the LoRA rank, no resume"))
+        return verdict(
+            4,
+            (
+                f"not learning: the loss stayed flat from the start ({whole.change:+.1%} ± {whole.change_ci:.1%} "
+                f"over steps {whole.start}–{whole.end}) at {last:.3g}, above {quality.bad_loss}: start over with "
+                f"twice the learning rate and twice the LoRA rank, no resume"
+            ),
+        )
     if uneven:
         return verdict(5, _uneven_message(split, f"the loss is no longer clearly falling ({recent.change:+.1%})"))
     if recent.low > -PLATEAU_TOL:
-        return verdict(2, (
-            f"plateaued: {recent.describe()} after a {evidence['train_drop']:.0%} drop since the start; "
-            f"lower the learning rate 3x (polish) for 2 more epochs"))
-    return verdict(None, (
-        f"not enough data yet: the recent slope is within noise both ways ({recent.describe()}); "
-        f"train longer or log more often"))
+        return verdict(
+            2,
+            (
+                f"plateaued: {recent.describe()} after a {evidence['train_drop']:.0%} drop since the start; "
+                f"lower the learning rate 3x (polish) for 2 more epochs"
+            ),
+        )
+    return verdict(
+        None,
+        (
+            f"not enough data yet: the recent slope is within noise both ways ({recent.describe()}); "
+            f"train longer or log more often"
+        ),
+    )
 
 
 def _uneven_message(split: dict, curve_note: str) -> str:
     spread = ", ".join(f"{k} {v:.2f}" for k, v in split["spread"].items())
-    return (f"some diagram types good, others bad: weak {', '.join(split['weak_types'])}; good "
-            f"{', '.join(split['strong_types'])} (spread {spread}); {curve_note}. Continue on a dataset "
-            f"filtered to the weak types plus {REPLAY_SHARE:.0%} replay of the others, learning rate 3e-5, 2 epochs")
+    return (
+        f"some diagram types good, others bad: weak {', '.join(split['weak_types'])}; good "
+        f"{', '.join(split['strong_types'])} (spread {spread}); {curve_note}. Continue on a dataset "
+        f"filtered to the weak types plus {REPLAY_SHARE:.0%} replay of the others, learning rate 3e-5, 2 epochs"
+    )
 
 
 # ---- runs in the store --------------------------------------------------------------------------
@@ -328,7 +410,9 @@ def find_run(ref) -> store.Run:
         row = store.runs.for_output_dir(folder)
         if row:
             return row
-    raise UserError(f"run '{ref}' not found in the store {paths.store_path()} — pass a run id, a run name or its output folder")
+    raise UserError(
+        f"run '{ref}' not found in the store {paths.store_path()} — pass a run id, a run name or its output folder"
+    )
 
 
 def run_config(run: store.Run) -> Config:
@@ -337,8 +421,10 @@ def run_config(run: store.Run) -> Config:
 
 def load_curves(run_id: str) -> Curves:
     points = store.metrics.curve([run_id], ["loss", "eval_loss"])
-    return Curves(train=[(p.step, p.value) for p in points if p.name == "loss"],
-                  validation=[(p.step, p.value) for p in points if p.name == "eval_loss"])
+    return Curves(
+        train=[(p.step, p.value) for p in points if p.name == "loss"],
+        validation=[(p.step, p.value) for p in points if p.name == "eval_loss"],
+    )
 
 
 def latest_evaluation(run: store.Run) -> store.evaluations.Evaluation | None:
@@ -355,12 +441,16 @@ def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | No
     curves = load_curves(run.id)
     found = latest_evaluation(run) if evaluation is None else None
     summary = found.summary if found else (evaluation or {})
-    result = diagnose_curves(curves.train, curves.validation, summary.get("per_type"),
-                             quality or run_config(run).quality)
+    result = diagnose_curves(
+        curves.train, curves.validation, summary.get("per_type"), quality or run_config(run).quality
+    )
     result.evidence["run"] = {"id": run.id, "name": run.name, "output_dir": run.output_dir}
     if found:
-        result.evidence["evaluation"] = {"id": found.id, "checkpoint": found.checkpoint,
-                                         "created_at": str(found.created_at)}
+        result.evidence["evaluation"] = {
+            "id": found.id,
+            "checkpoint": found.checkpoint,
+            "created_at": str(found.created_at),
+        }
     return result
 
 
@@ -397,7 +487,10 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
     parent_dir = Path(run.output_dir)
     ckpts = checkpoints.list_checkpoints(parent_dir)
     if scenario != 4 and not ckpts:
-        raise UserError(f"run '{run.name}': {parent_dir} has no checkpoint to continue from — let it save one (training.save_steps) first")
+        raise UserError(
+            f"run '{run.name}': {parent_dir} has no checkpoint to continue from — "
+            "let it save one (training.save_steps) first"
+        )
     new_dir = phases.next_phase_dir(parent_dir)
     t["output_dir"] = str(new_dir)
     nxt["run_name"] = new_dir.name if current.run_name else None
@@ -487,8 +580,11 @@ def overhead(run_ids) -> float | None:
     if not run_ids:
         return None
     found = store.metrics.maxima_of_runs(run_ids, ["elapsed_s", "time/train_s"]).values()
-    ratios = [m["elapsed_s"] / m["time/train_s"] for m in found
-              if m["elapsed_s"] and m["time/train_s"] and m["elapsed_s"] >= m["time/train_s"]]
+    ratios = [
+        m["elapsed_s"] / m["time/train_s"]
+        for m in found
+        if m["elapsed_s"] and m["time/train_s"] and m["elapsed_s"] >= m["time/train_s"]
+    ]
     return statistics.median(ratios) if ratios else None
 
 
@@ -503,7 +599,9 @@ def count_tokens(config: Config, rows: list[data.Row]) -> tuple[list[int], str]:
     return [min(total, config.training.max_seq_length) for _, total in lengths], how
 
 
-def estimate(config: Config, run: store.Run | None = None, done: float = 0.0, rows: list[data.Row] | None = None) -> Estimate:
+def estimate(
+    config: Config, run: store.Run | None = None, done: float = 0.0, rows: list[data.Row] | None = None
+) -> Estimate:
     """How long the phase takes — or, for its `run` in progress `done` (0..1) of the way, how long it
     still takes: the tokens left over the measured throughput (see `throughput`), times the measured
     share of evaluations and checkpoint saves (`overhead`), capped by training.time_budget_minutes.
@@ -516,8 +614,11 @@ def estimate(config: Config, run: store.Run | None = None, done: float = 0.0, ro
     t = config.training
     if t.max_steps > 0:
         # a packed micro-batch holds up to tokens_per_batch tokens (its last row may not fit: ~half a row less)
-        per_batch = t.tokens_per_batch - statistics.fmean(counts) / 2 if t.tokens_per_batch else \
-            t.rows_per_micro_batch * statistics.fmean(counts)
+        per_batch = (
+            t.tokens_per_batch - statistics.fmean(counts) / 2
+            if t.tokens_per_batch
+            else t.rows_per_micro_batch * statistics.fmean(counts)
+        )
         total = t.max_steps * t.gradient_accumulation_steps * per_batch
     else:
         total = sum(counts) * t.num_train_epochs
@@ -526,8 +627,13 @@ def estimate(config: Config, run: store.Run | None = None, done: float = 0.0, ro
     samples, measured_runs = throughput(base, backend, run.id if run else None)
     on = f"{base} on {'any backend' if backend == 'auto' else backend}"
     if not samples:
-        return Estimate(None, None, None, tokens,
-                        f"no measurement yet: no earlier run of {on} logged its throughput ({tokens:,} tokens, {how})")
+        return Estimate(
+            None,
+            None,
+            None,
+            tokens,
+            f"no measurement yet: no earlier run of {on} logged its throughput ({tokens:,} tokens, {how})",
+        )
     names = ", ".join(measured_runs.values())
     middle = statistics.median(samples)
     if len(samples) == 1:
@@ -535,11 +641,16 @@ def estimate(config: Config, run: store.Run | None = None, done: float = 0.0, ro
         measured = f"1 throughput measurement of {on} from {names}: {middle:.0f} tokens/s"
     else:
         slow, fast = statistics.quantiles(samples, n=10, method="inclusive")[::8]
-        measured = (f"{len(samples)} throughput measurements of {on} from {names}: median "
-                    f"{middle:.0f} tokens/s, 10th–90th percentile {slow:.0f}–{fast:.0f}")
+        measured = (
+            f"{len(samples)} throughput measurements of {on} from {names}: median "
+            f"{middle:.0f} tokens/s, 10th–90th percentile {slow:.0f}–{fast:.0f}"
+        )
     factor = overhead(measured_runs)
-    extra = (f"evaluations and checkpoint saves add {factor - 1:.0%} as measured" if factor
-             else "training time only (evaluations and checkpoint saves come on top)")
+    extra = (
+        f"evaluations and checkpoint saves add {factor - 1:.0%} as measured"
+        if factor
+        else "training time only (evaluations and checkpoint saves come on top)"
+    )
     factor = factor or 1.0
     seconds = [tokens / rate * factor for rate in (middle, fast, slow)]
     if t.time_budget_minutes:
@@ -562,7 +673,9 @@ def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def write_proposal(proposal: Config, diff: dict, diagnosis: Diagnosis, run: store.Run, how_long: Estimate, path: Path) -> None:
+def write_proposal(
+    proposal: Config, diff: dict, diagnosis: Diagnosis, run: store.Run, how_long: Estimate, path: Path
+) -> None:
     """The proposed config as YAML, headed by the commands that check and run it and why it looks so."""
     header = [
         f"# umlstudio checklist --config {path}",

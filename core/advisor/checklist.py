@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.advisor import advise
-from core.training import checkpoints, phases
 from core import paths, store
+from core.advisor import advise
 from core.advisor.advise import Diagnosis
 from core.config import Config
 from core.errors import UserError
+from core.training import checkpoints, phases
 
 TITLES = {  # the seed's words, but for the continue item (a continue phase loads the adapter; it does not resume)
     "evaluated": "Evaluated current model quality",
@@ -78,13 +78,23 @@ def _start(config: Config) -> _Start:
     except UserError as exc:
         return _Start(kind, problem=str(exc))
     if ckpt == checkpoints.BASE:
-        return _Start(kind, problem="phase.continue_from: base — a phase from the base model is a fresh run: remove phase.continue_from")
+        return _Start(
+            kind,
+            problem="phase.continue_from: base — a phase from the base model is a fresh run: "
+            "remove phase.continue_from",
+        )
     info = checkpoints.info(ckpt)
     known = store.checkpoints.get(ckpt)
     run_id = known.run_id if known else info.get("run_id")
     run = store.runs.get(run_id) if run_id else None
-    return _Start(kind, ckpt, run=run, written=known.created_at if known else _file_time(ckpt),
-                  config=info.get("config") or {}, diagnosis=advise.diagnose(run) if run else None)
+    return _Start(
+        kind,
+        ckpt,
+        run=run,
+        written=known.created_at if known else _file_time(ckpt),
+        config=info.get("config") or {},
+        diagnosis=advise.diagnose(run) if run else None,
+    )
 
 
 def _needs_parent(key: str) -> Item:
@@ -102,15 +112,22 @@ def _check_evaluated(start: _Start) -> Item:
     if latest is None:
         return _item("evaluated", False, f"no evaluation of {ckpt} — {fix}")
     if latest.created_at <= start.written:
-        return _item("evaluated", False, f"the latest evaluation of {ckpt} ({latest.created_at:%Y-%m-%d %H:%M}) is "
-                                         f"older than the checkpoint ({start.written:%Y-%m-%d %H:%M}) — {fix}")
+        return _item(
+            "evaluated",
+            False,
+            f"the latest evaluation of {ckpt} ({latest.created_at:%Y-%m-%d %H:%M}) is "
+            f"older than the checkpoint ({start.written:%Y-%m-%d %H:%M}) — {fix}",
+        )
     return _item("evaluated", True, f"{ckpt.name} evaluated on {latest.n} rows at {latest.created_at:%Y-%m-%d %H:%M}")
 
 
 def acknowledge(run_id: str, diagnosis: Diagnosis) -> None:
     """A person looked at the run's loss curve in the studio: recorded with the diagnosis it showed."""
-    store.acknowledgements.add(run_id, "loss_curve", json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name,
-                                                        "message": diagnosis.message}))
+    store.acknowledgements.add(
+        run_id,
+        "loss_curve",
+        json.dumps({"scenario": diagnosis.scenario, "name": diagnosis.name, "message": diagnosis.message}),
+    )
 
 
 def acknowledgement(run_id: str) -> dict | None:
@@ -127,22 +144,41 @@ def _check_loss_curve(start: _Start) -> Item:
     if start.checkpoint is None:
         return _needs_parent("loss_curve")
     if start.run is None:
-        return _item("loss_curve", False, f"{start.checkpoint} belongs to no run of the store: there is no loss curve "
-                                          f"to diagnose — look at its trainer_state.json, then set phase.override_reason")
+        return _item(
+            "loss_curve",
+            False,
+            f"{start.checkpoint} belongs to no run of the store: there is no loss curve "
+            f"to diagnose — look at its trainer_state.json, then set phase.override_reason",
+        )
     run, diagnosis = start.run, start.diagnosis
     if run.status in ("created", "running") and phases.worker_alive(run):
-        return _item("loss_curve", False, f"run '{run.name}' is still training: its loss curve is not final — "
-                                          f"wait for it to finish, or stop it (umlstudio runs; the Train page's Stop)")
+        return _item(
+            "loss_curve",
+            False,
+            f"run '{run.name}' is still training: its loss curve is not final — "
+            f"wait for it to finish, or stop it (umlstudio runs; the Train page's Stop)",
+        )
     points = diagnosis.evidence.get("train_points", 0)
     if diagnosis.scenario is None:
-        return _item("loss_curve", False, f"the diagnosis of '{run.name}''s final curve ({points} loss points) could "
-                                          f"not tell: {diagnosis.message} — train longer, or set phase.override_reason")
+        return _item(
+            "loss_curve",
+            False,
+            f"the diagnosis of '{run.name}''s final curve ({points} loss points) could "
+            f"not tell: {diagnosis.message} — train longer, or set phase.override_reason",
+        )
     fits = "; ".join(advise.Fit(**f).describe() for f in diagnosis.evidence.get("fits", [])[:2])
     ack = acknowledgement(run.id)
-    seen = (f"; a person acknowledged it at {ack['created_at']:%Y-%m-%d %H:%M}"
-            if ack and ack["created_at"] > start.written else "; not yet acknowledged in the studio")
-    return _item("loss_curve", True, f"scenario {diagnosis.scenario} ({diagnosis.name}) on the final curve of "
-                                     f"'{run.name}' ({points} loss points): {fits}{seen}")
+    seen = (
+        f"; a person acknowledged it at {ack['created_at']:%Y-%m-%d %H:%M}"
+        if ack and ack["created_at"] > start.written
+        else "; not yet acknowledged in the studio"
+    )
+    return _item(
+        "loss_curve",
+        True,
+        f"scenario {diagnosis.scenario} ({diagnosis.name}) on the final curve of "
+        f"'{run.name}' ({points} loss points): {fits}{seen}",
+    )
 
 
 def _check_backed_up(start: _Start) -> Item:
@@ -154,15 +190,24 @@ def _check_backed_up(start: _Start) -> Item:
     problems = checkpoints.verify(ckpt)
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-        return _item("backed_up", False, f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed "
-                                         f"since it was written: start from another checkpoint")
+        return _item(
+            "backed_up",
+            False,
+            f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed "
+            f"since it was written: start from another checkpoint",
+        )
     fix = f"umlstudio advise --run {start.run.name} --backup" if start.run else "umlstudio advise --backup"
     copy, problems = checkpoints.backup_of(ckpt)
     if copy is None:
-        return _item("backed_up", False, f"no backup copy of {ckpt} — copy it: `{fix}` (to {checkpoints.backup_root()}, "
-                                         f"or --backup-dir DIR)")
+        return _item(
+            "backed_up",
+            False,
+            f"no backup copy of {ckpt} — copy it: `{fix}` (to {checkpoints.backup_root()}, or --backup-dir DIR)",
+        )
     if problems:
-        return _item("backed_up", False, f"the backup copy at {copy} does not verify ({problems[0]}) — copy it again: `{fix}`")
+        return _item(
+            "backed_up", False, f"the backup copy at {copy} does not verify ({problems[0]}) — copy it again: `{fix}`"
+        )
     return _item("backed_up", True, f"a copy of {ckpt.name} at {copy}: every file matches the manifest")
 
 
@@ -175,40 +220,69 @@ def _check_learning_rate(config: Config, start: _Start) -> Item:
         return _item("learning_rate", True, f"{lr:g}; no diagnosis of the parent run to check it against")
     scenario = diagnosis.scenario
     wanted = advise.table_lr(scenario, parent_lr)
-    rule = f"the table for scenario {scenario} ({diagnosis.name}) says {parent_lr:g} → {wanted:g}, {advise.LR_TABLE[scenario][1]}"
+    rule = (
+        f"the table for scenario {scenario} ({diagnosis.name}) says {parent_lr:g} → {wanted:g}, "
+        f"{advise.LR_TABLE[scenario][1]}"
+    )
     if wanted / advise.LR_BAND <= lr <= wanted * advise.LR_BAND:
         return _item("learning_rate", True, f"{lr:g}: {rule}")
-    return _item("learning_rate", False, f"{lr:g} contradicts {rule} — set training.learning_rate: {wanted:g}, "
-                                         f"or give phase.override_reason")
+    return _item(
+        "learning_rate",
+        False,
+        f"{lr:g} contradicts {rule} — set training.learning_rate: {wanted:g}, or give phase.override_reason",
+    )
 
 
 def _check_continue(config: Config, start: _Start) -> Item:
     if start.kind == "fresh":
-        return _item("continue_from", True, f"fresh run from {config.model.base}: neither resume_from_checkpoint nor continue_from")
+        return _item(
+            "continue_from",
+            True,
+            f"fresh run from {config.model.base}: neither resume_from_checkpoint nor continue_from",
+        )
     if start.checkpoint is None:
         return _item("continue_from", False, start.problem)
     ckpt = start.checkpoint
     if start.kind == "resume":
         if not start.config:
-            return _item("continue_from", False, f"{ckpt} has no {checkpoints.INFO}: cannot tell its settings — start a "
-                                                 f"new phase from it with phase.continue_from instead")
+            return _item(
+                "continue_from",
+                False,
+                f"{ckpt} has no {checkpoints.INFO}: cannot tell its settings — start a "
+                f"new phase from it with phase.continue_from instead",
+            )
         changes = phases.resume_changes(start.config, config.to_dict())
         if changes:
             listed = ", ".join(f"{k} {old} → {new}" for k, (old, new) in changes.items())
-            return _item("continue_from", False, (
-                f"resume_from_checkpoint with changed hyperparameters ({listed}): a resume restores the saved optimizer "
-                f"and learning-rate schedule and counts epochs as a total, so they would not apply as written — start "
-                f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"))
+            return _item(
+                "continue_from",
+                False,
+                (
+                    f"resume_from_checkpoint with changed hyperparameters ({listed}): "
+                    "a resume restores the saved optimizer "
+                    "and learning-rate schedule and counts epochs as a total, "
+                    "so they would not apply as written — start "
+                    f"a new phase instead: phase.continue_from: {ckpt} and a new training.output_dir"
+                ),
+            )
         return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
     try:
         phases.continue_point(config.phase.continue_from, config.lora, config.model.base)
     except UserError as exc:
         return _item("continue_from", False, str(exc))
     if start.diagnosis and start.diagnosis.scenario == 4:
-        return _item("continue_from", False, f"the parent run is not learning ({start.diagnosis.message.split(':')[0]}): "
-                                             f"start over instead — remove phase.continue_from")
-    return _item("continue_from", True, f"a new phase from {ckpt} (same base model and LoRA shape; fresh optimizer "
-                                        f"and schedule at this config's learning rate)")
+        return _item(
+            "continue_from",
+            False,
+            f"the parent run is not learning ({start.diagnosis.message.split(':')[0]}): "
+            f"start over instead — remove phase.continue_from",
+        )
+    return _item(
+        "continue_from",
+        True,
+        f"a new phase from {ckpt} (same base model and LoRA shape; fresh optimizer "
+        f"and schedule at this config's learning rate)",
+    )
 
 
 def _check_output_dir(config: Config, start: _Start) -> Item:
@@ -217,18 +291,31 @@ def _check_output_dir(config: Config, start: _Start) -> Item:
         if start.checkpoint is None:
             return _needs_parent("output_dir")
         if out != start.checkpoint.parent:
-            return _item("output_dir", False, f"a resume writes on in the interrupted run's folder — set training.output_dir: {start.checkpoint.parent}")
+            return _item(
+                "output_dir",
+                False,
+                "a resume writes on in the interrupted run's folder — "
+                f"set training.output_dir: {start.checkpoint.parent}",
+            )
         return _item("output_dir", True, f"{out}: a resume writes on in the interrupted run's own folder")
     if start.checkpoint is not None and out == start.checkpoint.parent:
-        return _item("output_dir", False, f"{out} is the parent run's folder: the new phase would write among its "
-                                          f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}")
+        return _item(
+            "output_dir",
+            False,
+            f"{out} is the parent run's folder: the new phase would write among its "
+            f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}",
+        )
     try:
         failed = phases.check_free(out)
     except UserError as exc:
         return _item("output_dir", False, str(exc))
     if failed:
-        return _item("output_dir", True, f"{out}: run '{failed.name}' failed there before its first checkpoint; "
-                                         f"its files move to {phases.set_aside_dir(failed)} when the phase starts")
+        return _item(
+            "output_dir",
+            True,
+            f"{out}: run '{failed.name}' failed there before its first checkpoint; "
+            f"its files move to {phases.set_aside_dir(failed)} when the phase starts",
+        )
     return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
 
 
@@ -238,8 +325,12 @@ def _check_epochs(config: Config, start: _Start, how_long: advise.Estimate | Non
     if start.kind == "continue":
         amount += " for this phase alone"
         if start.diagnosis and start.diagnosis.scenario == 3 and t.max_steps <= 0 and t.num_train_epochs > 1:
-            return _item("epochs", False, f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
-                                          f"short regularised epoch (training.num_train_epochs: 1)")
+            return _item(
+                "epochs",
+                False,
+                f"{amount}, but the parent run is overfitting: don't add epochs — at most one "
+                f"short regularised epoch (training.num_train_epochs: 1)",
+            )
     try:
         how_long = how_long or advise.estimate(config)
     except UserError as exc:
@@ -275,8 +366,10 @@ def gate(config: Config, how_long: advise.Estimate | None = None) -> list[Item]:
     failing = [item for item in items if not item.passed]
     if failing and not config.phase.override_reason:
         lines = [f"{item.title}: {item.why}" for item in failing]
-        lines.append(f"{len(failing)} of {len(items)} pre-continue checks fail — fix them, or set "
-                     f"phase.override_reason to start anyway (the reason is stored with the run)")
+        lines.append(
+            f"{len(failing)} of {len(items)} pre-continue checks fail — fix them, or set "
+            f"phase.override_reason to start anyway (the reason is stored with the run)"
+        )
         raise UserError("\n".join(lines))
     return items
 
@@ -302,8 +395,11 @@ class Review:
     def acknowledged_as_shown(self) -> bool:
         """Whether the latest acknowledgement was of the diagnosis shown now."""
         d = self.diagnosis
-        return bool(self.acknowledged) and self.acknowledged["diagnosis"] == {"scenario": d.scenario, "name": d.name,
-                                                                               "message": d.message}
+        return bool(self.acknowledged) and self.acknowledged["diagnosis"] == {
+            "scenario": d.scenario,
+            "name": d.name,
+            "message": d.message,
+        }
 
 
 def review(run: store.Run) -> Review:
@@ -321,13 +417,23 @@ def review(run: store.Run) -> Review:
         else:
             items = check(proposal)
     name = proposal.name if proposal else run.name
-    return Review(run, diagnosis, advise.load_curves(run.id), acknowledgement(run.id), proposal, diff, problem,
-                  items, paths.home() / f"{name}.yaml")
+    return Review(
+        run,
+        diagnosis,
+        advise.load_curves(run.id),
+        acknowledgement(run.id),
+        proposal,
+        diff,
+        problem,
+        items,
+        paths.home() / f"{name}.yaml",
+    )
 
 
 def save(review: Review, override_reason: str | None = None) -> Path:
     """Write the review's proposal (with the override reason, if any) where the Train page lists proposals."""
     review.proposal.phase.override_reason = override_reason or None
-    advise.write_proposal(review.proposal, review.diff, review.diagnosis, review.run,
-                          advise.estimate(review.proposal), review.path)
+    advise.write_proposal(
+        review.proposal, review.diff, review.diagnosis, review.run, advise.estimate(review.proposal), review.path
+    )
     return review.path

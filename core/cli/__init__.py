@@ -18,37 +18,105 @@ from core.errors import Stopped, UserError, no_space
 
 # name, module in core/cli, function adding the arguments, function running it, help (None: a worker, not listed)
 COMMANDS = [
-    ("prepare-model", "training", "add_prepare_args", "run_prepare",
-     "dequantise the embedded model once into a fast-loading folder"),
-    ("data", "data", "add_data_args", "run_data",
-     "show the dataset: rows per split and diagram type; build or filter it"),
-    ("train", "training", "add_train_args", "run_train",
-     "train one LoRA phase (fresh, resume or continue) from a YAML config"),
-    ("runs", "training", "add_runs_args", "run_runs",
-     "list training runs: phase, parent, status, steps, losses, learning rate used"),
-    ("advise", "advisor", "add_advise_args", "run_advise",
-     "diagnose a run's curves (seed scenarios 1-5), propose the next phase as a YAML, estimate its time"),
-    ("checklist", "advisor", "add_checklist_args", "run_checklist",
-     "check the seed's pre-continue list for a phase config (exit 1 when an item fails)"),
-    ("evaluate", "evaluation", "add_evaluate_args", "run_evaluate",
-     "evaluate a checkpoint on test prompts: validity, rendering, entities, relations, verdict"),
-    ("compare", "evaluation", "add_compare_args", "run_compare",
-     "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side"),
-    ("test-model", "evaluation", "add_test_model_args", "run_test_model",
-     "quick PASS/FAIL check of one checkpoint on a few test prompts (scripts/test_model.py; exit 1 when a "
-     "check fails)"),
-    ("render", "inference", "add_render_args", "run_render",
-     "render a PlantUML file to SVG or PNG with the local sandboxed PlantUML"),
-    ("generate", "inference", "add_generate_args", "run_generate",
-     "generate PlantUML for one requirement with a checkpoint; print it, render it to a file"),
-    ("samples", "inference", "add_samples_args", "run_samples",
-     "one sample diagram per diagram type, as .puml and .svg, into a folder (scripts/generate_samples.py)"),
-    ("export", "inference", "add_export_args", "run_export",
-     "export a checkpoint: the adapter merged into a transformers folder, or a GGUF file for llama.cpp / "
-     "Ollama"),
-    ("store", "store", "add_store_args", "run_store",
-     "check the store, or rebuild its runs, checkpoints and metrics from the run folders when it is "
-     "damaged"),
+    (
+        "prepare-model",
+        "training",
+        "add_prepare_args",
+        "run_prepare",
+        "dequantise the embedded model once into a fast-loading folder",
+    ),
+    (
+        "data",
+        "data",
+        "add_data_args",
+        "run_data",
+        "show the dataset: rows per split and diagram type; build or filter it",
+    ),
+    (
+        "train",
+        "training",
+        "add_train_args",
+        "run_train",
+        "train one LoRA phase (fresh, resume or continue) from a YAML config",
+    ),
+    (
+        "runs",
+        "training",
+        "add_runs_args",
+        "run_runs",
+        "list training runs: phase, parent, status, steps, losses, learning rate used",
+    ),
+    (
+        "advise",
+        "advisor",
+        "add_advise_args",
+        "run_advise",
+        "diagnose a run's curves (seed scenarios 1-5), propose the next phase as a YAML, estimate its time",
+    ),
+    (
+        "checklist",
+        "advisor",
+        "add_checklist_args",
+        "run_checklist",
+        "check the seed's pre-continue list for a phase config (exit 1 when an item fails)",
+    ),
+    (
+        "evaluate",
+        "evaluation",
+        "add_evaluate_args",
+        "run_evaluate",
+        "evaluate a checkpoint on test prompts: validity, rendering, entities, relations, verdict",
+    ),
+    (
+        "compare",
+        "evaluation",
+        "add_compare_args",
+        "run_compare",
+        "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side",
+    ),
+    (
+        "test-model",
+        "evaluation",
+        "add_test_model_args",
+        "run_test_model",
+        "quick PASS/FAIL check of one checkpoint on a few test prompts (scripts/test_model.py; exit 1 when a "
+        "check fails)",
+    ),
+    (
+        "render",
+        "inference",
+        "add_render_args",
+        "run_render",
+        "render a PlantUML file to SVG or PNG with the local sandboxed PlantUML",
+    ),
+    (
+        "generate",
+        "inference",
+        "add_generate_args",
+        "run_generate",
+        "generate PlantUML for one requirement with a checkpoint; print it, render it to a file",
+    ),
+    (
+        "samples",
+        "inference",
+        "add_samples_args",
+        "run_samples",
+        "one sample diagram per diagram type, as .puml and .svg, into a folder (scripts/generate_samples.py)",
+    ),
+    (
+        "export",
+        "inference",
+        "add_export_args",
+        "run_export",
+        "export a checkpoint: the adapter merged into a transformers folder, or a GGUF file for llama.cpp / Ollama",
+    ),
+    (
+        "store",
+        "store",
+        "add_store_args",
+        "run_store",
+        "check the store, or rebuild its runs, checkpoints and metrics from the run folders when it is damaged",
+    ),
     ("train-worker", "training", "add_worker_args", "run_worker", None),
     ("generate-worker", "inference", "add_generate_worker_args", "run_generate_worker", None),
 ]
@@ -94,8 +162,11 @@ def main(argv=None) -> int:
     except OSError as exc:
         if not no_space(exc):
             raise
-        print(f"error: {exc.filename or 'a file'}: the disk is full ({exc.strerror}) — free space there, then run the "
-              f"command again", file=sys.stderr)
+        print(
+            f"error: {exc.filename or 'a file'}: the disk is full ({exc.strerror}) — free space there, then run the "
+            f"command again",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -6,16 +6,32 @@ from pathlib import Path
 
 
 def add_advise_args(parser) -> None:
-    parser.add_argument("--run", dest="run_ref", required=True, metavar="DIR_OR_NAME",
-                        help="the run to judge: its id, name or output folder")
+    parser.add_argument(
+        "--run",
+        dest="run_ref",
+        required=True,
+        metavar="DIR_OR_NAME",
+        help="the run to judge: its id, name or output folder",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--out", type=Path, metavar="NEXT.yaml",
-                        help="where to write the proposed config (default: <runs root>/<new run name>.yaml)")
-    parser.add_argument("--backup", action="store_true",
-                        help="copy the run's latest and best checkpoints to the backup folder, verify the copies "
-                             "against their manifests and make both read-only")
-    parser.add_argument("--backup-dir", type=Path, metavar="DIR",
-                        help="where --backup copies to (default: $UMLSTUDIO_BACKUPS, else <runs root>/backups)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="NEXT.yaml",
+        help="where to write the proposed config (default: <runs root>/<new run name>.yaml)",
+    )
+    parser.add_argument(
+        "--backup",
+        action="store_true",
+        help="copy the run's latest and best checkpoints to the backup folder, verify the copies "
+        "against their manifests and make both read-only",
+    )
+    parser.add_argument(
+        "--backup-dir",
+        type=Path,
+        metavar="DIR",
+        help="where --backup copies to (default: $UMLSTUDIO_BACKUPS, else <runs root>/backups)",
+    )
 
 
 def _shown(value) -> str:
@@ -32,8 +48,10 @@ def run_advise(args) -> int:
         checkpoints.check_backup_root(checkpoints.backup_root(args.backup_dir))
     run = advise.find_run(args.run_ref)
     diagnosis = advise.diagnose(run)
-    report: dict = {"run": {"id": run.id, "name": run.name, "output_dir": run.output_dir},
-              "diagnosis": diagnosis.to_dict()}
+    report: dict = {
+        "run": {"id": run.id, "name": run.name, "output_dir": run.output_dir},
+        "diagnosis": diagnosis.to_dict(),
+    }
     if args.backup:
         report["backup"] = advise.backup_run(run, args.backup_dir)
     if diagnosis.scenario is not None:
@@ -41,8 +59,12 @@ def run_advise(args) -> int:
         how_long = advise.estimate(proposal)
         path = out or paths.home() / f"{proposal.name}.yaml"
         advise.write_proposal(proposal, diff, diagnosis, run, how_long, path)
-        report["proposal"] = {"config_path": str(path), "output_dir": proposal.training.output_dir, "diff": diff,
-                              "estimate": asdict(how_long)}
+        report["proposal"] = {
+            "config_path": str(path),
+            "output_dir": proposal.training.output_dir,
+            "diff": diff,
+            "estimate": asdict(how_long),
+        }
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0

@@ -11,10 +11,15 @@ def add_data_args(parser) -> None:
     config_option(parser, "--dataset", "data.dataset", overrides=True)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--build", action="store_true", help="regenerate data/default from the real-prose sets "
-                        "(PlantUCD, US2SD, LATO) and the generator")
     action.add_argument(
-        "--filter", metavar="TYPES", help="comma-separated diagram types to keep from the train split "
+        "--build",
+        action="store_true",
+        help="regenerate data/default from the real-prose sets (PlantUCD, US2SD, LATO) and the generator",
+    )
+    action.add_argument(
+        "--filter",
+        metavar="TYPES",
+        help="comma-separated diagram types to keep from the train split "
         "(e.g. state,er), plus a replay share of the others; written to --out",
     )
     parser.add_argument(
@@ -24,8 +29,13 @@ def add_data_args(parser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of --build, of the mix and of the --filter replay sample (default 0)"
     )
-    config_option(parser, "--max-seq-length", "training.max_seq_length", metavar="N",
-                  lead="count the rows longer than N, training.max_seq_length: ")
+    config_option(
+        parser,
+        "--max-seq-length",
+        "training.max_seq_length",
+        metavar="N",
+        lead="count the rows longer than N, training.max_seq_length: ",
+    )
 
 
 def run_data(args) -> int:
@@ -41,8 +51,12 @@ def run_data(args) -> int:
     if args.build:
         if args.dataset:
             raise UserError("--build always writes data/default; drop --dataset")
-        print("building data/default: PlantUCD, US2SD and LATO rows plus generated ones, every reference "
-              "checked with PlantUML (about 20 s) …", file=sys.stderr, flush=True)
+        print(
+            "building data/default: PlantUCD, US2SD and LATO rows plus generated ones, every reference "
+            "checked with PlantUML (about 20 s) …",
+            file=sys.stderr,
+            flush=True,
+        )
         dataset = data.build_default_dataset(args.seed)
         if not args.json:
             print(f"rebuilt {dataset}")
@@ -71,7 +85,9 @@ def _filter(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         weak = sum(found[t] for t in diagram_types)
-        print(f"wrote {len(subset)} rows to {path}: {weak} of {', '.join(diagram_types)} and "
-              f"{len(subset) - weak} replayed rows of other types, from the train split of {dataset}")
+        print(
+            f"wrote {len(subset)} rows to {path}: {weak} of {', '.join(diagram_types)} and "
+            f"{len(subset) - weak} replayed rows of other types, from the train split of {dataset}"
+        )
         print(data.format_counts({path.name: found}))
     return 0

@@ -12,8 +12,14 @@ def _dataset_args(parser) -> None:
     config_option(parser, "--dataset", "data.dataset", overrides=True)
     parser.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
     config_option(parser, "--limit", "evaluation.limit")
-    config_option(parser, "--base", "model.base", overrides=True, lead="the base model behind 'base': ",
-                  default_text="the checkpoints' base, else smollm2-135m")
+    config_option(
+        parser,
+        "--base",
+        "model.base",
+        overrides=True,
+        lead="the base model behind 'base': ",
+        default_text="the checkpoints' base, else smollm2-135m",
+    )
     config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens")
     config_option(parser, "--batch-size", "evaluation.batch_size")
 
@@ -35,6 +41,7 @@ def _config(args):
 def _stop_on_sigterm() -> None:
     """The studio's Cancel (SIGTERM) ends the worker between two steps, so a store write in flight
     finishes or rolls back; what was stored stays."""
+
     def stop(signum, frame):
         print("stopped: the outputs made so far are stored", file=sys.stderr, flush=True)
         sys.exit(128 + signum)
@@ -43,12 +50,16 @@ def _stop_on_sigterm() -> None:
 
 
 def add_evaluate_args(parser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'"
+    )
     _dataset_args(parser)
-    parser.add_argument("--repair", action="store_true",
-                        help="repair outputs PlantUML rejects (a second attempt given the error); scores the repaired "
-                             "outputs and reports the raw and repaired valid rates side by side")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair outputs PlantUML rejects (a second attempt given the error); scores the repaired "
+        "outputs and reports the raw and repaired valid rates side by side",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -56,8 +67,9 @@ def run_evaluate(args) -> int:
     from core.evaluation import evaluate
 
     _stop_on_sigterm()
-    summary = evaluate.evaluate(args.checkpoint, args.dataset, args.limit, args.split, base=args.base,
-                                config=_config(args), repair=args.repair)
+    summary = evaluate.evaluate(
+        args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args), repair=args.repair
+    )
     print(json.dumps(summary, default=str) if args.json else evaluate.format_summary(summary))
     return 0
 
@@ -87,8 +99,9 @@ def run_compare(args) -> int:
 
 
 def add_test_model_args(parser) -> None:
-    parser.add_argument("--checkpoint",
-                        help="a checkpoint folder, a run folder or 'base' (default: the newest checkpoint)")
+    parser.add_argument(
+        "--checkpoint", help="a checkpoint folder, a run folder or 'base' (default: the newest checkpoint)"
+    )
     parser.add_argument("--limit", type=int, default=5, help="test prompts to generate (default 5)")
     parser.add_argument("--dataset", help="a dataset folder or file (default: data/default)")
 
@@ -112,21 +125,42 @@ def run_test_model(args) -> int:
         raise UserError("no checkpoint in the store yet — train one, or pass --checkpoint (e.g. base)")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = main(["evaluate", "--checkpoint", checkpoint, "--limit", str(args.limit), "--json",
-                     *(["--dataset", args.dataset] if args.dataset else [])])
+        code = main(
+            [
+                "evaluate",
+                "--checkpoint",
+                checkpoint,
+                "--limit",
+                str(args.limit),
+                "--json",
+                *(["--dataset", args.dataset] if args.dataset else []),
+            ]
+        )
     if code:
         return code
     summary = json.loads(printed.getvalue())
     quality = evaluate.quality_for(generate.resolve_checkpoint(checkpoint))
     checks = [
         ("loads and generates", summary["n"], None, summary["n"] > 0),
-        ("complete (@startuml..@enduml, not cut off)", summary["complete_rate"], quality.complete_rate,
-         summary["complete_rate"] >= quality.complete_rate),
-        ("valid PlantUML", summary["syntax_valid_rate"], quality.valid_rate,
-         summary["syntax_valid_rate"] >= quality.valid_rate),
+        (
+            "complete (@startuml..@enduml, not cut off)",
+            summary["complete_rate"],
+            quality.complete_rate,
+            summary["complete_rate"] >= quality.complete_rate,
+        ),
+        (
+            "valid PlantUML",
+            summary["syntax_valid_rate"],
+            quality.valid_rate,
+            summary["syntax_valid_rate"] >= quality.valid_rate,
+        ),
         ("renders", summary["render_rate"], quality.valid_rate, summary["render_rate"] >= quality.valid_rate),
-        ("right diagram type", summary["type_accuracy"], quality.type_accuracy,
-         summary["type_accuracy"] >= quality.type_accuracy),
+        (
+            "right diagram type",
+            summary["type_accuracy"],
+            quality.type_accuracy,
+            summary["type_accuracy"] >= quality.type_accuracy,
+        ),
     ]
     prompt = "A customer places orders; each order has order lines."
     engine = generate.engine_for([checkpoint])

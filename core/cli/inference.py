@@ -32,9 +32,11 @@ def add_render_args(parser) -> None:
 
     parser.add_argument("file", help="a PlantUML source file (.puml)")
     parser.add_argument("--out", required=True, help="the image to write: a .svg or .png file")
-    parser.add_argument("--timeout", default=str(DEFAULT_TIMEOUT_S),
-                        help="seconds the whole render may take, PlantUML's start included "
-                             f"(default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument(
+        "--timeout",
+        default=str(DEFAULT_TIMEOUT_S),
+        help=f"seconds the whole render may take, PlantUML's start included (default {DEFAULT_TIMEOUT_S:g})",
+    )
 
 
 def run_render(args) -> int:
@@ -57,8 +59,9 @@ def run_render(args) -> int:
     result = render(source, fmt, timeout_s=timeout_s, deadline=started + timeout_s)
     if result.status == "error":
         where = f"{source_path}:{result.error_line}" if result.error_line else str(source_path)
-        raise UserError(f"{where}: PlantUML error: {str(result.error_message)[:200]} — fix that line; "
-                        f"{out} not written")
+        raise UserError(
+            f"{where}: PlantUML error: {str(result.error_message)[:200]} — fix that line; {out} not written"
+        )
     if not result.ok:
         raise UserError(f"{source_path}: {result.error_message}; {out} not written")
     out.write_bytes(result.data)
@@ -72,17 +75,23 @@ def run_render(args) -> int:
 def add_generate_args(parser) -> None:
     from core.data.prompts import TYPE_NAMES
 
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'"
+    )
     parser.add_argument("--prompt", required=True, help="the requirement to turn into PlantUML")
-    parser.add_argument("--type", help=f"the wanted diagram type, stated in the prompt: {', '.join(TYPE_NAMES)} "
-                                       "(default: none stated, the model picks)")
+    parser.add_argument(
+        "--type",
+        help=f"the wanted diagram type, stated in the prompt: {', '.join(TYPE_NAMES)} "
+        "(default: none stated, the model picks)",
+    )
     parser.add_argument("--out", help="also write the diagram to FILE.svg, FILE.png or FILE.puml")
     config_option(parser, "--base", "model.base", overrides=True, lead="the base model for --checkpoint base: ")
     config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens")
-    parser.add_argument("--repair", action="store_true",
-                        help="check the output with PlantUML and repair it when rejected (the raw output is "
-                             "reported too)")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="check the output with PlantUML and repair it when rejected (the raw output is reported too)",
+    )
 
 
 def run_generate(args) -> int:
@@ -101,8 +110,9 @@ def run_generate(args) -> int:
     message = prompts.request(args.prompt, args.type)
     row = engine.generate([message], args.checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair)[0]
     print(row.output)
-    note = ((" (cut off at --max-new-tokens)" if row.truncated else "")
-            + (f" (stopped: {row.loop})" if row.looped else ""))
+    note = (" (cut off at --max-new-tokens)" if row.truncated else "") + (
+        f" (stopped: {row.loop})" if row.looped else ""
+    )
     print(f"-- {row.tokens} tokens in {row.latency_s:.2f} s{note}", file=sys.stderr)
     if row.repaired:
         print("-- repaired: " + "; ".join(row.repair), file=sys.stderr)
@@ -118,8 +128,11 @@ def run_generate(args) -> int:
 
         result = render(row.output, fmt=fmt)
         if not result.ok:
-            print(f"error: the output does not render (line {result.error_line}: {result.error_message}); "
-                  f"{out} not written", file=sys.stderr)
+            print(
+                f"error: the output does not render (line {result.error_line}: {result.error_message}); "
+                f"{out} not written",
+                file=sys.stderr,
+            )
             return 1
         out.write_bytes(result.data)
     print(f"wrote {out}", file=sys.stderr)
@@ -139,19 +152,30 @@ def add_generate_worker_args(parser) -> None:
 def run_generate_worker(args) -> int:
     from core.inference import generate
 
-    return generate.work(args.checkpoint, args.prompt_file, args.out, args.type, base=args.base,
-                         max_new_tokens=args.max_new_tokens, repair=args.repair)
+    return generate.work(
+        args.checkpoint,
+        args.prompt_file,
+        args.out,
+        args.type,
+        base=args.base,
+        max_new_tokens=args.max_new_tokens,
+        repair=args.repair,
+    )
 
 
 # ---- export ---------------------------------------------------------------------------------------
 
 
 def add_export_args(parser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'"
+    )
     parser.add_argument("--out", required=True, help="a new (or empty) folder to write the export into")
-    parser.add_argument("--format", default="hf",
-                        help="hf: a merged transformers folder (default); gguf: a GGUF file for llama.cpp / Ollama")
+    parser.add_argument(
+        "--format",
+        default="hf",
+        help="hf: a merged transformers folder (default); gguf: a GGUF file for llama.cpp / Ollama",
+    )
     parser.add_argument("--gguf-type", default="f16", help="with --format gguf: f16 (default) or q8_0 (half the size)")
 
 
@@ -199,8 +223,15 @@ def run_samples(args) -> int:
     rendered = 0
     for diagram_type in (t for t in data.DIAGRAM_TYPES if t in first):
         prompt = first[diagram_type]["prompt"]
-        argv = ["generate", "--checkpoint", args.checkpoint, "--prompt", prompt,
-                "--out", str(out / f"{diagram_type}.svg")]
+        argv = [
+            "generate",
+            "--checkpoint",
+            args.checkpoint,
+            "--prompt",
+            prompt,
+            "--out",
+            str(out / f"{diagram_type}.svg"),
+        ]
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             code = main(argv + (["--base", args.base] if args.base else []))

@@ -15,8 +15,9 @@ def schema_field(key: str):
     return model.model_fields[name]
 
 
-def config_option(parser, flag: str, key: str, *, lead: str = "", default_text: str | None = None,
-                  overrides: bool = False, **kwargs) -> None:
+def config_option(
+    parser, flag: str, key: str, *, lead: str = "", default_text: str | None = None, overrides: bool = False, **kwargs
+) -> None:
     """Add `flag`, mirroring config `key`: help = `lead` + the field's description + its default.
 
     `overrides`: the flag's own default is None (it only overrides when given) while the help still

@@ -4,15 +4,24 @@ from core.errors import UserError
 
 
 def add_store_args(parser) -> None:
-    parser.add_argument("action", choices=("check", "rebuild"),
-                        help="check: say whether the store opens and what a rebuild would recover from the run "
-                             "folders (writes nothing; exit 1 when the store is damaged); rebuild: make runs, "
-                             "checkpoints and metrics again from the run folders and move the old file aside")
-    parser.add_argument("--runs-in", action="append", default=[], metavar="DIR",
-                        help="also look for run folders under DIR (runs trained with an absolute "
-                             "training.output_dir outside the runs root); repeatable")
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild a store that opens cleanly (what lived only in it is lost)")
+    parser.add_argument(
+        "action",
+        choices=("check", "rebuild"),
+        help="check: say whether the store opens and what a rebuild would recover from the run "
+        "folders (writes nothing; exit 1 when the store is damaged); rebuild: make runs, "
+        "checkpoints and metrics again from the run folders and move the old file aside",
+    )
+    parser.add_argument(
+        "--runs-in",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also look for run folders under DIR (runs trained with an absolute "
+        "training.output_dir outside the runs root); repeatable",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild a store that opens cleanly (what lived only in it is lost)"
+    )
 
 
 def run_store(args) -> int:
@@ -33,6 +42,8 @@ def run_store(args) -> int:
     print("\n".join(report.lines()))
     if report.moved_to:
         print(f"the old store is kept as {report.moved_to}")
-    print(f"rebuilt {report.store}: {len(report.runs)} run(s), {sum(len(r.checkpoints) for r in report.runs)} "
-          f"checkpoint(s), {sum(len(r.metrics) for r in report.runs)} metric values; {report.lost()}")
+    print(
+        f"rebuilt {report.store}: {len(report.runs)} run(s), {sum(len(r.checkpoints) for r in report.runs)} "
+        f"checkpoint(s), {sum(len(r.metrics) for r in report.runs)} metric values; {report.lost()}"
+    )
     return 0

@@ -85,8 +85,11 @@ _MULTILINE = [
     (re.compile(r"^<style>", re.I), re.compile(r"^</style>$", re.I)),
 ]
 # one-line settings and notes; a relation line stays even if it starts with such a word ("Note --> Patient")
-_SETTING = re.compile(rf"^(?:!|skinparam\b|hide\b|show\b|scale\b|title\b|caption\b|header\b|footer\b|"
-                      rf"left to right direction|top to bottom direction|allowmixing|set\s|{_NOTE})", re.I)
+_SETTING = re.compile(
+    rf"^(?:!|skinparam\b|hide\b|show\b|scale\b|title\b|caption\b|header\b|footer\b|"
+    rf"left to right direction|top to bottom direction|allowmixing|set\s|{_NOTE})",
+    re.I,
+)
 
 
 def _block(text: str) -> tuple[list[str], bool, bool]:
@@ -98,7 +101,7 @@ def _block(text: str) -> tuple[list[str], bool, bool]:
         return lines, False, True
     end = next((i for i in range(begin + 1, len(lines)) if lines[i].lower().startswith("@end")), None)
     is_uml = re.match(r"@startuml\b", lines[begin], re.I) is not None
-    return lines[begin + 1:end], end is not None, is_uml
+    return lines[begin + 1 : end], end is not None, is_uml
 
 
 def _clean(lines: list[str]) -> list[str]:
@@ -135,7 +138,9 @@ def _clean(lines: list[str]) -> list[str]:
 def _balanced(lines: list[str]) -> bool:
     depth = 0
     for line in lines:
-        unquoted = re.sub(r"(?<=[-.])[|o]\{|\}[|o](?=[-.])", "", re.sub(r'"[^"]*"', "", line))  # `||--o{` opens no block
+        unquoted = re.sub(
+            r"(?<=[-.])[|o]\{|\}[|o](?=[-.])", "", re.sub(r'"[^"]*"', "", line)
+        )  # `||--o{` opens no block
         depth += unquoted.count("{") - unquoted.count("}")
         if depth < 0:
             return False
@@ -168,37 +173,65 @@ _SEQ_DECL = re.compile(
 _CROWS_FOOT = re.compile(r"(?:\}\||\}o|\|\||\|o)[-.]+|[-.]+(?:\|\{|o\{|\|\||o\|)")
 
 _DECL_KEYWORDS = {
-    "class": {"abstract class": "abstract", "abstract": "abstract", "class": "class", "interface": "interface",
-              "enum": "enum", "annotation": "class", "struct": "class", "record": "class", "exception": "class",
-              "entity": "entity"},
+    "class": {
+        "abstract class": "abstract",
+        "abstract": "abstract",
+        "class": "class",
+        "interface": "interface",
+        "enum": "enum",
+        "annotation": "class",
+        "struct": "class",
+        "record": "class",
+        "exception": "class",
+        "entity": "entity",
+    },
     "er": {"entity": "entity", "class": "entity", "table": "entity"},
     "usecase": {"actor": "actor", "usecase": "usecase"},
-    "component": {"component": "component", "interface": "interface", "node": "node", "database": "database",
-                  "cloud": "cloud", "queue": "queue", "artifact": "artifact", "storage": "storage", "file": "file",
-                  "actor": "actor", "person": "actor", "agent": "component", "port": "port", "portin": "port",
-                  "portout": "port"},
+    "component": {
+        "component": "component",
+        "interface": "interface",
+        "node": "node",
+        "database": "database",
+        "cloud": "cloud",
+        "queue": "queue",
+        "artifact": "artifact",
+        "storage": "storage",
+        "file": "file",
+        "actor": "actor",
+        "person": "actor",
+        "agent": "component",
+        "port": "port",
+        "portin": "port",
+        "portout": "port",
+    },
     "state": {"state": "state"},
 }
 _DEFAULT_KIND = {"class": "class", "er": "entity", "usecase": "actor", "component": "component", "state": "state"}
 # what may follow a declaration's name: stereotypes, colours, generics, extends/implements, a body,
 # a state description; anything else (Python's "(Base):", prose) makes the line no declaration
-_DECL_REST = r"^\s*(?:<[^<>\n]*>)?\s*(?:(?:<<[^>\n]*>>|#[\w#:;.]+|\$\w+|(?:extends|implements)\s+[\w.]+(?:\s*,\s*[\w.]+)*)\s*)*"
+_DECL_REST = (
+    r"^\s*(?:<[^<>\n]*>)?\s*(?:(?:<<[^>\n]*>>|#[\w#:;.]+|\$\w+|(?:extends|implements)\s+[\w.]+(?:\s*,\s*[\w.]+)*)\s*)*"
+)
 _REST = re.compile(_DECL_REST + r"(?:\{.*|\[.*)?$")
 _STATE_REST = re.compile(_DECL_REST + r"(?:\{.*|:.*)?$")  # state X : description
-_CONTAINER = re.compile(r"^(?:package|namespace|rectangle|folder|frame|together|box|card|hexagon|stack)\b.*\{?$|^\}$",
-                        re.I)
+_CONTAINER = re.compile(
+    r"^(?:package|namespace|rectangle|folder|frame|together|box|card|hexagon|stack)\b.*\{?$|^\}$", re.I
+)
 
 
 def _decl_pattern(keywords) -> re.Pattern:
     escaped = (re.escape(k).replace("\\ ", " ").replace(" ", r"\s+") for k in keywords)
     alternatives = "|".join(sorted(escaped, key=len, reverse=True))
-    return re.compile(rf"^(?P<kw>{alternatives})/?\s+(?P<name>{_NAME})(?:\s+as\s+(?P<alias>{_NAME}))?(?P<rest>.*)$",
-                      re.I)
+    return re.compile(
+        rf"^(?P<kw>{alternatives})/?\s+(?P<name>{_NAME})(?:\s+as\s+(?P<alias>{_NAME}))?(?P<rest>.*)$", re.I
+    )
 
 
 _DECLS = {kind: _decl_pattern(keywords) for kind, keywords in _DECL_KEYWORDS.items()}
-_SHORT_DECL = re.compile(rf"^(?P<name>\[[^\[\]\n]+\]|\([^()\n]+\)|:[^:\n]+:|\(\)\s*(?:{_NAME}))"
-                         rf"(?:\s+as\s+(?P<alias>{_NAME}))?\s*(?:<<[^>\n]*>>)?\s*(?:#\S+)?$")
+_SHORT_DECL = re.compile(
+    rf"^(?P<name>\[[^\[\]\n]+\]|\([^()\n]+\)|:[^:\n]+:|\(\)\s*(?:{_NAME}))"
+    rf"(?:\s+as\s+(?P<alias>{_NAME}))?\s*(?:<<[^>\n]*>>)?\s*(?:#\S+)?$"
+)
 _STATE_TEXT = re.compile(rf'^(?P<name>"[^"\n]+"|{_WORD})\s*:\s*\S')
 
 
@@ -246,18 +279,39 @@ _EVIDENCE_KEYWORDS = {
 _EVIDENCE_DECLS = {kind: _decl_pattern(keywords) for kind, keywords in _EVIDENCE_KEYWORDS.items()}
 # syntax that points to a type
 _SYNTAX = [
-    ("class", re.compile(rf"<\|[-.]|[-.]\|>|{_MULT}\s*\S*[-.]{{2}}|[-.]{{2}}\S*\s*{_MULT}|\s[*o][-.]{{2}}|[-.]{{2}}[*o]\s")),
+    (
+        "class",
+        re.compile(rf"<\|[-.]|[-.]\|>|{_MULT}\s*\S*[-.]{{2}}|[-.]{{2}}\S*\s*{_MULT}|\s[*o][-.]{{2}}|[-.]{{2}}[*o]\s"),
+    ),
     ("er", _CROWS_FOOT),
     # group lines ("loop 3 times") without a full stop, so a sentence starting "Critical ..." is no evidence
-    ("sequence", re.compile(r"^(?:activate|deactivate)\s+\S+$|^autonumber\b|^(?:alt|loop|opt|par|critical|group)"
-                            r"(?:\s+[^.]*)?$|^ref\s+over\b|^==.*==$|^\.\.\.$|^\|\|\|$|->>", re.I)),
-    ("activity", re.compile(r"^:.*[;|<>/\]}]$|^:[^:]*$|^(?:start|stop|kill|detach)$|^if\s*\(.*\)\s*(?:is\s*\(.*\)\s*)?"
-                            r"then\b|^(?:endif|end\s*if|endwhile|end\s*while|fork|fork\s+again|end\s*fork|repeat|"
-                            r"split|split\s+again|end\s*split)(?:\s*\(.*\))?$|^(?:while|repeat\s+while)\s*\(.*\)"
-                            r"(?:\s*is\s*\(.*\))?$|^partition\s+(?:\"[^\"]+\"|\S+)\s*(?:#\S+\s*)?\{?$"
-                            r"|^\|(?:#?\w+\|)?[^|]+\|$", re.I)),
-    ("usecase", re.compile(r"<<\s*(?:include|extend)s?\s*>>|(?<!\w)\([^()\n*]+\)\s*[-.<]|[-.>]\s*\([^()\n*]+\)"
-                           r"|^:[^:;]+:\s*(?:as\s|[-.<]|$)", re.I)),
+    (
+        "sequence",
+        re.compile(
+            r"^(?:activate|deactivate)\s+\S+$|^autonumber\b|^(?:alt|loop|opt|par|critical|group)"
+            r"(?:\s+[^.]*)?$|^ref\s+over\b|^==.*==$|^\.\.\.$|^\|\|\|$|->>",
+            re.I,
+        ),
+    ),
+    (
+        "activity",
+        re.compile(
+            r"^:.*[;|<>/\]}]$|^:[^:]*$|^(?:start|stop|kill|detach)$|^if\s*\(.*\)\s*(?:is\s*\(.*\)\s*)?"
+            r"then\b|^(?:endif|end\s*if|endwhile|end\s*while|fork|fork\s+again|end\s*fork|repeat|"
+            r"split|split\s+again|end\s*split)(?:\s*\(.*\))?$|^(?:while|repeat\s+while)\s*\(.*\)"
+            r"(?:\s*is\s*\(.*\))?$|^partition\s+(?:\"[^\"]+\"|\S+)\s*(?:#\S+\s*)?\{?$"
+            r"|^\|(?:#?\w+\|)?[^|]+\|$",
+            re.I,
+        ),
+    ),
+    (
+        "usecase",
+        re.compile(
+            r"<<\s*(?:include|extend)s?\s*>>|(?<!\w)\([^()\n*]+\)\s*[-.<]|[-.>]\s*\([^()\n*]+\)"
+            r"|^:[^:;]+:\s*(?:as\s|[-.<]|$)",
+            re.I,
+        ),
+    ),
     ("state", re.compile(r"\[\*\]")),
     ("component", re.compile(r"^\(\)\s|(?:^|[\s>])\[[^\]\[*\n#]+\]")),
 ]
@@ -462,8 +516,10 @@ def _graph_relation(b: _Builder, found: re.Match, diagram_type: str, default: st
         ends.append(token if pseudo else b.resolve(token, default))
     kind, reverse = _arrow(found["lh"], found["body"], found["rh"])
     label = _label(found["label"])
-    marks = (_CARDINALITY.get(found["lh"] or "") or _multiplicity(found["ma"]),
-             _CARDINALITY.get(found["rh"] or "") or _multiplicity(found["mb"]))
+    marks = (
+        _CARDINALITY.get(found["lh"] or "") or _multiplicity(found["ma"]),
+        _CARDINALITY.get(found["rh"] or "") or _multiplicity(found["mb"]),
+    )
     if diagram_type == "state":
         kind = "transition"
     elif diagram_type == "usecase" and re.search(r"\binclude", label, re.I):
@@ -565,23 +621,23 @@ def _parse_activity(lines: list[str]) -> _Builder:
             prev = []
         elif low in ("stop", "end", "kill", "detach"):
             prev = []
-        elif (found := re.match(r"^if\s*\(.*?\)\s*(?:is\s*\((.*?)\)\s*)?then(?:\s*\((.*?)\))?", line, re.I)):
+        elif found := re.match(r"^if\s*\(.*?\)\s*(?:is\s*\((.*?)\)\s*)?then(?:\s*\((.*?)\))?", line, re.I):
             push(_Branches("if", list(prev)))
             label = found[2] or found[1] or ""
-        elif (found := re.match(r"^else\s*if\s*\(.*?\)\s*(?:is\s*\((.*?)\)\s*)?then(?:\s*\((.*?)\))?", line, re.I)):
+        elif found := re.match(r"^else\s*if\s*\(.*?\)\s*(?:is\s*\((.*?)\)\s*)?then(?:\s*\((.*?)\))?", line, re.I):
             branch(found[2] or found[1])
-        elif (found := re.match(r"^else\b\s*(?:\((.*?)\))?", line, re.I)):
+        elif found := re.match(r"^else\b\s*(?:\((.*?)\))?", line, re.I):
             branch(found[1], is_else=True)
         elif re.match(r"^end\s*if\b", line, re.I):
             close(("if",))
-        elif (found := re.match(r"^while\s*\(.*?\)\s*(?:is\s*\((.*?)\))?", line, re.I)):
+        elif found := re.match(r"^while\s*\(.*?\)\s*(?:is\s*\((.*?)\))?", line, re.I):
             push(_Branches("loop", list(prev)))
             label = found[1] or ""
         elif re.match(r"^end\s*while\b", line, re.I):
             close(("loop",))
         elif re.match(r"^repeat\s*while\b", line, re.I):
             close(("repeat",))
-        elif (found := re.match(r"^repeat\b\s*(?::(.*?)[;|<>/\]}])?$", line, re.I)):
+        elif found := re.match(r"^repeat\b\s*(?::(.*?)[;|<>/\]}])?$", line, re.I):
             push(_Branches("repeat", list(prev)))
             if found[1]:
                 step(found[1].strip())
@@ -593,15 +649,15 @@ def _parse_activity(lines: list[str]) -> _Builder:
             close(("fork",))
         elif re.match(r"^switch\s*\(", line, re.I):
             push(_Branches("switch", list(prev), started=False))
-        elif (found := re.match(r"^case\s*\((.*?)\)", line, re.I)):
+        elif found := re.match(r"^case\s*\((.*?)\)", line, re.I):
             branch(found[1])
         elif re.match(r"^end\s*switch\b", line, re.I):
             close(("switch",))
-        elif (found := re.match(r'^partition\s+("[^"\n]+"|[^{\s]+)', line, re.I)):
+        elif found := re.match(r'^partition\s+("[^"\n]+"|[^{\s]+)', line, re.I):
             b.entity(_bare(found[1]), "partition")
-        elif (found := re.match(r"^\|(?:#?[\w#]+\|)?([^|]+)\|", line)):
+        elif found := re.match(r"^\|(?:#?[\w#]+\|)?([^|]+)\|", line):
             b.entity(found[1].strip(), "swimlane")
-        elif (found := re.match(r"^-+>\s*(.*?);?$", line)):
+        elif found := re.match(r"^-+>\s*(.*?);?$", line):
             label = found[1].strip()
     return b
 
@@ -620,5 +676,6 @@ def analyse(text: str, expected_type: str | None = None) -> Diagram:
         built = _parse_activity(lines)
     else:
         built = _parse_graph(lines, diagram_type)
-    return Diagram(diagram_type, list(built.entities.values()), built.relations, complete, list(built.attributes),
-                   built.branches)
+    return Diagram(
+        diagram_type, list(built.entities.values()), built.relations, complete, list(built.attributes), built.branches
+    )

@@ -33,14 +33,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from core.training import checkpoints, models
 from core import data, jobs, store
-from core.inference import generate
-from core.evaluation import metrics
-from core.data import prompts
 from core.config import EvaluationConfig, QualityConfig
+from core.data import prompts
 from core.errors import UserError
+from core.evaluation import metrics
+from core.inference import generate
 from core.inference.render import SyntaxResult, render, syntax_check
+from core.training import checkpoints, models
 
 MAX_COMPARED = 4
 SAMPLE_SEED = 0
@@ -58,8 +58,13 @@ def short_name(ckpt) -> str:
 def decoding_settings(base_resolved: str, config: EvaluationConfig) -> dict:
     """Everything besides prompt and weights that decides an output."""
     return {
-        "decoding": "greedy", "seed": generate.SEED, "stop": generate.STOP, "max_new_tokens": config.max_new_tokens,
-        "batch_size": config.batch_size, "base": base_resolved, "dtype": str(models.pick_dtype("auto")).removeprefix("torch."),
+        "decoding": "greedy",
+        "seed": generate.SEED,
+        "stop": generate.STOP,
+        "max_new_tokens": config.max_new_tokens,
+        "batch_size": config.batch_size,
+        "base": base_resolved,
+        "dtype": str(models.pick_dtype("auto")).removeprefix("torch."),
     }
 
 
@@ -139,45 +144,94 @@ def _stored(ckpt_label: str, keys: list[str]) -> dict[str, store.evaluations.Gen
 
 
 def _output(g: generate.Generation, repair: bool) -> dict:
-    return {"output": g.output, "tokens": g.tokens, "latency_s": g.latency_s, "truncated": g.truncated,
-            "looped": g.looped, "raw_output": g.raw_output, "raw_syntax_valid": g.raw_valid if repair else None,
-            "repaired": g.repaired if repair else None}
+    return {
+        "output": g.output,
+        "tokens": g.tokens,
+        "latency_s": g.latency_s,
+        "truncated": g.truncated,
+        "looped": g.looped,
+        "raw_output": g.raw_output,
+        "raw_syntax_valid": g.raw_valid if repair else None,
+        "repaired": g.repaired if repair else None,
+    }
 
 
 def _stored_output(hit: store.evaluations.Generation) -> dict:
     stored_metrics = hit.metrics
-    return {"output": hit.output, "tokens": hit.tokens, "latency_s": hit.latency_s,
-            "truncated": stored_metrics["truncated"], "looped": stored_metrics.get("looped", False),
-            "raw_output": stored_metrics.get("raw_output", hit.output),
-            "raw_syntax_valid": stored_metrics.get("raw_syntax_valid"), "repaired": stored_metrics.get("repaired")}
+    return {
+        "output": hit.output,
+        "tokens": hit.tokens,
+        "latency_s": hit.latency_s,
+        "truncated": stored_metrics["truncated"],
+        "looped": stored_metrics.get("looped", False),
+        "raw_output": stored_metrics.get("raw_output", hit.output),
+        "raw_syntax_valid": stored_metrics.get("raw_syntax_valid"),
+        "repaired": stored_metrics.get("repaired"),
+    }
 
 
-def _scored(rows: list[data.Row], messages: list[str], outputs: list[dict], keys: list[str], reused: bool) -> list[dict]:
+def _scored(
+    rows: list[data.Row], messages: list[str], outputs: list[dict], keys: list[str], reused: bool
+) -> list[dict]:
     """Outputs checked by PlantUML (one syntax_check call, then a render of each valid one) and scored."""
     checks = syntax_check([o["output"] for o in outputs])
     scored = []
     for row, text, out, check, key in zip(rows, messages, outputs, checks, keys):
         renders = check.valid and render(out["output"], "svg").ok
-        row_metrics = metrics.score(out["output"], row["plantuml"], row["prompt"], row["diagram_type"],
-                                    syntax=check, renders=renders, truncated=out["truncated"], looped=out["looped"],
-                                    tokens=out["tokens"], latency_s=out["latency_s"], origin=row.get("origin"))
+        row_metrics = metrics.score(
+            out["output"],
+            row["plantuml"],
+            row["prompt"],
+            row["diagram_type"],
+            syntax=check,
+            renders=renders,
+            truncated=out["truncated"],
+            looped=out["looped"],
+            tokens=out["tokens"],
+            latency_s=out["latency_s"],
+            origin=row.get("origin"),
+        )
         row_metrics |= {"raw_syntax_valid": out["raw_syntax_valid"], "repaired": out["repaired"]}
-        scored.append({**out, "prompt": text, "requirement": row["prompt"], "reference": row["plantuml"],
-                       "diagram_type": row["diagram_type"], "origin": row.get("origin"), "settings_key": key,
-                       "metrics": row_metrics, "reused": reused})
+        scored.append(
+            {
+                **out,
+                "prompt": text,
+                "requirement": row["prompt"],
+                "reference": row["plantuml"],
+                "diagram_type": row["diagram_type"],
+                "origin": row.get("origin"),
+                "settings_key": key,
+                "metrics": row_metrics,
+                "reused": reused,
+            }
+        )
     return scored
 
 
-def _generation_row(ckpt_label: str, r: dict, settings: dict, evaluation_id: str | None,
-                    stamp) -> store.evaluations.Generation:
+def _generation_row(
+    ckpt_label: str, r: dict, settings: dict, evaluation_id: str | None, stamp
+) -> store.evaluations.Generation:
     decoding = {"max_new_tokens": settings["max_new_tokens"], "repair": bool(settings.get("repair"))}
     return store.evaluations.Generation(
-        id=r.get("generation_id") or store.new_id(), evaluation_id=evaluation_id, checkpoint=ckpt_label,
-        settings_key=r["settings_key"], prompt=r["prompt"], reference=r["reference"], diagram_type=r["diagram_type"],
+        id=r.get("generation_id") or store.new_id(),
+        evaluation_id=evaluation_id,
+        checkpoint=ckpt_label,
+        settings_key=r["settings_key"],
+        prompt=r["prompt"],
+        reference=r["reference"],
+        diagram_type=r["diagram_type"],
         output=r["output"],
-        metrics={**r["metrics"], "truncated": r["truncated"], "requirement": r["requirement"], **decoding,
-                 **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {})},
-        tokens=r["tokens"], latency_s=r["latency_s"], created_at=stamp)
+        metrics={
+            **r["metrics"],
+            "truncated": r["truncated"],
+            "requirement": r["requirement"],
+            **decoding,
+            **({"raw_output": r["raw_output"]} if r["raw_output"] != r["output"] else {}),
+        },
+        tokens=r["tokens"],
+        latency_s=r["latency_s"],
+        created_at=stamp,
+    )
 
 
 def _save_generations(ckpt_label: str, scored: list[dict], settings: dict) -> None:
@@ -203,8 +257,9 @@ class _Plan:
     repair_s: float = 0.0  # spent checking outputs with PlantUML and repairing them (with repair)
 
 
-def _evaluate(ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_resolved: str, progress: bool,
-              repair: bool) -> list[tuple[dict, list[dict]]]:
+def _evaluate(
+    ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_resolved: str, progress: bool, repair: bool
+) -> list[tuple[dict, list[dict]]]:
     """Every checkpoint on the same rows: stored outputs reused; the missing ones generated a batch at
     a time, each checkpoint in turn (so side-by-side rows fill in early), scored and stored as each
     batch ends; the job's progress.json counts them. Returns (summary without verdict, scored rows)
@@ -220,8 +275,10 @@ def _evaluate(ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_
         stored = _stored(label(ckpt), keys)
         plans.append(_Plan(ckpt, keys, stored, [i for i, key in enumerate(keys) if key not in stored]))
         if stored and progress:
-            print(f"{short_name(ckpt)}: {len(rows) - len(plans[-1].missing)} of {len(rows)} outputs from the store",
-                  file=sys.stderr)
+            print(
+                f"{short_name(ckpt)}: {len(rows) - len(plans[-1].missing)} of {len(rows)} outputs from the store",
+                file=sys.stderr,
+            )
     todo = sum(len(p.missing) for p in plans)
     report = jobs.Progress(todo, "prompt", stored=len(ckpts) * len(rows) - todo)
     if todo:
@@ -230,7 +287,7 @@ def _evaluate(ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_
         with tqdm(total=todo, desc="generating", unit="row", disable=not progress, file=sys.stderr) as bar:
             for at in range(0, max(len(p.missing) for p in plans), config.batch_size):
                 for plan in plans:
-                    batch = plan.missing[at: at + config.batch_size]
+                    batch = plan.missing[at : at + config.batch_size]
                     if not batch:
                         continue
                     report.note = f"now {short_name(plan.ckpt)}" if len(plans) > 1 else ""
@@ -240,29 +297,60 @@ def _evaluate(ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_
                         report.advance(n)
 
                     started = time.perf_counter()
-                    made = engine.generate([messages[i] for i in batch], label(plan.ckpt),
-                                           max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-                                           progress=advance, repair=repair)
+                    made = engine.generate(
+                        [messages[i] for i in batch],
+                        label(plan.ckpt),
+                        max_new_tokens=config.max_new_tokens,
+                        batch_size=config.batch_size,
+                        progress=advance,
+                        repair=repair,
+                    )
                     repaired_s = sum(g.repair_s for g in made)  # each row carries its share of its batch's
                     plan.repair_s += repaired_s
                     plan.seconds += time.perf_counter() - started - repaired_s
                     plan.tokens += sum(g.tokens for g in made)
-                    scored = _scored([rows[i] for i in batch], [messages[i] for i in batch],
-                                     [_output(g, repair) for g in made], [plan.keys[i] for i in batch], False)
+                    scored = _scored(
+                        [rows[i] for i in batch],
+                        [messages[i] for i in batch],
+                        [_output(g, repair) for g in made],
+                        [plan.keys[i] for i in batch],
+                        False,
+                    )
                     _save_generations(label(plan.ckpt), scored, settings)
                     report.save(len(batch))
                     plan.fresh.update(zip(batch, scored))
     results = []
     for plan in plans:
         kept = [i for i in range(len(rows)) if i not in plan.fresh]
-        reused = dict(zip(kept, _scored([rows[i] for i in kept], [messages[i] for i in kept],
-                                        [_stored_output(plan.stored[plan.keys[i]]) for i in kept],
-                                        [plan.keys[i] for i in kept], True))) if kept else {}
+        reused = (
+            dict(
+                zip(
+                    kept,
+                    _scored(
+                        [rows[i] for i in kept],
+                        [messages[i] for i in kept],
+                        [_stored_output(plan.stored[plan.keys[i]]) for i in kept],
+                        [plan.keys[i] for i in kept],
+                        True,
+                    ),
+                )
+            )
+            if kept
+            else {}
+        )
         scored = [plan.fresh.get(i) or reused[i] for i in range(len(rows))]
         summary = metrics.aggregate([r["metrics"] for r in scored])
-        summary.update({"checkpoint": label(plan.ckpt), "settings": settings, "generated": len(plan.missing),
-                        "reused": len(rows) - len(plan.missing), "generation_s": round(plan.seconds, 2),
-                        "generated_tokens": plan.tokens} | ({"repair_s": round(plan.repair_s, 2)} if repair else {}))
+        summary.update(
+            {
+                "checkpoint": label(plan.ckpt),
+                "settings": settings,
+                "generated": len(plan.missing),
+                "reused": len(rows) - len(plan.missing),
+                "generation_s": round(plan.seconds, 2),
+                "generated_tokens": plan.tokens,
+            }
+            | ({"repair_s": round(plan.repair_s, 2)} if repair else {})
+        )
         results.append((summary, scored))
     return results
 
@@ -272,14 +360,31 @@ def _finish(summary: dict, scored: list[dict], ckpt, source: str, split: str, li
     loss = _loss(ckpt)
     examples = [{**r["metrics"], "id": i + 1} for i, r in enumerate(scored)]  # "id": the row's number
     summary["verdict"] = metrics.verdict(summary, loss, quality_for(ckpt), examples)
-    summary.update({"evaluation_id": store.new_id(), "dataset": source, "split": split,
-                    "sample": {"limit": limit, "seed": SAMPLE_SEED}, "loss": loss,
-                    "seconds": round(time.perf_counter() - started, 2)})
+    summary.update(
+        {
+            "evaluation_id": store.new_id(),
+            "dataset": source,
+            "split": split,
+            "sample": {"limit": limit, "seed": SAMPLE_SEED},
+            "loss": loss,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    )
     return summary
 
 
-def run(checkpoint, dataset=None, limit=None, split="test", *, base=None, config: EvaluationConfig | None = None,
-        progress: bool = True, save: bool = True, repair: bool = False) -> tuple[dict, list[dict]]:
+def run(
+    checkpoint,
+    dataset=None,
+    limit=None,
+    split="test",
+    *,
+    base=None,
+    config: EvaluationConfig | None = None,
+    progress: bool = True,
+    save: bool = True,
+    repair: bool = False,
+) -> tuple[dict, list[dict]]:
     """Evaluate one checkpoint; return (summary, rows), each row with its output and metrics.
 
     With `repair`, outputs PlantUML rejects are repaired by the generation engine; the scores are
@@ -304,16 +409,26 @@ def save_evaluation(summary: dict, scored: list[dict]) -> None:
     already; a reused one is stored again under this evaluation), in one transaction."""
     stamp = store.now()
     evaluation = store.evaluations.Evaluation(
-        id=summary["evaluation_id"], checkpoint=summary["checkpoint"], dataset=summary["dataset"],
-        settings={**summary["settings"], "split": summary["split"]}, n=summary["n"], summary=summary, created_at=stamp)
+        id=summary["evaluation_id"],
+        checkpoint=summary["checkpoint"],
+        dataset=summary["dataset"],
+        settings={**summary["settings"], "split": summary["split"]},
+        n=summary["n"],
+        summary=summary,
+        created_at=stamp,
+    )
     fresh = [r["generation_id"] for r in scored if r.get("generation_id")]
-    again = [_generation_row(summary["checkpoint"], r, summary["settings"], summary["evaluation_id"], stamp)
-             for r in scored if not r.get("generation_id")]
+    again = [
+        _generation_row(summary["checkpoint"], r, summary["settings"], summary["evaluation_id"], stamp)
+        for r in scored
+        if not r.get("generation_id")
+    ]
     store.evaluations.add(evaluation, fresh, again)
 
 
 def evaluate(checkpoint, dataset=None, limit=None, split="test", **options) -> dict:
-    """Evaluate one checkpoint on a sample of `limit` rows of `split` (see `sample_rows`); return the summary (stored)."""
+    """Evaluate one checkpoint on a sample of `limit` rows of `split` (see `sample_rows`); return the summary
+    (stored)."""
     return run(checkpoint, dataset, limit, split, **options)[0]
 
 
@@ -327,8 +442,16 @@ def paired_tests(first: list[dict], second: list[dict]) -> dict[str, dict]:
     return tests
 
 
-def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
-            config: EvaluationConfig | None = None, progress: bool = True) -> dict:
+def compare(
+    refs: list,
+    dataset=None,
+    limit=None,
+    split="test",
+    *,
+    base=None,
+    config: EvaluationConfig | None = None,
+    progress: bool = True,
+) -> dict:
     """Evaluate 2-4 checkpoints on the same prompts (stored outputs reused); per-prompt rows, largest
     regression against the first checkpoint first, and each checkpoint's paired tests against it
     ("tests": one per later checkpoint, by group "all" / "generated" / "real", by summary key)."""
@@ -353,20 +476,35 @@ def compare(refs: list, dataset=None, limit=None, split="test", *, base=None,
         outputs = []
         for _, scored in runs:
             r = scored[i]
-            outputs.append({key: r[key] for key in ("output", "tokens", "latency_s", "truncated", "metrics")}
-                           | {"score": metrics.row_score(r["metrics"])})
+            outputs.append(
+                {key: r[key] for key in ("output", "tokens", "latency_s", "truncated", "metrics")}
+                | {"score": metrics.row_score(r["metrics"])}
+            )
         changes = [o["score"] - outputs[0]["score"] for o in outputs[1:]]
-        compared.append({"index": i, "prompt": first["requirement"], "reference": first["reference"],
-                     "diagram_type": first["diagram_type"], "origin": first["origin"], "outputs": outputs,
-                     "delta": min(changes), "gain": max(changes)})
+        compared.append(
+            {
+                "index": i,
+                "prompt": first["requirement"],
+                "reference": first["reference"],
+                "diagram_type": first["diagram_type"],
+                "origin": first["origin"],
+                "outputs": outputs,
+                "delta": min(changes),
+                "gain": max(changes),
+            }
+        )
     compared.sort(key=lambda r: (r["delta"], r["index"]))
     names = [short_name(c) for c in ckpts]
     return {
         "checkpoints": names if len(set(names)) == len(names) else [label(c) for c in ckpts],
         "paths": [label(c) for c in ckpts],
-        "dataset": summaries[0]["dataset"], "split": split, "n": summaries[0]["n"],
+        "dataset": summaries[0]["dataset"],
+        "split": split,
+        "n": summaries[0]["n"],
         "settings": summaries[0]["settings"],
-        "summaries": summaries, "tests": tests, "rows": compared,
+        "summaries": summaries,
+        "tests": tests,
+        "rows": compared,
     }
 
 
@@ -377,14 +515,24 @@ def rescore(output: str, stored_metrics: dict, row: data.Row | dict) -> dict:
     """A stored output scored again with today's metrics against a dataset row (PlantUML's stored
     verdicts kept: no PlantUML call)."""
     valid = stored_metrics.get("syntax_valid")
-    return metrics.score(output, row["plantuml"], row["prompt"], row["diagram_type"],
-                         syntax=None if valid is None else SyntaxResult(valid, None, None, None),
-                         renders=stored_metrics.get("renders"), truncated=stored_metrics.get("truncated", False),
-                         looped=stored_metrics.get("looped", False), tokens=stored_metrics.get("tokens", 0),
-                         latency_s=stored_metrics.get("latency_s", 0.0), origin=row.get("origin"))
+    return metrics.score(
+        output,
+        row["plantuml"],
+        row["prompt"],
+        row["diagram_type"],
+        syntax=None if valid is None else SyntaxResult(valid, None, None, None),
+        renders=stored_metrics.get("renders"),
+        truncated=stored_metrics.get("truncated", False),
+        looped=stored_metrics.get("looped", False),
+        tokens=stored_metrics.get("tokens", 0),
+        latency_s=stored_metrics.get("latency_s", 0.0),
+        origin=row.get("origin"),
+    )
 
 
-def stored_outputs(ckpts: list[str], rows: list[data.Row], max_new_tokens: int | None = None) -> dict[tuple[str, int], dict]:
+def stored_outputs(
+    ckpts: list[str], rows: list[data.Row], max_new_tokens: int | None = None
+) -> dict[tuple[str, int], dict]:
     """(checkpoint, row index) -> {"output", "metrics"}: the newest stored output of each checkpoint
     for each row's message (without repair; with `max_new_tokens`, only outputs made with that token
     budget), scored again (`rescore`); pairs never generated are absent."""
@@ -421,11 +569,25 @@ def estimate(ckpts: list[str], rows: list[data.Row], max_new_tokens: int) -> dic
     for ckpt in ckpts:
         missing = sum((ckpt, i) not in stored for i in range(len(rows)))
         tokens = lengths[ckpt] if ckpt in lengths else float(max_new_tokens)
-        per.append({"checkpoint": ckpt, "stored": len(rows) - missing, "missing": missing, "tokens_per_row": tokens,
-                    "seconds": missing * tokens / tokens_per_s, "measured_length": ckpt in lengths})
-    return {"rows": len(rows), "per_checkpoint": per, "stored": sum(p["stored"] for p in per),
-            "missing": sum(p["missing"] for p in per), "seconds": sum(p["seconds"] for p in per),
-            "tokens_per_s": tokens_per_s, "measured_speed": measured}
+        per.append(
+            {
+                "checkpoint": ckpt,
+                "stored": len(rows) - missing,
+                "missing": missing,
+                "tokens_per_row": tokens,
+                "seconds": missing * tokens / tokens_per_s,
+                "measured_length": ckpt in lengths,
+            }
+        )
+    return {
+        "rows": len(rows),
+        "per_checkpoint": per,
+        "stored": sum(p["stored"] for p in per),
+        "missing": sum(p["missing"] for p in per),
+        "seconds": sum(p["seconds"] for p in per),
+        "tokens_per_s": tokens_per_s,
+        "measured_speed": measured,
+    }
 
 
 def latest_evaluations() -> dict[str, store.evaluations.Evaluation]:
@@ -439,10 +601,23 @@ def evaluation_rows(evaluation_id: str) -> list[dict]:
     rows = []
     for g in store.evaluations.generations_of(evaluation_id):
         stored_metrics = g.metrics
-        row = {"prompt": stored_metrics.get("requirement", g.prompt), "plantuml": g.reference,
-               "diagram_type": g.diagram_type, "origin": stored_metrics.get("origin")}
-        rows.append({"id": g.id, "prompt": g.prompt, "reference": g.reference, "diagram_type": g.diagram_type,
-                     "output": g.output, "requirement": row["prompt"], "metrics": rescore(g.output, stored_metrics, row)})
+        row = {
+            "prompt": stored_metrics.get("requirement", g.prompt),
+            "plantuml": g.reference,
+            "diagram_type": g.diagram_type,
+            "origin": stored_metrics.get("origin"),
+        }
+        rows.append(
+            {
+                "id": g.id,
+                "prompt": g.prompt,
+                "reference": g.reference,
+                "diagram_type": g.diagram_type,
+                "output": g.output,
+                "requirement": row["prompt"],
+                "metrics": rescore(g.output, stored_metrics, row),
+            }
+        )
     return rows
 
 
@@ -456,24 +631,42 @@ def _table(head: list[str], lines: list[list[str]]) -> list[str]:
 
 def format_summary(summary: dict) -> str:
     sample = summary.get("sample", {})
-    lines = [f"checkpoint  {summary['checkpoint']}",
-             f"dataset     {summary['dataset']} ({summary['split']}): {summary['n']} rows sampled (seed "
-             f"{sample.get('seed')}), {summary['generated']} generated, {summary['reused']} from the store",
-             f"eval_loss   {summary['loss']:.4f}" if summary["loss"] is not None else "eval_loss   unknown",
-             *([f"repair      PlantUML's check and the repairs took {summary['repair_s']:.1f} s, "
-                f"{summary['repair_s'] / summary['generation_s']:.2f}x the generation's {summary['generation_s']:.1f} s"]
-               if summary.get("repair_s") is not None and summary.get("generation_s") else []),
-             "", "each value: mean (95% interval, n rows measured); real = people's prose, generated = template rows", ""]
+    lines = [
+        f"checkpoint  {summary['checkpoint']}",
+        f"dataset     {summary['dataset']} ({summary['split']}): {summary['n']} rows sampled (seed "
+        f"{sample.get('seed')}), {summary['generated']} generated, {summary['reused']} from the store",
+        f"eval_loss   {summary['loss']:.4f}" if summary["loss"] is not None else "eval_loss   unknown",
+        *(
+            [
+                f"repair      PlantUML's check and the repairs took {summary['repair_s']:.1f} s, "
+                f"{summary['repair_s'] / summary['generation_s']:.2f}x the generation's {summary['generation_s']:.1f} s"
+            ]
+            if summary.get("repair_s") is not None and summary.get("generation_s")
+            else []
+        ),
+        "",
+        "each value: mean (95% interval, n rows measured); real = people's prose, generated = template rows",
+        "",
+    ]
     by_group = metrics.groups(summary)
-    lines += _table(["metric", *by_group], [[heading, *(metrics.estimate_text(g, key) for g in by_group.values())]
-                                            for key, heading in metrics.SHOWN if summary.get(key) is not None])
+    lines += _table(
+        ["metric", *by_group],
+        [
+            [heading, *(metrics.estimate_text(g, key) for g in by_group.values())]
+            for key, heading in metrics.SHOWN
+            if summary.get(key) is not None
+        ],
+    )
     types = summary.get("per_type") or {}
     if types:
         keys = ["syntax_valid_rate", "type_accuracy", "entity_f1", "relation_f1", "complete_rate"]
         head = ["per type", "rows", *(dict(metrics.SHOWN)[k] for k in keys)]
         body = []
         for name, values in sorted(types.items()):
-            for origin, group in {name: values, **{f"  {o}": g for o, g in values.get("by_origin", {}).items()}}.items():
+            for origin, group in {
+                name: values,
+                **{f"  {o}": g for o, g in values.get("by_origin", {}).items()},
+            }.items():
                 body.append([origin, str(group["n"]), *(metrics.estimate_text(group, k) for k in keys)])
         lines += ["", *_table(head, body)]
     verdict = summary["verdict"]
@@ -485,13 +678,21 @@ def format_compare(result: dict) -> str:
     """Each checkpoint's scores and each delta against the first with its sign-test verdict, for
     all rows and per origin."""
     names = result["checkpoints"]
-    lines = [f"{result['n']} prompts of {result['dataset']} ({result['split']}); deltas against {names[0]}, "
-             "sign test on the same prompts (p < 0.05: better / worse, else within noise)"]
+    lines = [
+        f"{result['n']} prompts of {result['dataset']} ({result['split']}); deltas against {names[0]}, "
+        "sign test on the same prompts (p < 0.05: better / worse, else within noise)"
+    ]
     for group in metrics.groups(result["summaries"][0]):
         summaries = [metrics.groups(s).get(group) for s in result["summaries"]]
         head = [f"{group} ({summaries[0]['n']} rows)", *names, *(f"Δ {n}" for n in names[1:])]
-        body = [[heading, *(metrics.estimate_text(s, key) if s else "-" for s in summaries),
-                 *(metrics.delta_text(t[group][key]) for t in result["tests"])]
-                for key, heading in metrics.SHOWN if summaries[0].get(key) is not None]
+        body = [
+            [
+                heading,
+                *(metrics.estimate_text(s, key) if s else "-" for s in summaries),
+                *(metrics.delta_text(t[group][key]) for t in result["tests"]),
+            ]
+            for key, heading in metrics.SHOWN
+            if summaries[0].get(key) is not None
+        ]
         lines += ["", *_table(head, body)]
     return "\n".join(lines)

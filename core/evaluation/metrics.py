@@ -40,9 +40,9 @@ import re
 from statistics import fmean
 from typing import Any
 
+from core.config import QualityConfig
 from core.evaluation import stats
 from core.evaluation.analyse import Diagram, Relation, analyse, normalise
-from core.config import QualityConfig
 from core.inference.render import SyntaxResult
 
 MAX_FAILING = 5
@@ -68,11 +68,21 @@ SCORES = (
 HIGHER_IS_BETTER = {key: higher for _, key, higher in SCORES}
 STRUCTURE = ("entity_f1", "relation_f1", "attribute_f1", "cardinality_f1", "branch_score")
 # how the summary keys are shown in tables: (summary key, heading)
-SHOWN = (("syntax_valid_rate", "valid"), ("raw_valid_rate", "valid before repair"), ("repaired_rate", "repaired"),
-         ("render_rate", "renders"), ("type_accuracy", "right type"),
-         ("entity_f1", "entity F1"), ("relation_f1", "relation F1"), ("attribute_f1", "attribute F1"),
-         ("cardinality_f1", "cardinality F1"), ("branch_score", "branches"), ("hallucination_rate", "hallucinated"),
-         ("complete_rate", "complete"), ("looped_rate", "looped"))
+SHOWN = (
+    ("syntax_valid_rate", "valid"),
+    ("raw_valid_rate", "valid before repair"),
+    ("repaired_rate", "repaired"),
+    ("render_rate", "renders"),
+    ("type_accuracy", "right type"),
+    ("entity_f1", "entity F1"),
+    ("relation_f1", "relation F1"),
+    ("attribute_f1", "attribute F1"),
+    ("cardinality_f1", "cardinality F1"),
+    ("branch_score", "branches"),
+    ("hallucination_rate", "hallucinated"),
+    ("complete_rate", "complete"),
+    ("looped_rate", "looped"),
+)
 
 
 def _prf(matched: int, predicted: int, expected: int) -> tuple[float, float, float] | None:
@@ -134,8 +144,10 @@ def _match_entities(out: Diagram, ref: Diagram, fuzzy: bool) -> dict[str, str]:
     if fuzzy:
         left = [e for e in out.entities if e.name not in mapping and e.kind == "action"]
         right = [e for k, e in ref_by_key.items() if k not in taken and e.kind == "action"]
-        pairs = sorted(((similarity(a.name, b.name), i, j) for i, a in enumerate(left) for j, b in enumerate(right)),
-                       key=lambda p: (-p[0], p[1], p[2]))
+        pairs = sorted(
+            ((similarity(a.name, b.name), i, j) for i, a in enumerate(left) for j, b in enumerate(right)),
+            key=lambda p: (-p[0], p[1], p[2]),
+        )
         used_left, used_right = set(), set()
         for sim, i, j in pairs:
             if sim < SIMILAR:
@@ -185,8 +197,9 @@ def _lcs(out: list[Relation], ref: list[Relation], same) -> int:
 
 
 def _same_message(o: Relation, r: Relation) -> bool:
-    return ((normalise(o.source), normalise(o.target)) == (normalise(r.source), normalise(r.target))
-            and similarity(o.label, r.label) >= SIMILAR)
+    return (normalise(o.source), normalise(o.target)) == (normalise(r.source), normalise(r.target)) and similarity(
+        o.label, r.label
+    ) >= SIMILAR
 
 
 def _cardinalities(diagram: Diagram, mapping: dict[str, str] | None = None) -> list[tuple]:
@@ -194,7 +207,10 @@ def _cardinalities(diagram: Diagram, mapping: dict[str, str] | None = None) -> l
     found = []
     for r in diagram.relations:
         if any(r.ends):
-            a, b = normalise((mapping or {}).get(r.source, r.source)), normalise((mapping or {}).get(r.target, r.target))
+            a, b = (
+                normalise((mapping or {}).get(r.source, r.source)),
+                normalise((mapping or {}).get(r.target, r.target)),
+            )
             found.append((a, b, *r.ends) if a <= b else (b, a, *r.ends[::-1]))
     return found
 
@@ -219,11 +235,18 @@ def _structure(out: Diagram, ref: Diagram, diagram_type: str) -> dict:
     else:
         same = lambda o, r: _same_relation(o, r, mapping, diagram_type)  # noqa: E731
         relation = _prf(_matched(out.relations, ref.relations, same), len(out.relations), len(ref.relations))
-    scores = {"entity": entity, "relation": relation, "attribute_f1": None, "cardinality_f1": None,
-              "branch_score": None}
+    scores = {
+        "entity": entity,
+        "relation": relation,
+        "attribute_f1": None,
+        "cardinality_f1": None,
+        "branch_score": None,
+    }
     if diagram_type in ("class", "er"):
-        attributes = _multiset_prf([(normalise(mapping.get(e, e)), m) for e, m in out.attributes],
-                                   [(normalise(e), m) for e, m in ref.attributes])
+        attributes = _multiset_prf(
+            [(normalise(mapping.get(e, e)), m) for e, m in out.attributes],
+            [(normalise(e), m) for e, m in ref.attributes],
+        )
         cardinality = _multiset_prf(_cardinalities(out, mapping), _cardinalities(ref))
         scores["attribute_f1"] = attributes and attributes[2]
         scores["cardinality_f1"] = cardinality and cardinality[2]
@@ -232,9 +255,20 @@ def _structure(out: Diagram, ref: Diagram, diagram_type: str) -> dict:
     return scores | {"mapping": mapping}
 
 
-def score(output: str, reference: str, prompt: str, expected_type: str | None, *, syntax: SyntaxResult | None,
-          renders: bool | None, truncated: bool, tokens: int, latency_s: float, looped: bool = False,
-          origin: str | None = None) -> dict:
+def score(
+    output: str,
+    reference: str,
+    prompt: str,
+    expected_type: str | None,
+    *,
+    syntax: SyntaxResult | None,
+    renders: bool | None,
+    truncated: bool,
+    tokens: int,
+    latency_s: float,
+    looped: bool = False,
+    origin: str | None = None,
+) -> dict:
     """Metrics of one output against its reference (syntax/renders come from core.inference.render; None = not checked).
 
     `looped`: generation stopped it for repeating itself; `origin`: the row's "generated" / "real"."""
@@ -249,8 +283,11 @@ def score(output: str, reference: str, prompt: str, expected_type: str | None, *
         found = _structure(empty, ref, expected) | {"mapping": {}}
     entity, relation = found["entity"], found["relation"]
     known = {normalise(e.name) for e in ref.entities}
-    hallucinated = [e.name for e in out.entities if e.name not in found["mapping"]
-                    and normalise(e.name) not in known and not in_prompt(e.name, prompt)]
+    hallucinated = [
+        e.name
+        for e in out.entities
+        if e.name not in found["mapping"] and normalise(e.name) not in known and not in_prompt(e.name, prompt)
+    ]
     return {
         "diagram_type": expected,
         "origin": origin,
@@ -258,11 +295,14 @@ def score(output: str, reference: str, prompt: str, expected_type: str | None, *
         "renders": renders,
         "type_match": out.type == expected,
         "output_type": out.type,
-        "entity_precision": entity and entity[0], "entity_recall": entity and entity[1],
+        "entity_precision": entity and entity[0],
+        "entity_recall": entity and entity[1],
         "entity_f1": entity and entity[2],
-        "relation_precision": relation and relation[0], "relation_recall": relation and relation[1],
+        "relation_precision": relation and relation[0],
+        "relation_recall": relation and relation[1],
         "relation_f1": relation and relation[2],
-        "attribute_f1": found["attribute_f1"], "cardinality_f1": found["cardinality_f1"],
+        "attribute_f1": found["attribute_f1"],
+        "cardinality_f1": found["cardinality_f1"],
         "branch_score": found["branch_score"],
         "hallucinated_entities": hallucinated,
         "empty": "@start" in output.lower() and not out.entities and not out.relations,  # e.g. a bare @startuml/@enduml
@@ -328,22 +368,35 @@ def aggregate(rows: list[dict]) -> dict:
 def paired(first: list[dict], second: list[dict]) -> dict:
     """Per summary key, the sign test of the second checkpoint against the first on the same prompts
     (`score` rows in the same order): delta, n, p and "better" / "worse" / "within noise"."""
-    return {key: stats.sign_test([_value(r, row_key) for r in first], [_value(r, row_key) for r in second], higher)
-            for row_key, key, higher in SCORES}
+    return {
+        key: stats.sign_test([_value(r, row_key) for r in first], [_value(r, row_key) for r in second], higher)
+        for row_key, key, higher in SCORES
+    }
 
 
 def judge_types(per_type: dict, quality: QualityConfig) -> dict:
     """Which diagram types are weak, which strong, and which have too few rows to tell, from the
     intervals: a type is weak when some metric's whole interval misses its threshold, strong when
     every measured metric's whole interval clears it, else "not enough rows to tell"."""
-    thresholds = {"syntax_valid_rate": quality.valid_rate, "type_accuracy": quality.type_accuracy,
-                  "entity_f1": quality.entity_f1, "relation_f1": quality.relation_f1,
-                  "complete_rate": quality.complete_rate, "hallucination_rate": quality.hallucination_rate}
+    thresholds = {
+        "syntax_valid_rate": quality.valid_rate,
+        "type_accuracy": quality.type_accuracy,
+        "entity_f1": quality.entity_f1,
+        "relation_f1": quality.relation_f1,
+        "complete_rate": quality.complete_rate,
+        "hallucination_rate": quality.hallucination_rate,
+    }
     result: dict[str, Any] = {"weak": [], "strong": [], "unclear": [], "failing": {}}
     for name, summary in sorted(per_type.items()):
-        outcomes = {key: _decide(summary.get(key), summary.get("intervals", {}).get(key), threshold,
-                                 operator.ge if HIGHER_IS_BETTER[key] else operator.le)
-                    for key, threshold in thresholds.items()}
+        outcomes = {
+            key: _decide(
+                summary.get(key),
+                summary.get("intervals", {}).get(key),
+                threshold,
+                operator.ge if HIGHER_IS_BETTER[key] else operator.le,
+            )
+            for key, threshold in thresholds.items()
+        }
         failing = [key for key, passed in outcomes.items() if passed is False]
         result["failing"][name] = failing
         measured = [passed for passed in outcomes.values() if passed != "unmeasured"]
@@ -389,8 +442,10 @@ def delta_text(test: dict) -> str:
     """'+0.120 better (p 0.003, 37 of 40 prompts differ)' for one paired test."""
     if test["delta"] is None:
         return "-"
-    return (f"{test['delta']:+.3f} {test['verdict']} (p {test['p']:.3g}, {test['wins'] + test['losses']} of "
-            f"{test['n']} prompts differ)")
+    return (
+        f"{test['delta']:+.3f} {test['verdict']} (p {test['p']:.3g}, {test['wins'] + test['losses']} of "
+        f"{test['n']} prompts differ)"
+    )
 
 
 # ---- the seed's good / bad lists --------------------------------------------------------------
@@ -406,8 +461,13 @@ def _invalid(row: dict) -> bool | None:
 
 def _structured(row: dict) -> bool:
     """Complete, accepted by PlantUML (where checked), of the right type, with some entity found."""
-    return (bool(row.get("complete")) and row.get("syntax_valid") is not False and row.get("renders") is not False
-            and bool(row.get("type_match")) and (row.get("entity_recall") or 0) > 0)
+    return (
+        bool(row.get("complete"))
+        and row.get("syntax_valid") is not False
+        and row.get("renders") is not False
+        and bool(row.get("type_match"))
+        and (row.get("entity_recall") or 0) > 0
+    )
 
 
 def _item(item: str, which: str, found: dict, threshold: float, passes, failing: list) -> dict:
@@ -420,9 +480,18 @@ def _item(item: str, which: str, found: dict, threshold: float, passes, failing:
         passed = passes(round(float(value), 6), round(float(threshold), 6))
     else:
         passed = _decide(value, found, threshold, passes)
-    return {"item": item, "list": which, "passed": passed, "value": value, "threshold": threshold,
-            "n": found.get("n"), "low": found.get("low"), "high": found.get("high"), "failing": failing[:MAX_FAILING],
-            "failing_count": len(failing)}
+    return {
+        "item": item,
+        "list": which,
+        "passed": passed,
+        "value": value,
+        "threshold": threshold,
+        "n": found.get("n"),
+        "low": found.get("low"),
+        "high": found.get("high"),
+        "failing": failing[:MAX_FAILING],
+        "failing_count": len(failing),
+    }
 
 
 def _estimate(summary: dict, key: str, flip: bool = False) -> dict:
@@ -455,29 +524,81 @@ def verdict(summary: dict, loss: float | None, quality: QualityConfig, examples:
     loss_value = {"value": loss}
     items = [
         _item("Loss < 0.5", "good", loss_value, quality.good_loss, operator.lt, []),
-        _item("Valid PlantUML", "good", _estimate(summary, "syntax_valid_rate"), quality.valid_rate, operator.ge,
-              failing(lambda ex: ex.get("syntax_valid") is False)),
-        _item("Logical and complete structure", "good", structured, quality.complete_rate, operator.ge,
-              failing(lambda ex: not _structured(ex))),
-        _item("Relevant entity names", "good", _estimate(summary, "entity_f1"), quality.entity_f1, operator.ge,
-              failing(lambda ex: ex.get("entity_f1") is not None and ex["entity_f1"] < quality.entity_f1)),
-        _item("Accurate relationships", "good", _estimate(summary, "relation_f1"), quality.relation_f1, operator.ge,
-              failing(lambda ex: ex.get("relation_f1") is not None and ex["relation_f1"] < quality.relation_f1)),
+        _item(
+            "Valid PlantUML",
+            "good",
+            _estimate(summary, "syntax_valid_rate"),
+            quality.valid_rate,
+            operator.ge,
+            failing(lambda ex: ex.get("syntax_valid") is False),
+        ),
+        _item(
+            "Logical and complete structure",
+            "good",
+            structured,
+            quality.complete_rate,
+            operator.ge,
+            failing(lambda ex: not _structured(ex)),
+        ),
+        _item(
+            "Relevant entity names",
+            "good",
+            _estimate(summary, "entity_f1"),
+            quality.entity_f1,
+            operator.ge,
+            failing(lambda ex: ex.get("entity_f1") is not None and ex["entity_f1"] < quality.entity_f1),
+        ),
+        _item(
+            "Accurate relationships",
+            "good",
+            _estimate(summary, "relation_f1"),
+            quality.relation_f1,
+            operator.ge,
+            failing(lambda ex: ex.get("relation_f1") is not None and ex["relation_f1"] < quality.relation_f1),
+        ),
         _item("Loss still > 1.0", "bad", loss_value, quality.bad_loss, operator.le, []),
-        _item("Invalid syntax (won't render)", "bad", invalid, 1 - quality.valid_rate, operator.le,
-              failing(lambda ex: _invalid(ex) is True)),
-        _item("Incomplete diagrams", "bad", _estimate(summary, "complete_rate", flip=True), 1 - quality.complete_rate,
-              operator.le, failing(lambda ex: not ex.get("complete"))),
-        _item("Hallucinated entities", "bad", _estimate(summary, "hallucination_rate"), quality.hallucination_rate,
-              operator.le, failing(lambda ex: bool(ex.get("hallucinated_entities")))),
-        _item("Wrong diagram type", "bad", _estimate(summary, "type_accuracy", flip=True), 1 - quality.type_accuracy,
-              operator.le, failing(lambda ex: not ex.get("type_match"))),
+        _item(
+            "Invalid syntax (won't render)",
+            "bad",
+            invalid,
+            1 - quality.valid_rate,
+            operator.le,
+            failing(lambda ex: _invalid(ex) is True),
+        ),
+        _item(
+            "Incomplete diagrams",
+            "bad",
+            _estimate(summary, "complete_rate", flip=True),
+            1 - quality.complete_rate,
+            operator.le,
+            failing(lambda ex: not ex.get("complete")),
+        ),
+        _item(
+            "Hallucinated entities",
+            "bad",
+            _estimate(summary, "hallucination_rate"),
+            quality.hallucination_rate,
+            operator.le,
+            failing(lambda ex: bool(ex.get("hallucinated_entities"))),
+        ),
+        _item(
+            "Wrong diagram type",
+            "bad",
+            _estimate(summary, "type_accuracy", flip=True),
+            1 - quality.type_accuracy,
+            operator.le,
+            failing(lambda ex: not ex.get("type_match")),
+        ),
     ]
     good = all(item["passed"] is True for item in items)
     bad = any(item["passed"] is False for item in items if item["list"] == "bad")
     reasons = [_reason(item) for item in items if item["passed"] is not True]
-    return {"items": items, "good": good, "label": "good" if good else "bad" if bad else "not yet good",
-            "reasons": reasons}
+    return {
+        "items": items,
+        "good": good,
+        "label": "good" if good else "bad" if bad else "not yet good",
+        "reasons": reasons,
+    }
 
 
 def describe(item: dict) -> str:

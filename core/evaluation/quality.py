@@ -6,16 +6,19 @@ Every count comes from the same rows the verdict judged (`examples`: the `metric
 says which of the other items' failures keep its rows out.
 """
 
+
 def _count(examples: list[dict], test) -> int:
     return sum(1 for row in examples if test(row))
 
 
 def _structure_gaps(examples: list[dict]) -> list[str]:
     """Why rows are not a logical and complete structure, each row counted once, by its first gap."""
-    reasons = (("cut off or unclosed", lambda r: not r.get("complete")),
-               ("rejected by PlantUML", lambda r: r.get("syntax_valid") is False or r.get("renders") is False),
-               ("of another diagram type", lambda r: not r.get("type_match")),
-               ("naming none of the expected entities", lambda r: not (r.get("entity_recall") or 0) > 0))
+    reasons = (
+        ("cut off or unclosed", lambda r: not r.get("complete")),
+        ("rejected by PlantUML", lambda r: r.get("syntax_valid") is False or r.get("renders") is False),
+        ("of another diagram type", lambda r: not r.get("type_match")),
+        ("naming none of the expected entities", lambda r: not (r.get("entity_recall") or 0) > 0),
+    )
     counts = dict.fromkeys([name for name, _ in reasons], 0)
     for row in examples:
         for name, test in reasons:
@@ -52,8 +55,10 @@ def sentence(item: dict, examples: list[dict]) -> str:
         good = n - failing
         gaps = _structure_gaps(examples)
         why = f": {', '.join(gaps)}" if gaps else ""
-        return (f"{good} of {n} outputs are a whole diagram of the right type that PlantUML accepts and that "
-                f"names at least one expected entity; {failing} are not{why}.")
+        return (
+            f"{good} of {n} outputs are a whole diagram of the right type that PlantUML accepts and that "
+            f"names at least one expected entity; {failing} are not{why}."
+        )
     if name == "Incomplete diagrams":
         return f"{failing} of {n} outputs are cut off, unclosed or stopped for repeating themselves."
     if name == "Hallucinated entities":
@@ -64,8 +69,10 @@ def sentence(item: dict, examples: list[dict]) -> str:
         what = "names of things" if name == "Relevant entity names" else "relationships"
         if value is None:
             return f"None of the references has {what} to compare with."
-        return (f"On average the outputs get {_share(item)} of the expected {what} right (F1); {failing} of "
-                f"{item['n']} rows score under {item['threshold']:.0%}.")
+        return (
+            f"On average the outputs get {_share(item)} of the expected {what} right (F1); {failing} of "
+            f"{item['n']} rows score under {item['threshold']:.0%}."
+        )
     return f"{name}: {failing} of {n} outputs fail it."
 
 
@@ -75,11 +82,17 @@ def numbers(item: dict) -> str:
         return "not measured"
     if item["low"] is None:
         return f"{item['value']:.4f} against the threshold {item['threshold']:g}"
-    told = ("passes: the whole interval clears the threshold" if item["passed"] else
-            "fails: the whole interval misses the threshold" if item["passed"] is False else
-            "not enough rows to tell: the interval holds the threshold")
-    return (f"{item['value']:.0%} (95% interval {item['low']:.0%}–{item['high']:.0%}, n {item['n']}; "
-            f"threshold {item['threshold']:.0%}) — {told}")
+    told = (
+        "passes: the whole interval clears the threshold"
+        if item["passed"]
+        else "fails: the whole interval misses the threshold"
+        if item["passed"] is False
+        else "not enough rows to tell: the interval holds the threshold"
+    )
+    return (
+        f"{item['value']:.0%} (95% interval {item['low']:.0%}–{item['high']:.0%}, n {item['n']}; "
+        f"threshold {item['threshold']:.0%}) — {told}"
+    )
 
 
 def verdict_sentence(judged: dict) -> str:

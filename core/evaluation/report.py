@@ -2,8 +2,9 @@
 
 At the top the aggregate metrics of every checkpoint with their 95% intervals and each delta against
 the first one with its sign-test verdict (better / worse / within noise), for all rows and for real
-prose and generated rows apart, then each checkpoint's verdict, then prompt by prompt the reference and every checkpoint's diagram side
-by side, largest regression first. Diagrams are embedded as `<img src="data:image/svg+xml;base64,...">`
+prose and generated rows apart, then each checkpoint's verdict, then prompt by prompt the reference and every
+checkpoint's diagram side by side, largest regression first. Diagrams are embedded as
+`<img src="data:image/svg+xml;base64,...">`
 (an SVG inside <img> cannot run script or touch the page); every piece of text is HTML-escaped.
 """
 
@@ -11,7 +12,7 @@ import base64
 import html
 from pathlib import Path
 
-from core.evaluation.metrics import SHOWN, estimate_text, groups, delta_text
+from core.evaluation.metrics import SHOWN, delta_text, estimate_text, groups
 from core.inference.render import render
 
 CSS = """
@@ -93,24 +94,43 @@ def _verdicts(result: dict) -> str:
 
 
 def _row_html(row: dict, names: list[str]) -> str:
-    cells = [f'<div class="cell"><div><b>reference</b> <span class="muted">({_e(row["diagram_type"])})</span></div>'
-             f'{diagram_html(row["reference"])}</div>']
+    cells = [
+        f'<div class="cell"><div><b>reference</b> <span class="muted">({_e(row["diagram_type"])})</span></div>'
+        f"{diagram_html(row['reference'])}</div>"
+    ]
     for name, out in zip(names, row["outputs"]):
         m = out["metrics"]
-        facts = (f"score {out['score']:.3f} · {out['tokens']} tokens · {out['latency_s']:.2f} s"
-                 + (" · cut off" if out["truncated"] else ""))
-        detail = ", ".join(f"{k} {_num(m.get(k))}" for k in ("syntax_valid", "renders", "type_match", "complete",
-                                                            "entity_f1", "relation_f1", "attribute_f1",
-                                                            "cardinality_f1", "branch_score") if m.get(k) is not None)
+        facts = f"score {out['score']:.3f} · {out['tokens']} tokens · {out['latency_s']:.2f} s" + (
+            " · cut off" if out["truncated"] else ""
+        )
+        detail = ", ".join(
+            f"{k} {_num(m.get(k))}"
+            for k in (
+                "syntax_valid",
+                "renders",
+                "type_match",
+                "complete",
+                "entity_f1",
+                "relation_f1",
+                "attribute_f1",
+                "cardinality_f1",
+                "branch_score",
+            )
+            if m.get(k) is not None
+        )
         if m["hallucinated_entities"]:
             detail += "; invented: " + ", ".join(m["hallucinated_entities"])
-        cells.append(f'<div class="cell"><b>{_e(name)}</b><div class="muted">{_e(facts)}<br>{_e(detail)}</div>'
-                     f'{diagram_html(out["output"], m["syntax_valid"] is not False)}</div>')
+        cells.append(
+            f'<div class="cell"><b>{_e(name)}</b><div class="muted">{_e(facts)}<br>{_e(detail)}</div>'
+            f"{diagram_html(out['output'], m['syntax_valid'] is not False)}</div>"
+        )
     origin = f" · {_e(row['origin'])}" if row.get("origin") else ""
-    gain = f' · largest gain {_delta(row["gain"], True)}' if "gain" in row else ""
-    return (f'<div class="row"><div>score change: largest drop {_delta(row["delta"], True)}{gain} · '
-            f'<span class="muted">prompt {row["index"] + 1}{origin}</span></div>'
-            f'<p>{_e(row["prompt"])}</p><div class="cells">{"".join(cells)}</div></div>')
+    gain = f" · largest gain {_delta(row['gain'], True)}" if "gain" in row else ""
+    return (
+        f'<div class="row"><div>score change: largest drop {_delta(row["delta"], True)}{gain} · '
+        f'<span class="muted">prompt {row["index"] + 1}{origin}</span></div>'
+        f'<p>{_e(row["prompt"])}</p><div class="cells">{"".join(cells)}</div></div>'
+    )
 
 
 def compare_html(result: dict) -> str:
@@ -123,9 +143,9 @@ def compare_html(result: dict) -> str:
         f"<style>{CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1>"
         f'<p class="muted">dataset {_e(result["dataset"])} ({_e(result["split"])}), {result["n"]} prompts; '
-        f'greedy decoding, max_new_tokens {_e(result["settings"]["max_new_tokens"])}; Δ is against {_e(names[0])}; '
-        f'each value: mean (95% interval, n rows measured); each Δ: sign test on the same prompts, '
-        f'better / worse at p &lt; 0.05, else within noise</p>'
+        f"greedy decoding, max_new_tokens {_e(result['settings']['max_new_tokens'])}; Δ is against {_e(names[0])}; "
+        f"each value: mean (95% interval, n rows measured); each Δ: sign test on the same prompts, "
+        f"better / worse at p &lt; 0.05, else within noise</p>"
         f"<h2>Aggregate</h2>{_aggregate_table(result)}"
         f"<h2>Verdicts</h2>{_verdicts(result)}"
         f"<h2>Prompt by prompt (largest regression first)</h2>{rows}"

@@ -23,8 +23,8 @@ ALPHA = 0.05
 def wilson(successes: float, n: int) -> tuple[float, float]:
     """95% Wilson score interval of a share successes / n (n >= 1; successes may be a sum of scores)."""
     p = successes / n
-    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
-    half = Z95 / (1 + Z95 ** 2 / n) * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n))
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 / (1 + Z95**2 / n) * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))
     return (0.0 if p == 0 else centre - half), (1.0 if p == 1 else centre + half)
 
 
@@ -49,10 +49,16 @@ def sign_test(first: list, second: list, higher_is_better: bool = True) -> dict:
     diffs = [(b - a) * (1 if higher_is_better else -1) for a, b in pairs]
     wins, losses = sum(d > 1e-12 for d in diffs), sum(d < -1e-12 for d in diffs)
     m = wins + losses
-    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(min(wins, losses) + 1)) / 2 ** m) if m else 1.0
+    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(min(wins, losses) + 1)) / 2**m) if m else 1.0
     verdict = "within noise" if p >= ALPHA else "better" if wins > losses else "worse"
-    return {"delta": sum(b - a for a, b in pairs) / len(pairs), "n": len(pairs), "wins": wins, "losses": losses,
-            "p": p, "verdict": verdict}
+    return {
+        "delta": sum(b - a for a, b in pairs) / len(pairs),
+        "n": len(pairs),
+        "wins": wins,
+        "losses": losses,
+        "p": p,
+        "verdict": verdict,
+    }
 
 
 def needed_rows(half_width: float, spread: float = 0.5) -> int:

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from core.training import checkpoints, models
-from core.inference import generate
 from core import paths
-from core.errors import UserError
 from core.data.prompts import chat_prompt
+from core.errors import UserError
+from core.inference import generate
+from core.training import checkpoints, models
 
 FORMATS = ("hf", "gguf")
 GGUF_TYPES = ("f16", "q8_0")
@@ -72,7 +72,9 @@ class Plan:
 def check(checkpoint: str, out, format: str = "hf", gguf_type: str = "f16") -> Plan:
     """Every input checked, nothing loaded or written; UserError with the fix when something is wrong."""
     if format not in FORMATS:
-        raise UserError(f"--format {format!r}: unknown format — use hf (a merged transformers folder) or gguf (llama.cpp, Ollama)")
+        raise UserError(
+            f"--format {format!r}: unknown format — use hf (a merged transformers folder) or gguf (llama.cpp, Ollama)"
+        )
     if gguf_type not in GGUF_TYPES:
         raise UserError(f"--gguf-type {gguf_type!r}: unknown GGUF type — use f16 or q8_0")
     ckpt = generate.resolve_checkpoint(checkpoint)
@@ -99,7 +101,9 @@ def _check_out(value) -> Path:
     try:  # the honest test of writability (permissions, read-only mounts); leaves nothing behind
         tempfile.TemporaryDirectory(dir=existing, prefix=".umlstudio-probe-").cleanup()
     except OSError as exc:
-        raise UserError(f"--out {out}: cannot write in {existing} ({exc.strerror}) — pick a folder you can write to") from None
+        raise UserError(
+            f"--out {out}: cannot write in {existing} ({exc.strerror}) — pick a folder you can write to"
+        ) from None
     return out
 
 
@@ -112,8 +116,10 @@ def _check_llama(base: str) -> None:
         return  # a hub id: known only once loaded; _write_gguf checks it again
     model_type = json.loads(config.read_text()).get("model_type")
     if model_type != "llama":
-        raise UserError(f"--format gguf: the base model {base} is a {model_type!r} model; GGUF export writes the Llama "
-                        "architecture only — use --format hf and convert that folder with llama.cpp's converter")
+        raise UserError(
+            f"--format gguf: the base model {base} is a {model_type!r} model; GGUF export writes the Llama "
+            "architecture only — use --format hf and convert that folder with llama.cpp's converter"
+        )
 
 
 # ---- the export --------------------------------------------------------------------------------
@@ -143,12 +149,19 @@ def run(plan: Plan) -> dict:
                 (work / MODELFILE).write_text(text)
                 files.append(MODELFILE)
             else:
-                print(f"note: the chat template is not ChatML, so no Ollama {MODELFILE} was written; "
-                      "the GGUF file carries the template for llama.cpp", file=sys.stderr)
+                print(
+                    f"note: the chat template is not ChatML, so no Ollama {MODELFILE} was written; "
+                    "the GGUF file carries the template for llama.cpp",
+                    file=sys.stderr,
+                )
         info = {
-            "checkpoint": str(plan.checkpoint), "checkpoint_sha256": generate.fingerprint(plan.checkpoint),
-            "base": plan.base, "format": plan.format, "gguf_type": plan.gguf_type if plan.format == "gguf" else None,
-            "files": files, "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "gguf")},
+            "checkpoint": str(plan.checkpoint),
+            "checkpoint_sha256": generate.fingerprint(plan.checkpoint),
+            "base": plan.base,
+            "format": plan.format,
+            "gguf_type": plan.gguf_type if plan.format == "gguf" else None,
+            "files": files,
+            "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "gguf")},
         }
         (work / INFO).write_text(json.dumps(info, indent=1))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +188,11 @@ def _version(package: str) -> str | None:
 
 def merged(plan: Plan):
     """(model, tokenizer): the base in float32 with the checkpoint's adapter merged into its weights."""
-    _step(plan, 1, f"loading the base model {plan.base}" + ("" if plan.checkpoint == checkpoints.BASE else " and the adapter"))
+    _step(
+        plan,
+        1,
+        f"loading the base model {plan.base}" + ("" if plan.checkpoint == checkpoints.BASE else " and the adapter"),
+    )
     engine = generate.Engine(plan.base, dtype="float32")
     engine.prepare(plan.checkpoint)  # the adapter attached as the generation engine does, fit checked
     _step(plan, 2, "merging the adapter into the base weights")
@@ -202,7 +219,8 @@ def _tokenizer_pre(tokens: list[str]) -> str:
     reader = gguf.GGUFReader(models.gguf_path())
     reference = reader.fields["tokenizer.ggml.tokens"]
     if len(reference.data) == len(tokens) and all(
-            str(bytes(reference.parts[i]), "utf-8") == token for i, token in zip(reference.data, tokens)):
+        str(bytes(reference.parts[i]), "utf-8") == token for i, token in zip(reference.data, tokens)
+    ):
         return reader.fields["tokenizer.ggml.pre"].contents()
     print("note: unknown tokenizer; llama.cpp will pre-tokenize with its 'default' rules", file=sys.stderr)
     return "default"
@@ -213,7 +231,9 @@ def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
 
     backend = json.loads(tokenizer.backend_tokenizer.to_str())
     if backend["model"]["type"] != "BPE":
-        raise UserError(f"GGUF export: the tokenizer is {backend['model']['type']}, not byte-level BPE — use --format hf")
+        raise UserError(
+            f"GGUF export: the tokenizer is {backend['model']['type']}, not byte-level BPE — use --format hf"
+        )
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []
     for index in range(vocab_size):
@@ -233,8 +253,12 @@ def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
-    for add, token_id in ((writer.add_bos_token_id, tokenizer.bos_token_id), (writer.add_eos_token_id, tokenizer.eos_token_id),
-                          (writer.add_pad_token_id, tokenizer.pad_token_id), (writer.add_unk_token_id, tokenizer.unk_token_id)):
+    for add, token_id in (
+        (writer.add_bos_token_id, tokenizer.bos_token_id),
+        (writer.add_eos_token_id, tokenizer.eos_token_id),
+        (writer.add_pad_token_id, tokenizer.pad_token_id),
+        (writer.add_unk_token_id, tokenizer.unk_token_id),
+    ):
         if token_id is not None:
             add(token_id)
     writer.add_add_bos_token(False)  # prompts are encoded without special tokens, as in training
@@ -248,10 +272,20 @@ def _write_gguf(plan: Plan, model, tokenizer, path: Path) -> None:
 
     config = model.config
     if config.model_type != "llama":
-        raise UserError(f"--format gguf: the base model {plan.base} is a {config.model_type!r} model; GGUF export writes the Llama architecture only — use --format hf")
+        raise UserError(
+            f"--format gguf: the base model {plan.base} is a {config.model_type!r} model; "
+            "GGUF export writes the Llama architecture only — use --format hf"
+        )
     rope = getattr(config, "rope_parameters", None) or {"rope_type": "default", "rope_theta": config.rope_theta}
-    if rope.get("rope_type", "default") != "default" or getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        raise UserError(f"--format gguf: {plan.base} uses rope scaling or biases, which this GGUF writer does not map — use --format hf")
+    if (
+        rope.get("rope_type", "default") != "default"
+        or getattr(config, "attention_bias", False)
+        or getattr(config, "mlp_bias", False)
+    ):
+        raise UserError(
+            f"--format gguf: {plan.base} uses rope scaling or biases, "
+            "which this GGUF writer does not map — use --format hf"
+        )
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     qtype = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0}[plan.gguf_type]
     file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[plan.gguf_type]
@@ -280,7 +314,10 @@ def _write_gguf(plan: Plan, model, tokenizer, path: Path) -> None:
     for hf_name, tensor in tqdm(state.items(), desc="tensors", unit="tensor", file=sys.stderr):
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
-            raise UserError(f"--format gguf: the model has a tensor {hf_name} that llama.cpp's Llama layout has no place for — use --format hf")
+            raise UserError(
+                f"--format gguf: the model has a tensor {hf_name} "
+                "that llama.cpp's Llama layout has no place for — use --format hf"
+            )
         data = tensor.detach().float().numpy()
         if hf_name.endswith("q_proj.weight"):
             data = _permute(data, config.num_attention_heads)
@@ -303,28 +340,37 @@ def modelfile(tokenizer, gguf_name: str) -> str | None:
     """An Ollama Modelfile for a ChatML chat template (SmolLM2's), with the template's default system
     prompt, so Ollama builds the prompt exactly as training did; None for other templates."""
     marker = "\x00request\x00"
-    match = re.fullmatch(r"(?:<\|im_start\|>system\n(?P<system>.*?)<\|im_end\|>\n)?<\|im_start\|>user\n"
-                         + re.escape(marker) + r"<\|im_end\|>\n<\|im_start\|>assistant\n",
-                         chat_prompt(tokenizer, marker), flags=re.S)
+    match = re.fullmatch(
+        r"(?:<\|im_start\|>system\n(?P<system>.*?)<\|im_end\|>\n)?<\|im_start\|>user\n"
+        + re.escape(marker)
+        + r"<\|im_end\|>\n<\|im_start\|>assistant\n",
+        chat_prompt(tokenizer, marker),
+        flags=re.S,
+    )
     if not match:
         return None
     system = match.group("system")
     lines = [
         "# Ollama: ollama create plantuml -f Modelfile && ollama run plantuml",
-        "# Ask as training did: 'Write a PlantUML <type> diagram for this requirement.' then a blank line and the requirement.",
+        "# Ask as training did: 'Write a PlantUML <type> diagram for this requirement.' "
+        "then a blank line and the requirement.",
         "# Greedy decoding (temperature 0), as the studio evaluates.",
         f"FROM ./{gguf_name}",
         'TEMPLATE """{{- if .System }}<|im_start|>system',
         "{{ .System }}<|im_end|>",
         "{{ end }}{{- range .Messages }}<|im_start|>{{ .Role }}",
         "{{ .Content }}<|im_end|>",
-        '{{ end }}<|im_start|>assistant',
+        "{{ end }}<|im_start|>assistant",
         '"""',
     ]
     if system:
         lines.append(f'SYSTEM """{system}"""')
-    lines += ['PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"',
-              "PARAMETER temperature 0", "PARAMETER num_predict 512"]
+    lines += [
+        'PARAMETER stop "<|im_end|>"',
+        'PARAMETER stop "<|im_start|>"',
+        "PARAMETER temperature 0",
+        "PARAMETER num_predict 512",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -338,7 +384,7 @@ def progress_of(log: str) -> tuple[float, str]:
         return 0.0, "starting"
     last = steps[-1]
     index, total, text = int(last.group(1)), int(last.group(2)), last.group(3)
-    bars = _BAR.findall(log[last.end():].replace("\r", "\n"))
+    bars = _BAR.findall(log[last.end() :].replace("\r", "\n"))
     within = int(bars[-1]) / 100 if bars else 0.0
     if bars:
         text += f" — {bars[-1]}%"

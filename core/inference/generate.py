@@ -48,12 +48,12 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.training import checkpoints, models
 from core import paths
 from core.data import prompts
-from core.inference import repair
-from core.errors import UserError
 from core.data.prompts import chat_prompt
+from core.errors import UserError
+from core.inference import repair
+from core.training import checkpoints, models
 
 STOP = "@enduml"
 SEED = 0
@@ -107,7 +107,10 @@ def base_of(ckpt: Path | str) -> str:
         except (OSError, json.JSONDecodeError):
             base = None
     if not base:
-        raise UserError(f"{ckpt}: cannot tell which base model it was trained on (no model.base in umlstudio.json, no base_model_name_or_path in adapter_config.json)")
+        raise UserError(
+            f"{ckpt}: cannot tell which base model it was trained on "
+            "(no model.base in umlstudio.json, no base_model_name_or_path in adapter_config.json)"
+        )
     return base
 
 
@@ -124,11 +127,16 @@ def common_base(refs, base: str | None = None) -> str:
         wanted = models.resolve_base(base)
         for resolved, ckpt in found.items():
             if resolved != wanted:
-                raise UserError(f"{ckpt}: incompatible checkpoint — trained on {resolved}, not on the base model {wanted}")
+                raise UserError(
+                    f"{ckpt}: incompatible checkpoint — trained on {resolved}, not on the base model {wanted}"
+                )
         return wanted
     if len(found) > 1:
         listing = "; ".join(f"{ckpt} on {resolved}" for resolved, ckpt in found.items())
-        raise UserError(f"incompatible checkpoints — they were trained on different base models ({listing}); compare checkpoints of one base model")
+        raise UserError(
+            f"incompatible checkpoints — they were trained on different base models ({listing}); "
+            "compare checkpoints of one base model"
+        )
     return next(iter(found), None) or models.resolve_base(models.EMBEDDED)
 
 
@@ -177,6 +185,7 @@ def _misfit(model, weights: Path) -> str | None:
 @dataclass
 class _Row:
     """One prompt in the decoding loop."""
+
     index: int
     ids: list[int]  # the prompt's token ids (for a second attempt: prompt + the kept lines)
     limit: int  # max new tokens
@@ -239,8 +248,12 @@ class _Slab:
         span = max(self.lengths) + 1
         self._write = (torch.arange(len(self.lengths)), lengths)
         mask = torch.arange(span)[None, :] <= lengths[:, None]
-        return {"attention_mask": mask[:, None, None, :], "position_ids": lengths[:, None],
-                "past_key_values": self, "use_cache": True}
+        return {
+            "attention_mask": mask[:, None, None, :],
+            "position_ids": lengths[:, None],
+            "past_key_values": self,
+            "use_cache": True,
+        }
 
     def update(self, keys, values, layer: int, *args, **kwargs):
         """Called by each attention layer with the step's new keys and values: write them in place,
@@ -249,7 +262,7 @@ class _Slab:
         self.keys[layer][rows, :, columns] = keys[:, :, 0]
         self.values[layer][rows, :, columns] = values[:, :, 0]
         span = max(self.lengths) + 1
-        return self.keys[layer][:len(rows), :, :span], self.values[layer][:len(rows), :, :span]
+        return self.keys[layer][: len(rows), :, :span], self.values[layer][: len(rows), :, :span]
 
     def advance(self) -> None:
         self.lengths = [length + 1 for length in self.lengths]
@@ -311,7 +324,9 @@ class Engine:
         """Load the checkpoint's adapter if it is not loaded (or changed on disk); return its name."""
         trained_on = models.resolve_base(base_of(ckpt))
         if trained_on != self.base:
-            raise UserError(f"{ckpt}: incompatible checkpoint — trained on {trained_on}, but the loaded base model is {self.base}")
+            raise UserError(
+                f"{ckpt}: incompatible checkpoint — trained on {trained_on}, but the loaded base model is {self.base}"
+            )
         weights = ckpt / checkpoints.ADAPTER_FILE
         stat = weights.stat()
         signature = (stat.st_mtime_ns, stat.st_size)
@@ -322,7 +337,9 @@ class Engine:
             return known[1]
         misfit = _misfit(self.model, weights)
         if misfit:
-            raise UserError(f"{ckpt}: incompatible checkpoint — its adapter does not fit the base model {self.base} ({misfit})")
+            raise UserError(
+                f"{ckpt}: incompatible checkpoint — its adapter does not fit the base model {self.base} ({misfit})"
+            )
         name = _adapter_name(ckpt, signature)
         if self.peft is None:
             from peft import PeftModel
@@ -372,8 +389,10 @@ class Engine:
         for n, row in enumerate(ids, 1):
             if self.context and len(row) + max_new_tokens > self.context:
                 which = f"prompt {n} of {len(ids)}" if len(ids) > 1 else "the prompt"
-                raise UserError(f"{which} is {len(row):,} tokens; with {max_new_tokens:,} new tokens that is more than "
-                                f"the model's context of {self.context:,} tokens — shorten the requirement")
+                raise UserError(
+                    f"{which} is {len(row):,} tokens; with {max_new_tokens:,} new tokens that is more than "
+                    f"the model's context of {self.context:,} tokens — shorten the requirement"
+                )
         return ids
 
     def _prefill(self, model, rows: list[_Row]):
@@ -387,8 +406,14 @@ class Engine:
         ids = torch.tensor([[pad] * (width - len(row.ids)) + row.ids for row in rows])
         mask = torch.tensor([[0] * (width - len(row.ids)) + [1] * len(row.ids) for row in rows])
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=DynamicCache(config=self.model.config),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out.past_key_values, [_pick(out.logits[i, -1], row.runner_up) for i, row in enumerate(rows)]
 
     def _step(self, row: _Row, token: int, guard: bool, clock: float) -> None:
@@ -404,8 +429,8 @@ class Engine:
         if row.whole:
             row.text = self._decode(row.tokens)
         else:
-            row.text = row.lines_text + self._decode(row.tokens[row.lines:])
-            if "\n" in row.text[len(row.lines_text):] and not row.text.endswith("\ufffd"):
+            row.text = row.lines_text + self._decode(row.tokens[row.lines :])
+            if "\n" in row.text[len(row.lines_text) :] and not row.text.endswith("\ufffd"):
                 whole = self._decode(row.tokens)
                 row.whole = whole != row.text
                 row.text, row.lines, row.lines_text = whole, len(row.tokens), whole
@@ -476,12 +501,28 @@ class Engine:
 
     def _generation(self, message: str, row: _Row) -> Generation:
         text, _ = cut_at_stop(row.text)
-        return Generation(message, text.strip(), len(row.tokens), round(row.finished - row.started, 4),
-                          truncated=row.reason == "limit", looped=row.reason == "loop", loop=row.loop)
+        return Generation(
+            message,
+            text.strip(),
+            len(row.tokens),
+            round(row.finished - row.started, 4),
+            truncated=row.reason == "limit",
+            looped=row.reason == "loop",
+            loop=row.loop,
+        )
 
-    def generate(self, messages: list[str], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 16,
-                 progress=None, *, repair: bool = False, loop_guard: bool = True,
-                 should_stop=None) -> list[Generation | None]:
+    def generate(
+        self,
+        messages: list[str],
+        checkpoint="base",
+        max_new_tokens: int = 320,
+        batch_size: int = 16,
+        progress=None,
+        *,
+        repair: bool = False,
+        loop_guard: bool = True,
+        should_stop=None,
+    ) -> list[Generation | None]:
         """Greedy outputs for `messages` (user messages, see `prompts.request`), in their order.
 
         Up to `batch_size` rows are decoded together (continuous batching). `progress(n)` is called
@@ -503,8 +544,9 @@ class Engine:
                 self._repair(model, ids, results, max_new_tokens, batch_size)
         return results
 
-    def make_valid(self, results: list[Generation], checkpoint="base", max_new_tokens: int = 320,
-                   batch_size: int = 16) -> None:
+    def make_valid(
+        self, results: list[Generation], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 16
+    ) -> None:
         """Check finished generations with PlantUML and repair the rejected ones in place, with the
         checkpoint that wrote them (what `generate(..., repair=True)` does after decoding)."""
         ids = self.encode([g.prompt for g in results], max_new_tokens)
@@ -542,7 +584,9 @@ class Engine:
             for (i, text), verdict in zip(retried.items(), syntax_check(list(retried.values()))):
                 if verdict.valid:
                     line = verdicts[i].error_line
-                    self._repaired(results[i], text, f"second attempt from line {line} (PlantUML: {verdicts[i].error_message})")
+                    self._repaired(
+                        results[i], text, f"second attempt from line {line} (PlantUML: {verdicts[i].error_message})"
+                    )
                     verdicts[i] = verdict
         # 2. edits, checked together round by round
         pending = [i for i in failed if not verdicts[i].valid or results[i].looped]
@@ -590,7 +634,7 @@ class Engine:
                 text, _ = cut_at_stop(row.text)
                 text = text.rstrip("\ufffd")  # an unfinished multi-byte character comes with the next token
                 if text.startswith(shown) and len(text) > len(shown):
-                    yield text[len(shown):]
+                    yield text[len(shown) :]
                     shown = text
             result = [self._generation(message, row)]
             if repair:
@@ -643,8 +687,16 @@ def check_type(diagram_type: str | None) -> None:
         raise UserError(f"--type {diagram_type}: unknown diagram type — one of {', '.join(prompts.TYPE_NAMES)}")
 
 
-def work(checkpoint: str, prompt_file: Path, out: Path, diagram_type: str | None = None, *, base: str | None = None,
-         max_new_tokens: int = 320, repair: bool = False) -> int:
+def work(
+    checkpoint: str,
+    prompt_file: Path,
+    out: Path,
+    diagram_type: str | None = None,
+    *,
+    base: str | None = None,
+    max_new_tokens: int = 320,
+    repair: bool = False,
+) -> int:
     """The studio's generation worker (`python -m core.inference.generate`, or `python -m core generate-worker`):
     generate one output, its text to stdout as it streams, the result as JSON to `out`."""
     if not prompt_file.is_file():
@@ -659,8 +711,9 @@ def work(checkpoint: str, prompt_file: Path, out: Path, diagram_type: str | None
         except StopIteration as done:
             row = done.value
             break
-    out.write_text(json.dumps({"checkpoint": checkpoint, "requirement": requirement,
-                               "diagram_type": diagram_type, **asdict(row)}))
+    out.write_text(
+        json.dumps({"checkpoint": checkpoint, "requirement": requirement, "diagram_type": diagram_type, **asdict(row)})
+    )
     print(flush=True)
     return 0
 

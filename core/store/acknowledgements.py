@@ -19,11 +19,14 @@ class Acknowledgement:
 
 def add(subject: str, item: str, note: str | None = None) -> None:
     with connect() as con:
-        con.execute("INSERT OR REPLACE INTO acknowledgements (subject, item, note, created_at) VALUES (?, ?, ?, ?)",
-                    [subject, item, note, now()])
+        con.execute(
+            "INSERT OR REPLACE INTO acknowledgements (subject, item, note, created_at) VALUES (?, ?, ?, ?)",
+            [subject, item, note, now()],
+        )
 
 
 def get(subject: str, item: str) -> Acknowledgement | None:
-    found = rows("SELECT subject, item, note, created_at FROM acknowledgements WHERE subject = ? AND item = ?",
-                 [subject, item])
+    found = rows(
+        "SELECT subject, item, note, created_at FROM acknowledgements WHERE subject = ? AND item = ?", [subject, item]
+    )
     return Acknowledgement(**found[0]) if found else None

@@ -36,8 +36,10 @@ def _marks(values) -> str:
 
 def record(run_id: str, path, step: int, manifest_sha256: str) -> None:
     with connect() as con:
-        con.execute(f"INSERT OR REPLACE INTO checkpoints ({COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                    [str(path), run_id, int(step), manifest_sha256, now()])
+        con.execute(
+            f"INSERT OR REPLACE INTO checkpoints ({COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+            [str(path), run_id, int(step), manifest_sha256, now()],
+        )
 
 
 def get(path) -> Checkpoint | None:
@@ -52,8 +54,10 @@ def newest() -> Checkpoint | None:
 
 def with_run_names() -> list[tuple[Checkpoint, str]]:
     """Every checkpoint, newest first, with its run's name (its run id when the run row is gone)."""
-    found = rows("SELECT c.path, c.run_id, c.step, c.manifest_sha256, c.created_at, coalesce(r.name, c.run_id) AS run "
-                 "FROM checkpoints c LEFT JOIN runs r ON r.id = c.run_id ORDER BY c.created_at DESC")
+    found = rows(
+        "SELECT c.path, c.run_id, c.step, c.manifest_sha256, c.created_at, coalesce(r.name, c.run_id) AS run "
+        "FROM checkpoints c LEFT JOIN runs r ON r.id = c.run_id ORDER BY c.created_at DESC"
+    )
     return [(Checkpoint(**{k: v for k, v in row.items() if k != "run"}), row["run"]) for row in found]
 
 
@@ -62,8 +66,10 @@ def of_runs(run_ids) -> list[Checkpoint]:
     run_ids = list(run_ids)
     if not run_ids:
         return []
-    return [Checkpoint(**row) for row in
-            rows(f"SELECT {COLUMNS} FROM checkpoints WHERE run_id IN ({_marks(run_ids)}) ORDER BY step", run_ids)]
+    return [
+        Checkpoint(**row)
+        for row in rows(f"SELECT {COLUMNS} FROM checkpoints WHERE run_id IN ({_marks(run_ids)}) ORDER BY step", run_ids)
+    ]
 
 
 def run_ids() -> list[str]:
@@ -85,5 +91,7 @@ def on_curves(run_ids) -> list[OnCurve]:
             FROM checkpoints c
             ASOF LEFT JOIN loss ON c.run_id = loss.run_id AND c.step >= loss.step
             LEFT JOIN val ON val.run_id = c.run_id AND val.step = c.step
-            WHERE c.run_id IN ({marks}) ORDER BY c.step""", run_ids * 3)
+            WHERE c.run_id IN ({marks}) ORDER BY c.step""",
+        run_ids * 3,
+    )
     return [OnCurve(**row) for row in found]

@@ -14,8 +14,16 @@ from core.errors import UserError, no_space
 
 # what DuckDB says about a file it cannot read as a database, by exception class and message
 DAMAGE_CLASSES = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException, duckdb.FatalException)
-DAMAGE_WORDS = ("not a valid duckdb database", "could not read enough bytes", "corrupt", "checksum",
-                "failed to deserialize", "serializ", "invalid block", "unsupported version")
+DAMAGE_WORDS = (
+    "not a valid duckdb database",
+    "could not read enough bytes",
+    "corrupt",
+    "checksum",
+    "failed to deserialize",
+    "serializ",
+    "invalid block",
+    "unsupported version",
+)
 
 
 class StoreDamaged(UserError):
@@ -31,15 +39,19 @@ class StoreFull(UserError):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        super().__init__(f"the store {path}: the disk is full (no space left on device) — the write was rolled "
-                         f"back and the store is as it was; free space on the disk of {self.path.parent}, then run "
-                         f"the command again")
+        super().__init__(
+            f"the store {path}: the disk is full (no space left on device) — the write was rolled "
+            f"back and the store is as it was; free space on the disk of {self.path.parent}, then run "
+            f"the command again"
+        )
 
 
 def message(path, why: str) -> str:
     """The one sentence: what is wrong, where, how to recover."""
-    return (f"the store {path} is damaged ({why}) — rebuild runs, checkpoints and metrics from the run folders with "
-            f"`umlstudio store rebuild` (the damaged file is kept beside it as {Path(path).name}.damaged-<time>)")
+    return (
+        f"the store {path} is damaged ({why}) — rebuild runs, checkpoints and metrics from the run folders with "
+        f"`umlstudio store rebuild` (the damaged file is kept beside it as {Path(path).name}.damaged-<time>)"
+    )
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -73,8 +85,12 @@ def check_schema(con, path: Path, migrations) -> None:
     """Refuse a DuckDB file that is not this project's store: tables but no `schema_migrations`, or
     migrations recorded under other names. Run once per process, before migrating (which would
     otherwise add our tables into another program's database)."""
-    tables = {row[0] for row in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    tables = {
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+    }
     if not tables:
         return  # a new, empty file: the migrations make it the store
     if "schema_migrations" not in tables:
@@ -86,15 +102,22 @@ def check_schema(con, path: Path, migrations) -> None:
         raise StoreDamaged(path, f"its schema_migrations table is unreadable: {why(exc)}") from None
     for version, migration in enumerate(migrations, start=1):
         if version in done and done[version] != migration.__name__:
-            raise StoreDamaged(path, f"another program's DuckDB database: migration {version} is "
-                                     f"'{done[version]}', not '{migration.__name__}'")
+            raise StoreDamaged(
+                path,
+                f"another program's DuckDB database: migration {version} is "
+                f"'{done[version]}', not '{migration.__name__}'",
+            )
 
 
 def read_all(con, path: Path) -> None:
     """Read every row of every table (DuckDB opens a cut file and fails only on the blocks it lacks):
     StoreDamaged naming the first table that cannot be read."""
-    tables = [row[0] for row in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name").fetchall()]
+    tables = [
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+        ).fetchall()
+    ]
     for table in tables:
         try:
             con.execute(f'SELECT count(*), sum(hash("{table}")) FROM "{table}"').fetchall()

@@ -195,8 +195,10 @@ def migrate(con) -> list[str]:
             continue
         con.execute("BEGIN TRANSACTION")
         migration(con)
-        con.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    [version, migration.__name__, now()])
+        con.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            [version, migration.__name__, now()],
+        )
         con.execute("COMMIT")
         applied.append(migration.__name__)
     return applied

@@ -64,8 +64,10 @@ def _generation_values(g: Generation) -> list:
 
 def _insert_generations(con, generations: list[Generation]) -> None:
     if generations:
-        con.executemany(f"INSERT INTO generations ({GENERATION_COLUMNS}) VALUES ({', '.join('?' * 12)})",
-                        [_generation_values(g) for g in generations])
+        con.executemany(
+            f"INSERT INTO generations ({GENERATION_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+            [_generation_values(g) for g in generations],
+        )
 
 
 def add_generations(generations: list[Generation]) -> None:
@@ -77,12 +79,22 @@ def add(evaluation: Evaluation, linked: list[str], generations: list[Generation]
     """Store an evaluation, link the stored generations `linked` (ids) to it and store `generations`,
     in one transaction."""
     with connect() as con:
-        con.execute(f"INSERT INTO evaluations ({EVALUATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [evaluation.id, evaluation.checkpoint, evaluation.dataset, dumps(evaluation.settings),
-                     evaluation.n, dumps(evaluation.summary), evaluation.created_at])
+        con.execute(
+            f"INSERT INTO evaluations ({EVALUATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                evaluation.id,
+                evaluation.checkpoint,
+                evaluation.dataset,
+                dumps(evaluation.settings),
+                evaluation.n,
+                dumps(evaluation.summary),
+                evaluation.created_at,
+            ],
+        )
         if linked:
-            con.execute("UPDATE generations SET evaluation_id = ? WHERE id IN (SELECT unnest(?))",
-                        [evaluation.id, linked])
+            con.execute(
+                "UPDATE generations SET evaluation_id = ? WHERE id IN (SELECT unnest(?))", [evaluation.id, linked]
+            )
         _insert_generations(con, generations)
 
 
@@ -90,8 +102,11 @@ def generations_for_keys(checkpoint: str, keys: list[str]) -> list[Generation]:
     """The checkpoint's stored generations of these settings keys, oldest first."""
     if not keys:
         return []
-    found = rows(f"SELECT {GENERATION_COLUMNS} FROM generations WHERE checkpoint = ? AND settings_key IN "
-                 "(SELECT unnest(?)) ORDER BY created_at", [checkpoint, keys])
+    found = rows(
+        f"SELECT {GENERATION_COLUMNS} FROM generations WHERE checkpoint = ? AND settings_key IN "
+        "(SELECT unnest(?)) ORDER BY created_at",
+        [checkpoint, keys],
+    )
     return [_generation(row) for row in found]
 
 
@@ -106,13 +121,17 @@ def newest_outputs(checkpoints: list[str], prompts: list[str], max_new_tokens: i
     with that token budget: the generation's own record of it, else its evaluation's)."""
     if not (checkpoints and prompts):
         return []
-    budget = ("coalesce(TRY_CAST(g.metrics->>'max_new_tokens' AS INTEGER), TRY_CAST(e.settings->>'max_new_tokens' "
-              "AS INTEGER)) = ? AND " if max_new_tokens else "")
+    budget = (
+        "coalesce(TRY_CAST(g.metrics->>'max_new_tokens' AS INTEGER), TRY_CAST(e.settings->>'max_new_tokens' "
+        "AS INTEGER)) = ? AND "
+        if max_new_tokens
+        else ""
+    )
     found = rows(
         f"""SELECT g.checkpoint, g.prompt, arg_max(g.output, g.created_at) AS output,
                    arg_max(g.metrics, g.created_at) AS metrics
             FROM generations g LEFT JOIN evaluations e ON e.id = g.evaluation_id
-            WHERE g.checkpoint IN ({', '.join('?' * len(checkpoints))}) AND g.prompt IN (SELECT unnest(?))
+            WHERE g.checkpoint IN ({", ".join("?" * len(checkpoints))}) AND g.prompt IN (SELECT unnest(?))
             AND {budget}NOT coalesce(TRY_CAST(g.metrics->>'repair' AS BOOLEAN),
                                      TRY_CAST(e.settings->>'repair' AS BOOLEAN), false)
             GROUP BY g.checkpoint, g.prompt""",
@@ -129,35 +148,46 @@ def mean_output_tokens(checkpoints: list[str], max_new_tokens: int) -> dict[str,
     found = rows(
         f"""SELECT checkpoint,
                    avg(CASE WHEN TRY_CAST(metrics->>'truncated' AS BOOLEAN) THEN ? ELSE least(tokens, ?) END) AS tokens
-            FROM generations WHERE checkpoint IN ({', '.join('?' * len(checkpoints))}) GROUP BY checkpoint""",
-        [max_new_tokens, max_new_tokens, *checkpoints])
+            FROM generations WHERE checkpoint IN ({", ".join("?" * len(checkpoints))}) GROUP BY checkpoint""",
+        [max_new_tokens, max_new_tokens, *checkpoints],
+    )
     return {row["checkpoint"]: float(row["tokens"]) for row in found}
 
 
 def generation_speeds(limit: int = 20) -> list[tuple[float, int]]:
     """(seconds spent generating, tokens generated) of the newest `limit` evaluations that generated something."""
-    found = rows("SELECT summary->>'generation_s' AS s, summary->>'generated_tokens' AS t FROM evaluations "
-                 "WHERE TRY_CAST(summary->>'generation_s' AS DOUBLE) > 0 ORDER BY created_at DESC LIMIT ?", [limit])
+    found = rows(
+        "SELECT summary->>'generation_s' AS s, summary->>'generated_tokens' AS t FROM evaluations "
+        "WHERE TRY_CAST(summary->>'generation_s' AS DOUBLE) > 0 ORDER BY created_at DESC LIMIT ?",
+        [limit],
+    )
     return [(float(row["s"]), int(row["t"])) for row in found]
 
 
 def latest_per_checkpoint() -> list[Evaluation]:
     """Each checkpoint's newest evaluation."""
-    found = rows(f"SELECT {EVALUATION_COLUMNS} FROM evaluations QUALIFY row_number() OVER "
-                 "(PARTITION BY checkpoint ORDER BY created_at DESC) = 1")
+    found = rows(
+        f"SELECT {EVALUATION_COLUMNS} FROM evaluations QUALIFY row_number() OVER "
+        "(PARTITION BY checkpoint ORDER BY created_at DESC) = 1"
+    )
     return [_evaluation(row) for row in found]
 
 
 def latest_of(checkpoint: str) -> Evaluation | None:
     """The checkpoint's newest evaluation."""
-    found = rows(f"SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC LIMIT 1",
-                 [str(checkpoint)])
+    found = rows(
+        f"SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC LIMIT 1",
+        [str(checkpoint)],
+    )
     return _evaluation(found[0]) if found else None
 
 
 def latest_of_run(run_id: str, output_dir: str) -> Evaluation | None:
     """The newest evaluation of any checkpoint the run recorded or of any folder inside its `output_dir`."""
-    found = rows(f"SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE checkpoint IN "
-                 "(SELECT path FROM checkpoints WHERE run_id = ?) OR starts_with(checkpoint, ?) "
-                 "ORDER BY created_at DESC LIMIT 1", [run_id, str(output_dir) + "/"])
+    found = rows(
+        f"SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE checkpoint IN "
+        "(SELECT path FROM checkpoints WHERE run_id = ?) OR starts_with(checkpoint, ?) "
+        "ORDER BY created_at DESC LIMIT 1",
+        [run_id, str(output_dir) + "/"],
+    )
     return _evaluation(found[0]) if found else None

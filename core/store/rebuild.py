@@ -58,8 +58,10 @@ class Report:
         state = "opens cleanly" if self.store.exists() else "does not exist yet"
         out = [f"the store {self.store} {state}" if self.problem is None else self.problem]
         for run in self.runs:
-            out.append(f"  {run.folder}: run '{run.row['name']}' ({run.row['id']}), {run.row['status']}, "
-                       f"{len(run.checkpoints)} checkpoint(s), {len(run.metrics)} metric values")
+            out.append(
+                f"  {run.folder}: run '{run.row['name']}' ({run.row['id']}), {run.row['status']}, "
+                f"{len(run.checkpoints)} checkpoint(s), {len(run.metrics)} metric values"
+            )
         if not self.runs:
             out.append(f"  no run folders found under {', '.join(str(r) for r in roots())}")
         return out
@@ -68,9 +70,11 @@ class Report:
         if self.in_store:
             held = ", ".join(f"{self.in_store[t]} {t}" for t in ONLY_IN_STORE if self.in_store.get(t))
             return f"lost (they lived only in the store): {held or 'nothing'}"
-        return ("lost (they lived only in the store, which could not be read): every evaluation and its "
-                "generations, the render cache and the acknowledgements (recorded backups, accepted items) — "
-                "evaluate the checkpoints again to get the evaluations back")
+        return (
+            "lost (they lived only in the store, which could not be read): every evaluation and its "
+            "generations, the render cache and the acknowledgements (recorded backups, accepted items) — "
+            "evaluate the checkpoints again to get the evaluations back"
+        )
 
 
 def roots(extra=()) -> list[Path]:
@@ -85,8 +89,11 @@ def find_run_folders(extra=()) -> list[Path]:
     for root in roots(extra):
         for here, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if d not in skip and not d.startswith(("checkpoint-", ".")))
-            if CONFIG_FILE in files and (LOG_FILE in files or TENSORBOARD_DIR in os.listdir(here)
-                                         or any(d.startswith("checkpoint-") for d in os.listdir(here))):
+            if CONFIG_FILE in files and (
+                LOG_FILE in files
+                or TENSORBOARD_DIR in os.listdir(here)
+                or any(d.startswith("checkpoint-") for d in os.listdir(here))
+            ):
                 found.append(Path(here).resolve())
     return list(dict.fromkeys(found))
 
@@ -113,8 +120,10 @@ def _events(folder: Path) -> list[tuple[int, str, float, float]]:
     written, a resume's purge applied (its START marker drops what was logged from that step on)."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    files = sorted((folder / TENSORBOARD_DIR).glob("events.out.tfevents.*"),
-                   key=lambda p: (int(p.name.split(".")[3]) if p.name.split(".")[3].isdigit() else 0, p.name))
+    files = sorted(
+        (folder / TENSORBOARD_DIR).glob("events.out.tfevents.*"),
+        key=lambda p: (int(p.name.split(".")[3]) if p.name.split(".")[3].isdigit() else 0, p.name),
+    )
     scalars: list[tuple[int, str, float, float]] = []
     for path in files:
         try:
@@ -122,8 +131,11 @@ def _events(folder: Path) -> list[tuple[int, str, float, float]]:
                 if event.HasField("session_log") and event.session_log.status == event.session_log.START:
                     scalars = [s for s in scalars if s[0] < event.step]
                 for value in event.summary.value:
-                    number = value.simple_value if value.HasField("simple_value") else (
-                        float(value.tensor.float_val[0]) if value.tensor.float_val else None)
+                    number = (
+                        value.simple_value
+                        if value.HasField("simple_value")
+                        else (float(value.tensor.float_val[0]) if value.tensor.float_val else None)
+                    )
                     if number is not None:
                         scalars.append((event.step, value.tag, float(number), event.wall_time))
         except Exception:  # a damaged events file: what was read before the damage is kept
@@ -153,10 +165,13 @@ def read_run(folder: Path) -> RunOnDisk | None:
         from core.training import phases
 
         changes = phases.diff(parent_info["config"], config, ignore=phases.LINEAGE_NOISE)
-    started = min((p.stat().st_mtime for p in [folder / CONFIG_FILE, *(folder / TENSORBOARD_DIR).glob("events.*")]
-                   if p.exists()), default=(folder / CONFIG_FILE).stat().st_mtime)
-    last_file = max([folder / CONFIG_FILE, *complete, *(folder / TENSORBOARD_DIR).glob("events.*")],
-                    key=lambda p: p.stat().st_mtime)
+    started = min(
+        (p.stat().st_mtime for p in [folder / CONFIG_FILE, *(folder / TENSORBOARD_DIR).glob("events.*")] if p.exists()),
+        default=(folder / CONFIG_FILE).stat().st_mtime,
+    )
+    last_file = max(
+        [folder / CONFIG_FILE, *complete, *(folder / TENSORBOARD_DIR).glob("events.*")], key=lambda p: p.stat().st_mtime
+    )
     if complete and last_state.get("max_steps") and last_state.get("global_step", 0) >= last_state["max_steps"]:
         status, error = "finished", None
     elif complete:
@@ -165,28 +180,51 @@ def read_run(folder: Path) -> RunOnDisk | None:
         status, error = "failed", "rebuilt from its folder: it saved no complete checkpoint"
     training = config["training"]
     row = {
-        "id": run_id or damage_free_id(), "output_dir": str(folder),
+        "id": run_id or damage_free_id(),
+        "output_dir": str(folder),
         "name": config.get("run_name") or Path(str(training.get("output_dir") or folder)).name,
-        "phase_kind": "continue" if parent_ckpt else "fresh", "parent_run": parent_run,
-        "parent_checkpoint": parent_ckpt, "changes": changes, "config": config, "config_path": None, "status": status,
+        "phase_kind": "continue" if parent_ckpt else "fresh",
+        "parent_run": parent_run,
+        "parent_checkpoint": parent_ckpt,
+        "changes": changes,
+        "config": config,
+        "config_path": None,
+        "status": status,
         "backend": next((i.get("backend") for i in infos.values() if i.get("backend")), training.get("backend")),
-        "base_model": (config.get("model") or {}).get("base"), "override_reason": phase.get("override_reason"),
-        "pid": None, "created_at": _stamp(started), "started_at": _stamp(started),
-        "finished_at": _stamp(last_file.stat().st_mtime) if status != "failed" else None, "error": error,
-        "checklist": None, "job": None,
+        "base_model": (config.get("model") or {}).get("base"),
+        "override_reason": phase.get("override_reason"),
+        "pid": None,
+        "created_at": _stamp(started),
+        "started_at": _stamp(started),
+        "finished_at": _stamp(last_file.stat().st_mtime) if status != "failed" else None,
+        "error": error,
+        "checklist": None,
+        "job": None,
     }
     run = RunOnDisk(folder, row)
     for ckpt in complete:
         from core.training import checkpoints as ckpt_files  # sha256 the same way the trainer did
 
-        run.checkpoints.append({"path": str(ckpt), "run_id": row["id"], "step": int(ckpt.name[11:]),
-                                "manifest_sha256": ckpt_files.sha256_file(ckpt / MANIFEST),
-                                "created_at": _stamp((ckpt / MANIFEST).stat().st_mtime)})
+        run.checkpoints.append(
+            {
+                "path": str(ckpt),
+                "run_id": row["id"],
+                "step": int(ckpt.name[11:]),
+                "manifest_sha256": ckpt_files.sha256_file(ckpt / MANIFEST),
+                "created_at": _stamp((ckpt / MANIFEST).stat().st_mtime),
+            }
+        )
     # every scalar TensorBoard holds; the logged values at full precision from trainer_state.json
     for step, tag, value, wall in _events(folder):
         name = tag if tag.startswith("time/") else tag.split("/", 1)[-1]
-        run.metrics[(step, name)] = {"run_id": row["id"], "step": step, "epoch": None, "name": name,
-                                     "value": value, "time": _stamp(wall)}
+        run.metrics[(step, name)] = {
+            "run_id": row["id"],
+            "step": step,
+            "epoch": None,
+            "name": name,
+            "value": value,
+            "time": _stamp(wall),
+        }
     for entry in last_state.get("log_history", []):
         step = entry.get("step")
         for name in LOGGED:
@@ -194,9 +232,14 @@ def read_run(folder: Path) -> RunOnDisk | None:
             if step is None or not isinstance(value, (int, float)) or math.isnan(value):
                 continue
             known = run.metrics.get((step, name))
-            run.metrics[(step, name)] = {"run_id": row["id"], "step": step, "epoch": entry.get("epoch"), "name": name,
-                                         "value": float(value),
-                                         "time": known["time"] if known else row["created_at"]}
+            run.metrics[(step, name)] = {
+                "run_id": row["id"],
+                "step": step,
+                "epoch": entry.get("epoch"),
+                "name": name,
+                "value": float(value),
+                "time": known["time"] if known else row["created_at"],
+            }
     epochs = {e["step"]: e["epoch"] for e in last_state.get("log_history", []) if "step" in e and "epoch" in e}
     for metric in run.metrics.values():
         if metric["epoch"] is None:
@@ -217,8 +260,10 @@ def read_old(path: Path) -> dict[str, int] | None:
     try:
         con = duckdb.connect(str(path), read_only=True)
         try:
-            return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
-                    for t in ("runs", "metrics", "checkpoints", *ONLY_IN_STORE)}
+            return {
+                t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+                for t in ("runs", "metrics", "checkpoints", *ONLY_IN_STORE)
+            }
         finally:
             con.close()
     except duckdb.Error:
@@ -264,8 +309,10 @@ def rebuild(extra=(), force: bool = False) -> Report:
     store_file = report.store
     if report.problem is None and store_file.exists() and not force:
         held = ", ".join(f"{n} {t}" for t, n in (report.in_store or {}).items() if n)
-        raise UserError(f"the store {store_file} opens cleanly ({held or 'empty'}) — a rebuild would lose what "
-                        f"lived only in it; add --force to rebuild it anyway")
+        raise UserError(
+            f"the store {store_file} opens cleanly ({held or 'empty'}) — a rebuild would lose what "
+            f"lived only in it; add --force to rebuild it anyway"
+        )
     ids = [r.row["id"] for r in report.runs]
     if len(set(ids)) != len(ids):  # a run folder copied by hand: keep the first, newer copies get new ids
         seen: set[str] = set()
@@ -280,17 +327,28 @@ def rebuild(extra=(), force: bool = False) -> Report:
     try:
         with db.connect(fresh) as con:
             for run in report.runs:
-                row = {**run.row, **{k: json.dumps(run.row[k]) if run.row[k] is not None else None
-                                     for k in ("changes", "config", "checklist")}}
-                con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                            list(row.values()))
+                row = {
+                    **run.row,
+                    **{
+                        k: json.dumps(run.row[k]) if run.row[k] is not None else None
+                        for k in ("changes", "config", "checklist")
+                    },
+                }
+                con.execute(
+                    f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                )
                 for item in run.checkpoints:
-                    con.execute(f"INSERT OR REPLACE INTO checkpoints ({', '.join(item)}) "
-                                f"VALUES ({', '.join('?' * len(item))})", list(item.values()))
+                    con.execute(
+                        f"INSERT OR REPLACE INTO checkpoints ({', '.join(item)}) VALUES ({', '.join('?' * len(item))})",
+                        list(item.values()),
+                    )
                 metrics = list(run.metrics.values())
                 if metrics:
-                    con.executemany(f"INSERT OR REPLACE INTO metrics ({', '.join(metrics[0])}) VALUES "
-                                    f"({', '.join('?' * len(metrics[0]))})", [list(m.values()) for m in metrics])
+                    con.executemany(
+                        f"INSERT OR REPLACE INTO metrics ({', '.join(metrics[0])}) VALUES "
+                        f"({', '.join('?' * len(metrics[0]))})",
+                        [list(m.values()) for m in metrics],
+                    )
     except BaseException:
         for leftover in (fresh, fresh.with_name(fresh.name + ".wal"), fresh.with_name(fresh.name + ".lock")):
             leftover.unlink(missing_ok=True)

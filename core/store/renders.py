@@ -19,15 +19,27 @@ class Render:
 
 
 def get(key: str) -> Render | None:
-    found = rows("SELECT key, format, plantuml_version, ok, data, error_line, error_message, created_at "
-                 "FROM renders WHERE key = ?", [key])
+    found = rows(
+        "SELECT key, format, plantuml_version, ok, data, error_line, error_message, created_at "
+        "FROM renders WHERE key = ?",
+        [key],
+    )
     return Render(**found[0]) if found else None
 
 
-def put(key: str, format: str, plantuml_version: str, ok: bool, data: bytes | None, error_line: int | None,
-        error_message: str | None) -> None:
+def put(
+    key: str,
+    format: str,
+    plantuml_version: str,
+    ok: bool,
+    data: bytes | None,
+    error_line: int | None,
+    error_message: str | None,
+) -> None:
     """Store a render (a newer one of the same key replaces it)."""
     with connect() as con:
-        con.execute("INSERT OR REPLACE INTO renders (key, format, plantuml_version, ok, data, error_line, "
-                    "error_message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [key, format, plantuml_version, ok, data, error_line, error_message, now()])
+        con.execute(
+            "INSERT OR REPLACE INTO renders (key, format, plantuml_version, ok, data, error_line, "
+            "error_message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [key, format, plantuml_version, ok, data, error_line, error_message, now()],
+        )

@@ -36,16 +36,35 @@ JSON_COLUMNS = ("changes", "config", "checklist")  # stored as JSON text, read b
 
 
 def _run(row: dict) -> Run:
-    return Run(**{**row, "changes": loads(row["changes"]) or {}, "config": loads(row["config"]),
-                  "checklist": loads(row["checklist"])})
+    return Run(
+        **{
+            **row,
+            "changes": loads(row["changes"]) or {},
+            "config": loads(row["config"]),
+            "checklist": loads(row["checklist"]),
+        }
+    )
 
 
 def _runs(sql: str, params=None) -> list[Run]:
     return [_run(row) for row in rows(f"SELECT {COLUMNS} FROM runs {sql}", params)]
 
 
-def create(*, name, output_dir, phase_kind, config, config_path=None, parent_run=None, parent_checkpoint=None,
-           changes=None, backend=None, base_model=None, override_reason=None, checklist=None) -> str:
+def create(
+    *,
+    name,
+    output_dir,
+    phase_kind,
+    config,
+    config_path=None,
+    parent_run=None,
+    parent_checkpoint=None,
+    changes=None,
+    backend=None,
+    base_model=None,
+    override_reason=None,
+    checklist=None,
+) -> str:
     """A new run row, status `created`; returns its id."""
     run_id = new_id()
     with connect() as con:
@@ -53,8 +72,22 @@ def create(*, name, output_dir, phase_kind, config, config_path=None, parent_run
             """INSERT INTO runs (id, name, output_dir, phase_kind, parent_run, parent_checkpoint, changes,
                config, config_path, status, backend, base_model, override_reason, checklist, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?)""",
-            [run_id, name, str(output_dir), phase_kind, parent_run, parent_checkpoint, dumps(changes or {}),
-             dumps(config), config_path, backend, base_model, override_reason, dumps(checklist), now()],
+            [
+                run_id,
+                name,
+                str(output_dir),
+                phase_kind,
+                parent_run,
+                parent_checkpoint,
+                dumps(changes or {}),
+                dumps(config),
+                config_path,
+                backend,
+                base_model,
+                override_reason,
+                dumps(checklist),
+                now(),
+            ],
         )
     return run_id
 
@@ -103,8 +136,10 @@ def with_status(*statuses: str) -> list[Run]:
 
 def with_metric(name: str) -> list[Run]:
     """Runs that logged the metric `name`, newest first."""
-    return _runs("WHERE EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = runs.id AND m.name = ?) "
-                 "ORDER BY created_at DESC", [name])
+    return _runs(
+        "WHERE EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = runs.id AND m.name = ?) ORDER BY created_at DESC",
+        [name],
+    )
 
 
 def base_models() -> set[str]:

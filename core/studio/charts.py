@@ -8,8 +8,8 @@ an accessible description, so a screen reader and the browser test read the same
 import numpy as np
 from tsdownsample import MinMaxLTTBDownsampler
 
-from core.training import runs
 from core.studio import ui
+from core.training import runs
 
 PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
 # Points of one metric's curve on a chart, shared by the phases drawn end to end: about one per pixel of a
@@ -31,12 +31,21 @@ def _y(title: str) -> dict:
 
 def _color(scale: dict | None = None) -> dict:
     legend = {"orient": "bottom", "columns": 2, "labelLimit": 300}
-    return {"field": "series", "type": "nominal", "title": None, "legend": legend, **({"scale": scale} if scale else {})}
+    return {
+        "field": "series",
+        "type": "nominal",
+        "title": None,
+        "legend": legend,
+        **({"scale": scale} if scale else {}),
+    }
 
 
 def _tooltip() -> list[dict]:
-    return [{"field": "series", "title": "curve"}, {"field": "step", "title": "step"},
-            {"field": "value", "title": "value", "format": ".4~g"}]
+    return [
+        {"field": "series", "title": "curve"},
+        {"field": "step", "title": "step"},
+        {"field": "value", "title": "value", "format": ".4~g"},
+    ]
 
 
 def _lines(curves: list[dict], x_title: str, y_title: str, scale: dict | None = None) -> tuple[dict, list[dict]]:
@@ -48,19 +57,37 @@ def _lines(curves: list[dict], x_title: str, y_title: str, scale: dict | None = 
     points = [c for c in curves if c["points"]]
     if points:
         datasets["points"] = points
-        layers.append({"data": {"name": "points"}, "mark": {"type": "point", "filled": True, "size": 36, "aria": False},
-                       "encoding": encoding})
+        layers.append(
+            {
+                "data": {"name": "points"},
+                "mark": {"type": "point", "filled": True, "size": 36, "aria": False},
+                "encoding": encoding,
+            }
+        )
     return datasets, layers
 
 
 def _rule(dataset: dict, dash: list[int], x_title: str) -> list[dict]:
     """A dashed vertical rule at each row's step, labelled with its name at the top."""
     return [
-        {"data": dataset, "mark": {"type": "rule", "strokeDash": dash, "color": "grey", "aria": False},
-         "encoding": {"x": _x(x_title)}},
-        {"data": dataset, "mark": {"type": "text", "align": "left", "dx": 4, "dy": 4, "baseline": "top", "color": "grey",
-                                   "aria": False},
-         "encoding": {"x": _x(x_title), "y": {"value": 0}, "text": {"field": "name"}}},
+        {
+            "data": dataset,
+            "mark": {"type": "rule", "strokeDash": dash, "color": "grey", "aria": False},
+            "encoding": {"x": _x(x_title)},
+        },
+        {
+            "data": dataset,
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "dx": 4,
+                "dy": 4,
+                "baseline": "top",
+                "color": "grey",
+                "aria": False,
+            },
+            "encoding": {"x": _x(x_title), "y": {"value": 0}, "text": {"field": "name"}},
+        },
     ]
 
 
@@ -86,12 +113,27 @@ def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, s
     for rid in chain:
         for metric, panel in PANELS.items():
             points = _thin(logged.get((rid, metric), []), CHART_POINTS // len(chain))
-            curves += [{"step": p["step"] + offsets[rid], "value": p["value"], "series": f"{names[rid]}: {ui.METRIC_WORDS[metric]}",
-                        "panel": panel, "points": metric == "eval_loss"} for p in points]
-    marks = [{"step": c.step + offsets[c.run_id], "value": c.loss if c.eval_loss is None else c.eval_loss,
-              "series": f"{names[c.run_id]}: checkpoints", "path": c.path,
-              "eval_loss": "—" if c.eval_loss is None else f"{c.eval_loss:.4f}"}
-             for c in runs.saved(chain) if c.eval_loss is not None or c.loss is not None]
+            curves += [
+                {
+                    "step": p["step"] + offsets[rid],
+                    "value": p["value"],
+                    "series": f"{names[rid]}: {ui.METRIC_WORDS[metric]}",
+                    "panel": panel,
+                    "points": metric == "eval_loss",
+                }
+                for p in points
+            ]
+    marks = [
+        {
+            "step": c.step + offsets[c.run_id],
+            "value": c.loss if c.eval_loss is None else c.eval_loss,
+            "series": f"{names[c.run_id]}: checkpoints",
+            "path": c.path,
+            "eval_loss": "—" if c.eval_loss is None else f"{c.eval_loss:.4f}",
+        }
+        for c in runs.saved(chain)
+        if c.eval_loss is not None or c.loss is not None
+    ]
     phases = [{"step": offsets[rid], "name": names[rid]} for rid in chain if offsets[rid]]
     return run_curves(curves, marks, phases, len(chain) > 1) if curves else None
 
@@ -110,15 +152,30 @@ def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], 
         datasets, layers = _lines([c for c in curves if c["panel"] == panel], x_title=x_title, y_title=panel)
         if panel == "loss" and checkpoints:
             datasets["checkpoints"] = [{**c, "label": f"checkpoint at step {c['step']}"} for c in checkpoints]
-            layers.append({
-                "data": {"name": "checkpoints"},
-                "mark": {"type": "point", "shape": "diamond", "filled": True, "size": 130, "opacity": 1, "aria": True},
-                "encoding": {
-                    "x": _x(x_title), "y": _y(panel), "color": _color(), "description": {"field": "label"},
-                    "tooltip": [{"field": "path", "title": "checkpoint"}, {"field": "step", "title": "step"},
-                                {"field": "eval_loss", "title": "validation loss"}],
-                },
-            })
+            layers.append(
+                {
+                    "data": {"name": "checkpoints"},
+                    "mark": {
+                        "type": "point",
+                        "shape": "diamond",
+                        "filled": True,
+                        "size": 130,
+                        "opacity": 1,
+                        "aria": True,
+                    },
+                    "encoding": {
+                        "x": _x(x_title),
+                        "y": _y(panel),
+                        "color": _color(),
+                        "description": {"field": "label"},
+                        "tooltip": [
+                            {"field": "path", "title": "checkpoint"},
+                            {"field": "step", "title": "step"},
+                            {"field": "eval_loss", "title": "validation loss"},
+                        ],
+                    },
+                }
+            )
         if phases:
             datasets["phases"] = phases
             layers += _rule({"name": "phases"}, [6, 4], x_title)
@@ -126,23 +183,40 @@ def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], 
     return charts
 
 
-def diagnosis(train: list[tuple[int, float]], validation: list[tuple[int, float]], fits: list, minimum: int | None) -> dict:
+def diagnosis(
+    train: list[tuple[int, float]], validation: list[tuple[int, float]], fits: list, minimum: int | None
+) -> dict:
     """The loss curves the advisor read, each fitted window as a thick dashed line, and the step of the
     validation minimum. `fits`: advise.Fit."""
     curves = _thin([{"step": s, "value": v, "series": "train loss", "points": False} for s, v in train], CHART_POINTS)
-    curves += _thin([{"step": s, "value": v, "series": "validation loss", "points": True} for s, v in validation], CHART_POINTS)
+    curves += _thin(
+        [{"step": s, "value": v, "series": "validation loss", "points": True} for s, v in validation], CHART_POINTS
+    )
     names = [f"fit: {fit.curve}, {fit.window}" for fit in fits]
     # the validation loss in front, the training loss behind it, the fits in darker shades
-    scale = {"domain": ["train loss", "validation loss", *names], "range": [*DIAGNOSIS_COLORS, *FIT_COLORS[:len(names)]]}
+    scale = {
+        "domain": ["train loss", "validation loss", *names],
+        "range": [*DIAGNOSIS_COLORS, *FIT_COLORS[: len(names)]],
+    }
     datasets, layers = _lines(curves, "step", "loss", scale)
     if fits:
-        datasets["fits"] = [{"step": step, "value": fit.at(step), "series": name, "fit": fit.describe()}
-                            for fit, name in zip(fits, names) for step in (fit.start, fit.end)]
-        layers.append({
-            "data": {"name": "fits"},
-            "mark": {"type": "line", "strokeWidth": 3, "strokeDash": [8, 4], "aria": False},
-            "encoding": {"x": _x("step"), "y": _y("loss"), "color": _color(scale), "tooltip": [{"field": "fit", "title": "fit"}]},
-        })
+        datasets["fits"] = [
+            {"step": step, "value": fit.at(step), "series": name, "fit": fit.describe()}
+            for fit, name in zip(fits, names)
+            for step in (fit.start, fit.end)
+        ]
+        layers.append(
+            {
+                "data": {"name": "fits"},
+                "mark": {"type": "line", "strokeWidth": 3, "strokeDash": [8, 4], "aria": False},
+                "encoding": {
+                    "x": _x("step"),
+                    "y": _y("loss"),
+                    "color": _color(scale),
+                    "tooltip": [{"field": "fit", "title": "fit"}],
+                },
+            }
+        )
     if minimum is not None:
         layers += _rule({"values": [{"step": minimum, "name": "validation minimum"}]}, [2, 3], "step")
     return {"datasets": datasets, "height": 340, "layer": layers}

@@ -9,14 +9,26 @@ from core.inference import render
 
 # Metric and summary names (as stored) in words, for tables, headings and the quality items: one list.
 METRIC_WORDS = {
-    "n": "rows", "failing": "below the threshold", "loss": "training loss", "eval_loss": "validation loss",
-    "learning_rate": "learning rate", "tokens_per_s": "tokens per second",
-    "valid_rate": "valid PlantUML", "syntax_valid_rate": "valid PlantUML", "raw_valid_rate": "valid before repair",
-    "repaired_rate": "repaired", "render_rate": "renders", "type_accuracy": "right diagram type",
-    "entity_f1": "expected names found (entity F1)", "relation_f1": "expected relations found (relation F1)",
-    "attribute_f1": "expected members found (attribute F1)", "cardinality_f1": "multiplicities right (cardinality F1)",
-    "branch_score": "branches like the reference", "hallucination_rate": "invents names",
-    "complete_rate": "whole diagram", "looped_rate": "looped (stopped for repeating itself)",
+    "n": "rows",
+    "failing": "below the threshold",
+    "loss": "training loss",
+    "eval_loss": "validation loss",
+    "learning_rate": "learning rate",
+    "tokens_per_s": "tokens per second",
+    "valid_rate": "valid PlantUML",
+    "syntax_valid_rate": "valid PlantUML",
+    "raw_valid_rate": "valid before repair",
+    "repaired_rate": "repaired",
+    "render_rate": "renders",
+    "type_accuracy": "right diagram type",
+    "entity_f1": "expected names found (entity F1)",
+    "relation_f1": "expected relations found (relation F1)",
+    "attribute_f1": "expected members found (attribute F1)",
+    "cardinality_f1": "multiplicities right (cardinality F1)",
+    "branch_score": "branches like the reference",
+    "hallucination_rate": "invents names",
+    "complete_rate": "whole diagram",
+    "looped_rate": "looped (stopped for repeating itself)",
 }
 # what Cancel on an evaluation keeps (the quality and pre-continue pages)
 EVALUATION_CANCEL = "stops the evaluation; the outputs made so far stay stored and are reused when you evaluate again"
@@ -30,8 +42,11 @@ def show_diagram(where, source: str, caption: str = "") -> bool:
     label = f"{caption} does not render" if caption else "PlantUML rejects it"
     if "@startuml" not in source.lower():
         what = caption or "the answer"
-        where.error(f"No PlantUML in {what}: it has no @startuml … @enduml block." if source.strip()
-                    else f"No PlantUML in {what}: it is empty.")
+        where.error(
+            f"No PlantUML in {what}: it has no @startuml … @enduml block."
+            if source.strip()
+            else f"No PlantUML in {what}: it is empty."
+        )
         return False
     result = render.render(source)
     if result.ok:
@@ -40,7 +55,9 @@ def show_diagram(where, source: str, caption: str = "") -> bool:
     lines = source.splitlines()
     line = result.error_line
     quoted = f" `{lines[line - 1].strip()}`" if line and 0 < line <= len(lines) and lines[line - 1].strip() else ""
-    where.error(f"{label} — line {line}{quoted}: {result.error_message}" if line else f"{label}: {result.error_message}")
+    where.error(
+        f"{label} — line {line}{quoted}: {result.error_message}" if line else f"{label}: {result.error_message}"
+    )
     return False
 
 

@@ -26,9 +26,24 @@ from core.errors import UserError
 DELAY_S = 5.0
 DIAGRAM = "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"
 # What the pages import (none of them imports a model library): pandas and the core modules.
-PAGE_IMPORTS = ("pandas", "core.advisor.advise", "core.studio.charts", "core.advisor.checklist", "core.training.checkpoints", "core.data",
-                "core.training.distributed", "core.evaluation.evaluate", "core.inference.export", "core.inference.generate", "core.jobs", "core.training.phases",
-                "core.evaluation.quality", "core.inference.render", "core.training.runs", "core.studio.ui")
+PAGE_IMPORTS = (
+    "pandas",
+    "core.advisor.advise",
+    "core.studio.charts",
+    "core.advisor.checklist",
+    "core.training.checkpoints",
+    "core.data",
+    "core.training.distributed",
+    "core.evaluation.evaluate",
+    "core.inference.export",
+    "core.inference.generate",
+    "core.jobs",
+    "core.training.phases",
+    "core.evaluation.quality",
+    "core.inference.render",
+    "core.training.runs",
+    "core.studio.ui",
+)
 
 
 def _imports() -> None:
@@ -40,10 +55,10 @@ def _imports() -> None:
 
 def _work() -> None:
     time.sleep(DELAY_S)
-    from core.advisor import advise
     from core import data
-    from core.inference import render
+    from core.advisor import advise
     from core.config import Config
+    from core.inference import render
 
     try:
         render.render(DIAGRAM, cache=False)

@@ -24,8 +24,8 @@ lengths). The peft backend uses it everywhere, the unsloth backend on a CPU (whe
 transformers); on a GPU unsloth attends packed rows with its own varlen kernels.
 """
 
-from core.training import models
 from core.errors import UserError
+from core.training import models
 
 PACKED_ATTENTION = "packed_sdpa"
 
@@ -43,8 +43,12 @@ def packed_sdpa(module, query, key, value, attention_mask, position_ids=None, **
     for b in range(query.shape[0]):
         starts = (position_ids[b] == 0).nonzero().flatten().tolist()
         bounds = sorted({0, *starts, length})
-        rows = [sdpa_attention_forward(module, query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-                                       None, **kwargs)[0] for s, e in zip(bounds, bounds[1:])]
+        rows = [
+            sdpa_attention_forward(
+                module, query[b : b + 1, :, s:e], key[b : b + 1, :, s:e], value[b : b + 1, :, s:e], None, **kwargs
+            )[0]
+            for s, e in zip(bounds, bounds[1:])
+        ]
         outputs.append(torch.cat(rows, dim=1))  # (1, rows' tokens, heads, head_dim)
     return torch.cat(outputs, dim=0), None
 
@@ -75,7 +79,9 @@ def select(choice: str):
     except Exception as exc:  # an import failure of any kind means "not available here"
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         if choice == "unsloth":
-            raise UserError(f"training.backend: unsloth does not import here ({reason}) — set training.backend: peft or auto") from None
+            raise UserError(
+                f"training.backend: unsloth does not import here ({reason}) — set training.backend: peft or auto"
+            ) from None
         backend = PeftBackend()
         backend.notice = f"backend auto: unsloth is unavailable ({reason}); training with peft"
         return backend
@@ -88,13 +94,19 @@ def precision_args(dtype) -> dict:
 
     cuda = torch.cuda.is_available()
     if dtype == torch.float16 and not cuda:
-        raise UserError("model.dtype: float16 training needs a CUDA GPU — set model.dtype: bfloat16 or float32 on a CPU")
+        raise UserError(
+            "model.dtype: float16 training needs a CUDA GPU — set model.dtype: bfloat16 or float32 on a CPU"
+        )
     return dict(bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not cuda)
 
 
 def _lora_kwargs(config) -> dict:
-    return dict(r=config.lora.r, lora_alpha=config.lora.lora_alpha, lora_dropout=config.lora.lora_dropout,
-                target_modules=list(config.lora.target_modules))
+    return dict(
+        r=config.lora.r,
+        lora_alpha=config.lora.lora_alpha,
+        lora_dropout=config.lora.lora_dropout,
+        target_modules=list(config.lora.target_modules),
+    )
 
 
 class PeftBackend:
@@ -111,7 +123,9 @@ class PeftBackend:
         path = models.resolve_base(config.model.base)
         tokenizer = models.load_tokenizer(path)
         # fp32 master weights; bf16 (where native) comes from autocast, so LoRA updates stay exact.
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=register_packed_attention())
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, attn_implementation=register_packed_attention()
+        )
         model.config.use_cache = False
         torch.manual_seed(config.training.seed)
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
@@ -121,8 +135,15 @@ class PeftBackend:
         from transformers import Trainer, TrainingArguments
 
         training_args = TrainingArguments(**args, **precision_args(self.dtype))
-        return Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+        return Trainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
 
 
 class UnslothBackend:
@@ -138,14 +159,21 @@ class UnslothBackend:
         # on a CPU unsloth runs stock transformers: packed rows need packed_sdpa there; a GPU has unsloth's own kernels
         attention = {} if torch.cuda.is_available() else {"attn_implementation": register_packed_attention()}
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=models.resolve_base(config.model.base), dtype=self.dtype, load_in_4bit=False,
-            max_seq_length=config.training.max_seq_length, use_gradient_checkpointing=False, **attention,
+            model_name=models.resolve_base(config.model.base),
+            dtype=self.dtype,
+            load_in_4bit=False,
+            max_seq_length=config.training.max_seq_length,
+            use_gradient_checkpointing=False,
+            **attention,
         )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         # No gradient checkpointing: a 135M model's activations fit easily, recomputing them costs ~30%.
         model = FastLanguageModel.get_peft_model(
-            model, bias="none", random_state=config.training.seed, use_gradient_checkpointing=False,
+            model,
+            bias="none",
+            random_state=config.training.seed,
+            use_gradient_checkpointing=False,
             **_lora_kwargs(config),
         )
         return model, tokenizer
@@ -154,7 +182,18 @@ class UnslothBackend:
         from trl import SFTConfig, SFTTrainer
 
         # The rows arrive tokenised with their completion-only labels: TRL must not prepare them again.
-        sft_args = SFTConfig(**args, **precision_args(self.dtype), gradient_checkpointing=False,
-                             dataset_kwargs={"skip_prepare_dataset": True})
-        return SFTTrainer(model=model, args=sft_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                          data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+        sft_args = SFTConfig(
+            **args,
+            **precision_args(self.dtype),
+            gradient_checkpointing=False,
+            dataset_kwargs={"skip_prepare_dataset": True},
+        )
+        return SFTTrainer(
+            model=model,
+            args=sft_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )

@@ -76,13 +76,18 @@ def read_adapter(ckpt: Path | str, where: str) -> dict:
     weights = ckpt / ADAPTER_FILE
     if not weights.is_file():
         raise UserError(f"{where}: {ckpt} has no {ADAPTER_FILE} — pick a complete checkpoint")
-    damaged = f"the checkpoint is damaged: pick another checkpoint of the run, or restore it from its backup ({backup_root()})"
+    damaged = (
+        "the checkpoint is damaged: pick another checkpoint of the run, "
+        f"or restore it from its backup ({backup_root()})"
+    )
     try:
         adapter = json.loads((ckpt / "adapter_config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{where}: {ckpt} has no adapter_config.json — {damaged}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{where}: {ckpt / 'adapter_config.json'} is not valid JSON ({str(exc)[:120]}) — {damaged}") from None
+        raise UserError(
+            f"{where}: {ckpt / 'adapter_config.json'} is not valid JSON ({str(exc)[:120]}) — {damaged}"
+        ) from None
     if not isinstance(adapter, dict):
         raise UserError(f"{where}: {ckpt / 'adapter_config.json'} holds no settings object — {damaged}")
     try:
@@ -148,7 +153,10 @@ def check_backup_root(root: Path) -> None:
         raise UserError(f"backup folder {root} is a file — name a folder (--backup-dir DIR or UMLSTUDIO_BACKUPS)")
     existing = next(p for p in (root, *root.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"backup folder {root}: {existing} is not writable — pick a writable folder with --backup-dir DIR or UMLSTUDIO_BACKUPS")
+        raise UserError(
+            f"backup folder {root}: {existing} is not writable — "
+            "pick a writable folder with --backup-dir DIR or UMLSTUDIO_BACKUPS"
+        )
 
 
 def backup_target(ckpt: Path, root: Path) -> Path:
@@ -168,7 +176,10 @@ def backup(ckpt: Path, root: Path | None = None) -> Path:
     problems = verify(ckpt, manifest)
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-        raise UserError(f"{ckpt} does not match its manifest ({problems[0]}{more}) — it changed since it was written: back up another checkpoint")
+        raise UserError(
+            f"{ckpt} does not match its manifest ({problems[0]}{more}) — "
+            "it changed since it was written: back up another checkpoint"
+        )
     root = backup_root(root)
     check_backup_root(root)
     target = backup_target(ckpt, root)
@@ -179,7 +190,10 @@ def backup(ckpt: Path, root: Path | None = None) -> Path:
             shutil.copytree(ckpt, partial, dirs_exist_ok=True)
             problems = verify(partial, manifest)
             if problems:
-                raise UserError(f"the copy of {ckpt} in {partial} does not match the manifest ({problems[0]}) — check the disk of {root}")
+                raise UserError(
+                    f"the copy of {ckpt} in {partial} does not match the manifest ({problems[0]}) — "
+                    f"check the disk of {root}"
+                )
             if target.exists():
                 shutil.rmtree(target)
             partial.rename(target)
@@ -202,7 +216,9 @@ def backup_of(ckpt: Path) -> tuple[Path | None, list[str]]:
     if not target.is_dir():
         return target, [f"{target}: gone"]
     manifest = manifest_of(ckpt)
-    return target, verify(target, manifest) if manifest is not None else [f"{ckpt}: no readable {MANIFEST} to check the copy against"]
+    return target, verify(target, manifest) if manifest is not None else [
+        f"{ckpt}: no readable {MANIFEST} to check the copy against"
+    ]
 
 
 # ---- checkpoints of a run -----------------------------------------------------------------------
@@ -225,10 +241,16 @@ def disk_full(exc: BaseException, output_dir: Path) -> str | None:
         return None
     where = f"the store ({exc.path})" if isinstance(exc, StoreFull) else f"{output_dir}"
     saved = [c for c in list_checkpoints(output_dir) if (c / MANIFEST).is_file()]
-    resume = (f"its latest complete checkpoint {saved[-1].name} is whole — free space, "
-              f"then resume: umlstudio train --config {output_dir / 'config.yaml'} --set "
-              f"training.resume_from_checkpoint={output_dir}") if saved else \
-        f"it had no complete checkpoint yet — free space, then start it again (its folder {output_dir} can be reused)"
+    resume = (
+        (
+            f"its latest complete checkpoint {saved[-1].name} is whole — free space, "
+            f"then resume: umlstudio train --config {output_dir / 'config.yaml'} --set "
+            f"training.resume_from_checkpoint={output_dir}"
+        )
+        if saved
+        else "it had no complete checkpoint yet — free space, "
+        f"then start it again (its folder {output_dir} can be reused)"
+    )
     return f"the disk is full: training stopped while writing {where}; {resume}"
 
 
@@ -301,5 +323,11 @@ def resolve(ref: str) -> Path | str:
             ckpts = list_checkpoints(path)
             if ckpts:
                 return ckpts[-1].resolve()
-            raise UserError(f"{path}: a folder without checkpoints — pass a checkpoint-<step> folder, a run folder that has one, or 'base'")
-    raise UserError(f"checkpoint '{ref}' not found (looked in {', '.join(str(c) for c in candidates)}) — pass a checkpoint-<step> folder, a run folder, or 'base'")
+            raise UserError(
+                f"{path}: a folder without checkpoints — "
+                "pass a checkpoint-<step> folder, a run folder that has one, or 'base'"
+            )
+    raise UserError(
+        f"checkpoint '{ref}' not found (looked in {', '.join(str(c) for c in candidates)}) — "
+        "pass a checkpoint-<step> folder, a run folder, or 'base'"
+    )

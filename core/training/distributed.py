@@ -67,8 +67,12 @@ def gpu_count() -> int:
     driver = Path("/proc/driver/nvidia/gpus")
     if not driver.is_dir() or not any(driver.iterdir()):
         return 0
-    found = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
-                           capture_output=True, text=True, timeout=120)
+    found = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return int(found.stdout.strip() or 0) if found.returncode == 0 else 0
 
 
@@ -78,18 +82,24 @@ def check(processes: int) -> None:
         return
     gpus = gpu_count()
     if gpus and processes > gpus:
-        raise UserError(f"training.processes {processes}: this machine shows {gpus} CUDA GPU(s) — use at most "
-                        f"{gpus} (one process per GPU)")
+        raise UserError(
+            f"training.processes {processes}: this machine shows {gpus} CUDA GPU(s) — use at most "
+            f"{gpus} (one process per GPU)"
+        )
     if not gpus and processes > cores():
-        raise UserError(f"training.processes {processes}: no CUDA GPU here and only {cores()} CPU cores — use at most "
-                        f"{cores()} processes (one core each), or 1")
+        raise UserError(
+            f"training.processes {processes}: no CUDA GPU here and only {cores()} CPU cores — use at most "
+            f"{cores()} processes (one core each), or 1"
+        )
 
 
 def backend_for(choice: str, processes: int) -> tuple[str, str | None]:
     """The backend N processes train with, and the notice when that is not the one asked for."""
     if processes > 1 and choice != "peft":
-        return "peft", (f"training.processes {processes}: unsloth's open-source build trains on one GPU; "
-                        f"training with peft (DDP through accelerate) instead of backend {choice}")
+        return "peft", (
+            f"training.processes {processes}: unsloth's open-source build trains on one GPU; "
+            f"training with peft (DDP through accelerate) instead of backend {choice}"
+        )
     return choice, None
 
 
@@ -111,9 +121,17 @@ def launch(argv: list[str], processes: int, run_id: str) -> dict[int, int]:
     if not gpu_count():  # the CPU's cores shared out, as torchrun does it, said here instead of warned
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // processes)))
     executable, *args = argv
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=run_id, rdzv_backend="c10d",
-                          rdzv_endpoint="localhost:0", max_restarts=0, signals_to_handle="SIGTERM,SIGHUP",
-                          shutdown_timeout=SHUTDOWN_S)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=run_id,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        signals_to_handle="SIGTERM,SIGHUP",
+        shutdown_timeout=SHUTDOWN_S,
+    )
     try:
         elastic_launch(config, executable)(*args)
     except SignalException:
@@ -150,8 +168,9 @@ def setup_rank(output_dir: Path) -> None:
     if cpu:
         # accelerate names each CPU rank's device `cpu:0`, and transformers resumes the optimizer with that
         # map_location under several processes; torch's loader knows only `cpu`: teach it the indexed name.
-        torch.serialization.register_package(11, lambda obj: None,
-                                             lambda obj, location: obj if location.startswith("cpu:") else None)
+        torch.serialization.register_package(
+            11, lambda obj: None, lambda obj, location: obj if location.startswith("cpu:") else None
+        )
 
 
 def _reduce(value: int, op) -> int:

@@ -44,9 +44,17 @@ ACT_HIDDEN, ACT_KV, ACT_INTERMEDIATE = 15, 6, 6
 # the modules of the Llama family (llama, mistral, qwen2/3, gemma, phi3 aside): (input, output) widths
 LLAMA_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "granite", "olmo", "smollm3"}
 # the embedded model before `umlstudio prepare-model` wrote its config.json (SmolLM2-135M-Instruct)
-EMBEDDED_SHAPE = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-                  "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
-                  "tie_word_embeddings": True}
+EMBEDDED_SHAPE = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "vocab_size": 49152,
+    "tie_word_embeddings": True,
+}
 
 
 @dataclass(frozen=True)
@@ -62,15 +70,16 @@ class Estimate:
 
     @property
     def peak_gb(self) -> float:
-        per_process = (self.weights_gb + self.lora_gb + max(self.activations_gb, self.evaluation_gb)
-                       + self.runtime_gb)
+        per_process = self.weights_gb + self.lora_gb + max(self.activations_gb, self.evaluation_gb) + self.runtime_gb
         return per_process * (self.processes if self.device == "cpu" else 1)
 
     def parts(self) -> str:
         copies = f", × {self.processes} processes" if self.processes > 1 and self.device == "cpu" else ""
-        return (f"weights {self.weights_gb:.2f} + LoRA with optimizer {self.lora_gb:.2f} + activations "
-                f"{self.activations_gb:.2f} for {self.tokens:,} tokens a micro-batch (evaluation "
-                f"{self.evaluation_gb:.2f}) + runtime {self.runtime_gb:.1f} GB{copies}")
+        return (
+            f"weights {self.weights_gb:.2f} + LoRA with optimizer {self.lora_gb:.2f} + activations "
+            f"{self.activations_gb:.2f} for {self.tokens:,} tokens a micro-batch (evaluation "
+            f"{self.evaluation_gb:.2f}) + runtime {self.runtime_gb:.1f} GB{copies}"
+        )
 
     def line(self, available_gb: float | None = None) -> str:
         room = f" of {available_gb:.1f} GB available" if available_gb else ""
@@ -88,8 +97,9 @@ def shape(base: str) -> dict | None:
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"model.base: {path} is not valid JSON ({str(exc)[:100]}) — use a complete model "
-                        f"folder") from None
+        raise UserError(
+            f"model.base: {path} is not valid JSON ({str(exc)[:100]}) — use a complete model folder"
+        ) from None
     found = found.get("text_config", found) if isinstance(found, dict) else None
     return found if isinstance(found, dict) and found.get("hidden_size") else None
 
@@ -102,8 +112,15 @@ def modules(found: dict) -> dict[str, tuple[int, int]] | None:
     heads = found["num_attention_heads"]
     head_dim = found.get("head_dim") or h // heads
     kv = found.get("num_key_value_heads") or heads
-    return {"q_proj": (h, heads * head_dim), "k_proj": (h, kv * head_dim), "v_proj": (h, kv * head_dim),
-            "o_proj": (heads * head_dim, h), "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    return {
+        "q_proj": (h, heads * head_dim),
+        "k_proj": (h, kv * head_dim),
+        "v_proj": (h, kv * head_dim),
+        "o_proj": (heads * head_dim, h),
+        "gate_proj": (h, inter),
+        "up_proj": (h, inter),
+        "down_proj": (inter, h),
+    }
 
 
 def targets(config: cfg.Config, layer: dict[str, tuple[int, int]]) -> list[str]:
@@ -119,13 +136,17 @@ def check_shape(config: cfg.Config, found: dict) -> None:
     chosen = targets(config, layer)
     unknown = [name for name in chosen if name not in layer]
     if unknown:
-        raise UserError(f"lora.target_modules: {', '.join(repr(n) for n in unknown)} is not a module of "
-                        f"{config.model.base} ({found['model_type']}: {', '.join(layer)}) — name some of those")
+        raise UserError(
+            f"lora.target_modules: {', '.join(repr(n) for n in unknown)} is not a module of "
+            f"{config.model.base} ({found['model_type']}: {', '.join(layer)}) — name some of those"
+        )
     name, (n_in, n_out) = min(((n, layer[n]) for n in chosen), key=lambda item: min(item[1]))
     if config.lora.r > min(n_in, n_out):
-        raise UserError(f"lora.r {config.lora.r}: larger than the smallest dimension it adapts ({name}: {n_in} → "
-                        f"{n_out} in {config.model.base}) — set lora.r to at most {min(n_in, n_out)} (64 or less "
-                        f"is usual)")
+        raise UserError(
+            f"lora.r {config.lora.r}: larger than the smallest dimension it adapts ({name}: {n_in} → "
+            f"{n_out} in {config.model.base}) — set lora.r to at most {min(n_in, n_out)} (64 or less "
+            f"is usual)"
+        )
 
 
 def device() -> str:
@@ -158,9 +179,15 @@ def estimate(config: cfg.Config, found: dict | None = None, where: str | None = 
     per_token_layer = ACT_HIDDEN * h + ACT_KV * kv + ACT_INTERMEDIATE * inter + len(chosen) * config.lora.r
     head = tokens * ANSWER_SHARE * vocab * 4
     return Estimate(
-        weights_gb=params * weight_bytes / GB, lora_gb=lora_params * 16 / GB,
+        weights_gb=params * weight_bytes / GB,
+        lora_gb=lora_params * 16 / GB,
         activations_gb=(tokens * layers * per_token_layer * act_bytes + 3 * head) / GB,
-        evaluation_gb=2 * head / GB, runtime_gb=RUNTIME_GB, tokens=tokens, processes=t.processes, device=where)
+        evaluation_gb=2 * head / GB,
+        runtime_gb=RUNTIME_GB,
+        tokens=tokens,
+        processes=t.processes,
+        device=where,
+    )
 
 
 def _native_bf16(where: str) -> bool:
@@ -181,8 +208,12 @@ def available_gb(where: str) -> float | None:
         if not smi:
             return None
         try:
-            out = subprocess.run([smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"], capture_output=True,
-                                 text=True, timeout=20).stdout.split()
+            out = subprocess.run(
+                [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.split()
             return float(out[0]) * 1024 * 1024 / GB if out else None
         except (OSError, ValueError, subprocess.SubprocessError):
             return None
@@ -216,12 +247,18 @@ def check(config: cfg.Config) -> Estimate | None:
         return None
     limit = available_gb(where)
     if limit and guess.peak_gb > limit:
-        biggest = max(("activations", guess.activations_gb), ("lora", guess.lora_gb), ("weights", guess.weights_gb),
-                      key=lambda part: part[1])[0]
-        fix = {"activations": "lower training.tokens_per_batch (or training.rows_per_micro_batch × "
-                              "training.max_seq_length)",
-               "lora": "lower lora.r or name fewer lora.target_modules",
-               "weights": "pick a smaller model.base"}[biggest]
+        biggest = max(
+            ("activations", guess.activations_gb),
+            ("lora", guess.lora_gb),
+            ("weights", guess.weights_gb),
+            key=lambda part: part[1],
+        )[0]
+        fix = {
+            "activations": "lower training.tokens_per_batch (or training.rows_per_micro_batch × "
+            "training.max_seq_length)",
+            "lora": "lower lora.r or name fewer lora.target_modules",
+            "weights": "pick a smaller model.base",
+        }[biggest]
         if guess.processes > 1 and guess.device == "cpu":
             fix += ", or train in fewer training.processes"
         raise UserError(f"{guess.line(limit)} — it does not fit: {fix}")

