@@ -564,6 +564,14 @@ def test_unknown_type_is_one_line_exit_2(capsys, monkeypatch):
     )
 
 
+def test_a_type_is_read_whatever_its_case():
+    for command in (["generate", "--prompt", "x"], ["generate-worker", "--prompt-file", "p", "--out", "o"]):
+        args = cli.build_parser(command[0]).parse_args([*command, "--checkpoint", "base", "--type", "Class"])
+        assert args.type == "class"
+        generate.check_type(args.type)  # accepted
+    assert cli.build_parser("data").parse_args(["data", "--filter", "State,ER"]).filter == "state,er"
+
+
 # ---- the playground shows what the worker repaired ----------------------------------------------------
 
 

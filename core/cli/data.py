@@ -19,6 +19,7 @@ def add_data_args(parser) -> None:
     action.add_argument(
         "--filter",
         metavar="TYPES",
+        type=str.lower,
         help="comma-separated diagram types to keep from the train split "
         "(e.g. state,er), plus a replay share of the others; written to --out",
     )

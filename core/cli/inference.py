@@ -81,6 +81,7 @@ def add_generate_args(parser) -> None:
     parser.add_argument("--prompt", required=True, help="the requirement to turn into PlantUML")
     parser.add_argument(
         "--type",
+        type=str.lower,  # types are case-insensitive for people: --type Class
         help=f"the wanted diagram type, stated in the prompt: {', '.join(TYPE_NAMES)} "
         "(default: none stated, the model picks)",
     )
@@ -142,7 +143,7 @@ def run_generate(args) -> int:
 def add_generate_worker_args(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, a run folder or 'base'")
     parser.add_argument("--prompt-file", required=True, type=Path, help="the requirement")
-    parser.add_argument("--type", help="the wanted diagram type")
+    parser.add_argument("--type", type=str.lower, help="the wanted diagram type")
     parser.add_argument("--out", required=True, type=Path, help="result JSON")
     config_option(parser, "--base", "model.base", overrides=True, lead="the base model behind 'base': ")
     config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens")
