@@ -238,6 +238,14 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+def find(job_id: str) -> Job | None:
+    """The job, or None when its folder is gone (deleted with the runs root's jobs/)."""
+    try:
+        return get(job_id)
+    except FileNotFoundError:
+        return None
+
+
 def get(job_id: str) -> Job:
     folder = jobs_dir() / job_id
     command = _read_json(folder / "command.json")

@@ -3,7 +3,7 @@ they stream, the diagram beside its source, PlantUML's error with its line, and 
 reference when there is one. "Valid PlantUML" (on by default) checks the output and repairs it when
 PlantUML rejects it; the page then says what was changed and keeps the model's raw output in view.
 
-Generation runs in a worker process (`python -m core.inference.generate`, a job): the studio never loads a model.
+Generation runs in a worker process (`jobs.generate`, a background job): the studio never loads a model.
 The job's id sits in the URL, so a refresh picks the same generation up again."""
 
 import difflib

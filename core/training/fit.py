@@ -191,13 +191,9 @@ def estimate(config: cfg.Config, found: dict | None = None, where: str | None = 
 
 
 def _native_bf16(where: str) -> bool:
-    if where == "cuda":
-        return True
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    from core.training import models
+
+    return where == "cuda" or models.cpu_has_native_bf16()
 
 
 def available_gb(where: str) -> float | None:

@@ -344,11 +344,9 @@ def worker_alive(run: store.Run) -> bool:
     """Whether the run's training worker is still running: its job has not ended (core/supervisor.py), or, for a
     worker `umlstudio train` runs attached in a terminal (no job), its process lives (a zombie or a reused
     pid is not)."""
-    if run.job:
-        try:
-            return not supervisor.get(run.job).done
-        except FileNotFoundError:  # its job folder was deleted: nothing supervises a worker any more
-            return False
+    if run.job:  # a deleted job folder: nothing supervises a worker any more
+        job = supervisor.find(run.job)
+        return job is not None and not job.done
     pid = run.pid
     if not pid:
         return False

@@ -47,21 +47,13 @@ def start_worker(config: cfg.Config, config_path=None, as_phase: bool = False) -
 def job_of(run: store.Run) -> supervisor.Job | None:
     """The job a run's worker runs as; None for a run trained attached (`umlstudio train`) or whose job folder
     is gone."""
-    if not run.job:
-        return None
-    try:
-        return supervisor.get(run.job)
-    except FileNotFoundError:
-        return None
+    return supervisor.find(run.job) if run.job else None
 
 
 def log_tail(run: store.Run, chars: int = 3000) -> str:
-    """The last `chars` characters of the run's worker log (`<output_dir>/train.log`, through its job when it
-    has one)."""
-    job = job_of(run)
-    if job:
-        return job.log(chars)
-    from core.training.train import LOG_FILE  # a run trained attached: its log file itself
+    """The last `chars` characters of the run's worker log, `<output_dir>/train.log` (a training job writes its
+    worker's stdout and stderr there too)."""
+    from core.training.train import LOG_FILE
 
     log = Path(run.output_dir) / LOG_FILE
     return log.read_text(errors="replace")[-chars:] if log.is_file() else ""
