@@ -60,15 +60,29 @@ def current_names(raw: dict) -> dict:
 
 class ModelConfig(Section):
     base: str = Field(
-        "smollm2-135m", description="the embedded SmolLM2-135M-Instruct (smollm2-135m), a local HF folder, or a hub id"
+        "smollm2-135m",
+        description="the embedded SmolLM2-135M-Instruct (smollm2-135m), a local HF model folder, or a hub id "
+        "(org/name) already in the local Hugging Face cache (nothing is downloaded)",
     )
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # auto = bf16 where the CPU/GPU supports it
+    load_in_4bit: bool = Field(
+        False,
+        description="QLoRA: the base model's linear layers in 4-bit NF4 (bitsandbytes), LoRA on top; about a "
+        "quarter of the weights' memory on a CUDA GPU (both backends); on a CPU the peft backend runs it, slower",
+    )
 
 
 class DataConfig(Section):
     dataset: str = Field(
         "data/default",
-        description="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv file, or a folder name under data/",
+        description="a dataset folder (train/validation/test.jsonl), a .jsonl/.csv/.json/.parquet file, a folder "
+        "saved by datasets, or a folder name under data/",
+    )
+    # your columns, when the shape is not detected (prompt/completion, instruction/input/output, messages or
+    # conversations, a text column with a @startuml block are): prompt + plantuml (+ input, diagram_type), or
+    # messages, or text — e.g. {prompt: question, plantuml: answer}; files with our own columns ignore it
+    columns: dict[Literal["prompt", "input", "plantuml", "messages", "text", "diagram_type"], str] = Field(
+        default_factory=dict
     )
     train_file: str | None = None  # replaces the dataset's train split (e.g. a filtered subset)
     validation_file: str | None = None  # replaces the dataset's validation split
@@ -94,6 +108,21 @@ class DataConfig(Section):
             raise ValueError("type_weights must be shares >= 0 with at least one above 0, e.g. {class: 1, state: 1}")
         return self
 
+    @model_validator(mode="after")
+    def _one_shape(self):
+        keys = set(self.columns)
+        shapes = (
+            {"prompt", "plantuml"} <= keys <= {"prompt", "input", "plantuml", "diagram_type"},
+            "messages" in keys and keys <= {"messages", "diagram_type"},
+            "text" in keys and keys <= {"text", "diagram_type"},
+        )
+        if keys and sum(shapes) != 1:
+            raise ValueError(
+                "columns maps prompt and plantuml (input and diagram_type optional), or messages, or text, to your "
+                "columns — e.g. {prompt: question, plantuml: answer}"
+            )
+        return self
+
     @property
     def train_source(self) -> str:
         """The dataset a phase trains on: train_file when set, else the dataset's train split."""
@@ -108,6 +137,15 @@ class DataConfig(Section):
         """The type shares its training rows are mixed by: None for a train_file, which keeps the mix it was
         made with."""
         return None if self.train_file else self.type_weights
+
+
+# training.report_to's trackers: the module each needs (checked when a run starts, not when a config is read)
+# and the package that brings it. "tensorboard" is the worker's own writer.
+TRACKERS = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow-skinny"),
+    "wandb": ("wandb", "wandb"),
+}
 
 
 class TrainingConfig(Section):
@@ -136,6 +174,16 @@ class TrainingConfig(Section):
     )
     seed: int = 42
     resume_from_checkpoint: str | None = None  # only to finish an interrupted run, same hyperparameters
+    # early stopping (transformers' EarlyStoppingCallback on eval_loss): the phase ends after this many
+    # evaluations in a row without a validation loss lower than the best so far by more than the threshold;
+    # every new best evaluation is saved as a checkpoint, so the best one is there at the end. None: off
+    early_stopping_patience: int | None = Field(None, ge=1)
+    early_stopping_threshold: float = Field(0.0, ge=0)
+    # experiment trackers, passed to transformers' `report_to`: "tensorboard" is the worker's own event files
+    # (<output_dir>/tensorboard, with tokens/s and where the time went), the others transformers' integrations
+    # ("mlflow": MLFLOW_TRACKING_URI, a local ./mlruns by default; "wandb": WANDB_MODE=offline keeps it local).
+    # [] for none. The store stays the studio's source of truth
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     processes: int = Field(
         1,
         ge=1,
@@ -153,6 +201,15 @@ class TrainingConfig(Section):
     def _max_steps(self):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps must be -1 (use num_train_epochs) or a positive number of steps")
+        return self
+
+    @model_validator(mode="after")
+    def _report_to(self):
+        unknown = [name for name in self.report_to if name not in TRACKERS]
+        if unknown:
+            raise ValueError(
+                f"report_to: unknown tracker {unknown[0]!r} — choose from {', '.join(TRACKERS)} ([] for none)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -190,6 +247,37 @@ class EvaluationConfig(Section):
         description="test rows per evaluation, a seeded sample taking every diagram type, "
         "origin and source in turn; 100 give a 95% interval of at most ±0.10 on a rate",
     )
+    # decoding (core/inference/generate.py `Decoding`); outputs are stored per setting
+    repetition: Literal["none", "dry"] = Field(
+        "none",
+        description="what keeps an output from repeating itself as it is decoded: none, or dry (a token that would "
+        "extend a repeat of what the output already wrote is penalised, as llama.cpp's DRY sampler does, across "
+        "lines; structure lines such as end, else, endif and } are exempt); the loop guard still cuts a loop",
+    )
+    dry_multiplier: float = Field(0.8, gt=0, le=10, description="dry: the penalty on a logit at the allowed length")
+    dry_base: float = Field(1.75, ge=1, le=4, description="dry: the penalty's growth per token a repeat runs longer")
+    dry_allowed_length: int = Field(2, ge=1, le=64, description="dry: tokens a repeat may run before it is penalised")
+    temperature: float = Field(
+        0.0, ge=0, le=5, description="0 decodes greedily (the evaluation's reference); above 0 samples at it"
+    )
+    top_k: int = Field(0, ge=0, description="sampling: only the k most likely tokens (0: all)")
+    top_p: float = Field(1.0, gt=0, le=1, description="sampling: only the most likely tokens that make up this mass")
+    seed: int = Field(
+        0, ge=0, description="sampling: with each prompt it seeds that row's own generator (reproducible in any batch)"
+    )
+    samples: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="outputs per prompt; with k > 1 (and temperature > 0) pass@k counts a prompt whose k outputs "
+        "include valid PlantUML",
+    )
+
+    @model_validator(mode="after")
+    def _samples_need_sampling(self):
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError("samples above 1 need a temperature above 0: greedy decoding gives one output per prompt")
+        return self
 
 
 class QualityConfig(Section):

@@ -242,6 +242,7 @@ def diagram(where, source: str, empty: bool = False) -> None:
             where.image(result.data.decode())
         else:
             where.error(f"does not render — line {result.error_line}: {result.error_message}")
+        ui.open_in_server(where, source)
     with where.expander("source"):
         st.code(source or "(empty)", language=None)
 

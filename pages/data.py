@@ -1,7 +1,8 @@
-"""Data: browse a dataset, count it per diagram type and category, see its mix (types, sources,
-real vs generated, for each split and for the rows a phase trains on) and its rows longer than
-max_seq_length, see the weak areas of a run's best checkpoint, and save a filtered subset (weak types
-plus a replay share) for the next phase."""
+"""Data: browse a dataset (the default one, a saved subset, or your own file or saved `datasets` folder,
+with the shape and columns it was read from and the rows left out), count it per diagram type and
+category, see its mix (types, sources, real vs generated, for each split and for the rows a phase trains
+on) and its rows longer than max_seq_length, see the weak areas of a run's best checkpoint, and save a
+filtered subset (weak types plus a replay share) for the next phase."""
 
 from collections import Counter
 from pathlib import Path
@@ -44,7 +45,15 @@ dataset = st.selectbox(
     help="the default dataset, or a subset saved below (under the runs root)",
     format_func=lambda p: f"{Path(p).name} (default)" if p == choices[0] else Path(p).name,
 )
-if not Path(dataset).exists():
+own = st.text_input(
+    "Or your own data",
+    placeholder="a .jsonl, .csv, .json or .parquet file, or a folder saved by datasets",
+    help="prompt/completion, instruction/input/output, messages or conversations, or a text column holding a "
+    "@startuml block are recognised; name other columns in a config's data.columns",
+).strip()
+if own:
+    dataset = own
+elif not Path(dataset).exists():
     st.info(
         "The default dataset is not built yet. It is made from the real-prose sets shipped in `data/` "
         "(PlantUCD class, US2SD sequence, LATO activity) plus generated rows, split by source."
@@ -61,6 +70,19 @@ except UserError as exc:
     st.error(str(exc))
     st.stop()
 table = report["counts"]
+if own or any(m["shape"] != "ours" or m["left_out"] for m in report["mapped"].values()):
+    st.subheader("How it was read")
+    for name, mapped in report["mapped"].items():
+        left_out = ", ".join(
+            f"{n} with {why} (first: {mapped['first_left_out'][why]})" for why, n in mapped["left_out"].items()
+        )
+        st.markdown(
+            f"**{name}**: {mapped['shape']} · {data.columns_in_words(mapped['columns'])} · "
+            f"{mapped['kept']} of {mapped['read']} rows kept" + (f" · left out: {left_out}" if left_out else "")
+        )
+        st.dataframe(
+            pd.DataFrame(mapped["examples"])[["prompt", "plantuml", "diagram_type"]], hide_index=True, width="stretch"
+        )
 counts = pd.DataFrame(table).T
 counts["total"] = counts.sum(axis=1)
 st.subheader("Rows per split and diagram type")

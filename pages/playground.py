@@ -1,4 +1,5 @@
-"""Prompt playground: one prompt and the wanted diagram type, the base model or any checkpoint, tokens as
+"""Prompt playground: one prompt and the wanted diagram type, the base model or any checkpoint (the chosen
+model selected first), tokens as
 they stream, the diagram beside its source, PlantUML's error with its line, and metrics against the
 reference when there is one. "Valid PlantUML" (on by default) checks the output and repairs it when
 PlantUML rejects it; the page then says what was changed and keeps the model's raw output in view.
@@ -13,7 +14,7 @@ import streamlit as st
 from core import data, jobs
 from core.data import prompts
 from core.evaluation import metrics
-from core.inference import generate, render
+from core.inference import chosen, render
 from core.studio.ui import show_diagram
 
 st.title("Prompt playground")
@@ -36,13 +37,17 @@ def scored(output: str, row: data.Row, tokens: int, latency_s: float, truncated:
     )
 
 
-options = generate.models_on_offer()
+options, start, favourite = chosen.models_on_offer()
 model = st.selectbox(
     "Model",
     options,
+    index=start,
     format_func=lambda o: o["label"],
-    help="a checkpoint's adapter on its base model, or an untrained base model (the floor to beat)",
+    help="a checkpoint's adapter on its base model, or an untrained base model (the floor to beat); "
+    "the chosen model (Quality page, `umlstudio choose`) is selected first",
 )
+if favourite:
+    st.caption(favourite.line())
 with st.expander("Decoding"):
     max_new_tokens = st.slider(
         "max new tokens",

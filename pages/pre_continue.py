@@ -36,8 +36,8 @@ if runs.status_of(run) == "running":
 st.subheader("Diagnosis")
 (st.warning if diagnosis.scenario is None else st.info)(f"**{diagnosis.plain}**")
 
-st.vega_lite_chart(
-    spec=charts.diagnosis(
+st.plotly_chart(
+    charts.diagnosis(
         review.curves.train,
         review.curves.validation,
         [advise.Fit(**f) for f in evidence.get("fits", [])],
@@ -45,6 +45,7 @@ st.vega_lite_chart(
     ),
     width="stretch",
     key="diagnosis_curve",
+    config=charts.CONFIG,
 )
 with st.expander(
     "The numbers behind it"
@@ -83,6 +84,8 @@ if review.diff:
     st.dataframe(
         phases.changes_in_words(review.diff), hide_index=True, width="stretch", column_config={"key": "config key"}
     )
+for sentence in advise.GUIDE_NOTES.get(diagnosis.scenario, ()):  # where the guide disagrees with itself
+    st.caption(sentence)
 with st.expander("The whole config"):
     st.code(yaml.safe_dump(proposal.to_dict(), sort_keys=False), language="yaml")
 if st.button(

@@ -2,7 +2,8 @@
 for one checkpoint, judged from its latest stored evaluation. Each item leads with one plain sentence
 counted on the evaluation's rows (core.evaluation.quality); its number, 95% interval, n and threshold sit in an
 expander. Then the scores per diagram type and origin with the weak types, and the failing examples
-rendered. An evaluation runs as a background job with its count, time left and Cancel."""
+rendered. An evaluation runs as a background job with its count, time left and Cancel. "Choose this model"
+makes the checkpoint the project's chosen model (core.inference.chosen)."""
 
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import streamlit as st
 
 from core import jobs
 from core.config import EvaluationConfig, QualityConfig
+from core.errors import UserError
 from core.evaluation import evaluate, metrics, quality
-from core.inference import render
+from core.inference import chosen, render
 from core.studio import ui
 from core.training import checkpoints
 
@@ -31,6 +33,20 @@ if len(names) == 1 and not latest:
 
 order = sorted(names, key=lambda c: c not in latest)  # evaluated ones first, newest checkpoint first, base last
 ckpt = st.selectbox("Checkpoint", order, format_func=lambda c: names[c] + ("" if c in latest else " (not evaluated)"))
+if ckpt != checkpoints.BASE:
+    favourite = chosen.current()
+    if st.button(
+        "Choose this model",
+        disabled=favourite is not None and favourite.checkpoint == ckpt,
+        help="the project's chosen model: `umlstudio generate`, `umlstudio serve` and the playground use it "
+        "when no checkpoint is given",
+    ):
+        try:
+            favourite = chosen.choose(ckpt)
+        except UserError as exc:
+            st.error(str(exc))
+    if favourite is not None:
+        st.caption(favourite.line())
 
 mine = [j for j in jobs.list_jobs("evaluate", limit=20) if j.label == ckpt]
 if mine and not mine[0].done:
@@ -83,9 +99,8 @@ judged = metrics.verdict(summary, evaluation.summary.get("loss"), thresholds, ex
 show = st.success if judged["good"] else st.error if judged["label"] == "bad" else st.warning
 show(quality.verdict_sentence(judged))
 st.caption(
-    f"Judged on the latest evaluation: {evaluation.n} test rows, {evaluation.created_at:%Y-%m-%d %H:%M} "
-    "(UTC), scored with today's metrics against the checkpoint's quality thresholds. An item passes when its "
-    "whole 95% interval clears the threshold."
+    f"Judged on the latest evaluation: {quality.evaluation_words(evaluation)}, scored with today's metrics "
+    "against the checkpoint's quality thresholds. An item passes when its whole 95% interval clears the threshold."
 )
 
 good, bad = st.columns(2)
@@ -152,6 +167,7 @@ def show_example(generation_id: str) -> None:
                 where.image(result.data.decode(), caption=caption)
             else:
                 where.error(f"{caption} does not render — line {result.error_line}: {result.error_message}")
+            ui.open_in_server(where, source)
         where.code(source or "(empty)", language=None)
 
 

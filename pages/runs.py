@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from core import store
-from core.advisor import advise
+from core.errors import UserError
 from core.studio import charts, ui
-from core.training import checkpoints, phases, runs
+from core.training import adopt, checkpoints, estimate, phases, runs
 
 TIME_PARTS = {"train": "training", "eval": "evaluating", "checkpoint": "saving checkpoints"}
 
@@ -88,7 +88,7 @@ def view():
         st.caption(
             "Time so far: "
             + " · ".join(
-                f"{words} {advise.duration(spent[part])}" for part, words in TIME_PARTS.items() if part in spent
+                f"{words} {estimate.duration(spent[part])}" for part, words in TIME_PARTS.items() if part in spent
             )
         )
     checklist = now.checklist
@@ -106,9 +106,7 @@ def view():
         st.error(now.error)
     chart = charts.lineage_curves(chain, offsets, {r["id"]: r["name"] for r in listed})
     if chart:
-        st.vega_lite_chart(spec=chart["loss"], width="stretch", key="curves")
-        for column, panel in zip(st.columns(2), ("learning rate", "tokens per second")):
-            column.vega_lite_chart(spec=chart[panel], width="stretch", key=f"curves:{panel}")
+        st.plotly_chart(chart, width="stretch", key="curves", config=charts.CONFIG)
     else:
         st.info("No metrics logged yet — the first ones arrive after the first logging step.")
     if was_live:
@@ -122,4 +120,36 @@ def view():
         )
 
 
+def open_folder():
+    """The Open button's callback: it runs before the page, so the table below already holds the run."""
+    try:
+        st.session_state.opened = adopt.adopt(st.session_state.import_folder.strip())
+    except UserError as exc:
+        st.session_state.opened = str(exc)
+
+
 runs_view()
+
+with st.expander("Open a training folder", expanded="opened" in st.session_state):
+    st.caption(
+        "A run trained elsewhere (transformers Trainer, TRL, Unsloth, LLaMA-Factory, axolotl): its output folder or "
+        "one checkpoint-N folder. It is only read: nothing is written into it."
+    )
+    folder = st.text_input("Folder", key="import_folder", placeholder="/path/to/outputs")
+    st.button("Open", key="import_open", disabled=not folder.strip(), on_click=open_folder)
+    opened = st.session_state.pop("opened", None)
+    if isinstance(opened, str):
+        st.error(opened)
+    elif opened is not None:
+        found = opened.folder
+        st.success(
+            f"Run '{opened.run.name}' {'imported' if opened.new else 'read again'}: "
+            f"{found.state.get('global_step', '?')} steps, {len(found.checkpoints)} checkpoint(s), "
+            f"base model {opened.run.base_model}."
+        )
+        st.markdown(opened.diagnosis.plain)
+        missing = [c.path.name for c in found.checkpoints if not c.weights]
+        if missing:
+            st.caption(f"Weights not present in {', '.join(missing)}: the curve is imported, not the model.")
+        if found.unknown:
+            st.caption("Not told by the folder (the studio's defaults stand in): " + ", ".join(found.unknown))

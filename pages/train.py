@@ -11,7 +11,7 @@ from core import config, jobs, paths, store
 from core.advisor import checklist
 from core.errors import UserError
 from core.studio import ui
-from core.training import checkpoints, distributed, runs
+from core.training import checkpoints, distributed, plan, runs
 
 QUICK_TEST = paths.CONFIG_DIR / "quick_test.yaml"
 
@@ -185,6 +185,18 @@ if cfg.phase.continue_from:
         st.caption(
             "The Pre-continue checklist page shows the parent run's diagnosis and loss curve, and records "
             "that you checked it."
+        )
+if ready:  # what the phase will do, as its worker will be told (its plan.json); a refusal disables Start
+    try:
+        planned = plan.plan(cfg)
+    except UserError as exc:
+        st.error(str(exc))
+        ready = False
+    else:
+        st.markdown(
+            f"**The plan** — a {planned.kind} phase into `{planned.output_dir}`: {planned.train_rows:,} training rows "
+            f"(after the type mix), {planned.eval_rows} validation rows scored at each evaluation, micro-batches of "
+            f"{planned.micro_batch}; time {planned.estimate.describe()}"
         )
 out = paths.resolve_output_dir(t.output_dir)
 same = [r.name for r in active if paths.resolve_output_dir(r.output_dir) == out]

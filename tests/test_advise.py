@@ -22,7 +22,8 @@ from core.advisor import advise, checklist
 from core.config import Config
 from core.data.prompts import request
 from core.errors import UserError
-from core.training import checkpoints
+from core.training import checkpoints, plan
+from core.training import estimate as timing
 
 # ---- synthetic curves ---------------------------------------------------------------------------
 
@@ -384,6 +385,34 @@ def test_each_proposal_gets_a_new_output_dir(plateau):
     assert Path(second.training.output_dir).name == "plateau_phase3"
 
 
+def test_an_early_stopped_run_is_not_told_to_add_epochs_at_the_same_rate(dataset):
+    train_f, val_f = SHAPES[1]
+    # training loss still falling; validation loss no better after step 700 (within 1%, not overfitting)
+    stopped = advise.Curves(
+        curve(train_f, TRAIN_STEPS), curve(lambda s: val_f(min(s, 700)) + 2e-5 * max(0, s - 700), VAL_STEPS)
+    )
+    assert advise.diagnose(stopped).scenario == 1  # the curves alone: still decreasing, add epochs
+    run, _, ckpts = make_run(dataset, "early", stopped, ckpt_steps=(700, 1000))
+    store.metrics.log(run.id, 1000, None, {"early_stopped": 700.0})  # as the worker records the end
+    diagnosis = advise.diagnose(run.id)
+    assert diagnosis.scenario == 2 and diagnosis.evidence["early_stopped"] == {"step": 1000, "best_step": 700}
+    assert diagnosis.message.startswith(
+        "plateaued: early stopping ended it at step 1000: no better validation loss since step 700, though the "
+        "training loss still falls (loss recent"
+    )
+    proposal, _ = advise.propose(run, diagnosis)
+    assert proposal.phase.continue_from == str(ckpts[0])  # the best checkpoint, not the patience's last one
+    assert proposal.training.learning_rate == pytest.approx(3e-5) and proposal.training.num_train_epochs == 2
+
+
+def test_where_the_guide_disagrees_with_itself_the_proposal_says_which_number_and_why():
+    for which, why in advise.GUIDE_NOTES.values():
+        assert which.count(". ") == why.count(". ") == 0 and which.endswith(".") and why.endswith(".")  # a sentence
+    assert "0.00003" in advise.GUIDE_NOTES[2][0] and "not scenario 2's 0.00005" in advise.GUIDE_NOTES[2][0]
+    assert advise.table_lr(2, 1e-4) == pytest.approx(3e-5)  # the number the sentence names is the one proposed
+    assert "don't add more epochs" in advise.GUIDE_NOTES[3][0] and advise.table_lr(3, 1e-4) == pytest.approx(5e-5)
+
+
 def test_no_proposal_without_a_diagnosis(dataset):
     run, _, _ = make_run(dataset, "short", advise.Curves([(0, 2.0), (10, 1.9)], []))
     with pytest.raises(UserError, match="nothing to propose yet"):
@@ -396,7 +425,7 @@ def test_no_proposal_without_a_diagnosis(dataset):
 def test_estimate_from_measured_throughput(dataset, tmp_path):
     make_run(dataset, "measured", curves(1), tokens_per_s=(100.0, 200.0, 400.0))
     config = make_config(dataset, tmp_path / "next", num_train_epochs=2)
-    estimate = advise.estimate(config)
+    estimate = timing.estimate(config)
     assert estimate.tokens == 15 * 40 * 2  # 15 rows of 140 characters = 40 tokens, twice
     assert estimate.seconds == pytest.approx(1200 / 200)  # at the median
     assert estimate.low == pytest.approx(1200 / 360) and estimate.high == pytest.approx(1200 / 120)  # 90th, 10th pct
@@ -421,37 +450,37 @@ def test_estimate_counts_the_mixed_rows_the_worker_trains(dataset, tmp_path):
     trained = data.training_rows(config.data.train_source, config.data.train_mix, config.training.seed)
     assert {r["diagram_type"] for r in trained} == {"class"} and len(trained) == 15
     assert (
-        advise.estimate(config).tokens == 15 * 40
+        timing.estimate(config).tokens == 15 * 40
     )  # 15 class rows of 40 tokens; the longer sequence rows are not trained
     as_written = config.model_copy(
         update={"data": config.data.model_copy(update={"train_file": str(tmp_path / "long" / "train.jsonl")})}
     )
-    assert advise.estimate(as_written).tokens > 15 * 40  # a train_file keeps the mix it was made with
+    assert timing.estimate(as_written).tokens > 15 * 40  # a train_file keeps the mix it was made with
 
 
 def test_estimate_counts_max_steps_when_set(dataset, tmp_path):
     make_run(dataset, "measured", curves(1), tokens_per_s=(200.0,))
     config = make_config(dataset, tmp_path / "next", max_steps=10)  # 10 steps x 16 rows x 40 tokens
-    assert advise.estimate(config).seconds == pytest.approx(6400 / 200)
+    assert timing.estimate(config).seconds == pytest.approx(6400 / 200)
 
 
 def test_estimate_without_measurements(dataset, tmp_path):
     make_run(dataset, "elsewhere", curves(1), tokens_per_s=(200.0,))
     config = make_config(dataset, tmp_path / "next", backend="unsloth")  # only peft was measured
-    estimate = advise.estimate(config)
+    estimate = timing.estimate(config)
     assert estimate.seconds is None and estimate.basis.startswith("no measurement yet")
 
 
 def test_one_estimate_before_and_during_a_phase(dataset, tmp_path):
-    """The pre-continue estimate and a running phase's time left come from `advise.estimate`: before the
+    """The pre-continue estimate and a running phase's time left come from `estimate.estimate`: before the
     phase, earlier runs' throughput; once the phase logs its own, that; the part done is not counted;
     evaluations and saves are added as measured (elapsed over training time); a time budget caps it."""
     make_run(dataset, "earlier", curves(1), tokens_per_s=(200.0,))
     config = make_config(dataset, tmp_path / "next", max_steps=10)  # 6,400 tokens
-    before = advise.estimate(config)
+    before = timing.estimate(config)
     assert before.seconds == pytest.approx(6400 / 200) and before.span() == "≈ 32 s"
     running, _, _ = make_run(dataset, "running", curves(1), tokens_per_s=(400.0, 400.0), max_steps=10)
-    assert advise.estimate(config, running, done=0.5).seconds == pytest.approx(3200 / 400)  # its own throughput
+    assert timing.estimate(config, running, done=0.5).seconds == pytest.approx(3200 / 400)  # its own throughput
     with store.connect() as con:  # 30 s on the clock for 20 s of training: evaluations and saves add half
         con.executemany(
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
@@ -460,10 +489,10 @@ def test_one_estimate_before_and_during_a_phase(dataset, tmp_path):
                 [running.id, 20, None, "time/train_s", 20.0, store.now()],
             ],
         )
-    during = advise.estimate(config, running, done=0.5)
+    during = timing.estimate(config, running, done=0.5)
     assert during.seconds == pytest.approx(3200 / 400 * 1.5) and "add 50% as measured" in during.basis
     budget = make_config(dataset, tmp_path / "capped", max_steps=10, time_budget_minutes=0.5)
-    assert advise.estimate(budget, running, done=0.5).seconds == pytest.approx(0.0)  # 30 s of a 30 s budget spent
+    assert timing.estimate(budget, running, done=0.5).seconds == pytest.approx(0.0)  # 30 s of a 30 s budget spent
 
 
 def test_estimate_counts_with_the_base_models_tokenizer_when_on_disk(dataset, tmp_path):
@@ -481,12 +510,12 @@ def test_estimate_counts_with_the_base_models_tokenizer_when_on_disk(dataset, tm
         {"model": {"base": str(base)}, "data": {"dataset": str(dataset)}, "training": {"num_train_epochs": 1}}
     )
     # "<user> ppp… <assistant> @startuml ccc… @enduml" is 6 words per row
-    assert advise.count_tokens(config, [{"prompt": "p" * 63, "plantuml": "@startuml\nc\n@enduml"}])[0] == [6]
+    assert timing.count_tokens(config, [{"prompt": "p" * 63, "plantuml": "@startuml\nc\n@enduml"}])[0] == [6]
     # a row with its type is counted as the trainer sees it: the request names the type first (8 words more)
     typed = {"prompt": "p" * 63, "plantuml": "@startuml\nc\n@enduml", "diagram_type": "class"}
-    assert advise.count_tokens(config, [typed])[0] == [14]
-    assert advise.estimate(config).tokens == 15 * 14
-    assert "base-model's tokenizer" in advise.estimate(config).basis
+    assert timing.count_tokens(config, [typed])[0] == [14]
+    assert timing.estimate(config).tokens == 15 * 14
+    assert "base-model's tokenizer" in timing.estimate(config).basis
 
 
 # ---- the checklist: every item passing, then each failing ---------------------------------------
@@ -496,7 +525,7 @@ def test_a_well_prepared_continue_phase_passes_every_item(plateau):
     found = checklist.check(plateau["proposal"])
     assert [item.title for item in found] == list(checklist.TITLES.values())
     assert all(item.passed for item in found), [f"{i.key}: {i.why}" for i in found if not i.passed]
-    assert checklist.gate(plateau["proposal"]) == found
+    assert plan.plan(plateau["proposal"]).checklist == found  # the gate in front of the phase: the same items
 
 
 def test_evaluated_fails_without_an_evaluation(dataset):
@@ -678,24 +707,23 @@ def test_epochs_say_the_estimate(plateau):
 
 
 def test_the_gate_lets_fresh_runs_through(dataset, tmp_path):
-    assert checklist.gate(make_config(dataset, tmp_path / "fresh")) == []
+    assert plan.plan(make_config(dataset, tmp_path / "fresh")).checklist is None
 
 
 def test_the_gate_refuses_with_one_line_per_failing_item(plateau):
-    risky = with_changes(
-        plateau["proposal"], training__learning_rate=1e-4, training__output_dir=plateau["run"].output_dir
-    )
+    risky = with_changes(plateau["proposal"], training__learning_rate=1e-4)
+    shutil.rmtree(checkpoints.backup_root())  # and its backup copy gone
     with pytest.raises(UserError) as caught:
-        checklist.gate(risky)
+        plan.plan(risky)
     lines = str(caught.value).splitlines()
-    assert lines[0].startswith("Decided on learning rate: 0.0001 contradicts")
-    assert lines[1].startswith("Changed output_dir (don't overwrite!): ")
+    assert lines[0].startswith("Backed up current checkpoints: the backup copy at ") and "gone" in lines[0]
+    assert lines[1].startswith("Decided on learning rate: 0.0001 contradicts")
     assert lines[2].startswith("2 of 7 pre-continue checks fail") and "phase.override_reason" in lines[2]
 
 
 def test_the_gate_with_an_override_reason_returns_the_items(plateau):
     risky = with_changes(plateau["proposal"], training__learning_rate=1e-4, phase__override_reason="testing a hunch")
-    found = checklist.gate(risky)
+    found = plan.plan(risky).checklist
     assert [item.key for item in found if not item.passed] == ["learning_rate"]
 
 
@@ -733,7 +761,8 @@ def test_advise_json_and_out(dataset, tmp_path, capsys):
     assert report["diagnosis"]["scenario"] == 2 and report["proposal"]["config_path"] == str(target)
     assert report["proposal"]["diff"]["training.learning_rate"] == [1e-4, 3e-5]
     assert report["proposal"]["estimate"]["seconds"] is None  # nothing measured
-    assert target.is_file()
+    header = [line for line in target.read_text().splitlines() if line.startswith("#")]
+    assert [f"# {sentence}" for sentence in advise.GUIDE_NOTES[2]] <= header  # which number, and why
 
 
 def test_advise_with_not_enough_data_proposes_nothing(dataset, capsys):

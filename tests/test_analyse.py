@@ -3,12 +3,15 @@ garbled and truncated model output, prose and Python."""
 
 import json
 import random
+import re
+import subprocess
 import time
 
 import pytest
 
 from core import paths
 from core.evaluation.analyse import Diagram, Entity, Relation, analyse, detect_type, normalise
+from core.inference import render
 
 
 def names(diagram: Diagram) -> set[str]:
@@ -521,6 +524,40 @@ def test_text_around_the_diagram_and_fences_are_ignored():
     )
     diagram = analyse(text)
     assert diagram.complete and names(diagram) == {"Library", "Book"}
+
+
+# outputs whose drawn diagram is not simply "the text between the first @startuml and @enduml"
+DRAWN = [
+    (
+        "a second @startuml before the @enduml",
+        "@startuml\nclass Alpha\nAlpha --> Gamma\n@startuml\nclass Beta\n@enduml\n",
+    ),
+    (
+        "three @startuml, one @enduml",
+        "@startuml\nclass Alpha\n@startuml\nclass Beta\n@startuml\nclass Gamma\n@enduml\n",
+    ),
+    ("a sequence restarted as a class diagram", "@startuml\nAlice -> Bob : hi\n@startuml\nclass Beta\n@enduml\n"),
+    ("text after the @enduml", "@startuml\nclass Alpha\n@enduml\nclass Beta\nBeta --> Alpha\n"),
+    ("two diagrams in one answer", "@startuml\nclass Alpha\n@enduml\n\n@startuml\nclass Beta\n@enduml\n"),
+    ("a second diagram left open", "@startuml\nclass Alpha\n@enduml\n@startuml\nclass Beta\n"),
+]
+
+
+def _drawn_names(svg: bytes) -> set[str]:
+    return set(re.findall(r"<text[^>]*>([^<]+)</text>", svg.decode()))
+
+
+@pytest.mark.parametrize("text", [text for _, text in DRAWN], ids=[why for why, _ in DRAWN])
+def test_the_analyser_reads_the_diagram_plantuml_draws(text, tmp_path):
+    """What the jar draws from the text as a file (its first image), what the studio's renderer draws,
+    and what the analyser reads are the same diagram."""
+    source = tmp_path / "answer.puml"
+    source.write_text(text)
+    subprocess.run(render._command("-tsvg", str(source)), check=True, capture_output=True, timeout=120)
+    jar = _drawn_names((tmp_path / "answer.svg").read_bytes())
+    studio = _drawn_names(render.render(text, cache=False).data)
+    diagram = analyse(text)
+    assert jar == studio == names(diagram) | {r.label for r in diagram.relations if r.label}
 
 
 def test_entities_named_like_keywords_are_kept():

@@ -36,11 +36,11 @@ def metric(page, label: str) -> str:
 
 
 def checkpoint_markers(page) -> list[int]:
-    """The steps of the checkpoint markers drawn on the Runs page's chart."""
-    return (
-        page.evaluate("""() => Array.from(document.querySelectorAll('[aria-label^="checkpoint at step "]'))
-        .map(mark => parseInt(mark.getAttribute('aria-label').slice('checkpoint at step '.length)))""")
-    )  # each mark's description
+    """The steps of the checkpoint markers drawn on the Runs page's chart: the texts of the diamonds of each
+    "<run>: checkpoints" trace in the figure plotly drew (its graph div holds the figure it drew)."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .flatMap(plot => (plot.data || []).filter(trace => (trace.name || '').endsWith(': checkpoints')))
+        .flatMap(trace => trace.text.map(text => parseInt(text.slice('checkpoint at step '.length))))""")
 
 
 def test_the_runs_page_follows_a_real_training_run_live(browser, umlstudio_home, tiny_model, tmp_path):

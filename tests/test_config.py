@@ -29,6 +29,7 @@ def test_every_preset_loads_and_starts_with_its_command():
         "finetune_lower_lr.yaml",
         "restart_more_capacity.yaml",
         "quick_test.yaml",
+        "train_longer.yaml",
     }
     for preset in PRESETS:
         cfg.load(preset)
@@ -43,6 +44,14 @@ def test_presets_say_what_each_phase_is():
     lower = cfg.load(paths.CONFIG_DIR / "finetune_lower_lr.yaml")
     restart = cfg.load(paths.CONFIG_DIR / "restart_more_capacity.yaml")
     quick = cfg.load(paths.CONFIG_DIR / "quick_test.yaml")
+    longer = cfg.load(paths.CONFIG_DIR / "train_longer.yaml")  # the guide's "Train longer from scratch"
+    assert (longer.training.num_train_epochs, longer.training.learning_rate, longer.lora.r, longer.lora.lora_alpha) == (
+        5,
+        1.5e-4,
+        128,
+        256,
+    )
+    assert longer.phase.continue_from is None and longer.training.early_stopping_patience
     assert (phase1.training.learning_rate, phase1.training.num_train_epochs, phase1.phase.continue_from) == (
         1e-4,
         3,
@@ -61,9 +70,9 @@ def test_presets_say_what_each_phase_is():
         None,
     )
     assert quick.training.max_steps == 100
-    outputs = [c.training.output_dir for c in (phase1, more, lower, restart, quick)]
+    outputs = [c.training.output_dir for c in (phase1, more, lower, restart, quick, longer)]
     assert len(set(outputs)) == len(outputs)  # no preset writes into another's folder
-    for c in (phase1, more, lower, restart, quick):
+    for c in (phase1, more, lower, restart, quick, longer):
         assert c.training.resume_from_checkpoint is None
 
 

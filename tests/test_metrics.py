@@ -4,8 +4,11 @@ seed's good/bad verdict.
 `test_the_metric_table` is the definition of the scores: adversarial outputs for every diagram
 type with the score a careful reader would give, and why. Change a metric only with its case."""
 
+import json
+
 import pytest
 
+from core import cli
 from core.advisor import advise
 from core.config import EvaluationConfig, QualityConfig
 from core.evaluation import metrics, stats
@@ -128,6 +131,32 @@ CASES = [
         "inheritance reversed (Animal extends Dog) is wrong; the composition is right",
         diagram("class Owner", "class Dog", "class Animal", "Animal --|> Dog", "Owner *-- Dog"),
         {"relation_f1": 0.5, "attribute_f1": 0.0},
+        {},
+    ),
+    (
+        "class",
+        "the right diagram, then a second @startuml before the @enduml: PlantUML draws only the second block",
+        "\n".join(
+            [
+                diagram("class Owner", "class Dog", "class Animal", "Dog --|> Animal", "Owner *-- Dog", end=False),
+                diagram("class Cat"),
+            ]
+        ),
+        {"entity_f1": 0.0, "relation_f1": 0.0, "complete": True},
+        {},
+    ),
+    (
+        "class",
+        "two classes, then @enduml, then the rest as text: what follows @enduml is not drawn",
+        diagram("class Owner", "class Dog") + "\nclass Animal\nDog --|> Animal\nOwner *-- Dog",
+        {"entity_f1": 0.8, "relation_f1": 0.0},
+        {},
+    ),
+    (
+        "class",
+        "two diagrams in one answer: the first is the one drawn",
+        diagram("class Owner") + "\n" + diagram("class Dog", "class Animal", "Dog --|> Animal", "Owner *-- Dog"),
+        {"entity_f1": 0.5, "relation_f1": 0.0},
         {},
     ),
     (
@@ -936,3 +965,62 @@ def test_row_score():
         latency_s=0.1,
     )
     assert metrics.row_score(prose) == 0.0
+
+
+# ---- `umlstudio score`: one diagram against another, through the command line ------------------
+
+
+def _write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_score_prints_the_per_type_scores_of_one_diagram_against_another(tmp_path, capsys):
+    reference = _write(tmp_path, "ref.puml", REFERENCES["class"])
+    output = _write(tmp_path, "out.puml", diagram("class Owner", "class Dog", "class Cat", "Dog --|> Animal"))
+    assert cli.main(["score", output, "--reference", reference, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["diagram_type"] == "class" and found["syntax_valid"] is True and found["type_match"] is True
+    # Owner, Dog, Animal of 3 right, Cat invented: P 0.75, R 1; Dog --|> Animal of 2 relations: P 1, R 0.5
+    assert found["entity_f1"] == pytest.approx(6 / 7) and found["relation_f1"] == pytest.approx(2 / 3)
+    assert found["attribute_f1"] == 0.0 and found["cardinality_f1"] is None
+    assert found["hallucinated_entities"] == ["Cat"]
+    assert cli.main(["score", output, "--reference", reference]) == 0
+    table = capsys.readouterr().out
+    assert "scored as a class diagram" in table and "0.86 (0.75, 1.00)" in table
+    assert "cardinality F1" in table and "the reference has none" in table
+
+
+def test_score_reads_what_plantuml_draws_and_takes_the_type_asked(tmp_path, capsys):
+    reference = _write(tmp_path, "ref.puml", REFERENCES["sequence"])
+    restarted = REFERENCES["sequence"].replace("@enduml", "@startuml\nclass Ticket\n@enduml")
+    output = _write(tmp_path, "out.puml", restarted)
+    assert cli.main(["score", output, "--reference", reference, "--type", "Sequence", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["output_type"] == "class" and found["type_match"] is False and found["relation_f1"] == 0.0
+    same = _write(tmp_path, "same.puml", REFERENCES["sequence"])
+    assert cli.main(["score", same, "--reference", reference, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["entity_f1"] == 1.0 and found["relation_f1"] == 1.0 and found["diagram_type"] == "sequence"
+
+
+@pytest.mark.parametrize(
+    "which,content,extra,message",
+    [
+        ("output", None, [], "out.puml: file not found"),
+        ("reference", None, [], "--reference {ref}: file not found"),
+        ("output", b"@startuml\nclass \xff\n@enduml", [], "out.puml: not UTF-8 text (byte 16)"),
+        ("reference", b"Just prose, no diagram.", [], "--reference {ref}: no PlantUML diagram in it"),
+        ("output", b"@startuml\nclass A\n@enduml", ["--type", "flowchart"], "--type flowchart: unknown diagram type"),
+    ],
+)
+def test_score_bad_input_is_one_line_exit_2(which, content, extra, message, tmp_path, capsys):
+    paths = {"output": tmp_path / "out.puml", "reference": tmp_path / "ref.puml"}
+    paths["reference" if which == "output" else "output"].write_text(REFERENCES["class"])
+    if content is not None:
+        paths[which].write_bytes(content)
+    code = cli.main(["score", str(paths["output"]), "--reference", str(paths["reference"]), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert message.format(ref=paths["reference"]) in err

@@ -57,7 +57,3 @@ def test_bad_base_is_one_clear_error(base, message):
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(UserError, match="no config.json"):
         models.resolve_base(str(tmp_path))
-
-
-def test_a_hub_id_is_passed_through_for_users_with_network():
-    assert models.resolve_base("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"

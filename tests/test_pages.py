@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core import config, data, jobs, paths, store
 from core.evaluation import evaluate, metrics
 from core.inference import render
+from core.studio import ui
 from core.training import checkpoints
 
 PASS, FAIL = (
@@ -313,17 +314,17 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     table = at.dataframe[0].value
     assert list(table["run"]) == ["phase1", "└ phase2"]  # phase 2 hangs under phase 1
     assert list(table["phase"]) == [1, 2]
-    loss, rate, speed = (chart_data(at, i) for i in range(3))  # loss on top, learning rate and speed below
-    assert {c["series"] for c in loss["curves"]} >= {
-        "phase1: training loss",
-        "phase1: validation loss",
-        "phase2: training loss",
+    drawn = traces(at)  # one figure: loss on top, learning rate and speed below, on one step axis
+    panel = {name: t["yaxis"] for name, t in drawn.items()}
+    assert {"phase1: training loss", "phase1: validation loss", "phase2: training loss"} <= {
+        name for name, axis in panel.items() if axis == "y"
     }
-    assert {c["series"] for c in rate["curves"]} >= {"phase1: learning rate", "phase2: learning rate"}
-    assert {c["panel"] for c in speed["curves"]} == {"tokens per second"}
-    assert (
-        loss["phases"] == rate["phases"] == [{"step": 300, "name": "phase2"}]
-    )  # phase 2 drawn after phase 1's 300 steps
+    assert {"phase1: learning rate", "phase2: learning rate"} <= {name for name, axis in panel.items() if axis == "y2"}
+    assert {name for name, axis in panel.items() if axis == "y3"} >= {"phase1: tokens per second"}
+    layout = chart(at)["layout"]
+    assert [a["text"] for a in layout["annotations"]] == ["phase2"]
+    assert {s["x0"] for s in layout["shapes"]} == {300}  # phase 2 drawn after phase 1's 300 steps
+    assert "e-" in "".join(drawn["phase2: training loss"]["customdata"])  # the hover's learning rate at each step
     settings = dict(at.dataframe[1].value.itertuples(index=False))  # the config, one setting a row
     assert settings["training.output_dir"].endswith("phase2")
     assert "None" not in settings.values()  # in words: "—", and "none (counted in epochs)" for no step limit
@@ -338,16 +339,14 @@ def test_runs_page_shows_the_lineage_best_checkpoint_and_curves(seeded):
     assert "no evaluation of checkpoint-300" in at.expander[0].markdown[0].value
 
 
-def chart(at: AppTest, index: int = 0):
-    """A Vega-Lite chart of the page, in page order (its proto: the spec and the named datasets)."""
-    return at.get("vega_lite_chart")[index].proto
+def chart(at: AppTest, index: int = 0) -> dict:
+    """A plotly chart of the page, in page order: the figure the browser draws (data and layout)."""
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
 
 
-def chart_data(at: AppTest, index: int = 0) -> dict[str, list[dict]]:
-    """A chart's named datasets (Streamlit sends them as Arrow), as rows."""
-    import pyarrow as pa
-
-    return {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pylist() for d in chart(at, index).datasets}
+def traces(at: AppTest, index: int = 0) -> dict[str, dict]:
+    """A chart's traces by name."""
+    return {t["name"]: t for t in chart(at, index)["data"]}
 
 
 def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(training_quick_test):
@@ -358,19 +357,18 @@ def test_runs_page_follows_a_training_run_with_progress_and_every_checkpoint(tra
     assert list(at.dataframe[0].value["best validation loss"]) == ["—"]  # no validation loss yet: a dash, not None
     [bar] = at.get("progress")
     assert bar.proto.text.startswith("step 40 of 100 · ≈ ") and bar.proto.text.endswith(" left")
-    [mark] = chart_data(at)["checkpoints"]
-    assert (mark["series"], mark["step"], mark["label"]) == ("quick-test: checkpoints", 30, "checkpoint at step 30")
+    mark = traces(at)["quick-test: checkpoints"]
+    assert (mark["x"], mark["text"]) == ([30], ["checkpoint at step 30"])
     assert (
-        mark["value"] == pytest.approx(2.0 - 30 / 100) and mark["eval_loss"] == "—"
+        mark["y"] == [pytest.approx(2.0 - 30 / 100)] and mark["customdata"][0][1] == "—"
     )  # no validation loss at step 30: on the training loss
     assert any("refreshing every 3 s" in c.value for c in at.caption)
 
 
 def test_runs_page_legend_lists_checkpoints_only_when_there_are_some(training_quick_test):
     at = page("runs").run()
-    assert "checkpoints" not in chart_data(at)
-    assert not [spec for spec in json.loads(chart(at).spec)["layer"] if spec["data"]["name"] == "checkpoints"], (
-        "no checkpoint layer (nor legend entry) without checkpoints"
+    assert not [name for name in traces(at) if name.endswith("checkpoints")], (
+        "no checkpoint trace (nor legend entry) without checkpoints"
     )
 
 
@@ -397,8 +395,11 @@ def test_train_page_gates_a_continue_phase_on_the_checklist(seeded):
     start = next(b for b in at.button if b.key == "start")
     assert start.disabled  # the checkpoints are writable and nobody checked the loss curve
     assert any("Backed up current checkpoints" in m.value for m in at.markdown)
+    assert not any("**The plan**" in m.value for m in at.markdown)  # no plan while the gate refuses
     at.text_input[0].set_value("testing the gate").run()
     assert not next(b for b in at.button if b.key == "start").disabled
+    shown = next(m.value for m in at.markdown if "**The plan**" in m.value)  # as the worker will be told
+    assert f"a continue phase into `{paths.home() / 'phase3'}`" in shown and "training rows" in shown
 
 
 def test_train_page_does_not_call_a_phase_from_a_missing_checkpoint_valid():
@@ -442,9 +443,9 @@ def test_pre_continue_start_is_disabled_until_checks_pass_or_a_reason_is_typed(s
     no_exceptions(at)
     at.selectbox[0].select_index(1).run()  # phase1: finished, still learning
     assert "still decreasing" in " ".join(i.value for i in at.info)
-    drawn = chart_data(at)  # the evidence: both curves and the advisor's fitted windows
-    assert {c["series"] for c in drawn["curves"]} == {"train loss", "validation loss"}
-    assert drawn["fits"] and all(f["series"].startswith("fit: ") for f in drawn["fits"])
+    drawn = list(traces(at))  # the evidence: both curves and the advisor's fitted windows
+    assert drawn[:2] == ["train loss", "validation loss"]
+    assert drawn[2:] and all(name.startswith("fit: ") for name in drawn[2:])
     start = next(b for b in at.button if b.key == "start_phase")
     assert start.disabled
     failing = [m.value for m in at.markdown if m.value.startswith(FAIL)]
@@ -581,8 +582,11 @@ def test_playground_says_when_the_answer_has_no_plantuml():
 
 
 def test_playground_numbers_the_lines_and_quotes_the_one_plantuml_rejects():
-    at = playground_with("@startuml\n[*] --> On\nOn -> -> Off\n@enduml")
+    answer = "@startuml\n[*] --> On\nOn -> -> Off\n@enduml"
+    at = playground_with(answer)
     no_exceptions(at)
     error = next(e.value for e in at.error if "does not render" in e.value)
     assert error.startswith("the answer does not render — line 3 `On -> -> Off`:")
+    [link] = [m.value for m in at.markdown if "Open in a PlantUML server" in m.value]  # to fix it there
+    assert link.endswith(f"({ui.server_link(answer)})")
     assert at.code[0].proto.show_line_numbers  # the line number points at a numbered line

@@ -3,12 +3,14 @@ A/B estimate and URL selection, and the quality checklist's plain sentences and 
 a seeded store, see test_pages.seed_store; the real browser drives a running job in test_browser)."""
 
 import time
+from dataclasses import replace
+from datetime import datetime
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import PAGES, no_exceptions, seed_rows, seeded, wait_done  # noqa: F401  (seeded: the fixture)
 
-from core import data, jobs, store
+from core import data, jobs, paths, store
 from core.config import QualityConfig
 from core.evaluation import evaluate, metrics, quality
 from core.inference import render
@@ -114,6 +116,8 @@ def test_compare_reads_stored_outputs_keeps_the_selection_in_the_url_and_orders_
     delta = aggregate.loc[("all", "entity F1"), "Δ base model (untrained)"]
     assert delta.startswith("-") and "within noise" in delta  # base is worse than phase 1, on two prompts only
     assert len(at.image) == 6  # 2 prompts x (reference + 2 checkpoints)
+    links = [m.value for m in at.markdown if "Open in a PlantUML server" in m.value]
+    assert len(links) == 6 and all("](https://www.plantuml.com/plantuml/uml/" in link for link in links)
     texts = [t.value for t in at.text]
     assert set(texts) == {r["prompt"] for r in seed_rows()[:2]}  # prompts as text, not Markdown
     assert any(c.value.startswith("Below: the 2 of 2 prompts") for c in at.caption)
@@ -219,6 +223,26 @@ def test_quality_items_lead_with_a_sentence_counted_on_the_same_rows(seeded):
     assert at.warning[0].value.startswith("Not yet good: ")
     labels = at.selectbox[1].options
     assert any(o == "Wrong diagram type (1 of 3 outputs)" for o in labels)
+    assert any(c.value.startswith("Judged on the latest evaluation: 3 test rows of data/default, ") for c in at.caption)
+
+
+def test_an_evaluation_says_which_rows_of_which_dataset_it_judged():
+    when = datetime(2026, 12, 7, 10, 30)
+    sampled = store.evaluations.Evaluation(
+        id="e1",
+        checkpoint="base",
+        dataset=str(paths.DATA_DIR / "default"),
+        settings={"split": "validation"},
+        n=20,
+        summary={"split": "validation", "sample": {"limit": 20, "seed": 0}},
+        created_at=when,
+    )
+    assert quality.evaluation_words(sampled) == (
+        "20 validation rows of data/default (a seeded sample: every diagram type in turn, seed 0), "
+        "2026-12-07 10:30 (UTC)"
+    )
+    elsewhere = replace(sampled, dataset="/srv/sets/mine", settings=None, summary={})
+    assert quality.evaluation_words(elsewhere) == "20 test rows of /srv/sets/mine, 2026-12-07 10:30 (UTC)"
 
 
 def test_the_quality_sentences_agree_with_the_verdict_counts():

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from test_browser import browser, free_port, start_studio  # noqa: F401  (browser: a fixture)
+from test_browser import ROOT, browser, free_port, start_studio  # noqa: F401  (browser: a fixture)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -24,12 +24,20 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_started_from_another_folder_it_listens_on_loopback_only(tmp_path):
+def test_the_settings_are_the_top_level_ones_beside_the_entrypoint_too():
+    top = ROOT / ".streamlit" / "config.toml"
+    assert (ROOT / "studio" / ".streamlit" / "config.toml").resolve() == top.resolve()  # one file, two places
+    lines = {line.strip() for line in top.read_text().splitlines()}  # (tomllib is Python 3.11+)
+    assert {'address = "127.0.0.1"', "enableXsrfProtection = true", "gatherUsageStats = false"} <= lines
+
+
+@pytest.mark.parametrize("where", ["the repository root", "another folder"])
+def test_wherever_it_is_started_from_it_listens_on_loopback_only(tmp_path, where):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir()
     elsewhere.mkdir()
     port = free_port()
-    process = start_studio(home, port, cwd=elsewhere)
+    process = start_studio(home, port, cwd=ROOT if where == "the repository root" else elsewhere)
     try:
         # 0100007F is 127.0.0.1 as /proc/net/tcp writes it; every interface would be 00000000 (or :: in tcp6)
         assert listening_addresses(port) == {"0100007F"}

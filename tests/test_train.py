@@ -160,7 +160,12 @@ def test_a_fresh_run_learns_and_records_everything(lab, home, tiny_model, capsys
     recorded = store.query_for_tests("SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", [run.id])
     assert [r["step"] for r in recorded] == [3, 6, 8]
     assert list((out_dir / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
-    assert (out_dir / train.LOG_FILE).read_text().count("eval_loss") >= 3
+    log = (out_dir / train.LOG_FILE).read_text()
+    assert log.count("eval_loss") >= 3
+    # `tail -f train.log | grep loss`: a line for each logged step's loss, with its learning rate
+    logged = [line for line in log.splitlines() if line.startswith("step ") and ": loss " in line]
+    assert [int(line.split()[1].rstrip(":")) for line in logged] == list(range(1, 9))
+    assert f"step 1: loss {m[(1, 'loss')]:.4f}, learning_rate 0.005" in logged
 
 
 @pytest.mark.e2e
@@ -377,6 +382,67 @@ def test_both_backends_train_in_both_cpu_dtypes(lab, home, tiny_model, capsys, b
 
 
 @pytest.mark.e2e
+def test_early_stopping_ends_the_phase_with_its_best_checkpoint_kept_and_says_so(lab, home, tiny_model, capsys):
+    # a threshold no evaluation can beat: after the first one of the phase's own (step 2; step 0's is the starting
+    # point, not a candidate), every evaluation counts against the patience, so the phase stops at the second one
+    # after it (step 6 of 40); every new best is saved (save_steps saves none)
+    training = {"max_steps": 40, "eval_steps": 2, "save_steps": 1000}
+    early = {"early_stopping_patience": 2, "early_stopping_threshold": 100.0}
+    path = write_config(lab, "early", tiny_model, training={**training, **early})
+    assert cli.main(["train", "--config", str(path)]) == 0
+    run = store.runs.get(run_id_of("early"))
+    assert run.status == "finished"
+    m = metrics(run.id)
+    assert max(s for s, name in m if name == "loss") == 6
+    assert sorted(s for s, name in m if name == "eval_loss") == [0, 2, 4, 6]
+    best_step = min((2, 4, 6), key=lambda s: m[(s, "eval_loss")])
+    assert m[(6, "early_stopped")] == best_step  # the end, recorded for the advisor: the best evaluation's step
+    best, value = checkpoints.best(run)
+    assert best.name == f"checkpoint-{best_step}" and value == m[(best_step, "eval_loss")]
+    assert checkpoints.verify(best) == []
+    state = json.loads((best / "trainer_state.json").read_text())
+    assert state["best_global_step"] == best_step  # transformers marks the same one
+    out = capsys.readouterr().out
+    assert "early stopping at step 6: 2 evaluations without a validation loss below" in out
+    assert f"by more than 100 (the best: step {best_step}, its checkpoint kept)" in out
+
+
+@pytest.mark.e2e
+def test_mlflow_records_the_run_in_a_local_file_store_offline(lab, home, tiny_model, capsys, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow-skinny is in the test extra: pip install -e '.[test]'")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default: a file store under the runs root
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # for the test's own client (the worker sets it too)
+    path = write_config(lab, "tracked", tiny_model, training={"max_steps": 2, "report_to": ["tensorboard", "mlflow"]})
+    assert cli.main(["train", "--config", str(path)]) == 0
+    run = store.runs.get(run_id_of("tracked"))
+    client = MlflowClient(tracking_uri=(home / "mlruns").as_uri())
+    [tracked] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert tracked.info.run_name == "tracked" and tracked.info.status == "FINISHED"
+    logged = {p.step: p.value for p in client.get_metric_history(tracked.info.run_id, "loss")}
+    assert logged == pytest.approx({s: v for (s, name), v in metrics(run.id).items() if name == "loss"})
+    assert list((Path(run.output_dir) / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))  # tensorboard too
+
+
+@pytest.mark.e2e
+def test_wandb_runs_offline_where_installed_and_is_refused_in_one_line_where_not(lab, home, tiny_model, monkeypatch):
+    import importlib.util
+
+    path = write_config(lab, "wandb", tiny_model, training={"max_steps": 2, "report_to": ["wandb"]})
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(UserError, match=r"training.report_to: wandb is not installed here — pip install wandb"):
+            train.prepare(cfg.load(path), path)
+        assert not paths.resolve_output_dir("wandb").exists() and store.runs.named("wandb") is None
+    else:
+        monkeypatch.setenv("WANDB_MODE", "offline")  # nothing leaves the machine
+        assert cli.main(["train", "--config", str(path)]) == 0
+        assert list((paths.resolve_output_dir("wandb") / "wandb").glob("offline-run-*"))
+    with pytest.raises(UserError, match="report_to: unknown tracker 'neptune'"):
+        cfg.parse({"training": {"report_to": ["neptune"]}})
+
+
+@pytest.mark.e2e
 def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, capsys):
     budget_min = 0.2
     path = write_config(
@@ -397,12 +463,25 @@ def test_a_time_budget_becomes_measured_steps_and_a_stop(lab, home, tiny_model, 
     out = capsys.readouterr().out
     assert "time budget 0.2 min: a step takes" in out and "so this phase trains" in out
     planned = int(out.split("so this phase trains ")[1].split()[0])
+    # priced again at each evaluation at the phase's own pace: "max_steps 40 -> 52, the learning-rate schedule with it"
+    replans = [
+        line.split("max_steps ")[1].split(",")[0].split(" -> ") for line in out.splitlines() if "max_steps " in line
+    ]
+    length = planned
+    for before, after in replans:
+        assert int(before) == length  # each replan starts from the length the one before set
+        length = int(after)
     run = store.runs.get(run_id_of("budget"))
     assert run.status == "finished"
     m = metrics(run.id)
     last = max(s for s, name in m if name == "loss")
-    assert 1 <= last <= planned  # 100 epochs of 10 rows would be 250 steps: the budget decided
+    assert 1 <= last <= length <= 250  # 100 epochs of 10 rows would be 250 steps: the budget decided
     assert m[(last, "elapsed_s")] <= budget_min * 60 + 20  # the stop holds the budget (one step and a save of slack)
+    if last == length:  # ended by its steps, not the budget's stop: the schedule ended there too
+        # the schedule given the new length: the rate of the last step (logged before its decay) is the
+        # smallest, a fraction of the peak, not where the first plan's schedule would have been
+        rates = [value for (step, name), value in m.items() if name == "learning_rate"]
+        assert m[(last, "learning_rate")] == min(rates) <= 0.25 * max(rates)
     ckpts = checkpoints.list_checkpoints(run.output_dir)
     assert ckpts and checkpoints.step_of(ckpts[-1]) == last
 

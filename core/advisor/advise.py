@@ -1,6 +1,6 @@
 """The advisor: read a run's curves, say which of the seed's five scenarios it is in, propose the
-next phase as a concrete config, and estimate its time from measured throughput. (The pre-continue
-checklist and the gate that read these live in core/advisor/checklist.py; the phase rules in core/training/phases.py.)
+next phase as a concrete config (its time: core/training/estimate.py). (The pre-continue checklist and the
+gate that read these live in core/advisor/checklist.py; the phase rules in core/training/phases.py.)
 
 Diagnosis (`diagnose`) fits least-squares lines over windows of the loss curves and judges slopes by
 their uncertainty, never by eye:
@@ -37,6 +37,7 @@ from core.config import Config, QualityConfig
 from core.errors import UserError
 from core.evaluation.metrics import judge_types
 from core.training import checkpoints, phases
+from core.training.estimate import Estimate
 
 # ---- thresholds ---------------------------------------------------------------------------------
 
@@ -209,14 +210,15 @@ class Diagnosis:
     name: str
     evidence: dict  # JSON-ready; evidence["fits"] are the windows to plot (see Fit)
     message: str
+    why_not: str | None = None  # a curve that cannot be judged: why, in one plain sentence (never a guessed scenario)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def plain(self) -> str:
-        """The diagnosis in one plain sentence (PLAIN)."""
-        return PLAIN[self.scenario]
+        """The diagnosis in one plain sentence (PLAIN, or why the curve cannot be judged)."""
+        return self.why_not or PLAIN[self.scenario]
 
     @property
     def numbers(self) -> str:
@@ -272,16 +274,19 @@ def diagnose_curves(
     """The scenario of a run from its curves: lists of (step, value) for loss and eval_loss, and the
     latest evaluation's per-type metrics. Pure: no store, no files."""
     quality = quality or QualityConfig()
+    unjudgeable = cannot_judge(train, validation)
     train, validation = _clean(train), _clean(validation)
     evidence: dict = {"train_points": len(train), "validation_points": len(validation), "fits": []}
+    if unjudgeable:
+        return Diagnosis(None, SCENARIOS[None], evidence, f"cannot be judged: {unjudgeable}", unjudgeable)
     split = per_type_split(per_type, quality)
     if split:
         evidence["per_type"] = split
     uneven = bool(split and split["weak_types"] and split["strong_types"])
 
-    def verdict(scenario, message):
+    def verdict(scenario, message, why_not=None):
         evidence["fits"] = [asdict(f) for f in fits]
-        return Diagnosis(scenario, SCENARIOS[scenario], evidence, message)
+        return Diagnosis(scenario, SCENARIOS[scenario], evidence, message, why_not)
 
     fits: list[Fit] = []
     if len(train) < MIN_TRAIN_POINTS:
@@ -377,7 +382,51 @@ def diagnose_curves(
             f"not enough data yet: the recent slope is within noise both ways ({recent.describe()}); "
             f"train longer or log more often"
         ),
+        None
+        if validation
+        else "The training loss is too noisy to tell whether it still falls, and there is no validation loss to "
+        "decide: evaluate during training (an eval_loss every few hundred steps) to judge this run.",
     )
+
+
+def cannot_judge(train, validation=()) -> str | None:
+    """Why a curve cannot be judged at all, in one plain sentence; None when it can be: a NaN or infinite
+    loss (the run diverged), or training losses that are all zero (no loss was computed)."""
+    for curve, points in (("training loss", list(train)), ("validation loss", list(validation))):
+        bad = [int(s) for s, v in points if v is not None and not math.isfinite(float(v))]
+        if bad:
+            return (
+                f"The {curve} is NaN or infinite at {len(bad)} of {len(points)} logged steps (first at step "
+                f"{bad[0]}): the run diverged, and such a curve cannot be judged — lower the learning rate or "
+                f"leave fp16 before training on from it."
+            )
+    values = [float(v) for _, v in train if v is not None]
+    if values and all(v == 0 for v in values):
+        return (
+            f"All {len(values)} training losses logged are 0: the trainer computed no loss (every label masked, "
+            f"or no answer tokens), so there is nothing to judge — check the labels of its data."
+        )
+    return None
+
+
+def _too_few_why(run: store.Run, points: int) -> str | None:
+    """Why a run logged too few training losses to judge, when the run tells: only the final summary, or a
+    logging_steps above the steps it trained."""
+    summary = store.metrics.value_at(run.id, "train_loss")
+    steps = (run.imported or {}).get("state", {}).get("global_step") or store.metrics.last_step(run.id) or 0
+    if points == 0 and summary is not None:
+        return (
+            f"Only the final summary was logged (mean training loss {summary:.3g} over {steps} steps), not the loss "
+            f"step by step, so its shape cannot be judged — train with logging_steps well below the run's steps, "
+            f"or keep its TensorBoard events."
+        )
+    logging_steps = run_config(run).training.logging_steps
+    if steps and logging_steps > steps:
+        return (
+            f"logging_steps {logging_steps} is larger than the run's {steps} steps, so the trainer logged {points} "
+            f"training losses, too few to judge (need {MIN_TRAIN_POINTS}) — log every {max(1, steps // 20)} steps."
+        )
+    return None
 
 
 def _uneven_message(split: dict, curve_note: str) -> str:
@@ -445,6 +494,9 @@ def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | No
         curves.train, curves.validation, summary.get("per_type"), quality or run_config(run).quality
     )
     result.evidence["run"] = {"id": run.id, "name": run.name, "output_dir": run.output_dir}
+    _read_early_stop(run, result)
+    if result.scenario is None and result.why_not is None and len(curves.train) < MIN_TRAIN_POINTS:
+        result.why_not = _too_few_why(run, result.evidence["train_points"])
     if found:
         result.evidence["evaluation"] = {
             "id": found.id,
@@ -454,7 +506,44 @@ def diagnose(source, evaluation: dict | None = None, quality: QualityConfig | No
     return result
 
 
+def _read_early_stop(run: store.Run, result: Diagnosis) -> None:
+    """A run that early stopping ended (the worker's `early_stopped` metric: its value is the best evaluation's
+    step): its validation loss had stopped improving, so a training loss still falling is no reason to add
+    epochs at the same rate: "still decreasing" becomes "plateaued", polished from the best checkpoint."""
+    ended = store.metrics.curve([run.id], ["early_stopped"])
+    if not ended:
+        return
+    step, best = ended[-1].step, int(ended[-1].value)
+    result.evidence["early_stopped"] = {"step": step, "best_step": best}
+    said = f"early stopping ended it at step {step}: no better validation loss since step {best}"
+    if result.scenario == 1:
+        falling = result.numbers.split(";")[0]
+        result.scenario, result.name = 2, SCENARIOS[2]
+        result.message = (
+            f"plateaued: {said}, though the training loss still falls ({falling}); "
+            f"lower the learning rate 3x (polish) for 2 more epochs from the best checkpoint"
+        )
+    else:
+        result.message += f" ({said})"
+
+
 # ---- proposal -----------------------------------------------------------------------------------
+
+# Where the seed guide disagrees with itself, the number the proposal follows and why: one sentence each.
+GUIDE_NOTES = {
+    2: (
+        "The learning rate follows the guide's table (0.0001 → 0.00003, “3x lower for polish”), not scenario "
+        "2's 0.00005 “5x lower”.",
+        "The table, the guide's Phase 3 and its “Fine-tune with Lower LR” example all say 0.00003, and 0.00005 "
+        "is only 2x lower than 0.0001, so the scenario's own “5x” contradicts its number.",
+    ),
+    3: (
+        "Scenario 3's “don't add more epochs” is followed as “no more than one”: one short epoch from the "
+        "validation-best checkpoint, at the table's overfitting rate (0.0001 → 0.00005).",
+        "The added dropout and weight decay act only while training, so a regularised phase needs at least one "
+        "epoch, and starting from the best checkpoint adds none on top of the overfit ones.",
+    ),
+}
 
 
 # The seed's learning-rate table, relative to the parent's rate (its 0.0001 column), with its reasons.
@@ -491,12 +580,16 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
             f"run '{run.name}': {parent_dir} has no checkpoint to continue from — "
             "let it save one (training.save_steps) first"
         )
-    new_dir = phases.next_phase_dir(parent_dir)
+    # beside the parent run; a run trained elsewhere is left alone in its folder: its next phase is under the runs root
+    new_dir = phases.next_phase_dir(paths.home() / run.name if run.imported else parent_dir)
     t["output_dir"] = str(new_dir)
     nxt["run_name"] = new_dir.name if current.run_name else None
     t["resume_from_checkpoint"] = None  # never: a new phase is continue_from, with its own optimizer
     phase["override_reason"] = None
     phase["continue_from"] = str(ckpts[-1]) if ckpts else None
+    if "early_stopped" in diagnosis.evidence:  # the checkpoints after the best one were the patience's
+        best = checkpoints.best(run)
+        phase["continue_from"] = str(best[0]) if best else phase["continue_from"]
     t["learning_rate"] = table_lr(scenario, t["learning_rate"])
     if scenario != 4:
         t["max_steps"] = -1  # the phase is counted in epochs
@@ -518,7 +611,7 @@ def propose(run, diagnosis: Diagnosis) -> tuple[Config, dict]:
 
 def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
     """Scenario 5: the weak diagram types' rows plus a replay share of the others, under `<runs root>/datasets/`."""
-    rows = data.load_split(current.data.train_source, "train")
+    rows = data.load_split(current.data.train_source, "train", current.data.columns)
     weak = diagnosis.evidence["per_type"]["weak_types"]
     focus = data.filter_rows(rows, weak, REPLAY_SHARE, current.training.seed)
     # named by content: proposing the same phase again reuses the file (write_rows never overwrites)
@@ -527,143 +620,6 @@ def _write_focus_set(current: Config, diagnosis: Diagnosis, name: str) -> Path:
     if not path.is_file():
         data.write_rows(focus, path)
     return path
-
-
-# ---- time estimate ------------------------------------------------------------------------------
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-@dataclass
-class Estimate:
-    seconds: float | None  # at the median measured throughput; None: no measurement yet
-    low: float | None  # at the fastest measured throughput (90th percentile)
-    high: float | None  # at the slowest (10th percentile)
-    tokens: int  # tokens the phase still trains on
-    basis: str  # where the numbers come from
-
-    def span(self) -> str:
-        """The time with its range, as every page shows it: "≈ 12 min (9–15 min)"."""
-        if self.seconds is None:
-            return "no estimate yet"
-        low, high = duration(self.low), duration(self.high)
-        return f"≈ {duration(self.seconds)}" + (f" ({low}–{high})" if low != high else "")
-
-    def describe(self) -> str:
-        if self.seconds is None:
-            return self.basis
-        return f"{self.span()} for {self.tokens:,} tokens; {self.basis}"
-
-
-def throughput(base: str, backend: str, run_id: str | None = None) -> tuple[list[float], dict[str, str]]:
-    """tokens_per_s measurements and the runs they come from ({id: name}): the run's own when it has
-    logged two or more (a phase in progress is its own best measure), else those of earlier runs of
-    this base model on this backend (any backend for auto)."""
-    if run_id:
-        own = store.metrics.positive_samples("tokens_per_s", run_id=run_id)
-        if len(own) >= 2:
-            return [s.value for s in own], {run_id: own[0].run_name}
-    found = store.metrics.positive_samples("tokens_per_s", base_model=base, backend=backend, except_run=run_id)
-    return [s.value for s in found], dict(sorted({(s.run_id, s.run_name) for s in found}, key=lambda p: p[1]))
-
-
-def overhead(run_ids) -> float | None:
-    """Wall-clock time over training time (evaluations and checkpoint saves on top), the median over
-    runs that logged both `elapsed_s` and `time/train_s`; None when none did."""
-    run_ids = list(run_ids)
-    if not run_ids:
-        return None
-    found = store.metrics.maxima_of_runs(run_ids, ["elapsed_s", "time/train_s"]).values()
-    ratios = [
-        m["elapsed_s"] / m["time/train_s"]
-        for m in found
-        if m["elapsed_s"] and m["time/train_s"] and m["elapsed_s"] >= m["time/train_s"]
-    ]
-    return statistics.median(ratios) if ratios else None
-
-
-def count_tokens(config: Config, rows: list[data.Row]) -> tuple[list[int], str]:
-    """Tokens per training row as the trainer sees them (`data.token_lengths`: the chat template, counted
-    once per rows and tokenizer), cut at max_seq_length, with the base model's tokenizer when its folder
-    is on disk, else characters / 3.5; and how they were counted."""
-    from core.training import models
-
-    folder = models.base_dir(config.model.base)
-    lengths, how = data.token_lengths(rows, folder)
-    return [min(total, config.training.max_seq_length) for _, total in lengths], how
-
-
-def estimate(
-    config: Config, run: store.Run | None = None, done: float = 0.0, rows: list[data.Row] | None = None
-) -> Estimate:
-    """How long the phase takes — or, for its `run` in progress `done` (0..1) of the way, how long it
-    still takes: the tokens left over the measured throughput (see `throughput`), times the measured
-    share of evaluations and checkpoint saves (`overhead`), capped by training.time_budget_minutes.
-    The tokens are those of the rows the phase trains, mixed by type as the worker mixes them
-    (`data.training_rows`; `rows` when the plan has them already). The one estimate behind the
-    phase's plan, the pre-continue checklist, the Train page and the Runs page."""
-    if rows is None:
-        rows = data.training_rows(config.data.train_source, config.data.train_mix, config.training.seed)
-    counts, how = count_tokens(config, rows)
-    t = config.training
-    if t.max_steps > 0:
-        # a packed micro-batch holds up to tokens_per_batch tokens (its last row may not fit: ~half a row less)
-        per_batch = (
-            t.tokens_per_batch - statistics.fmean(counts) / 2
-            if t.tokens_per_batch
-            else t.rows_per_micro_batch * statistics.fmean(counts)
-        )
-        total = t.max_steps * t.gradient_accumulation_steps * per_batch
-    else:
-        total = sum(counts) * t.num_train_epochs
-    tokens = round(total * (1 - min(max(done, 0.0), 1.0)))
-    base, backend = config.model.base, t.backend
-    samples, measured_runs = throughput(base, backend, run.id if run else None)
-    on = f"{base} on {'any backend' if backend == 'auto' else backend}"
-    if not samples:
-        return Estimate(
-            None,
-            None,
-            None,
-            tokens,
-            f"no measurement yet: no earlier run of {on} logged its throughput ({tokens:,} tokens, {how})",
-        )
-    names = ", ".join(measured_runs.values())
-    middle = statistics.median(samples)
-    if len(samples) == 1:
-        slow = fast = middle
-        measured = f"1 throughput measurement of {on} from {names}: {middle:.0f} tokens/s"
-    else:
-        slow, fast = statistics.quantiles(samples, n=10, method="inclusive")[::8]
-        measured = (
-            f"{len(samples)} throughput measurements of {on} from {names}: median "
-            f"{middle:.0f} tokens/s, 10th–90th percentile {slow:.0f}–{fast:.0f}"
-        )
-    factor = overhead(measured_runs)
-    extra = (
-        f"evaluations and checkpoint saves add {factor - 1:.0%} as measured"
-        if factor
-        else "training time only (evaluations and checkpoint saves come on top)"
-    )
-    factor = factor or 1.0
-    seconds = [tokens / rate * factor for rate in (middle, fast, slow)]
-    if t.time_budget_minutes:
-        spent = _elapsed(run.id) if run else 0.0
-        left = max(t.time_budget_minutes * 60 - spent, 0.0)
-        seconds = [min(s, left) for s in seconds]
-        extra += f"; at most the time budget of {t.time_budget_minutes:g} min"
-    return Estimate(seconds[0], seconds[1], seconds[2], tokens, f"{measured}; tokens {how}; {extra}")
-
-
-def _elapsed(run_id: str) -> float:
-    """Wall-clock seconds the run has logged so far."""
-    return store.metrics.maxima(run_id, ["elapsed_s"]).get("elapsed_s") or 0.0
 
 
 # ---- the proposal file and backups (`umlstudio advise`: core/cli/advisor.py) -------------------
@@ -685,6 +641,7 @@ def write_proposal(
         f"# scenario {diagnosis.scenario} ({diagnosis.name}): {diagnosis.message}",
         f"# Changes against {run.output_dir}:",
         *[f"#   {key}: {_shown(old)} -> {_shown(new)}" for key, (old, new) in diff.items()],
+        *[f"# {sentence}" for sentence in GUIDE_NOTES.get(diagnosis.scenario or 0, ())],
         f"# Time: {how_long.describe()}",
     ]
     path.write_text("\n".join(header) + "\n" + yaml.safe_dump(proposal.to_dict(), sort_keys=False))

@@ -12,7 +12,7 @@ says why not (stored with the run); otherwise one line per failing item.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from core.advisor import advise
 from core.advisor.advise import Diagnosis
 from core.config import Config
 from core.errors import UserError
-from core.training import checkpoints, phases
+from core.training import checkpoints, estimate, phases
 
 TITLES = {  # the seed's words, but for the continue item (a continue phase loads the adapter; it does not resume)
     "evaluated": "Evaluated current model quality",
@@ -47,13 +47,20 @@ def _item(key: str, passed: bool, why: str) -> Item:
 
 
 @dataclass
-class _Start:
-    """What a config starts from: nothing (fresh), a checkpoint to continue from, or one to resume."""
+class Start:
+    """What a config starts from — nothing (fresh), a checkpoint to continue from, or one to resume — and
+    where it writes, found once: by `check` from the config, or handed over by the phase's plan
+    (core/training/plan.py), which has resolved all of it already (`continuing`)."""
 
     kind: str  # fresh | continue | resume
+    output_dir: Path  # resolved
+    output_problem: str | None = None  # why output_dir cannot be written to
+    set_aside: store.Run | None = None  # a run that failed in output_dir before its first checkpoint
     checkpoint: Path | None = None
     problem: str | None = None  # why the checkpoint could not be used
+    misfit: str | None = None  # continue: why its adapter does not fit this config's base model and LoRA
     run: store.Run | None = None  # the run that wrote it
+    run_training: bool = False  # that run is still training
     written: datetime | None = None  # when it was written
     config: dict = field(default_factory=dict)  # the config it was trained with (its umlstudio.json)
     diagnosis: Diagnosis | None = None  # of the run that wrote it (its final curve)
@@ -66,42 +73,65 @@ def _file_time(ckpt: Path | str) -> datetime:
     return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
 
 
-def _start(config: Config) -> _Start:
-    if config.phase.continue_from:
-        kind, ref = "continue", config.phase.continue_from
-    elif config.training.resume_from_checkpoint:
-        kind, ref = "resume", config.training.resume_from_checkpoint
-    else:
-        return _Start("fresh")
-    try:
-        ckpt = checkpoints.resolve(ref) if kind == "continue" else phases.resume_point(ref)
-    except UserError as exc:
-        return _Start(kind, problem=str(exc))
-    if ckpt == checkpoints.BASE:
-        return _Start(
-            kind,
-            problem="phase.continue_from: base — a phase from the base model is a fresh run: "
-            "remove phase.continue_from",
-        )
-    info = checkpoints.info(ckpt)
+def continuing(ckpt: Path, info: dict, output_dir: Path, set_aside: store.Run | None) -> Start:
+    """A continue phase's start as its plan resolved it: the parent checkpoint (its adapter fits), its
+    umlstudio.json, the free output folder and the failed run set aside there, if any."""
     known = store.checkpoints.get(ckpt)
     run_id = known.run_id if known else info.get("run_id")
     run = store.runs.get(run_id) if run_id else None
-    return _Start(
-        kind,
-        ckpt,
+    return Start(
+        "continue",
+        output_dir,
+        set_aside=set_aside,
+        checkpoint=ckpt,
         run=run,
+        run_training=bool(run and run.status in ("created", "running") and phases.worker_alive(run)),
         written=known.created_at if known else _file_time(ckpt),
         config=info.get("config") or {},
         diagnosis=advise.diagnose(run) if run else None,
     )
 
 
+def _start(config: Config) -> Start:
+    """What `config` starts from and where it writes, each problem kept for the item it fails."""
+    out = paths.resolve_output_dir(config.training.output_dir)
+    try:
+        failed, out_problem = phases.check_free(out), None
+    except UserError as exc:
+        failed, out_problem = None, str(exc)
+    if config.phase.continue_from:
+        kind, ref = "continue", config.phase.continue_from
+    elif config.training.resume_from_checkpoint:
+        kind, ref = "resume", config.training.resume_from_checkpoint
+    else:
+        return Start("fresh", out, out_problem, failed)
+    try:
+        ckpt = checkpoints.resolve(ref) if kind == "continue" else phases.resume_point(ref)
+    except UserError as exc:
+        return Start(kind, out, out_problem, failed, problem=str(exc))
+    if ckpt == checkpoints.BASE:
+        return Start(
+            kind,
+            out,
+            out_problem,
+            failed,
+            problem="phase.continue_from: base — a phase from the base model is a fresh run: "
+            "remove phase.continue_from",
+        )
+    found = replace(continuing(Path(ckpt), checkpoints.info(ckpt), out, failed), kind=kind, output_problem=out_problem)
+    if kind == "continue":
+        try:
+            phases.continue_point(ref, config.lora, config.model.base)
+        except UserError as exc:
+            found.misfit = str(exc)
+    return found
+
+
 def _needs_parent(key: str) -> Item:
     return _item(key, False, f"needs a usable parent checkpoint (see '{TITLES['continue_from']}')")
 
 
-def _check_evaluated(start: _Start) -> Item:
+def _check_evaluated(start: Start) -> Item:
     if start.kind != "continue":
         return _item("evaluated", True, f"{start.kind} run: no parent checkpoint to evaluate")
     if start.checkpoint is None:
@@ -138,7 +168,7 @@ def acknowledgement(run_id: str) -> dict | None:
     return {"diagnosis": json.loads(found.note or "{}"), "created_at": found.created_at}
 
 
-def _check_loss_curve(start: _Start) -> Item:
+def _check_loss_curve(start: Start) -> Item:
     if start.kind != "continue":
         return _item("loss_curve", True, f"{start.kind} run: no parent loss curve to check")
     if start.checkpoint is None:
@@ -151,7 +181,7 @@ def _check_loss_curve(start: _Start) -> Item:
             f"to diagnose — look at its trainer_state.json, then set phase.override_reason",
         )
     run, diagnosis = start.run, start.diagnosis
-    if run.status in ("created", "running") and phases.worker_alive(run):
+    if start.run_training:
         return _item(
             "loss_curve",
             False,
@@ -181,7 +211,7 @@ def _check_loss_curve(start: _Start) -> Item:
     )
 
 
-def _check_backed_up(start: _Start) -> Item:
+def _check_backed_up(start: Start) -> Item:
     if start.kind == "fresh":
         return _item("backed_up", True, "fresh run: no checkpoint it starts from")
     if start.checkpoint is None:
@@ -211,7 +241,7 @@ def _check_backed_up(start: _Start) -> Item:
     return _item("backed_up", True, f"a copy of {ckpt.name} at {copy}: every file matches the manifest")
 
 
-def _check_learning_rate(config: Config, start: _Start) -> Item:
+def _check_learning_rate(config: Config, start: Start) -> Item:
     lr = config.training.learning_rate
     if start.kind != "continue":
         return _item("learning_rate", True, f"{lr:g} ({start.kind} run: no parent phase to compare with)")
@@ -233,7 +263,7 @@ def _check_learning_rate(config: Config, start: _Start) -> Item:
     )
 
 
-def _check_continue(config: Config, start: _Start) -> Item:
+def _check_continue(config: Config, start: Start) -> Item:
     if start.kind == "fresh":
         return _item(
             "continue_from",
@@ -266,10 +296,8 @@ def _check_continue(config: Config, start: _Start) -> Item:
                 ),
             )
         return _item("continue_from", True, f"resumes the interrupted run at {ckpt} with its own settings")
-    try:
-        phases.continue_point(config.phase.continue_from, config.lora, config.model.base)
-    except UserError as exc:
-        return _item("continue_from", False, str(exc))
+    if start.misfit:
+        return _item("continue_from", False, start.misfit)
     if start.diagnosis and start.diagnosis.scenario == 4:
         return _item(
             "continue_from",
@@ -285,8 +313,8 @@ def _check_continue(config: Config, start: _Start) -> Item:
     )
 
 
-def _check_output_dir(config: Config, start: _Start) -> Item:
-    out = paths.resolve_output_dir(config.training.output_dir)
+def _check_output_dir(config: Config, start: Start) -> Item:
+    out = start.output_dir
     if start.kind == "resume":
         if start.checkpoint is None:
             return _needs_parent("output_dir")
@@ -305,10 +333,9 @@ def _check_output_dir(config: Config, start: _Start) -> Item:
             f"{out} is the parent run's folder: the new phase would write among its "
             f"checkpoints — set training.output_dir: {phases.next_phase_dir(out)}",
         )
-    try:
-        failed = phases.check_free(out)
-    except UserError as exc:
-        return _item("output_dir", False, str(exc))
+    if start.output_problem:
+        return _item("output_dir", False, start.output_problem)
+    failed = start.set_aside
     if failed:
         return _item(
             "output_dir",
@@ -319,7 +346,7 @@ def _check_output_dir(config: Config, start: _Start) -> Item:
     return _item("output_dir", True, f"{out}: {'empty' if out.exists() else 'new'}")
 
 
-def _check_epochs(config: Config, start: _Start, how_long: advise.Estimate | None) -> Item:
+def _check_epochs(config: Config, start: Start, how_long: estimate.Estimate | None) -> Item:
     t = config.training
     amount = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_train_epochs:g} epoch(s)"
     if start.kind == "continue":
@@ -332,7 +359,7 @@ def _check_epochs(config: Config, start: _Start, how_long: advise.Estimate | Non
                 f"short regularised epoch (training.num_train_epochs: 1)",
             )
     try:
-        how_long = how_long or advise.estimate(config)
+        how_long = how_long or estimate.estimate(config)
     except UserError as exc:
         return _item("epochs", False, f"{amount}, but no time estimate: {exc}")
     if how_long.seconds is None:
@@ -340,10 +367,12 @@ def _check_epochs(config: Config, start: _Start, how_long: advise.Estimate | Non
     return _item("epochs", True, f"{amount}, {how_long.span()} — {how_long.tokens:,} tokens; {how_long.basis}")
 
 
-def check(config: Config, how_long: advise.Estimate | None = None) -> list[Item]:
-    """The seed's seven pre-continue items for a phase config, each checked by the program; the time
-    estimate is `how_long` when the plan has made it (core/training/plan.py), else made here."""
-    start = _start(config)
+def check(config: Config) -> list[Item]:
+    """The seed's seven pre-continue items for a phase config, each checked by the program."""
+    return _items(config, _start(config), None)
+
+
+def _items(config: Config, start: Start, how_long: estimate.Estimate | None) -> list[Item]:
     return [
         _check_evaluated(start),
         _check_loss_curve(start),
@@ -355,14 +384,14 @@ def check(config: Config, how_long: advise.Estimate | None = None) -> list[Item]
     ]
 
 
-def gate(config: Config, how_long: advise.Estimate | None = None) -> list[Item]:
+def gate(config: Config, start: Start, how_long: estimate.Estimate) -> list[Item]:
     """Before a continue phase starts: the checklist must pass, or `phase.override_reason` say why not.
+    The phase's plan (core/training/plan.py) hands over what it resolved: where the phase starts and
+    writes (`continuing`) and its time estimate.
 
-    Fresh runs pass without it (nothing to continue from). Returns the items (for the caller to store
-    with the override reason); raises UserError with one line per failing item otherwise."""
-    if not config.phase.continue_from:
-        return []
-    items = check(config, how_long)
+    Returns the items (for the caller to store with the override reason); raises UserError with one
+    line per failing item otherwise."""
+    items = _items(config, start, how_long)
     failing = [item for item in items if not item.passed]
     if failing and not config.phase.override_reason:
         lines = [f"{item.title}: {item.why}" for item in failing]
@@ -434,6 +463,6 @@ def save(review: Review, override_reason: str | None = None) -> Path:
     """Write the review's proposal (with the override reason, if any) where the Train page lists proposals."""
     review.proposal.phase.override_reason = override_reason or None
     advise.write_proposal(
-        review.proposal, review.diff, review.diagnosis, review.run, advise.estimate(review.proposal), review.path
+        review.proposal, review.diff, review.diagnosis, review.run, estimate.estimate(review.proposal), review.path
     )
     return review.path

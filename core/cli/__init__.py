@@ -47,6 +47,14 @@ COMMANDS = [
         "list training runs: phase, parent, status, steps, losses, learning rate used",
     ),
     (
+        "import",
+        "adopt",
+        "add_import_args",
+        "run_import",
+        "adopt a run trained elsewhere (Trainer, TRL, Unsloth, LLaMA-Factory, axolotl): its curves, checkpoints, "
+        "base model and diagnosis",
+    ),
+    (
         "advise",
         "advisor",
         "add_advise_args",
@@ -75,6 +83,13 @@ COMMANDS = [
         "compare 2-4 checkpoints prompt by prompt; write an HTML report with the diagrams side by side",
     ),
     (
+        "score",
+        "evaluation",
+        "add_score_args",
+        "run_score",
+        "score one PlantUML diagram against a reference diagram, with the evaluation's per-type scores",
+    ),
+    (
         "test-model",
         "evaluation",
         "add_test_model_args",
@@ -95,6 +110,20 @@ COMMANDS = [
         "add_generate_args",
         "run_generate",
         "generate PlantUML for one requirement with a checkpoint; print it, render it to a file",
+    ),
+    (
+        "choose",
+        "inference",
+        "add_choose_args",
+        "run_choose",
+        "mark a checkpoint as the chosen model: generate, serve and the playground use it by default",
+    ),
+    (
+        "serve",
+        "inference",
+        "add_serve_args",
+        "run_serve",
+        "serve a checkpoint (default: the chosen model) as an OpenAI-compatible API on 127.0.0.1",
     ),
     (
         "samples",
@@ -150,9 +179,14 @@ def main(argv=None) -> int:
     names = {name for name, *_ in COMMANDS}
     args = build_parser(next((arg for arg in argv if arg in names), None)).parse_args(argv)
     module, run = args.run
+    from core import quiet  # after parsing: `--help` imports nothing more
+
     try:
-        return getattr(importlib.import_module(module), run)(args) or 0
+        code = getattr(importlib.import_module(module), run)(args) or 0
+        quiet.release()  # the model stack's import-time warnings, held while the input was checked: to a log
+        return code
     except UserError as exc:
+        quiet.release(keep=False)  # bad input writes nothing, not even a log
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ def _shown(value) -> str:
 def run_advise(args) -> int:
     from core import paths
     from core.advisor import advise
-    from core.training import checkpoints
+    from core.training import checkpoints, estimate
 
     out = paths.out_file(args.out, "--out").resolve() if args.out else None  # checked before any work
     if args.backup:
@@ -56,7 +56,7 @@ def run_advise(args) -> int:
         report["backup"] = advise.backup_run(run, args.backup_dir)
     if diagnosis.scenario is not None:
         proposal, diff = advise.propose(run, diagnosis)
-        how_long = advise.estimate(proposal)
+        how_long = estimate.estimate(proposal)
         path = out or paths.home() / f"{proposal.name}.yaml"
         advise.write_proposal(proposal, diff, diagnosis, run, how_long, path)
         report["proposal"] = {

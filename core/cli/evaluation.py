@@ -1,4 +1,4 @@
-"""`umlstudio evaluate` and `umlstudio compare` (core/evaluation/evaluate.py does the work)."""
+"""`umlstudio evaluate`, `compare` and `score` (core/evaluation/evaluate.py and metrics.py do the work)."""
 
 import json
 import signal
@@ -22,6 +22,13 @@ def _dataset_args(parser) -> None:
     )
     config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens")
     config_option(parser, "--batch-size", "evaluation.batch_size")
+    config_option(parser, "--repetition", "evaluation.repetition")
+    for flag in ("--dry-multiplier", "--dry-base", "--dry-allowed-length", "--temperature", "--top-k", "--top-p"):
+        config_option(parser, flag, "evaluation." + flag[2:].replace("-", "_"))
+    config_option(parser, "--seed", "evaluation.seed")
+
+
+DECODING = ("repetition", "dry_multiplier", "dry_base", "dry_allowed_length", "temperature", "top_k", "top_p", "seed")
 
 
 def _config(args):
@@ -31,9 +38,16 @@ def _config(args):
     from core.config import EvaluationConfig
 
     try:
-        return EvaluationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        return EvaluationConfig(
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            samples=getattr(args, "samples", 1),
+            **{key: getattr(args, key) for key in DECODING},
+        )
     except ValidationError as exc:
         problem = exc.errors()[0]
+        if not problem["loc"]:  # a rule over several values: the samples asked without sampling
+            raise UserError(f"--samples {args.samples}: {problem['msg'].removeprefix('Value error, ')}") from None
         flag = "--" + str(problem["loc"][0]).replace("_", "-")
         raise UserError(f"{flag} {problem['input']}: {problem['msg'].lower()}") from None
 
@@ -60,13 +74,16 @@ def add_evaluate_args(parser) -> None:
         help="repair outputs PlantUML rejects (a second attempt given the error); scores the repaired "
         "outputs and reports the raw and repaired valid rates side by side",
     )
+    config_option(parser, "--samples", "evaluation.samples")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
 def run_evaluate(args) -> int:
+    from core import quiet
     from core.evaluation import evaluate
 
     _stop_on_sigterm()
+    quiet.import_stack("evaluate")  # the model stack's import-time warnings: to a log
     summary = evaluate.evaluate(
         args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args), repair=args.repair
     )
@@ -84,17 +101,92 @@ def add_compare_args(parser) -> None:
 
 
 def run_compare(args) -> int:
-    from core import paths
+    from core import paths, quiet
     from core.evaluation import evaluate
     from core.evaluation.report import write_compare
 
     _stop_on_sigterm()
+    quiet.import_stack("compare")
     refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]
     paths.out_file(args.out)  # checked before the long comparison, not after it
     result = evaluate.compare(refs, args.dataset, args.limit, args.split, base=args.base, config=_config(args))
     print(evaluate.format_compare(result))
     path = write_compare(result, args.out)
     print(f"wrote {path}")
+    return 0
+
+
+def add_score_args(parser) -> None:
+    from core.data.prompts import TYPE_NAMES
+
+    parser.add_argument("output", help="the PlantUML file to score (.puml; made anywhere)")
+    parser.add_argument("--reference", required=True, help="the PlantUML file it is scored against")
+    parser.add_argument(
+        "--type",
+        type=str.lower,  # types are case-insensitive for people: --type Class
+        help=f"the diagram type to score as: {', '.join(TYPE_NAMES)} (default: the reference's)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _puml(name: str, flag: str = "") -> str:
+    from pathlib import Path
+
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"{flag}{path}: file not found — pass an existing PlantUML file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{flag}{path}: not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
+
+
+def run_score(args) -> int:
+    """`umlstudio score OUTPUT.puml --reference REF.puml`: the per-type scores of one diagram against another."""
+    from core.evaluation import metrics
+    from core.inference.generate import check_type
+
+    check_type(args.type)
+    output, reference = _puml(args.output), _puml(args.reference, "--reference ")
+    try:
+        found = metrics.score_diagram(output, reference, args.type)
+    except ValueError:
+        raise UserError(
+            f"--reference {args.reference}: no PlantUML diagram in it — pass a file with @startuml … @enduml"
+        ) from None
+    found = {k: v for k, v in found.items() if k not in ("origin", "renders", "tokens", "latency_s")}
+    if args.json:
+        print(json.dumps(found))
+        return 0
+    kind = found["diagram_type"]
+
+    def shown(value) -> str:
+        if value is None:
+            return "— (the reference has none)"
+        return ("yes" if value else "no") if isinstance(value, bool) else f"{value:.2f}"
+
+    def f1(key: str) -> str:
+        if found[f"{key}_f1"] is None:
+            return shown(None)
+        return f"{shown(found[f'{key}_f1'])} ({shown(found[f'{key}_precision'])}, {shown(found[f'{key}_recall'])})"
+
+    relation = metrics.RELATIONS.get(kind, "relations by kind and direction")
+    lines = [
+        ("valid PlantUML", shown(found["syntax_valid"])),
+        ("diagram type", f"{found['output_type']} ({'right' if found['type_match'] else f'wanted {kind}'})"),
+        ("complete", shown(found["complete"])),
+        ("entity F1 (precision, recall)", f1("entity")),
+        (f"relation F1: {relation} (precision, recall)", f1("relation")),
+    ]
+    if kind in ("class", "er"):
+        lines += [("attribute F1", shown(found["attribute_f1"])), ("cardinality F1", shown(found["cardinality_f1"]))]
+    if kind == "activity":
+        lines.append(("branches", shown(found["branch_score"])))
+    lines.append(("not in the reference", ", ".join(found["hallucinated_entities"]) or "none"))
+    print(f"{args.output} against {args.reference}, scored as a {kind} diagram")
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"  {name:<{width}}  {value}")
     return 0
 
 

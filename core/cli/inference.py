@@ -1,5 +1,5 @@
-"""`umlstudio render`, `generate` and `export`, and the studio's generation worker (`generate-worker`,
-also started as `python -m core.inference.generate`). core/inference/ does the work."""
+"""`umlstudio render`, `generate`, `choose`, `serve` and `export`, and the studio's generation worker
+(`generate-worker`, also started as `python -m core.inference.generate`). core/inference/ does the work."""
 
 import math
 import signal
@@ -76,7 +76,9 @@ def add_generate_args(parser) -> None:
     from core.data.prompts import TYPE_NAMES
 
     parser.add_argument(
-        "--checkpoint", required=True, help="a checkpoint folder, a run folder (its latest checkpoint) or 'base'"
+        "--checkpoint",
+        help="a checkpoint folder, a run folder (its latest checkpoint) or 'base' "
+        "(default: the chosen model, see umlstudio choose)",
     )
     parser.add_argument("--prompt", required=True, help="the requirement to turn into PlantUML")
     parser.add_argument(
@@ -96,8 +98,9 @@ def add_generate_args(parser) -> None:
 
 
 def run_generate(args) -> int:
+    from core import quiet
     from core.data import prompts
-    from core.inference import generate
+    from core.inference import chosen, generate
 
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -107,9 +110,13 @@ def run_generate(args) -> int:
     if not args.prompt.strip():
         raise UserError("--prompt is empty — pass the requirement to turn into PlantUML")
     generate.check_type(args.type)
-    engine = generate.engine_for([args.checkpoint], args.base)
+    checkpoint, used = chosen.checkpoint_or_chosen(args.checkpoint)
+    quiet.import_stack("generate")
+    if used:
+        print(f"-- {used.line()}", file=sys.stderr)
+    engine = generate.engine_for([checkpoint], args.base)
     message = prompts.request(args.prompt, args.type)
-    row = engine.generate([message], args.checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair)[0]
+    row = engine.generate([message], checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair)[0]
     print(row.output)
     note = (" (cut off at --max-new-tokens)" if row.truncated else "") + (
         f" (stopped: {row.loop})" if row.looped else ""
@@ -164,6 +171,76 @@ def run_generate_worker(args) -> int:
     )
 
 
+# ---- choose and serve: use the new model ---------------------------------------------------------
+
+
+def add_choose_args(parser) -> None:
+    parser.add_argument(
+        "checkpoint", nargs="?", help="the checkpoint to choose: a checkpoint folder or a run folder (its latest)"
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--show", action="store_true", help="say which model is chosen")
+    what.add_argument("--clear", action="store_true", help="forget the chosen model")
+
+
+def run_choose(args) -> int:
+    """`umlstudio choose CHECKPOINT | --show | --clear`."""
+    from core.inference import chosen
+
+    if args.checkpoint and (args.show or args.clear):
+        raise UserError("give a CHECKPOINT to choose, or --show, or --clear — not both")
+    if args.show:
+        found = chosen.current()
+        print(found.line() if found else "no chosen model — choose one: umlstudio choose CHECKPOINT")
+    elif args.clear:
+        found = chosen.clear()
+        print(f"forgot the {found.line()}" if found else "no model was chosen")
+    elif args.checkpoint:
+        print(chosen.choose(args.checkpoint).line())
+        print("umlstudio generate, umlstudio serve and the playground use it when no checkpoint is given")
+    else:
+        raise UserError("give a CHECKPOINT to choose, or --show, or --clear")
+    return 0
+
+
+def add_serve_args(parser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        help="a checkpoint folder, a run folder (its latest checkpoint) or 'base' "
+        "(default: the chosen model, see umlstudio choose)",
+    )
+    parser.add_argument("--port", type=int, default=8000, help="the port on 127.0.0.1 (default: 8000; 0: any free)")
+    parser.add_argument(
+        "--repair", action="store_true", help="check each output with PlantUML and repair it when rejected"
+    )
+    config_option(parser, "--base", "model.base", overrides=True, lead="the base model for --checkpoint base: ")
+    config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens", lead="for a request without max_tokens: ")
+    config_option(parser, "--batch-size", "evaluation.batch_size", lead="requests decoded together at most: ")
+
+
+def run_serve(args) -> int:
+    """`umlstudio serve`: an OpenAI-compatible API on 127.0.0.1 (core/inference/serve.py)."""
+    from core.inference import chosen, generate, serve
+
+    if args.max_new_tokens < 1 or args.batch_size < 1:
+        raise UserError("--max-new-tokens and --batch-size must be at least 1")
+    ref, used = chosen.checkpoint_or_chosen(args.checkpoint)
+    checkpoint = str(generate.resolve_checkpoint(ref))
+    sock = serve.listen(args.port)
+    engine = generate.engine_for([checkpoint], args.base)
+    engine.prepare(checkpoint)
+    batcher = serve.Batcher(engine, checkpoint, repair=args.repair, slots=args.batch_size)
+    port = sock.getsockname()[1]
+    print(used.line() if used else f"model: {checkpoint}")
+    print(
+        f"serving {serve.model_id(checkpoint)} on http://{serve.HOST}:{port}/v1 "
+        f"(OpenAI-compatible; any api key){' with repair' if args.repair else ''} — Ctrl-C stops",
+        flush=True,
+    )
+    serve.run(sock, batcher, args.max_new_tokens)
+    return 0
+
+
 # ---- export ---------------------------------------------------------------------------------------
 
 
@@ -185,9 +262,11 @@ def _stop(signum, frame):
 
 
 def run_export(args) -> int:
+    from core import quiet
     from core.inference import export
 
     plan = export.check(args.checkpoint, args.out, args.format, args.gguf_type)
+    quiet.import_stack("export")
     signal.signal(signal.SIGTERM, _stop)  # the studio's Stop button
     info = export.run(plan)
     print(f"exported {plan.checkpoint} ({plan.format}) to {plan.out}: {', '.join(info['files'])}")

@@ -10,9 +10,12 @@ subclass to its parent and composition and aggregation from the whole to its par
 `A --|> B` and `A *-- B` forms). Rows built by core/data/datagen.py describe their conventions there.
 
 Files: `.jsonl` with rows in this format or PlantUCD's native rows (`HumanLang`, `PlantUML`, `Model`,
-`Output_AST`), or `.csv` with the columns prompt,plantuml[,diagram_type,category,source,origin]. A dataset
-is a folder holding train.jsonl, validation.jsonl and test.jsonl, or a single file that stands for
-whichever split is asked of it.
+`Output_AST`), or `.csv` with the columns prompt,plantuml[,diagram_type,category,source,origin]. Files in
+the common fine-tuning shapes (prompt/completion, Alpaca, chat turns, a text column) — `.jsonl`, `.csv`,
+`.json`, `.parquet` or a folder saved by `datasets` — are mapped by core/data/own.py (`data.columns`
+names the columns when detection cannot). A dataset is a folder holding train.jsonl, validation.jsonl and
+test.jsonl, a saved `datasets` folder (its splits), or a single file that stands for whichever split is
+asked of it.
 """
 
 import csv
@@ -29,13 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.data import datagen, prompts
-from core.data.rows import Row
+from core.data import datagen, own, prompts
+from core.data.rows import DIAGRAM_TYPES, Row
 from core import paths
 from core.errors import UserError
 from core.paths import DATA_DIR, ROOT
 
-DIAGRAM_TYPES = ("class", "sequence", "activity", "usecase", "state", "component", "er")
 RELATION_KINDS = (
     "inheritance", "realization", "composition", "aggregation", "association", "dependency",
     "message", "transition", "include", "extend", "flow",
@@ -52,6 +54,8 @@ _CSV_KEYS = ("prompt", "plantuml", "diagram_type", "category", "source", "origin
 # diagram type -> share; Any keys: the config's are Literal diagram types, a page's plain strings (a dict
 # is invariant in its key type, so dict[str, float] would refuse the config's)
 TypeWeights = Mapping[Any, float]
+# data.columns: role -> the user's column (Any keys for the same reason: the config's are Literal roles)
+Columns = Mapping[Any, str]
 
 
 # PlantUCD arrow -> (kind, True when the class holding the relation node is its target)
@@ -80,24 +84,64 @@ _TYPE_PATTERNS = (
 # ---- loading ----------------------------------------------------------------------------------
 
 
-def load_rows(path) -> list[Row]:
-    """Read a .jsonl or .csv file into canonical rows; any bad input is a one-line UserError."""
+def load_rows(path, columns: Columns | None = None) -> list[Row]:
+    """Read a dataset file into canonical rows (`read`), saying on stderr which rows were left out; any bad
+    input is a one-line UserError."""
+    mapped = read(path, columns)
+    notice = mapped.notice(str(path))
+    if notice:
+        print(notice, file=sys.stderr)
+    return mapped.rows
+
+
+def read(path, columns: Columns | None = None, split: str | None = None) -> own.Mapped:
+    """A .jsonl, .csv, .json or .parquet file, or one `split` of a folder saved by `datasets`, read into
+    canonical rows: the rows, the shape and columns they were mapped from, and the rows left out (counted).
+    `columns` is data.columns (core/data/own.py); a file with our own columns is read as ours."""
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO, a device, a socket: a read may never end
-        raise UserError(f"{path}: not a regular file (a FIFO, device or socket); give the path of a .jsonl or .csv "
-                        f"dataset file")
-    if not path.is_file():
-        raise UserError(f"{path}: no such file; give the path of a .jsonl or .csv dataset file")
-    if path.suffix not in (".jsonl", ".csv"):
-        raise UserError(
-            f"{path}: unsupported file type '{path.suffix}'; use .jsonl (one JSON object a line) "
-            f"or .csv (columns {CSV_COLUMNS})"
-        )
-    text = _utf8(path)
-    rows = _read_jsonl(path, text) if path.suffix == ".jsonl" else _read_csv(path, text)
-    if not rows:
+    if own.is_saved(path):
+        mapped = _read_table(path, split, columns)
+    else:
+        if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO, a device, a socket: may never end
+            raise UserError(f"{path}: not a regular file (a FIFO, device or socket); give the path of a .jsonl or "
+                            f".csv dataset file")
+        if not path.is_file():
+            raise UserError(f"{path}: no such file; give the path of a .jsonl or .csv dataset file")
+        if path.suffix not in (".jsonl", ".csv", ".json", ".parquet"):
+            raise UserError(
+                f"{path}: unsupported file type '{path.suffix}'; use .jsonl (one JSON object a line), "
+                f".csv (columns {CSV_COLUMNS}), .json, .parquet or a folder saved by datasets"
+            )
+        if path.suffix in (".json", ".parquet"):
+            mapped = _read_table(path, None, columns)
+        else:
+            text = _utf8(path)
+            mapped = _read_jsonl(path, text, columns) if path.suffix == ".jsonl" else _read_csv(path, text, columns)
+    if not mapped.read:
         raise UserError(f"{path}:1: the file holds no rows; add at least one prompt/plantuml row")
-    return rows
+    if not mapped.rows:
+        raise UserError(f"{mapped.notice(str(path))} — none is left: give rows whose answer holds a @startuml block")
+    return mapped
+
+
+def _ours(columns: set[str], mapping: Columns | None) -> bool:
+    """Whether a file with these columns holds our own rows (or PlantUCD's): then data.columns does not apply."""
+    if "HumanLang" in columns:
+        return True
+    return {"prompt", "plantuml"} <= columns if mapping else "plantuml" in columns
+
+
+def _read_table(path: Path, split: str | None, columns: Columns | None) -> own.Mapped:
+    """A file or saved split read with `datasets`: our own columns as ours, other shapes mapped."""
+    table = own.load(path, split)
+    where = f"{path}{f' ({split})' if split else ''}"
+    names = set(table.column_names)
+    if _ours(names, columns):
+        rows = [_from_canonical({k: v for k, v in record.items() if v is not None}, path, i)
+                for i, record in enumerate(table, start=1)]
+        return own.Mapped("ours", {"prompt": "prompt", "plantuml": "plantuml"}, rows, read=len(rows))
+    shape, found = own.shape_of(names, where, dict(columns or {}))
+    return own.map_records([(f"{where}: row {i}", r) for i, r in enumerate(table, start=1)], shape, found, path.name)
 
 
 def _utf8(path: Path) -> str:
@@ -113,8 +157,8 @@ def _utf8(path: Path) -> str:
         ) from None
 
 
-def _read_jsonl(path: Path, text: str) -> list[Row]:
-    rows = []
+def _read_jsonl(path: Path, text: str, columns: Columns | None = None) -> own.Mapped:
+    records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -125,6 +169,14 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
             raise UserError(f"{where}: not valid JSON ({e.msg}); write one JSON object per line") from None
         if not isinstance(obj, dict):
             raise UserError(f"{where}: a row must be a JSON object; write {{\"prompt\": ..., \"plantuml\": ...}}")
+        records.append((number, obj))
+    keys = {key for _, obj in records for key in obj}
+    if records and not _ours(keys, columns):
+        shape, found = own.shape_of(keys, str(path), dict(columns or {}))
+        return own.map_records([(f"{path}:{n}", obj) for n, obj in records], shape, found, path.name)
+    rows = []
+    for number, obj in records:
+        where = f"{path}:{number}"
         if "HumanLang" not in obj:
             rows.append(_from_canonical(obj, path, number))
         elif isinstance(obj["HumanLang"], str) and not obj["HumanLang"].strip():
@@ -132,25 +184,30 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
                   file=sys.stderr)
         else:
             rows.append(_from_plantucd(obj, where))
-    return rows
+    return own.Mapped("ours", {"prompt": "prompt", "plantuml": "plantuml"}, rows, read=len(rows))  # skips said
 
 
-def _read_csv(path: Path, text: str) -> list[Row]:
-    rows = []
+def _read_csv(path: Path, text: str, columns: Columns | None = None) -> own.Mapped:
+    rows, records = [], []
     with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        if "prompt" not in columns or "plantuml" not in columns:
-            raise UserError(
-                f"{path}:1: the header lacks the columns prompt and plantuml (found: {','.join(columns) or 'none'}); "
-                f"start the file with the header line {CSV_COLUMNS}"
-            )
+        header = reader.fieldnames or []
         first_line = 2
         for record in reader:
-            fields = {key: record[key] for key in _CSV_KEYS if record.get(key)}
-            rows.append(_from_canonical(fields, path, first_line))
+            records.append((first_line, record))
             first_line = reader.line_num + 1
-    return rows
+    if not _ours(set(header), columns) and (columns or own.fitting(set(header))):
+        shape, found = own.shape_of(set(header), str(path), dict(columns or {}))
+        return own.map_records([(f"{path}:{n}", r) for n, r in records], shape, found, path.name)
+    if "prompt" not in header or "plantuml" not in header:
+        raise UserError(
+            f"{path}:1: the header lacks the columns prompt and plantuml (found: {','.join(header) or 'none'}); "
+            f"start the file with the header line {CSV_COLUMNS}, or map yours in data.columns"
+        )
+    for line, record in records:
+        fields = {key: record[key] for key in _CSV_KEYS if record.get(key)}
+        rows.append(_from_canonical(fields, path, line))
+    return own.Mapped("ours", {"prompt": "prompt", "plantuml": "plantuml"}, rows, read=len(rows))
 
 
 def _from_canonical(obj: dict, path: Path, line: int) -> Row:
@@ -388,25 +445,42 @@ def resolve_dataset(name_or_path) -> Path:
             return candidate
     raise UserError(
         f"{name_or_path}: no such dataset; give a folder holding train.jsonl, validation.jsonl and "
-        f"test.jsonl (e.g. data/default) or a .jsonl/.csv file"
+        f"test.jsonl (e.g. data/default), a folder saved by datasets, or a .jsonl/.csv/.json/.parquet file"
     )
 
 
-def load_split(name_or_path, split: str) -> list[Row]:
-    """The rows of one split of a dataset folder; a single file is returned whole for any split."""
+def load_split(name_or_path, split: str, columns: Columns | None = None) -> list[Row]:
+    """The rows of one split of a dataset folder (or of a folder saved by `datasets`); a single file (or
+    one saved Dataset) is returned whole for any split. `columns`: data.columns."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     path = resolve_dataset(name_or_path)
-    return load_rows(path / f"{split}.jsonl" if path.is_dir() else path)
+    if own.is_saved(path):
+        mapped = read(path, columns, split)
+        notice = mapped.notice(f"{path} ({split})")
+        if notice:
+            print(notice, file=sys.stderr)
+        return mapped.rows
+    return load_rows(path / f"{split}.jsonl" if path.is_dir() else path, columns)
 
 
 # ---- counting, filtering, writing -------------------------------------------------------------
 
 
-def counts(dataset) -> dict[str, dict[str, int]]:
+def counts(dataset, columns: Columns | None = None) -> dict[str, dict[str, int]]:
     """Rows per split and diagram type (zeros included). A folder counts the splits it holds; a
     single file counts as one column named after the file."""
-    return {name: type_counts(load_rows(file)) for name, file in split_files(resolve_dataset(dataset)).items()}
+    return {name: type_counts(mapped.rows) for name, mapped in parts(dataset, columns).items()}
+
+
+def parts(dataset, columns: Columns | None = None) -> dict[str, own.Mapped]:
+    """Each split a dataset holds, read (`read`): a folder's splits by name, a saved DatasetDict's splits,
+    or a single file (or one saved Dataset) under its own name."""
+    path = resolve_dataset(dataset)
+    if own.is_saved(path):
+        splits: list[str | None] = [*own.saved_splits(path)] or [None]  # None: one saved Dataset, whole
+        return {split or path.name: read(path, columns, split) for split in splits}
+    return {name: read(file, columns) for name, file in split_files(path).items()}
 
 
 def split_files(path: Path) -> dict[str, Path]:
@@ -508,20 +582,25 @@ def mix(rows: list[Row], type_weights: TypeWeights, seed: int, n: int | None = N
     return picked
 
 
-def training_rows(source: str, type_weights: TypeWeights | None, seed: int) -> list[Row]:
+def training_rows(
+    source: str, type_weights: TypeWeights | None, seed: int, columns: Columns | None = None
+) -> list[Row]:
     """The rows a phase trains on: the train split of `source` mixed by `type_weights` (`mix`), or as
     they are when `type_weights` is None (a train_file keeps the mix it was made with). The plan checks
-    them, the time estimate counts them and the worker trains them. UserError when there are none."""
-    rows = load_split(source, "train")
+    them, the time estimate counts them and the worker trains them. UserError when there are none.
+    `columns`: data.columns, for a file in another shape (core/data/own.py)."""
+    rows = load_split(source, "train", columns)
     if not rows:
         raise UserError(f"data: {source} has no training rows — point data.dataset or data.train_file at a JSONL with rows")
     return rows if type_weights is None else mix(rows, type_weights, seed)
 
 
-def validation_rows(source: str, type_weights: TypeWeights, seed: int, n: int) -> list[Row]:
+def validation_rows(
+    source: str, type_weights: TypeWeights, seed: int, n: int, columns: Columns | None = None
+) -> list[Row]:
     """The same validation rows at every evaluation: a seeded sample of `n` (at most all of them) with
     each type's share of `type_weights`."""
-    rows = load_split(source, "validation")
+    rows = load_split(source, "validation", columns)
     return mix(rows, type_weights, seed, n=min(n, len(rows)))
 
 
@@ -635,28 +714,32 @@ def _jsonl(rows: list[Row]) -> str:
 # ---- what `umlstudio data` (core/cli/data.py) and the Data page show ------------------------------
 
 
-def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: dict | None = None) -> dict:
+def describe(dataset, seed: int = 0, max_seq_length: int = 512, type_weights: dict | None = None,
+             columns: Columns | None = None) -> dict:
     """What `umlstudio data` and the Data page show of a dataset: rows per split and type
     ("counts"), the mix of each split ("mix"), the mix of the train rows a phase sees with
     `type_weights` (default: the config's, equal shares) ("phase_mix"), the rows over
-    max_seq_length per split ("long"), and the build manifest when there is one ("manifest")."""
+    max_seq_length per split ("long"), the build manifest when there is one ("manifest"), and how each
+    split was read ("mapped": its shape, {role: column}, rows read, kept and left out, and 3 example rows)."""
     from core.training import models
     from core.config import DataConfig
 
     path = resolve_dataset(dataset)
-    parts = {name: load_rows(file) for name, file in split_files(path).items()}
-    table = {name: type_counts(rows) for name, rows in parts.items()}
+    read_parts = parts(path, columns)
+    rows_of = {name: mapped.rows for name, mapped in read_parts.items()}
+    table = {name: type_counts(rows) for name, rows in rows_of.items()}
     weights = type_weights if type_weights is not None else DataConfig().type_weights
-    train = parts.get("train") or next(iter(parts.values()))
+    train = rows_of.get("train") or next(iter(rows_of.values()))
     manifest = path / MANIFEST if path.is_dir() else None
     return {
         "dataset": str(path),
         "counts": table,
-        "mix": {name: mix_table(rows) for name, rows in parts.items()},
+        "mix": {name: mix_table(rows) for name, rows in rows_of.items()},
         "phase_mix": {"type_weights": weights, "seed": seed, **mix_table(mix(train, weights, seed))},
         "long": {"max_seq_length": max_seq_length,
-                 **{name: long_rows(rows, max_seq_length, models.embedded_dir()) for name, rows in parts.items()}},
+                 **{name: long_rows(rows, max_seq_length, models.embedded_dir()) for name, rows in rows_of.items()}},
         "manifest": json.loads(manifest.read_text(encoding="utf-8")) if manifest and manifest.is_file() else None,
+        "mapped": {name: {**mapped.to_dict(), "examples": mapped.rows[:3]} for name, mapped in read_parts.items()},
     }
 
 
@@ -666,13 +749,26 @@ def stamp(dataset) -> float:
     from core.training import models
 
     path = Path(dataset)
-    files = [path, *path.glob("*.jsonl"), models.embedded_dir() / "tokenizer.json"]
+    saved = [*path.glob("*.json"), *path.glob("*.arrow"), *path.glob("*/*.json"), *path.glob("*/*.arrow")]
+    files = [path, *path.glob("*.jsonl"), *saved, models.embedded_dir() / "tokenizer.json"]
     return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
+
+
+def columns_in_words(columns: dict[str, str]) -> str:
+    """A {role: column} mapping as "prompt ← question, plantuml ← answer"."""
+    return ", ".join(f"{role} ← {column}" for role, column in columns.items())
 
 
 def format_report(report: dict) -> str:
     """`describe`'s report as text: the counts table, then the mixes, long rows and what the build dropped."""
     lines = [format_counts(report["counts"]), ""]
+    for name, mapped in report["mapped"].items():  # how their own data was read (our own files say nothing)
+        if mapped["shape"] != "ours" or mapped["left_out"]:
+            left = ", ".join(f"{n} with {why}" for why, n in mapped["left_out"].items()) or "none"
+            lines.append(f"{name}: read as {mapped['shape']} ({columns_in_words(mapped['columns'])}): "
+                         f"{mapped['kept']} of {mapped['read']} rows kept; left out: {left}")
+    if lines[-1]:
+        lines.append("")
     for name, table in report["mix"].items():
         lines.append(format_mix(f"{name}: {sum(e['rows'] for e in table['type'].values())} rows", table))
     weights = ", ".join(f"{t} {w:g}" for t, w in report["phase_mix"]["type_weights"].items())

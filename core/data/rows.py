@@ -4,6 +4,8 @@ core.data imports, can name it too."""
 
 from typing import TypedDict
 
+DIAGRAM_TYPES = ("class", "sequence", "activity", "usecase", "state", "component", "er")
+
 
 class Row(TypedDict):
     prompt: str

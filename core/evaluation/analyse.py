@@ -1,7 +1,9 @@
 """Read a PlantUML diagram's structure: its type, entities and relations, without PlantUML.
 
-`analyse(text, expected_type)` takes the first @startuml…@enduml block (text outside it, markdown
-fences, comments, notes, titles and skinparams are ignored), decides the diagram type from line
+`analyse(text, expected_type)` takes the @startuml…@enduml block PlantUML draws
+(`render.drawn_span`: the first closed block; a second @startuml before the @enduml starts it
+again, as PlantUML does; text outside it, markdown fences, comments, notes, titles and skinparams
+are ignored), decides the diagram type from line
 evidence, and parses with that type's rules:
 
 - class / er: class, abstract, interface, enum, entity declarations (members inside `{}` are
@@ -34,6 +36,8 @@ otherwise the type the evidence says. Text with no PlantUML evidence (prose, Pyt
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+
+from core.inference.render import drawn_span
 
 TYPES = ("class", "sequence", "activity", "usecase", "state", "component", "er")
 MAX_LINE = 1000
@@ -93,14 +97,13 @@ _SETTING = re.compile(
 
 
 def _block(text: str) -> tuple[list[str], bool, bool]:
-    """(lines of the first diagram, whether it has both @start and @end, whether it is a @startuml)."""
+    """(lines of the diagram PlantUML draws, whether it has both @start and @end, whether it is a @startuml)."""
     lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lines = [line for line in lines if not line.startswith("```")]
-    begin = next((i for i, line in enumerate(lines) if line.lower().startswith("@start")), None)
+    begin, end = drawn_span(lines)
     if begin is None:
         return lines, False, True
-    end = next((i for i in range(begin + 1, len(lines)) if lines[i].lower().startswith("@end")), None)
-    is_uml = re.match(r"@startuml\b", lines[begin], re.I) is not None
+    is_uml = re.match(r"@startuml\b", lines[begin]) is not None
     return lines[begin + 1 : end], end is not None, is_uml
 
 
@@ -663,7 +666,7 @@ def _parse_activity(lines: list[str]) -> _Builder:
 
 
 def analyse(text: str, expected_type: str | None = None) -> Diagram:
-    """The type, entities and relations of the first diagram in `text`; never raises."""
+    """The type, entities and relations of the diagram PlantUML draws from `text`; never raises."""
     lines, closed, is_uml = _block(text or "")
     lines = _clean(lines)
     complete = closed and _balanced(lines)

@@ -13,7 +13,9 @@ checkpoint with the sign test on the same prompts: better, worse or within noise
 Each generation is stored under a settings key: sha256 of the message, the decoding settings and the
 checkpoint's manifest sha256. A later evaluation with the same settings takes its outputs from the
 store instead of generating them again (and does not load the model when every row is there): the
-A/B viewer and `compare` rely on that. Scores are always recomputed from the outputs.
+A/B viewer and `compare` rely on that. Scores are always recomputed from the outputs. With
+`evaluation.samples` k > 1 (sampling), the other k - 1 samples of each prompt are stored under their
+own keys and the summary adds pass@k for valid PlantUML with its 95% interval.
 
 Missing outputs are generated a batch at a time, the checkpoints in turn, and each batch is scored
 and stored as soon as it ends (its generations first belong to no evaluation; the evaluation links
@@ -37,7 +39,7 @@ from core import data, jobs, store
 from core.config import EvaluationConfig, QualityConfig
 from core.data import prompts
 from core.errors import UserError
-from core.evaluation import metrics
+from core.evaluation import metrics, stats
 from core.inference import generate
 from core.inference.render import SyntaxResult, render, syntax_check
 from core.training import checkpoints, models
@@ -58,8 +60,7 @@ def short_name(ckpt) -> str:
 def decoding_settings(base_resolved: str, config: EvaluationConfig) -> dict:
     """Everything besides prompt and weights that decides an output."""
     return {
-        "decoding": "greedy",
-        "seed": generate.SEED,
+        **generate.Decoding.of(config).settings(),
         "stop": generate.STOP,
         "max_new_tokens": config.max_new_tokens,
         "batch_size": config.batch_size,
@@ -211,7 +212,11 @@ def _scored(
 def _generation_row(
     ckpt_label: str, r: dict, settings: dict, evaluation_id: str | None, stamp
 ) -> store.evaluations.Generation:
-    decoding = {"max_new_tokens": settings["max_new_tokens"], "repair": bool(settings.get("repair"))}
+    decoding = {
+        "max_new_tokens": settings["max_new_tokens"],
+        "repair": bool(settings.get("repair")),
+        "greedy": settings["decoding"] == "greedy" and "repetition" not in settings,  # the A/B viewer shows these
+    }
     return store.evaluations.Generation(
         id=r.get("generation_id") or store.new_id(),
         evaluation_id=evaluation_id,
@@ -258,15 +263,25 @@ class _Plan:
 
 
 def _evaluate(
-    ckpts: list, rows: list[data.Row], config: EvaluationConfig, base_resolved: str, progress: bool, repair: bool
+    ckpts: list,
+    rows: list[data.Row],
+    config: EvaluationConfig,
+    base_resolved: str,
+    progress: bool,
+    repair: bool,
+    sample: int = 0,
 ) -> list[tuple[dict, list[dict]]]:
     """Every checkpoint on the same rows: stored outputs reused; the missing ones generated a batch at
     a time, each checkpoint in turn (so side-by-side rows fill in early), scored and stored as each
     batch ends; the job's progress.json counts them. Returns (summary without verdict, scored rows)
-    per checkpoint."""
+    per checkpoint. `sample` > 0: another of each prompt's samples (stored under its own key)."""
     from tqdm import tqdm
 
-    settings = decoding_settings(base_resolved, config) | ({"repair": True} if repair else {})
+    settings = (
+        decoding_settings(base_resolved, config)
+        | ({"repair": True} if repair else {})
+        | ({"sample": sample} if sample else {})
+    )
     messages = [message(row) for row in rows]
     plans = []
     for ckpt in ckpts:
@@ -304,6 +319,8 @@ def _evaluate(
                         batch_size=config.batch_size,
                         progress=advance,
                         repair=repair,
+                        decoding=generate.Decoding.of(config),
+                        sample=sample,
                     )
                     repaired_s = sum(g.repair_s for g in made)  # each row carries its share of its batch's
                     plan.repair_s += repaired_s
@@ -393,15 +410,35 @@ def run(
     save=False the caller stores the evaluation later with `save_evaluation(summary, rows)`."""
     config = config or EvaluationConfig()
     _check_limit(limit)
+    if config.samples > 1 and repair:
+        raise UserError("--samples with --repair: pass@k counts the model's own outputs — leave out --repair")
     ckpt = generate.resolve_checkpoint(checkpoint)
     source, rows = _rows(dataset, split, limit or config.limit)  # before the base model is prepared or loaded
     base_resolved = generate.common_base([label(ckpt)], base)
     started = time.perf_counter()
     [(summary, scored)] = _evaluate([ckpt], rows, config, base_resolved, progress, repair)
+    if config.samples > 1:
+        summary["pass_at_k"] = _pass_at_k(ckpt, rows, scored, config, base_resolved, progress)
     _finish(summary, scored, ckpt, source, split, limit or config.limit, started)
     if save:
         save_evaluation(summary, scored)
     return summary, scored
+
+
+def _pass_at_k(ckpt, rows: list[data.Row], scored: list[dict], config: EvaluationConfig, base_resolved, progress):
+    """pass@k for valid PlantUML: the share of prompts with a valid output among their k samples (the
+    scored rows are sample 0; samples 1..k-1 are generated or served from the store), with its 95%
+    Wilson interval, overall and per diagram type."""
+    valid = [bool(r["metrics"]["syntax_valid"]) for r in scored]
+    for sample in range(1, config.samples):
+        [(_, more)] = _evaluate([ckpt], rows, config, base_resolved, progress, False, sample)
+        valid = [v or bool(r["metrics"]["syntax_valid"]) for v, r in zip(valid, more)]
+    found = {"k": config.samples, **stats.estimate(valid)}
+    types = sorted({row["diagram_type"] for row in rows})
+    found["per_type"] = {
+        t: stats.estimate([v for v, row in zip(valid, rows) if row["diagram_type"] == t]) for t in types
+    }
+    return found
 
 
 def save_evaluation(summary: dict, scored: list[dict]) -> None:
@@ -534,8 +571,8 @@ def stored_outputs(
     ckpts: list[str], rows: list[data.Row], max_new_tokens: int | None = None
 ) -> dict[tuple[str, int], dict]:
     """(checkpoint, row index) -> {"output", "metrics"}: the newest stored output of each checkpoint
-    for each row's message (without repair; with `max_new_tokens`, only outputs made with that token
-    budget), scored again (`rescore`); pairs never generated are absent."""
+    for each row's message (greedy, without repair; with `max_new_tokens`, only outputs made with that
+    token budget), scored again (`rescore`); pairs never generated are absent."""
     wanted = {message(row): i for i, row in enumerate(rows)}
     outputs = {}
     for hit in store.evaluations.newest_outputs(ckpts, list(wanted), max_new_tokens):
@@ -642,6 +679,14 @@ def format_summary(summary: dict) -> str:
                 f"{summary['repair_s'] / summary['generation_s']:.2f}x the generation's {summary['generation_s']:.1f} s"
             ]
             if summary.get("repair_s") is not None and summary.get("generation_s")
+            else []
+        ),
+        *(
+            [
+                "pass@{k}      {value:.3f} ({low:.2f}–{high:.2f}, n {n}): prompts with valid PlantUML among "
+                "their {k} samples".format(**summary["pass_at_k"])
+            ]
+            if summary.get("pass_at_k")
             else []
         ),
         "",

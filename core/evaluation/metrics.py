@@ -43,7 +43,7 @@ from typing import Any
 from core.config import QualityConfig
 from core.evaluation import stats
 from core.evaluation.analyse import Diagram, Relation, analyse, normalise
-from core.inference.render import SyntaxResult
+from core.inference.render import SyntaxResult, syntax_check
 
 MAX_FAILING = 5
 SIMILAR = 0.5  # word overlap (Jaccard of content words) at which two actions or two labels match
@@ -311,6 +311,31 @@ def score(
         "tokens": tokens,
         "latency_s": latency_s,
     }
+
+
+# what relation F1 counts, per diagram type (how `umlstudio score` names it)
+RELATIONS = {"sequence": "messages in order", "activity": "control-flow edges", "state": "transitions with events"}
+
+
+def score_diagram(output: str, reference: str, diagram_type: str | None = None) -> dict:
+    """`umlstudio score`: one diagram against another, as an evaluation scores an output against its
+    reference (the same `score`, with PlantUML's verdict on the output). The type is `diagram_type`,
+    else the reference's; the prompt is unknown, so an entity counts as hallucinated when the
+    reference does not have it. The reference must hold a diagram (ValueError otherwise)."""
+    wanted = analyse(reference, diagram_type).type
+    if wanted == "unknown":
+        raise ValueError("no PlantUML diagram in the reference")
+    return score(
+        output,
+        reference,
+        "",
+        diagram_type or wanted,
+        syntax=syntax_check([output])[0],
+        renders=None,
+        truncated=False,
+        tokens=0,
+        latency_s=0.0,
+    )
 
 
 def row_score(row: dict) -> float:

@@ -6,6 +6,10 @@ Every count comes from the same rows the verdict judged (`examples`: the `metric
 says which of the other items' failures keep its rows out.
 """
 
+from pathlib import Path
+
+from core import paths
+
 
 def _count(examples: list[dict], test) -> int:
     return sum(1 for row in examples if test(row))
@@ -109,3 +113,16 @@ def verdict_sentence(judged: dict) -> str:
         parts.append(f"{len(unsure)} cannot be told yet ({', '.join(unsure)})")
     label = "Bad" if judged["label"] == "bad" else "Not yet good"
     return f"{label}: {'; '.join(parts)}."
+
+
+def evaluation_words(evaluation) -> str:
+    """Which rows an evaluation (store.evaluations.Evaluation) judged, in words: how many, of which split of
+    which dataset, how they were sampled, and when, e.g. "20 test rows of data/default (a seeded sample:
+    every diagram type in turn, seed 0), 2026-12-07 10:30 (UTC)"."""
+    summary = evaluation.summary
+    split = summary.get("split") or (evaluation.settings or {}).get("split") or "test"
+    sample = summary.get("sample") or {}
+    how = f" (a seeded sample: every diagram type in turn, seed {sample['seed']})" if "seed" in sample else ""
+    dataset = Path(evaluation.dataset)
+    shown = dataset.relative_to(paths.ROOT) if dataset.is_relative_to(paths.ROOT) else dataset  # data/default
+    return f"{evaluation.n} {split} rows of {shown}{how}, {evaluation.created_at:%Y-%m-%d %H:%M} (UTC)"

@@ -10,9 +10,12 @@ Prompts are user messages (`prompts.request`: the wanted diagram type, then the 
 formatted by `prompts.chat_prompt`, the one function training uses too. A prompt that does not fit
 the model's context with `max_new_tokens` is refused with the numbers before anything runs.
 
-Decoding is greedy, so two checkpoints' outputs differ only because their weights differ, and a
-row's output is the one it gets alone (padding changes float sums in their last bits at most; the
-tests and the benchmark compare token for token). **Continuous batching**: up to
+Decoding is greedy by default, so two checkpoints' outputs differ only because their weights differ,
+and a row's output is the one it gets alone (padding changes float sums in their last bits at most;
+the tests and the benchmark compare token for token). `Decoding` adds a repetition control (DRY: a
+token that would extend a repeat of the row's own output is penalised, so a loop is steered away
+from before the loop guard would have to cut it) and sampling (temperature, top-k, top-p, a seeded
+generator per row); greedy with neither stays the batched argmax. **Continuous batching**: up to
 `batch_size` rows share one forward pass per token, each in its own slot of one KV cache that is
 allocated once and written in place (`_Slab`: a row at its own length, a 4-D mask, attention that
 reads the cache where it is). A row leaves as soon as it ends — `@enduml` (on its decoded text;
@@ -45,7 +48,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import paths
@@ -190,6 +193,7 @@ class _Row:
     ids: list[int]  # the prompt's token ids (for a second attempt: prompt + the kept lines)
     limit: int  # max new tokens
     runner_up: bool = False  # take the second-best token at the first step (a second attempt)
+    rng: object = None  # the row's torch.Generator when it samples
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     lines: int = 0  # tokens whose text is settled: the text up to the last completed line
@@ -302,6 +306,131 @@ def _pick(logits, runner_up: bool) -> int:
     return int(logits.topk(2).indices[1]) if runner_up else int(logits.argmax())
 
 
+# ---- how the next token is chosen --------------------------------------------------------------
+
+# lines PlantUML repeats by design: a repeat of them is never penalised
+STRUCTURE_LINES = frozenset(
+    "start stop end else endif endwhile endswitch fork split repeat detach kill } { -- .. == __ @enduml".split()
+    + ["fork again", "end fork", "split again", "end split", "end note", "end box", "end group", "end legend"]
+)
+# lines starting with these words repeat in references too (`else (no)`, `activate DB`, `end note`)
+STRUCTURE_START = re.compile(
+    r"(?:else|elseif|end(?:if|while|switch)?|activate|deactivate|return|fork again|split again)\b"
+)
+MAX_REPEAT = 32  # tokens a repeat is followed back at most (its penalty is past any logit gap long before)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How each next token is chosen (`evaluation.*` in core/config.py says what each field does).
+
+    The default is greedy, the evaluation's reference. `repetition="dry"` penalises, before the pick,
+    every token that would extend a repeat of what the row already wrote (llama.cpp's DRY sampler):
+    where the row's last n tokens (n >= `dry_allowed_length`) occurred before, the token that followed
+    them then loses `dry_multiplier * dry_base ** (n - dry_allowed_length)` from its logit. Only the
+    row's own output counts (copying names from the prompt is what it should do). Unlike llama.cpp's
+    default, a newline does not break a repeat: a PlantUML loop is whole short lines, which a
+    repeat cut at each newline never makes long enough to penalise. A token is never penalised where
+    the line it would make is still the start of a structure line (`end`, `else`, `endif`, `}`, ...)
+    or starts with a word that starts them (`else (no)`, `activate DB`: references repeat those).
+    `temperature` > 0 samples (after `top_k`, `top_p`) from a generator of the row's own, seeded by
+    `seed`, the prompt and the sample's number, so a row draws the same output in any batch."""
+
+    repetition: str = "none"  # none | dry
+    dry_multiplier: float = 0.8
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = SEED
+
+    @classmethod
+    def of(cls, config) -> "Decoding":
+        """The decoding an EvaluationConfig asks for."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+    @property
+    def plain(self) -> bool:
+        """Greedy with nothing added: the batched argmax, token-identical to transformers' greedy decoding."""
+        return self.repetition == "none" and self.temperature == 0
+
+    def settings(self) -> dict:
+        """What decides an output besides prompt and weights (part of a stored output's settings key);
+        greedy's is what it always was, so outputs stored before these settings existed are reused."""
+        found: dict = {"decoding": "greedy" if self.temperature == 0 else "sample", "seed": self.seed}
+        if self.repetition != "none":
+            found |= {
+                "repetition": self.repetition,
+                "dry": [self.dry_multiplier, self.dry_base, self.dry_allowed_length],
+            }
+        if self.temperature:
+            found |= {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+        return found
+
+
+GREEDY = Decoding()
+
+
+def row_seed(seed: int, message: str, sample: int = 0) -> int:
+    """The seed of one row's generator: the same for the same prompt, sample number and seed."""
+    return int.from_bytes(hashlib.sha256(f"{seed}|{sample}|{message}".encode()).digest()[:8], "big") >> 1
+
+
+def repeats(tokens: list[int], allowed: int) -> dict[int, int]:
+    """For each token that would extend a repeat: the length of the longest repeat it extends (at
+    least `allowed`). A repeat is the end of `tokens` (n of them, at most MAX_REPEAT) written before;
+    the token that followed it then extends it."""
+    found: dict[int, int] = {}
+    if not tokens:
+        return found
+    last, end = tokens[-1], len(tokens) - 1
+    for i in range(end):
+        if tokens[i] != last:
+            continue
+        length = 1
+        while length <= i and length < MAX_REPEAT and tokens[i - length] == tokens[end - length]:
+            length += 1
+        following = tokens[i + 1]
+        if length >= allowed and length > found.get(following, 0):
+            found[following] = length
+    return found
+
+
+def _structure(line: str) -> bool:
+    """Whether `line` (a line being written) is still the start of a structure line, or starts with a
+    word such lines start with."""
+    line = line.strip()
+    return bool(line) and (
+        any(known.startswith(line) for known in STRUCTURE_LINES) or bool(STRUCTURE_START.match(line))
+    )
+
+
+def choose(logits, tokens: list[int], line: str, decoding: Decoding, text_of, rng=None, runner_up: bool = False) -> int:
+    """The next token of a row from its logits (1-D), given the row's tokens so far, the line it is
+    writing (the text after its last newline) and `text_of(token)`, a token's text."""
+    import torch
+
+    if decoding.plain:
+        return _pick(logits, runner_up)
+    logits = logits.float().clone()
+    if decoding.repetition == "dry":
+        for token, length in repeats(tokens, decoding.dry_allowed_length).items():
+            if not _structure(line + text_of(token)):
+                logits[token] -= decoding.dry_multiplier * decoding.dry_base ** (length - decoding.dry_allowed_length)
+    if runner_up or decoding.temperature == 0:
+        return _pick(logits, runner_up)
+    logits /= decoding.temperature
+    if decoding.top_k:
+        kept = logits.topk(min(decoding.top_k, logits.numel())).values[-1]
+        logits[logits < kept] = -torch.inf
+    if decoding.top_p < 1:
+        ordered, order = logits.sort(descending=True)
+        probs = ordered.softmax(-1)
+        logits[order[(probs.cumsum(-1) - probs) >= decoding.top_p]] = -torch.inf  # the most likely always stays
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=rng))
+
+
 # ---- the engine -------------------------------------------------------------------------------
 
 
@@ -319,6 +448,7 @@ class Engine:
         self.peft = None  # the PeftModel wrapping self.model once an adapter is loaded
         self.adapters: OrderedDict[str, tuple[tuple, str]] = OrderedDict()  # path -> (signature, name)
         self._lock = threading.RLock()
+        self._texts: dict[int, str] = {}  # token id -> its text (for the repetition control)
 
     def _adapter(self, ckpt: Path) -> str:
         """Load the checkpoint's adapter if it is not loaded (or changed on disk); return its name."""
@@ -395,7 +525,7 @@ class Engine:
                 )
         return ids
 
-    def _prefill(self, model, rows: list[_Row]):
+    def _prefill(self, model, rows: list[_Row], decoding: Decoding):
         """One forward pass over the prompts of `rows`, left-padded as `model.generate` pads a batch:
         (cache, each row's first token)."""
         import torch
@@ -414,7 +544,15 @@ class Engine:
             use_cache=True,
             logits_to_keep=1,
         )
-        return out.past_key_values, [_pick(out.logits[i, -1], row.runner_up) for i, row in enumerate(rows)]
+        return out.past_key_values, [
+            choose(out.logits[i, -1], [], "", decoding, self._text_of, row.rng, row.runner_up)
+            for i, row in enumerate(rows)
+        ]
+
+    def _text_of(self, token: int) -> str:
+        if token not in self._texts:
+            self._texts[token] = self._decode([token])
+        return self._texts[token]
 
     def _step(self, row: _Row, token: int, guard: bool, clock: float) -> None:
         """Append one token to a row and decide whether it ends there.
@@ -451,12 +589,14 @@ class Engine:
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    def decode(self, model, rows: list[_Row], slots: int, guard: bool = True, should_stop=None):
-        """Greedy decoding with continuous batching: up to `slots` rows share one forward pass per
-        token; a row leaves as soon as it ends and the next prompt takes its place. Yields the rows
-        that changed after each step (finished ones with `reason` set). `should_stop()`, when given,
-        is asked before each step; when it answers True, decoding ends there (rows not finished keep
-        `reason` None)."""
+    def decode(
+        self, model, rows: list[_Row], slots: int, guard: bool = True, should_stop=None, decoding: Decoding = GREEDY
+    ):
+        """Decoding with continuous batching (greedy unless `decoding` says otherwise, see `choose`):
+        up to `slots` rows share one forward pass per token; a row leaves as soon as it ends and the
+        next prompt takes its place. Yields the rows that changed after each step (finished ones with
+        `reason` set). `should_stop()`, when given, is asked before each step; when it answers True,
+        decoding ends there (rows not finished keep `reason` None)."""
         import torch
 
         if not rows:
@@ -474,7 +614,7 @@ class Engine:
                     admitted.append(waiting.pop())
                 if admitted:  # the free slots' prompts, prefilled together
                     started = time.perf_counter()
-                    cache, tokens = self._prefill(model, admitted)
+                    cache, tokens = self._prefill(model, admitted, decoding)
                     clock = time.perf_counter()
                     for line, (row, token) in enumerate(zip(admitted, tokens)):
                         row.started = started
@@ -489,7 +629,20 @@ class Engine:
                 with _slab_attention_on(self.model.config):
                     out = model(input_ids=last, **slab.step_inputs())
                 slab.advance()
-                picked = out.logits[:, -1].argmax(-1).tolist()
+                if decoding.plain:
+                    picked = out.logits[:, -1].argmax(-1).tolist()
+                else:
+                    picked = [
+                        choose(
+                            out.logits[i, -1],
+                            row.tokens,
+                            row.text[row.text.rfind("\n") + 1 :],
+                            decoding,
+                            self._text_of,
+                            row.rng,
+                        )
+                        for i, row in enumerate(active)
+                    ]
                 clock = time.perf_counter()
                 for row, token in zip(active, picked):
                     self._step(row, token, guard, clock)
@@ -522,8 +675,11 @@ class Engine:
         repair: bool = False,
         loop_guard: bool = True,
         should_stop=None,
+        decoding: Decoding = GREEDY,
+        sample: int = 0,
     ) -> list[Generation | None]:
-        """Greedy outputs for `messages` (user messages, see `prompts.request`), in their order.
+        """Outputs for `messages` (user messages, see `prompts.request`), in their order: greedy, or as
+        `decoding` says (`sample`: which of a prompt's samples, when it samples).
 
         Up to `batch_size` rows are decoded together (continuous batching). `progress(n)` is called
         as rows finish. With `repair`, outputs PlantUML rejects are repaired (see core.inference.repair);
@@ -533,27 +689,54 @@ class Engine:
         ids = self.encode(messages, max_new_tokens)
         results: list[Generation | None] = [None] * len(messages)
         with self.selected(checkpoint) as model:
-            rows = [_Row(i, row_ids, max_new_tokens) for i, row_ids in enumerate(ids)]
-            for changed in self.decode(model, rows, batch_size, loop_guard, should_stop):
+            rows = [
+                self._row(i, row_ids, max_new_tokens, decoding, messages[i], sample) for i, row_ids in enumerate(ids)
+            ]
+            for changed in self.decode(model, rows, batch_size, loop_guard, should_stop, decoding):
                 done = [row for row in changed if row.reason]
                 for row in done:
                     results[row.index] = self._generation(messages[row.index], row)
                 if done and progress:
                     progress(len(done))
             if repair and None not in results:
-                self._repair(model, ids, results, max_new_tokens, batch_size)
+                self._repair(model, ids, results, max_new_tokens, batch_size, decoding, sample)
         return results
 
+    @staticmethod
+    def _row(index: int, ids: list[int], limit: int, decoding: Decoding, message: str, sample: int, **kw) -> _Row:
+        """A row to decode; one that samples gets its own generator (`row_seed`)."""
+        rng = None
+        if decoding.temperature:
+            import torch
+
+            rng = torch.Generator().manual_seed(row_seed(decoding.seed, message, sample))
+        return _Row(index, ids, limit, rng=rng, **kw)
+
     def make_valid(
-        self, results: list[Generation], checkpoint="base", max_new_tokens: int = 320, batch_size: int = 16
+        self,
+        results: list[Generation],
+        checkpoint="base",
+        max_new_tokens: int = 320,
+        batch_size: int = 16,
+        decoding: Decoding = GREEDY,
+        sample: int = 0,
     ) -> None:
         """Check finished generations with PlantUML and repair the rejected ones in place, with the
-        checkpoint that wrote them (what `generate(..., repair=True)` does after decoding)."""
+        checkpoint and decoding that wrote them (what `generate(..., repair=True)` does after decoding)."""
         ids = self.encode([g.prompt for g in results], max_new_tokens)
         with self.selected(checkpoint) as model:
-            self._repair(model, ids, results, max_new_tokens, batch_size)
+            self._repair(model, ids, results, max_new_tokens, batch_size, decoding, sample)
 
-    def _repair(self, model, ids, results: list[Generation], max_new_tokens: int, slots: int) -> None:
+    def _repair(
+        self,
+        model,
+        ids,
+        results: list[Generation],
+        max_new_tokens: int,
+        slots: int,
+        decoding: Decoding = GREEDY,
+        sample: int = 0,
+    ) -> None:
         """Check every output with PlantUML and repair the rejected ones in place (see core.inference.repair)."""
         from core.inference.render import syntax_check
 
@@ -573,8 +756,9 @@ class Engine:
                 kept = self.tokenizer(prefix, add_special_tokens=False).input_ids
                 budget = max_new_tokens - len(kept)
                 if budget > 0:
-                    again.append((i, prefix, _Row(i, ids[i] + kept, budget, runner_up=True)))
-        for _ in self.decode(model, [row for *_, row in again], slots):
+                    row = self._row(i, ids[i] + kept, budget, decoding, results[i].prompt, sample, runner_up=True)
+                    again.append((i, prefix, row))
+        for _ in self.decode(model, [row for *_, row in again], slots, decoding=decoding):
             pass
         if again:
             retried = {}
@@ -623,14 +807,16 @@ class Engine:
         g.output, g.repaired, g.valid = text, True, True
         g.repair = list(changes)
 
-    def stream(self, checkpoint, message: str, max_new_tokens: int = 320, *, repair: bool = False):
+    def stream(
+        self, checkpoint, message: str, max_new_tokens: int = 320, *, repair: bool = False, decoding: Decoding = GREEDY
+    ):
         """Yield the output's text piece by piece as it is generated; the generator's return value
         (StopIteration.value) is the finished Generation (repaired when `repair`)."""
         ids = self.encode([message], max_new_tokens)
         with self.selected(checkpoint) as model:
-            row = _Row(0, ids[0], max_new_tokens)
+            row = self._row(0, ids[0], max_new_tokens, decoding, message, 0)
             shown = ""
-            for _ in self.decode(model, [row], 1):
+            for _ in self.decode(model, [row], 1, decoding=decoding):
                 text, _ = cut_at_stop(row.text)
                 text = text.rstrip("\ufffd")  # an unfinished multi-byte character comes with the next token
                 if text.startswith(shown) and len(text) > len(shown):
@@ -638,7 +824,7 @@ class Engine:
                     shown = text
             result = [self._generation(message, row)]
             if repair:
-                self._repair(model, ids, result, max_new_tokens, 1)
+                self._repair(model, ids, result, max_new_tokens, 1, decoding)
         return result[0]
 
 
@@ -665,9 +851,18 @@ def engine_for(refs, base: str | None = None, dtype: str = "auto") -> Engine:
     return _engines[key]
 
 
-def stream(checkpoint, message: str, max_new_tokens: int = 320, base: str | None = None, *, repair: bool = False):
+def stream(
+    checkpoint,
+    message: str,
+    max_new_tokens: int = 320,
+    base: str | None = None,
+    *,
+    repair: bool = False,
+    decoding: Decoding = GREEDY,
+):
     """Stream one output for the playground: yields text pieces (see Engine.stream)."""
-    return (yield from engine_for([checkpoint], base).stream(checkpoint, message, max_new_tokens, repair=repair))
+    engine = engine_for([checkpoint], base)
+    return (yield from engine.stream(checkpoint, message, max_new_tokens, repair=repair, decoding=decoding))
 
 
 # ---- the checks of `umlstudio generate` (core/cli/inference.py) and the studio's worker ---------

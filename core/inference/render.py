@@ -180,13 +180,29 @@ class _Block:
         return min(max(self.start + block_line - 1, 1), max(self.last, 1))
 
 
+def drawn_span(lines: list[str]) -> tuple[int | None, int | None]:
+    """Where the diagram PlantUML draws lies in `lines`: (its @start line, its @end line), None for one
+    that is missing. PlantUML reads blocks: a line starting with `@start` opens one, dropping one still
+    open (an output that opens a second @startuml before its @enduml is drawn as the second), `@end`
+    closes it. The first closed block is drawn; text after it is not read (a file's further blocks are
+    further images). With none closed, the last opened block runs to the end of the text."""
+    begin = None
+    for i, line in enumerate(lines):
+        if line.strip().startswith("@start"):
+            begin = i
+        elif begin is not None and line.strip().startswith("@end"):
+            return begin, i
+    return begin, None
+
+
 def _block(source: str, smetana: bool) -> _Block:
-    """The first @start…@end block of `source` (text outside it is ignored, as PlantUML does);
-    a missing @startuml or @enduml is added, so one source always makes exactly one block."""
+    """The block of `source` PlantUML draws (`drawn_span`; text outside it is ignored, as PlantUML
+    does); a missing @startuml or @enduml is added, so one source always makes exactly one block."""
     lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    begin = next((i for i, line in enumerate(lines) if line.strip().startswith("@start")), None)
+    begin, end = drawn_span(lines)
     body_from = 0 if begin is None else begin + 1
-    end = next((i for i in range(body_from, len(lines)) if lines[i].strip().startswith("@end")), None)
+    if begin is None:  # no @start: the text is wrapped, up to an @end line if it has one
+        end = next((i for i, line in enumerate(lines) if line.strip().startswith("@end")), None)
     head = "@startuml" if begin is None else lines[begin].strip()
     kind = re.match(r"@start(\w*)", head).group(1) or "uml"
     tail = lines[end].strip() if end is not None else f"@end{kind}"

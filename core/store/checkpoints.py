@@ -42,6 +42,12 @@ def record(run_id: str, path, step: int, manifest_sha256: str) -> None:
         )
 
 
+def forget_run(run_id: str) -> None:
+    """Drop the run's checkpoint rows (an imported run read again records what its folder holds now)."""
+    with connect() as con:
+        con.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id])
+
+
 def get(path) -> Checkpoint | None:
     found = rows(f"SELECT {COLUMNS} FROM checkpoints WHERE path = ?", [str(path)])
     return Checkpoint(**found[0]) if found else None

@@ -29,7 +29,16 @@ from core.store.damage import check_schema, from_error
 
 LOCK_WAIT_S = 120.0
 
-TABLES = ("runs", "metrics", "checkpoints", "evaluations", "generations", "renders", "acknowledgements")
+TABLES = (
+    "runs",
+    "metrics",
+    "checkpoints",
+    "evaluations",
+    "generations",
+    "renders",
+    "acknowledgements",
+    "chosen_model",
+)
 
 
 def m001_initial(con):
@@ -150,7 +159,26 @@ def m003_run_job(con):
     con.execute("ALTER TABLE runs ADD COLUMN job TEXT")
 
 
-MIGRATIONS = [m001_initial, m002_run_checklist, m003_run_job]
+def m004_chosen_model(con):
+    # the project's chosen model (`umlstudio choose`): one row at most; generate, serve and the playground default to it
+    con.execute(
+        """
+        CREATE TABLE chosen_model (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            checkpoint TEXT NOT NULL,          -- a checkpoint folder, resolved
+            chosen_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
+def m005_run_imported(con):
+    # a run trained elsewhere and adopted by `umlstudio import` (core/training/adopt.py): the folder it was read
+    # from, the files read, the settings the folder did not tell; NULL for a run the studio trained
+    con.execute("ALTER TABLE runs ADD COLUMN imported JSON")
+
+
+MIGRATIONS = [m001_initial, m002_run_checklist, m003_run_job, m004_chosen_model, m005_run_imported]
 
 _migrated: set[Path] = set()
 _held = threading.local()  # the connection a thread's `connect` block holds: (path, connection)

@@ -117,7 +117,7 @@ def generations_of(evaluation_id: str) -> list[Generation]:
 
 
 def newest_outputs(checkpoints: list[str], prompts: list[str], max_new_tokens: int | None = None) -> list[NewestOutput]:
-    """Each checkpoint's newest output for each prompt, made without repair (and, with `max_new_tokens`,
+    """Each checkpoint's newest greedy output for each prompt, made without repair (and, with `max_new_tokens`,
     with that token budget: the generation's own record of it, else its evaluation's)."""
     if not (checkpoints and prompts):
         return []
@@ -134,6 +134,7 @@ def newest_outputs(checkpoints: list[str], prompts: list[str], max_new_tokens: i
             WHERE g.checkpoint IN ({", ".join("?" * len(checkpoints))}) AND g.prompt IN (SELECT unnest(?))
             AND {budget}NOT coalesce(TRY_CAST(g.metrics->>'repair' AS BOOLEAN),
                                      TRY_CAST(e.settings->>'repair' AS BOOLEAN), false)
+            AND coalesce(TRY_CAST(g.metrics->>'greedy' AS BOOLEAN), true)
             GROUP BY g.checkpoint, g.prompt""",
         [*checkpoints, list(prompts), *([max_new_tokens] if max_new_tokens else [])],
     )

@@ -33,7 +33,7 @@ INFO = "umlstudio.json"
 MANIFEST = "manifest.json"
 STATE = "trainer_state.json"
 LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm")  # what trainer_state.json holds at full precision
-ONLY_IN_STORE = ("evaluations", "generations", "renders", "acknowledgements")
+ONLY_IN_STORE = ("evaluations", "generations", "renders", "acknowledgements", "chosen_model")
 
 
 @dataclass
@@ -72,7 +72,8 @@ class Report:
             return f"lost (they lived only in the store): {held or 'nothing'}"
         return (
             "lost (they lived only in the store, which could not be read): every evaluation and its "
-            "generations, the render cache and the acknowledgements (recorded backups, accepted items) — "
+            "generations, the render cache, the acknowledgements (recorded backups, accepted items) and the "
+            "chosen model — "
             "evaluate the checkpoints again to get the evaluations back"
         )
 
@@ -260,9 +261,11 @@ def read_old(path: Path) -> dict[str, int] | None:
     try:
         con = duckdb.connect(str(path), read_only=True)
         try:
-            return {
+            tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            return {  # a store of an earlier version lacks the newer tables
                 t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
                 for t in ("runs", "metrics", "checkpoints", *ONLY_IN_STORE)
+                if t in tables
             }
         finally:
             con.close()

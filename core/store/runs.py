@@ -28,11 +28,12 @@ class Run:
     error: str | None
     checklist: list | None  # the pre-continue checklist as it stood when a continue phase started
     job: str | None  # the job (core/jobs.py) its worker runs as; None when `umlstudio train` runs it attached
+    imported: dict | None  # a run trained elsewhere (core/training/adopt.py): where from, what was read, unknowns
 
 
 FIELDS = [f.name for f in fields(Run)]
 COLUMNS = ", ".join(FIELDS)
-JSON_COLUMNS = ("changes", "config", "checklist")  # stored as JSON text, read back as Python values
+JSON_COLUMNS = ("changes", "config", "checklist", "imported")  # stored as JSON text, read back as Python values
 
 
 def _run(row: dict) -> Run:
@@ -42,6 +43,7 @@ def _run(row: dict) -> Run:
             "changes": loads(row["changes"]) or {},
             "config": loads(row["config"]),
             "checklist": loads(row["checklist"]),
+            "imported": loads(row["imported"]),
         }
     )
 
@@ -64,14 +66,15 @@ def create(
     base_model=None,
     override_reason=None,
     checklist=None,
+    imported=None,
 ) -> str:
     """A new run row, status `created`; returns its id."""
     run_id = new_id()
     with connect() as con:
         con.execute(
             """INSERT INTO runs (id, name, output_dir, phase_kind, parent_run, parent_checkpoint, changes,
-               config, config_path, status, backend, base_model, override_reason, checklist, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?)""",
+               config, config_path, status, backend, base_model, override_reason, checklist, imported,
+               created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?)""",
             [
                 run_id,
                 name,
@@ -86,6 +89,7 @@ def create(
                 base_model,
                 override_reason,
                 dumps(checklist),
+                dumps(imported),
                 now(),
             ],
         )

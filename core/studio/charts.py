@@ -1,17 +1,24 @@
-"""The studio's charts as Vega-Lite specs, for `st.vega_lite_chart`: the Runs page's curves and the
-Pre-continue page's diagnosis. Vega-Lite, not plotly: the browser loads a 0.8 MB chart bundle instead
-of 4.7 MB before it can draw the first page (BENCHMARKS.md).
+"""The studio's charts as plotly figures, for `st.plotly_chart`: the Runs page's curves and the
+Pre-continue page's diagnosis.
 
-Tabular data goes in as named datasets (Streamlit sends them as Arrow); each mark that matters carries
-an accessible description, so a screen reader and the browser test read the same checkpoints."""
+The Runs page draws one figure: loss on top, learning rate and tokens per second below, on one step
+axis, so a zoom on one panel zooms all three. Hovering a loss point shows its step, its value and the
+learning rate at that step; every saved checkpoint is a diamond on the loss curve, its trace text
+"checkpoint at step N" (what the browser test reads); a dashed line marks where each continued phase
+starts. Figures carry plain lists, not numpy arrays, so their JSON is readable rows."""
+
+import bisect
 
 import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from tsdownsample import MinMaxLTTBDownsampler
 
 from core.studio import ui
 from core.training import runs
 
 PANELS = {"loss": "loss", "eval_loss": "loss", "learning_rate": "learning rate", "tokens_per_s": "tokens per second"}
+ROWS = ("loss", "learning rate", "tokens per second")  # the Runs figure's panels, top to bottom
 # Points of one metric's curve on a chart, shared by the phases drawn end to end: about one per pixel of a
 # wide chart, since the browser's drawing time grows with the points (BENCHMARKS.md). A phase keeps at
 # least MIN_CURVE_POINTS however long its lineage. Thinned for the chart only, never for the numbers.
@@ -19,76 +26,20 @@ CHART_POINTS, MIN_CURVE_POINTS = 600, 50
 X_TITLE = {True: "step (phases end to end)", False: "step"}
 DIAGNOSIS_COLORS = ["#9db4d8", "#e07b39"]  # training loss, validation loss
 FIT_COLORS = ["#1f4e9c", "#6a3d9a", "#2a7f62", "#8c564b", "#555555"]  # one per fitted window (the advisor fits up to 3)
+CONFIG = {"displaylogo": False, "scrollZoom": True}  # for st.plotly_chart(config=...): wheel zoom, no plotly link
+LINE_HOVER = "%{fullData.name}<br>step %{x}<br>value %{y:.4g}<br>learning rate %{customdata}<extra></extra>"
+CHECKPOINT_HOVER = "%{text}<br>%{customdata[0]}<br>validation loss %{customdata[1]}<extra></extra>"
 
 
-def _x(title: str) -> dict:
-    return {"field": "step", "type": "quantitative", "title": title}
-
-
-def _y(title: str) -> dict:
-    return {"field": "value", "type": "quantitative", "title": title, "scale": {"zero": False}}
-
-
-def _color(scale: dict | None = None) -> dict:
-    legend = {"orient": "bottom", "columns": 2, "labelLimit": 300}
-    return {
-        "field": "series",
-        "type": "nominal",
-        "title": None,
-        "legend": legend,
-        **({"scale": scale} if scale else {}),
-    }
-
-
-def _tooltip() -> list[dict]:
-    return [
-        {"field": "series", "title": "curve"},
-        {"field": "step", "title": "step"},
-        {"field": "value", "title": "value", "format": ".4~g"},
-    ]
-
-
-def _lines(curves: list[dict], x_title: str, y_title: str, scale: dict | None = None) -> tuple[dict, list[dict]]:
-    """The datasets and layers of a line per series, with points where a row says `points`. The points
-    are a dataset of their own, so the browser evaluates no filter on every row."""
-    encoding = {"x": _x(x_title), "y": _y(y_title), "color": _color(scale), "tooltip": _tooltip()}
-    datasets = {"curves": curves}
-    layers = [{"data": {"name": "curves"}, "mark": {"type": "line", "aria": False}, "encoding": encoding}]
-    points = [c for c in curves if c["points"]]
-    if points:
-        datasets["points"] = points
-        layers.append(
-            {
-                "data": {"name": "points"},
-                "mark": {"type": "point", "filled": True, "size": 36, "aria": False},
-                "encoding": encoding,
-            }
-        )
-    return datasets, layers
-
-
-def _rule(dataset: dict, dash: list[int], x_title: str) -> list[dict]:
-    """A dashed vertical rule at each row's step, labelled with its name at the top."""
-    return [
-        {
-            "data": dataset,
-            "mark": {"type": "rule", "strokeDash": dash, "color": "grey", "aria": False},
-            "encoding": {"x": _x(x_title)},
-        },
-        {
-            "data": dataset,
-            "mark": {
-                "type": "text",
-                "align": "left",
-                "dx": 4,
-                "dy": 4,
-                "baseline": "top",
-                "color": "grey",
-                "aria": False,
-            },
-            "encoding": {"x": _x(x_title), "y": {"value": 0}, "text": {"field": "name"}},
-        },
-    ]
+def _layout(fig: go.Figure, height: int) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        hovermode="closest",
+        dragmode="zoom",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0},
+    )
+    return fig
 
 
 def _thin(points: list[dict], n: int) -> list[dict]:
@@ -102,7 +53,13 @@ def _thin(points: list[dict], n: int) -> list[dict]:
     return [points[i] for i in MinMaxLTTBDownsampler().downsample(steps, values, n_out=n)]
 
 
-def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, str]) -> dict[str, dict] | None:
+def _rate_at(rates: list[dict], step: int) -> str:
+    """The learning rate logged at or last before `step` ("—" before the first), for the hover."""
+    i = bisect.bisect_right([r["step"] for r in rates], step)
+    return f"{rates[i - 1]['value']:.3g}" if i else "—"
+
+
+def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, str]) -> go.Figure | None:
     """`run_curves` of a run and the phases it continues (`chain`, each drawn from its offset on one step
     axis; `names`: run id -> name), from the store: every saved checkpoint placed at its validation loss
     when one was logged at that step, else at the training loss; None before any metric."""
@@ -111,6 +68,7 @@ def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, s
         logged.setdefault((point.run_id, point.name), []).append({"step": point.step, "value": point.value})
     curves = []
     for rid in chain:
+        rates = logged.get((rid, "learning_rate"), [])
         for metric, panel in PANELS.items():
             points = _thin(logged.get((rid, metric), []), CHART_POINTS // len(chain))
             curves += [
@@ -120,6 +78,7 @@ def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, s
                     "series": f"{names[rid]}: {ui.METRIC_WORDS[metric]}",
                     "panel": panel,
                     "points": metric == "eval_loss",
+                    "learning_rate": _rate_at(rates, p["step"]),
                 }
                 for p in points
             ]
@@ -138,85 +97,98 @@ def lineage_curves(chain: list[str], offsets: dict[str, int], names: dict[str, s
     return run_curves(curves, marks, phases, len(chain) > 1) if curves else None
 
 
-def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], lineage: bool) -> dict[str, dict]:
-    """Three charts on one step axis, by panel: "loss" (training and validation), "learning rate" and
-    "tokens per second". Separate charts, not one concatenated spec: Vega-Lite fits only a single or
-    layered view to the page's width.
+def run_curves(curves: list[dict], checkpoints: list[dict], phases: list[dict], lineage: bool) -> go.Figure:
+    """One figure of three panels on a shared step axis (ROWS): "loss" (training and validation),
+    "learning rate" and "tokens per second".
 
-    curves: {step, value, series, panel, points}; checkpoints: {step, value, series, path, eval_loss
-    (text)}, drawn as diamonds on the loss chart, each described as "checkpoint at step N"; phases:
-    {step, name}, a dashed rule where each continued phase starts (`lineage`: phases end to end)."""
-    x_title = X_TITLE[lineage]
-    charts = {}
-    for panel, height in (("loss", 440), ("learning rate", 220), ("tokens per second", 220)):
-        datasets, layers = _lines([c for c in curves if c["panel"] == panel], x_title=x_title, y_title=panel)
-        if panel == "loss" and checkpoints:
-            datasets["checkpoints"] = [{**c, "label": f"checkpoint at step {c['step']}"} for c in checkpoints]
-            layers.append(
-                {
-                    "data": {"name": "checkpoints"},
-                    "mark": {
-                        "type": "point",
-                        "shape": "diamond",
-                        "filled": True,
-                        "size": 130,
-                        "opacity": 1,
-                        "aria": True,
-                    },
-                    "encoding": {
-                        "x": _x(x_title),
-                        "y": _y(panel),
-                        "color": _color(),
-                        "description": {"field": "label"},
-                        "tooltip": [
-                            {"field": "path", "title": "checkpoint"},
-                            {"field": "step", "title": "step"},
-                            {"field": "eval_loss", "title": "validation loss"},
-                        ],
-                    },
-                }
-            )
-        if phases:
-            datasets["phases"] = phases
-            layers += _rule({"name": "phases"}, [6, 4], x_title)
-        charts[panel] = {"datasets": datasets, "height": height, "layer": layers}
-    return charts
+    curves: {step, value, series, panel, points, learning_rate (text)}, a line per series, with markers
+    where `points`; checkpoints: {step, value, series, path, eval_loss (text)}, diamonds on the loss panel,
+    each with the text "checkpoint at step N"; phases: {step, name}, a dashed line across the panels where
+    each continued phase starts, named at the top (`lineage`: phases end to end)."""
+    fig = make_subplots(rows=len(ROWS), cols=1, shared_xaxes=True, row_heights=[0.6, 0.2, 0.2], vertical_spacing=0.04)
+    for series in dict.fromkeys(c["series"] for c in curves):
+        rows = [c for c in curves if c["series"] == series]
+        fig.add_trace(
+            go.Scatter(
+                x=[c["step"] for c in rows],
+                y=[c["value"] for c in rows],
+                name=series,
+                mode="lines+markers" if rows[0]["points"] else "lines",
+                customdata=[c.get("learning_rate", "—") for c in rows],
+                hovertemplate=LINE_HOVER,
+            ),
+            row=ROWS.index(rows[0]["panel"]) + 1,
+            col=1,
+        )
+    for series in dict.fromkeys(c["series"] for c in checkpoints):
+        marks = [c for c in checkpoints if c["series"] == series]
+        fig.add_trace(
+            go.Scatter(
+                x=[c["step"] for c in marks],
+                y=[c["value"] for c in marks],
+                name=series,
+                mode="markers",
+                marker={"symbol": "diamond", "size": 12},
+                text=[f"checkpoint at step {c['step']}" for c in marks],
+                customdata=[[c["path"], c["eval_loss"]] for c in marks],
+                hovertemplate=CHECKPOINT_HOVER,
+            ),
+            row=1,
+            col=1,
+        )
+    for phase in phases:
+        fig.add_vline(x=phase["step"], line_dash="dash", line_color="grey", line_width=1, row="all", col=1)
+        fig.add_annotation(
+            x=phase["step"], y=1, yref="paper", text=phase["name"], showarrow=False, xanchor="left", yanchor="bottom"
+        )
+    for row, title in enumerate(ROWS, start=1):
+        fig.update_yaxes(title_text=title, row=row, col=1)
+    fig.update_xaxes(title_text=X_TITLE[lineage], row=len(ROWS), col=1)
+    return _layout(fig, 760)
 
 
 def diagnosis(
     train: list[tuple[int, float]], validation: list[tuple[int, float]], fits: list, minimum: int | None
-) -> dict:
+) -> go.Figure:
     """The loss curves the advisor read, each fitted window as a thick dashed line, and the step of the
-    validation minimum. `fits`: advise.Fit."""
-    curves = _thin([{"step": s, "value": v, "series": "train loss", "points": False} for s, v in train], CHART_POINTS)
-    curves += _thin(
-        [{"step": s, "value": v, "series": "validation loss", "points": True} for s, v in validation], CHART_POINTS
-    )
-    names = [f"fit: {fit.curve}, {fit.window}" for fit in fits]
-    # the validation loss in front, the training loss behind it, the fits in darker shades
-    scale = {
-        "domain": ["train loss", "validation loss", *names],
-        "range": [*DIAGNOSIS_COLORS, *FIT_COLORS[: len(names)]],
-    }
-    datasets, layers = _lines(curves, "step", "loss", scale)
-    if fits:
-        datasets["fits"] = [
-            {"step": step, "value": fit.at(step), "series": name, "fit": fit.describe()}
-            for fit, name in zip(fits, names)
-            for step in (fit.start, fit.end)
-        ]
-        layers.append(
-            {
-                "data": {"name": "fits"},
-                "mark": {"type": "line", "strokeWidth": 3, "strokeDash": [8, 4], "aria": False},
-                "encoding": {
-                    "x": _x("step"),
-                    "y": _y("loss"),
-                    "color": _color(scale),
-                    "tooltip": [{"field": "fit", "title": "fit"}],
-                },
-            }
+    validation minimum as a dotted line. `fits`: advise.Fit."""
+    fig = go.Figure()
+    for name, pairs, color, points in (
+        ("train loss", train, DIAGNOSIS_COLORS[0], False),
+        ("validation loss", validation, DIAGNOSIS_COLORS[1], True),
+    ):
+        thin = _thin([{"step": s, "value": v} for s, v in pairs], CHART_POINTS)
+        if thin:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p["step"] for p in thin],
+                    y=[p["value"] for p in thin],
+                    name=name,
+                    mode="lines+markers" if points else "lines",
+                    line={"color": color},
+                    hovertemplate="%{fullData.name}<br>step %{x}<br>value %{y:.4g}<extra></extra>",
+                )
+            )
+    for fit, color in zip(fits, FIT_COLORS):
+        fig.add_trace(
+            go.Scatter(
+                x=[fit.start, fit.end],
+                y=[fit.at(fit.start), fit.at(fit.end)],
+                name=f"fit: {fit.curve}, {fit.window}",
+                mode="lines",
+                line={"color": color, "width": 3, "dash": "dash"},
+                hovertext=fit.describe(),
+                hoverinfo="text",
+            )
         )
     if minimum is not None:
-        layers += _rule({"values": [{"step": minimum, "name": "validation minimum"}]}, [2, 3], "step")
-    return {"datasets": datasets, "height": 340, "layer": layers}
+        fig.add_vline(
+            x=minimum,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text="validation minimum",
+            annotation_position="top right",
+        )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="loss")
+    return _layout(fig, 380)

@@ -4,7 +4,13 @@ No streamlit import here: a page passes the container to draw in (`st`, a column
 every page file still runs alone under AppTest and core stays importable without the studio.
 """
 
+import os
+import re
+
+import plantuml
+
 from core import jobs
+from core.errors import UserError
 from core.inference import render
 
 # Metric and summary names (as stored) in words, for tables, headings and the quality items: one list.
@@ -34,11 +40,46 @@ METRIC_WORDS = {
 EVALUATION_CANCEL = "stops the evaluation; the outputs made so far stay stored and are reused when you evaluate again"
 # material icons: no emoji font needed; None is "not judged"
 MARK = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/help:]"}
+# Where "open in a PlantUML server" links point (UMLSTUDIO_PLANTUML_SERVER moves it, e.g. to a server of your
+# own); the studio only writes the link, the browser opens it when the user clicks.
+PLANTUML_SERVER = "https://www.plantuml.com/plantuml"
+SERVER_ENV = "UMLSTUDIO_PLANTUML_SERVER"
+
+
+def plantuml_server() -> str:
+    """The PlantUML server the links open (its base address, without a trailing slash); UserError (one line)
+    for a setting that is not an http(s) address."""
+    chosen = os.environ.get(SERVER_ENV, "").strip()
+    if chosen and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", chosen):
+        raise UserError(
+            f"{SERVER_ENV}={chosen!r} is not a server address — set it to the http(s) address a PlantUML server "
+            f"answers on (e.g. {PLANTUML_SERVER}), or unset it for that one"
+        )
+    return (chosen or PLANTUML_SERVER).rstrip("/")
+
+
+def server_link(source: str) -> str:
+    """The address that opens `source` in the PlantUML server's editor: `<server>/uml/<text>`, the text in
+    PlantUML's encoding (deflate, then a base64 of its own alphabet; the `plantuml` package's). Base64's
+    `=` padding becomes `0`, the zero digit the documented encoding pads with."""
+    return f"{plantuml_server()}/uml/{plantuml.deflate_and_encode(source).replace('=', '0')}"
+
+
+def open_in_server(where, source: str) -> None:
+    """A link under a diagram that opens its source in the PlantUML server (in a new tab), or the setting's
+    error. A Markdown link, not st.link_button: two diagrams with the same source need no keys."""
+    try:
+        link = server_link(source)
+    except UserError as exc:
+        where.caption(str(exc))
+        return
+    where.markdown(f"[:material/open_in_new: Open in a PlantUML server]({link})", help=plantuml_server())
 
 
 def show_diagram(where, source: str, caption: str = "") -> bool:
     """Render PlantUML into `where` as an image, or say why not: no PlantUML in the text at all, or the
-    line PlantUML rejects, numbered and quoted; whether it rendered."""
+    line PlantUML rejects, numbered and quoted; under it, a link that opens the source in a PlantUML server.
+    Whether it rendered."""
     label = f"{caption} does not render" if caption else "PlantUML rejects it"
     if "@startuml" not in source.lower():
         what = caption or "the answer"
@@ -51,14 +92,15 @@ def show_diagram(where, source: str, caption: str = "") -> bool:
     result = render.render(source)
     if result.ok:
         where.image(result.data.decode(), caption=caption or None)
-        return True
-    lines = source.splitlines()
-    line = result.error_line
-    quoted = f" `{lines[line - 1].strip()}`" if line and 0 < line <= len(lines) and lines[line - 1].strip() else ""
-    where.error(
-        f"{label} — line {line}{quoted}: {result.error_message}" if line else f"{label}: {result.error_message}"
-    )
-    return False
+    else:
+        lines = source.splitlines()
+        line = result.error_line
+        quoted = f" `{lines[line - 1].strip()}`" if line and 0 < line <= len(lines) and lines[line - 1].strip() else ""
+        where.error(
+            f"{label} — line {line}{quoted}: {result.error_message}" if line else f"{label}: {result.error_message}"
+        )
+    open_in_server(where, source)
+    return result.ok
 
 
 def item_line(passed, title: str, why: str, below: bool = False) -> str:

@@ -29,6 +29,7 @@ DIAGRAM = "@startuml\nclass Order\nclass Item\nOrder *-- Item\n@enduml"
 PAGE_IMPORTS = (
     "pandas",
     "core.advisor.advise",
+    "core.training.estimate",
     "core.studio.charts",
     "core.advisor.checklist",
     "core.training.checkpoints",
@@ -42,6 +43,9 @@ PAGE_IMPORTS = (
     "core.evaluation.quality",
     "core.inference.render",
     "core.training.runs",
+    "core.training.plan",
+    "core.training.adopt",
+    "core.inference.chosen",
     "core.studio.ui",
 )
 
@@ -56,13 +60,13 @@ def _imports() -> None:
 def _work() -> None:
     time.sleep(DELAY_S)
     from core import data
-    from core.advisor import advise
     from core.config import Config
     from core.inference import render
+    from core.training import estimate
 
     try:
         render.render(DIAGRAM, cache=False)
-        advise.count_tokens(Config(), data.load_split(data.default_dataset_dir(), "train"))
+        estimate.count_tokens(Config(), data.load_split(data.default_dataset_dir(), "train"))
     except UserError as exc:  # the page that needs it says so, with the fix
         print(f"warm-up: {exc}", file=sys.stderr)
 

@@ -7,6 +7,8 @@ on identical batches and both save standard PEFT adapters.
 
 - unsloth: `FastLanguageModel` + TRL `SFTTrainer`. `import unsloth` patches transformers, so it is
   imported first, and only here, in the training worker.
+- `model.load_in_4bit` (QLoRA): unsloth loads the base in 4-bit itself; peft through bitsandbytes'
+  `BitsAndBytesConfig` (NF4), also on a CPU (`models.check_4bit` says where it runs).
 - peft: transformers `Trainer` + PEFT, fp32 master weights with bf16 (or fp16 on GPUs without bf16)
   autocast where the hardware computes it natively (`models.pick_dtype`); logits only at the positions
   that predict an answer token (`answer_logits_only`, done by the collator).
@@ -100,6 +102,20 @@ def precision_args(dtype) -> dict:
     return dict(bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not cuda)
 
 
+def quantized(dtype, config) -> dict:
+    """from_pretrained's keys for `model.load_in_4bit` (QLoRA's NF4 with double quantisation, computing in
+    `dtype`); {} without it. core.training.models.check_4bit refused the machines it cannot run on."""
+    if not config.model.load_in_4bit:
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    return dict(
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    )
+
+
 def _lora_kwargs(config) -> dict:
     return dict(
         r=config.lora.r,
@@ -124,8 +140,12 @@ class PeftBackend:
         tokenizer = models.load_tokenizer(path)
         # fp32 master weights; bf16 (where native) comes from autocast, so LoRA updates stay exact.
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch.float32, attn_implementation=register_packed_attention()
+            path, dtype=torch.float32, attn_implementation=register_packed_attention(), **quantized(self.dtype, config)
         )
+        if config.model.load_in_4bit:  # QLoRA: norms and embeddings in fp32, gradients flow to the adapters
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         model.config.use_cache = False
         torch.manual_seed(config.training.seed)
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
@@ -161,7 +181,7 @@ class UnslothBackend:
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=models.resolve_base(config.model.base),
             dtype=self.dtype,
-            load_in_4bit=False,
+            load_in_4bit=config.model.load_in_4bit,
             max_seq_length=config.training.max_seq_length,
             use_gradient_checkpointing=False,
             **attention,

@@ -40,15 +40,25 @@ def _files(ckpt: Path) -> list[Path]:
     return sorted(p for p in ckpt.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
+def manifest_text(manifest: dict[str, str]) -> str:
+    """manifest.json's text; its sha256 is what the store records for a checkpoint."""
+    return json.dumps(manifest, indent=1, sort_keys=True)
+
+
+def computed_manifest(ckpt: Path) -> dict[str, str]:
+    """The manifest of the checkpoint's files as they are now (file -> sha256)."""
+    return {str(p.relative_to(ckpt)): sha256_file(p) for p in _files(Path(ckpt))}
+
+
 def write_manifest(ckpt: Path) -> str:
     """Write manifest.json for every file in the checkpoint; return the manifest's own sha256."""
     ckpt = Path(ckpt)
-    manifest = {str(p.relative_to(ckpt)): sha256_file(p) for p in _files(ckpt)}
+    manifest = computed_manifest(ckpt)
     # written beside it, then renamed: a full disk never leaves a cut manifest that marks the checkpoint complete
     partial = ckpt / f".{MANIFEST}.partial"
     try:
         with open(partial, "w") as handle:
-            handle.write(json.dumps(manifest, indent=1, sort_keys=True))
+            handle.write(manifest_text(manifest))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, ckpt / MANIFEST)
@@ -98,9 +108,18 @@ def read_adapter(ckpt: Path | str, where: str) -> dict:
 
 
 def manifest_of(ckpt: Path) -> dict[str, str] | None:
-    """The checkpoint's manifest (file -> sha256), or None when it has none or it is unreadable."""
+    """The checkpoint's manifest (file -> sha256), or None when it has none or it is unreadable.
+
+    A checkpoint trained elsewhere has no manifest.json (`umlstudio import` writes nothing into its folder):
+    its manifest is the one computed from its files, when its sha256 is the one the store recorded at
+    import — None when a file changed since."""
+    ckpt = Path(ckpt)
+    if not (ckpt / MANIFEST).exists() and (imported := store.checkpoints.get(ckpt.resolve())) is not None:
+        manifest = computed_manifest(ckpt)
+        same = hashlib.sha256(manifest_text(manifest).encode()).hexdigest() == imported.manifest_sha256
+        return manifest if same else None
     try:
-        manifest = json.loads((Path(ckpt) / MANIFEST).read_text())
+        manifest = json.loads((ckpt / MANIFEST).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return manifest if isinstance(manifest, dict) else None
@@ -112,6 +131,8 @@ def verify(ckpt: Path, manifest: dict[str, str] | None = None) -> list[str]:
     ckpt = Path(ckpt)
     manifest = manifest if manifest is not None else manifest_of(ckpt)
     if manifest is None:
+        if not (ckpt / MANIFEST).exists() and store.checkpoints.get(ckpt.resolve()):
+            return [f"{ckpt}: its files changed since `umlstudio import` read them — import its folder again"]
         return [f"{ckpt}: no readable {MANIFEST}"]
     problems = []
     present = {str(p.relative_to(ckpt)) for p in _files(ckpt)}
@@ -201,7 +222,8 @@ def backup(ckpt: Path, root: Path | None = None) -> Path:
             if partial.exists():
                 shutil.rmtree(partial)
         make_read_only(target)
-    make_read_only(ckpt)
+    if (ckpt / MANIFEST).exists():  # ours; a folder trained elsewhere is left as it is
+        make_read_only(ckpt)
     store.acknowledgements.add(str(ckpt), "backup", str(target))
     return target
 

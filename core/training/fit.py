@@ -10,7 +10,9 @@ memory, from the model's config.json alone (no weights, no torch), before any mo
 The estimate (bytes), for one process:
   weights      parameters × 4 (the peft backend keeps fp32 master weights and computes in bf16 under
                autocast, which caches a bf16 copy of each weight: + 2 a parameter) or × the dtype's bytes
-               (unsloth loads in the compute dtype)
+               (unsloth loads in the compute dtype); with model.load_in_4bit the layers' linear weights
+               take NF4_BYTES a parameter (4 bits and their double-quantised scales) and the rest
+               (embeddings, norms) stays as above
   LoRA         adapter parameters × 16: fp32 weights, gradients and AdamW's two moments
   activations  tokens a micro-batch × layers × what one layer keeps for backward per token
                (ACT_* numbers of hidden / kv / intermediate / rank width, 4 bytes each: under bf16 autocast
@@ -34,6 +36,7 @@ from core.errors import UserError
 
 GB = 1e9
 RUNTIME_GB = 1.2
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4 bits; an 8-bit scale per block of 64; an fp32 one per 256 blocks
 ANSWER_SHARE = 0.5  # the output layer runs only where the next token is an answer token: about half of a row
 # per token and layer, what autograd keeps for backward, in widths: hidden-wide tensors (norm inputs and
 # outputs, q and its rotation, attention output, o_proj input, LoRA B outputs, residuals), kv-wide (k, v,
@@ -174,12 +177,16 @@ def estimate(config: cfg.Config, found: dict | None = None, where: str | None = 
     bf16 = config.model.dtype == "bfloat16" or (config.model.dtype == "auto" and _native_bf16(where))
     peft = t.backend != "unsloth" and not (t.backend == "auto" and where == "cuda")
     weight_bytes = (6 if bf16 else 4) if peft else (2 if bf16 else 4)
+    weights = params * weight_bytes
+    if config.model.load_in_4bit:
+        linear = layers * sum(i * o for i, o in layer.values())
+        weights = linear * NF4_BYTES + (params - linear) * weight_bytes
     act_bytes = 4.0
     tokens = t.tokens_per_batch or t.rows_per_micro_batch * t.max_seq_length
     per_token_layer = ACT_HIDDEN * h + ACT_KV * kv + ACT_INTERMEDIATE * inter + len(chosen) * config.lora.r
     head = tokens * ANSWER_SHARE * vocab * 4
     return Estimate(
-        weights_gb=params * weight_bytes / GB,
+        weights_gb=weights / GB,
         lora_gb=lora_params * 16 / GB,
         activations_gb=(tokens * layers * per_token_layer * act_bytes + 3 * head) / GB,
         evaluation_gb=2 * head / GB,

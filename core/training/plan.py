@@ -12,7 +12,7 @@
   how they are packed into micro-batches;
 - the pre-continue checklist of a continue phase (core/advisor/checklist.py): every item passes, or
   `phase.override_reason` says why not;
-- the time estimate (core/advisor/advise.py), counted on those same mixed rows.
+- the time estimate (core/training/estimate.py), counted on those same mixed rows.
 
 `train.prepare` records the plan (the run row, `<output_dir>/config.yaml` and `<output_dir>/plan.json`);
 the worker reads it back with `load`.
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from core import config as cfg
 from core import data, paths, store
-from core.advisor import advise, checklist
+from core.advisor import checklist
 from core.advisor.checklist import Item
 from core.errors import UserError
-from core.training import checkpoints, distributed, fit, models, phases
+from core.training import checkpoints, distributed, estimate, fit, models, phases
 
 PLAN_FILE = "plan.json"
 
@@ -42,7 +42,7 @@ class Plan:
     micro_batch: str  # what one packed micro-batch (one trainer sample) holds, in words
     train_rows: int  # after the type mix
     eval_rows: int  # scored at each evaluation
-    estimate: advise.Estimate
+    estimate: estimate.Estimate
     parent_checkpoint: Path | None = None  # continue: the checkpoint whose adapter it starts from
     parent_run: str | None = None  # continue: the run that wrote it (None when the store does not know it)
     changes: dict = field(default_factory=dict)  # continue: {key: [parent's, this phase's]}
@@ -88,7 +88,7 @@ def load(path: Path) -> Plan:
         micro_batch=raw["micro_batch"],
         train_rows=raw["train_rows"],
         eval_rows=raw["eval_rows"],
-        estimate=advise.Estimate(**raw["estimate"]),
+        estimate=estimate.Estimate(**raw["estimate"]),
         parent_checkpoint=Path(raw["parent_checkpoint"]) if raw["parent_checkpoint"] else None,
         parent_run=raw["parent_run"],
         changes=raw["changes"],
@@ -111,8 +111,12 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
     t = config.training
     distributed.check(t.processes)
     _check_base(config.model.base)
-    rows = data.training_rows(config.data.train_source, config.data.train_mix, t.seed)
-    validation = data.load_split(config.data.validation_source, "validation")
+    if config.model.load_in_4bit:  # QLoRA: where this machine runs it, with which backend
+        notice = models.check_4bit(config, distributed.gpu_count(), fit.shape(config.model.base))
+        if notice:
+            print(notice, flush=True)
+    rows = data.training_rows(config.data.train_source, config.data.train_mix, t.seed, config.data.columns)
+    validation = data.load_split(config.data.validation_source, "validation", config.data.columns)
     _check_lengths(rows, t.max_seq_length, models.base_dir(config.model.base))
     fit.check(
         config
@@ -126,7 +130,7 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
             micro_batch=micro_batch(t.tokens_per_batch, t.rows_per_micro_batch),
             train_rows=len(rows),
             eval_rows=min(config.data.eval_rows, len(validation)),
-            estimate=advise.estimate(config, rows=rows),
+            estimate=estimate.estimate(config, rows=rows),
             **found,
         )
 
@@ -163,8 +167,9 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
     continued = planned(
         "continue", parent_checkpoint=parent_ckpt, parent_run=info.get("run_id"), changes=changes, set_aside=failed
     )
-    # the pre-continue checklist: every item passes, or phase.override_reason says why not
-    return replace(continued, checklist=checklist.gate(config, continued.estimate))
+    # the pre-continue checklist on what was resolved here: every item passes, or phase.override_reason says why not
+    start = checklist.continuing(parent_ckpt, info, output_dir, failed)
+    return replace(continued, checklist=checklist.gate(config, start, continued.estimate))
 
 
 def _check_base(base: str) -> None:

@@ -205,9 +205,9 @@ def with_loss_curve() -> list[store.Run]:
 
 def progress(run: store.Run) -> tuple[float | None, str]:
     """How far the run is (0..1, None when unknown) and "step n of N · ≈ 5 min left (4–6 min)": the time
-    left is `advise.estimate` of the run's config from where it is, the same estimate the pre-continue
+    left is `estimate.estimate` of the run's config from where it is, the same estimate the pre-continue
     checklist gives before a phase starts."""
-    from core.advisor import advise  # the estimate; the listing commands do not need the advisor
+    from core.training import estimate  # the listing commands do not need it
 
     config = cfg.parse(run.config, where=f"run {run.name}")
     t = config.training
@@ -224,7 +224,7 @@ def progress(run: store.Run) -> tuple[float | None, str]:
         return None, f"step {step}"
     done = min(done, 1.0)
     try:
-        left = advise.estimate(config, run, done)
+        left = estimate.estimate(config, run, done)
     except UserError:  # its training data moved away since it started: no token count
         return done, where
     return done, f"{where} · {left.span()} left" if left.seconds is not None else where
@@ -241,7 +241,10 @@ KINDS = {"fresh": "new run", "continue": "next phase"}  # the store's phase_kind
 
 
 def kind_in_words(run: store.Run) -> str:
-    """A run's kind as the studio says it: a new run, a next phase (from a checkpoint's adapter) or a resume."""
+    """A run's kind as the studio says it: a new run, a next phase (from a checkpoint's adapter), a resume, or
+    a run trained elsewhere (`umlstudio import`)."""
+    if run.imported:
+        return "imported run"
     if (run.config or {}).get("training", {}).get("resume_from_checkpoint"):
         return "resumed run"
     return KINDS.get(run.phase_kind, run.phase_kind)

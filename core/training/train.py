@@ -25,6 +25,7 @@ background job of kind "train" (`core.jobs.train`, `core.training.runs.start_wor
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core import config as cfg
-from core import paths, store, supervisor
+from core import paths, quiet, store, supervisor
 from core.errors import UserError
 from core.training import checkpoints, distributed, fit, phases, plan
 
@@ -61,6 +62,12 @@ def prepare(config: cfg.Config, config_path=None, as_phase: bool = False) -> str
     `<output_dir>/config.yaml` and `<output_dir>/plan.json` for the worker; return the run id.
 
     Nothing is written when the config is refused (UserError)."""
+    missing = [name for name in config.training.report_to if not importlib.util.find_spec(cfg.TRACKERS[name][0])]
+    if missing:
+        raise UserError(
+            f"{config_path or 'config'}: training.report_to: {missing[0]} is not installed here — "
+            f"pip install {cfg.TRACKERS[missing[0]][1]}, or leave it out of report_to"
+        )
     planned = plan.plan(config, as_phase=as_phase, where=str(config_path or "config"))
     config, output_dir = planned.config, planned.output_dir
     if planned.kind == "resume":  # the same run row and folder, pointed at its latest complete checkpoint
@@ -266,14 +273,13 @@ class Flatten:
 
 def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_name: str, stop: list, resume_step: int):
     """The worker's view of training, one callback each: the checkpoint manifest, the stop, the metrics
-    sink and the progress bar. Under N processes rank 0 alone writes the store, TensorBoard and the
-    checkpoint files."""
+    sink and the progress bar, and early stopping when training.early_stopping_patience asks for it.
+    Under N processes rank 0 alone writes the store, TensorBoard and the checkpoint files."""
     import importlib.metadata
-    import importlib.util
 
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
-    from transformers import TrainerCallback
+    from transformers import EarlyStoppingCallback, TrainerCallback
 
     main = distributed.is_main()
 
@@ -338,6 +344,93 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 control.should_save = True
                 control.should_training_stop = True
 
+    class Replan(TrainerCallback):
+        """training.time_budget_minutes trained to its end: `budget_steps` priced a step from four timed
+        micro-batches before training; after each step the phase is priced again from what this attempt
+        measured (Metrics' time in steps since its first one, which still warms kernels and caches up, and
+        in evaluations and saves, over how many of each). When that
+        moves its length by more than 2%, max_steps and the learning-rate schedule take the new length
+        (`steps_for_budget`, `stretch_schedule`): the phase fills its budget and the schedule still ends
+        at its last step. A resume keeps the length its checkpoint's trainer_state.json recorded and goes
+        on from there."""
+
+        budget_s = (config.training.time_budget_minutes or 0.0) * 60
+
+        def __init__(self, metrics, progress):
+            self.metrics, self.progress = metrics, progress
+            self.cap = self.warmup = self.first = 0
+            self.counted = {"eval": 0, "save": 0}
+            self.begun: dict[str, float] = {}  # Metrics' times as this attempt began
+            self.stepped: float | None = None  # its time in steps when its first step ended
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            batches, accumulate = len(train_dataloader), args.gradient_accumulation_steps
+            per_epoch = max(batches // accumulate + int(batches % accumulate > 0), 1)
+            self.cap = -(-state.max_steps // per_epoch) * per_epoch  # what the planned epochs hold
+            self.warmup = args.get_warmup_steps(state.max_steps)
+            self.begun = dict(self.metrics.time)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.counted["eval"] += 1
+
+        def on_save(self, args, state, control, **kwargs):
+            self.counted["save"] += 1
+
+        def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+            if self.stepped is None:
+                self.first, self.stepped = state.global_step, self.metrics.time["time/train_s"]
+                return
+            done, now = state.global_step - self.first, elapsed()
+            if done < 2 or stop or now >= self.budget_s:  # a stop request, or Stop ends the phase on its budget
+                return
+            spent = {name: self.metrics.time[name] - self.begun[name] for name in TIME_METRICS}
+            evals, saves = self.counted["eval"], self.counted["save"]
+            costs = {
+                "step": ((self.metrics.time["time/train_s"] - self.stepped) / done, 1),
+                "eval": (spent["time/eval_s"] / evals if evals else 0.0, args.eval_steps),
+                "save": (spent["time/checkpoint_s"] / saves if saves else 0.0, args.save_steps),
+            }
+            steps = distributed.smallest(steps_for_budget(state.global_step, costs, self.budget_s - now, self.cap))
+            if abs(steps - state.max_steps) <= max(1, state.max_steps // 50):
+                return
+            tqdm.write(
+                f"time budget: {now / 60:.1f} of {self.budget_s / 60:g} min spent at step {state.global_step}, a step "
+                f"takes {costs['step'][0]:.1f} s and an evaluation {costs['eval'][0]:.1f} s here: "
+                f"max_steps {state.max_steps} -> {steps}, the learning-rate schedule with it"
+            )
+            state.max_steps = steps
+            control.should_training_stop = False  # set by the trainer when the old length was reached here
+            stretch_schedule(lr_scheduler, config.training.lr_scheduler_type, self.warmup, steps)
+            if self.progress.bar is not None:
+                self.progress.bar.total = steps
+                self.progress.bar.refresh()
+
+    class EarlyStop(EarlyStoppingCallback):
+        """transformers' early stopping on eval_loss (training.early_stopping_patience evaluations in a row
+        without a loss lower than the best by more than training.early_stopping_threshold), plus a checkpoint
+        at each new best evaluation, so the best is kept whatever save_steps says, and the stop recorded:
+        an `early_stopped` metric at the last step, valued the best evaluation's step (what the advisor reads)."""
+
+        def on_evaluate(self, args, state, control, metrics, **kwargs):
+            value, best = metrics.get("eval_loss"), state.best_metric  # best: before this evaluation
+            super().on_evaluate(args, state, control, metrics, **kwargs)
+            better = value is not None and (best is None or value < best)
+            if better and state.global_step > 0:  # (step 0 is the base model: nothing to save)
+                control.should_save = True
+            if control.should_training_stop and self.early_stopping_patience_counter >= self.early_stopping_patience:
+                # this evaluation may still be the best (better, by less than the threshold): the trainer marks
+                # it after the callbacks
+                best_step, best = (state.global_step, value) if better else (state.best_global_step or 0, best)
+                control.should_log = True  # the steps since the last log are logged, not lost
+                if main:
+                    store.metrics.log(run_id, state.global_step, state.epoch, {"early_stopped": float(best_step)})
+                    tqdm.write(
+                        f"early stopping at step {state.global_step}: {self.early_stopping_patience} evaluations "
+                        f"without a validation loss below {best:.4f} by more than {self.early_stopping_threshold:g} "
+                        f"(the best: step {best_step}, its checkpoint kept)",
+                        file=sys.stderr,
+                    )
+
     class Metrics(TrainerCallback):
         """The metrics sink: the trainer's logs to the store and TensorBoard, with tokens/s over training
         time only (evaluations and saves excluded), elapsed_s, and where the time goes, cumulative over
@@ -350,7 +443,7 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
             # a resumed run's purge_step drops the killed attempt's events after the checkpoint
             self.tb = (
                 SummaryWriter(str(output_dir / TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
-                if main
+                if main and "tensorboard" in config.training.report_to
                 else None
             )
             self.time = {name: before(name) for name in TIME_METRICS}
@@ -393,6 +486,8 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
 
         def record(self, state, values: dict) -> None:
             store.metrics.log(run_id, state.global_step, state.epoch, values)
+            if self.tb is None:
+                return
             for name, value in values.items():
                 tag = name if name.startswith("time/") else f"{'eval' if name == 'eval_loss' else 'train'}/{name}"
                 self.tb.add_scalar(tag, value, state.global_step)
@@ -409,10 +504,12 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 f"evaluations, {self.time['time/checkpoint_s']:.0f} s saving checkpoints",
                 flush=True,
             )
-            self.tb.close()
+            if self.tb is not None:
+                self.tb.close()
 
     class Progress(TrainerCallback):
-        """The progress bar on stderr: steps, the last loss and tokens/s, and each evaluation's loss."""
+        """The progress bar on stderr: steps, the last loss and tokens/s; and a line for each logged loss
+        and each evaluation's loss, so `tail -f <output_dir>/train.log | grep loss` follows the run."""
 
         def __init__(self, metrics: Metrics):
             self.metrics, self.bar = metrics, None
@@ -438,6 +535,9 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 self.bar.set_postfix(
                     loss=f"{values['loss']:.3f}", tok_s=f"{values.get('tokens_per_s', 0):.0f}", refresh=False
                 )
+                if main:
+                    rate = f", learning_rate {values['learning_rate']:.3g}" if "learning_rate" in values else ""
+                    self.bar.write(f"step {state.global_step}: loss {values['loss']:.4f}{rate}")
             if "eval_loss" in values and main:
                 self.bar.write(f"step {state.global_step}: eval_loss {values['eval_loss']:.4f}")
 
@@ -446,7 +546,11 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 self.bar.close()
 
     metrics = Metrics()
-    return [Manifest(), Stop(), metrics, Progress(metrics)]
+    early = config.training.early_stopping_patience
+    stopping = [EarlyStop(early, config.training.early_stopping_threshold)] if early else []
+    progress = Progress(metrics)
+    budgeted = bool(config.training.time_budget_minutes) and config.training.max_steps == -1
+    return [Manifest(), Stop(), *stopping, metrics, progress, *([Replan(metrics, progress)] if budgeted else [])]
 
 
 def batch_tokens(batches: list[dict]) -> int:
@@ -500,6 +604,39 @@ def budget_steps(model, collator, batches: list[dict], eval_batches: list[dict],
     return steps
 
 
+def steps_for_budget(global_step: int, costs: dict[str, tuple[float, int]], left_s: float, cap: int) -> int:
+    """A time-budgeted phase's length, priced again while it trains: the steps done plus those the time
+    left holds, at least one more, at most `cap` (the steps its planned epochs hold). `costs`: the
+    measured seconds of a step, an evaluation and a checkpoint save, each with how many steps apart it
+    comes ({"step": (s, 1), "eval": (s, eval_steps), "save": (s, save_steps)}); the last save is kept
+    inside the budget."""
+    per_step = sum(seconds / every for seconds, every in costs.values())
+    more = int(max(left_s - costs["save"][0], 0.0) / per_step)
+    return max(global_step + 1, min(cap, global_step + more))
+
+
+def stretch_schedule(scheduler, name: str, warmup_steps: int, total_steps: int) -> None:
+    """Give a running learning-rate schedule a new length: its factors rebuilt by transformers for
+    `total_steps` (same kind, same warmup), each parameter group's rate set for the step it is at.
+    LambdaLR keeps its step count, so the rate goes on from where it is and reaches the schedule's end
+    at the new last step."""
+    import torch
+    from transformers import get_scheduler
+
+    scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper holds the torch one
+    probe = get_scheduler(
+        name,
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
+        num_warmup_steps=warmup_steps,
+        num_training_steps=total_steps,
+    )
+    groups = scheduler.optimizer.param_groups
+    scheduler.lr_lambdas = [probe.lr_lambdas[0]] * len(groups)
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]
+
+
 def train(planned: plan.Plan, run_id: str, stop: list) -> str:
     """The recipe. Returns the final status: finished or stopped."""
     config, t = planned.config, planned.config.training
@@ -512,7 +649,9 @@ def train(planned: plan.Plan, run_id: str, stop: list) -> str:
     choice, notice = distributed.backend_for(t.backend, t.processes)
     if notice:
         print(notice, flush=True)
-    backend = backends.select(choice)
+    with quiet.stderr_to(planned.output_dir / LOG_FILE):  # the stack's import-time warnings: to the log only
+        backend = backends.select(choice)  # unsloth, when chosen, before transformers
+        quiet.import_libraries()
     if backend.notice:
         print(backend.notice, flush=True)
     from datasets import Dataset
@@ -540,11 +679,16 @@ def train(planned: plan.Plan, run_id: str, stop: list) -> str:
     # the rows the plan checked and estimated, mixed by type the same way; the same validation rows at every evaluation
     max_len, seed = t.max_seq_length, t.seed
     train_rows = encode_rows(
-        tokenizer, data.training_rows(config.data.train_source, config.data.train_mix, seed), max_len, "training rows"
+        tokenizer,
+        data.training_rows(config.data.train_source, config.data.train_mix, seed, config.data.columns),
+        max_len,
+        "training rows",
     )
     eval_rows = encode_rows(
         tokenizer,
-        data.validation_rows(config.data.validation_source, config.data.type_weights, seed, config.data.eval_rows),
+        data.validation_rows(
+            config.data.validation_source, config.data.type_weights, seed, config.data.eval_rows, config.data.columns
+        ),
         max_len,
         "validation rows",
     )
@@ -567,8 +711,15 @@ def train(planned: plan.Plan, run_id: str, stop: list) -> str:
             if resume
             else budget_steps(model, collator, batches, eval_batches, config, backend.dtype)
         )
+    # the trackers' local stores live under the runs root, unless their own variables say otherwise
+    if "mlflow" in t.report_to:  # a folder (`mlflow ui --backend-store-uri <runs root>/mlruns`): no database to set up
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (paths.home() / "mlruns").as_uri())
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for the folder store by name
+    if "wandb" in t.report_to:
+        os.environ.setdefault("WANDB_DIR", str(output_dir))
     args = dict(
         output_dir=str(output_dir),
+        run_name=config.name,  # what the trackers call the run
         num_train_epochs=t.num_train_epochs,
         max_steps=max_steps,
         learning_rate=t.learning_rate,
@@ -590,7 +741,11 @@ def train(planned: plan.Plan, run_id: str, stop: list) -> str:
         include_num_input_tokens_seen=True,  # padding-free batches: every token counted is a real one
         prediction_loss_only=True,  # evaluation keeps eval_loss, not 49k-wide logits per token
         remove_unused_columns=False,
-        report_to="none",
+        # the worker writes TensorBoard itself (with tokens/s and the time split); the other trackers are transformers'
+        report_to=[name for name in t.report_to if name != "tensorboard"] or "none",
+        # the best checkpoint by eval_loss (trainer_state.json's best_model_checkpoint); early stopping reads it
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
