@@ -1,9 +1,10 @@
 """Quality checklist: the seed's "what good results look like" and "what bad results look like" lists
-for one checkpoint, judged from its latest stored evaluation. Each item leads with one plain sentence
-counted on the evaluation's rows (core.evaluation.quality); its number, 95% interval, n and threshold sit in an
-expander. Then the scores per diagram type and origin with the weak types, and the failing examples
-rendered. An evaluation runs as a background job with its count, time left and Cancel. "Choose this model"
-makes the checkpoint the project's chosen model (core.inference.chosen)."""
+for one checkpoint, judged from its latest stored evaluation (or an earlier one a person picks). Each item
+leads with one plain sentence counted on the evaluation's rows (core.evaluation.quality); its number, 95%
+interval, n and threshold sit in an expander. Then the scores per diagram type and origin with the weak
+types, and the failing examples rendered. An evaluation runs as a background job with its count, time
+left and Cancel. "Choose this model" makes the checkpoint the project's chosen model
+(core.inference.chosen)."""
 
 from pathlib import Path
 
@@ -87,7 +88,17 @@ else:
 if ckpt not in latest:
     st.stop()
 
-evaluation = latest[ckpt]
+evaluations = evaluate.evaluations_of(ckpt)
+evaluation = (
+    st.selectbox(
+        "Evaluation",
+        evaluations,
+        format_func=quality.evaluation_words,
+        help="each evaluation of this checkpoint: its rows, how they were sampled, when (newest first)",
+    )
+    if len(evaluations) > 1
+    else evaluations[0]
+)
 rows = evaluate.evaluation_rows(evaluation.id)
 examples = [{**r["metrics"], "id": r["id"]} for r in rows]
 by_id = {r["id"]: r for r in rows}
@@ -99,7 +110,8 @@ judged = metrics.verdict(summary, evaluation.summary.get("loss"), thresholds, ex
 show = st.success if judged["good"] else st.error if judged["label"] == "bad" else st.warning
 show(quality.verdict_sentence(judged))
 st.caption(
-    f"Judged on the latest evaluation: {quality.evaluation_words(evaluation)}, scored with today's metrics "
+    f"Judged on {'the latest' if evaluation == evaluations[0] else 'an earlier'} evaluation: "
+    f"{quality.evaluation_words(evaluation)}, scored with today's metrics "
     "against the checkpoint's quality thresholds. An item passes when its whole 95% interval clears the threshold."
 )
 

@@ -4,7 +4,7 @@ a seeded store, see test_pages.seed_store; the real browser drives a running job
 
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -224,6 +224,22 @@ def test_quality_items_lead_with_a_sentence_counted_on_the_same_rows(seeded):
     labels = at.selectbox[1].options
     assert any(o == "Wrong diagram type (1 of 3 outputs)" for o in labels)
     assert any(c.value.startswith("Judged on the latest evaluation: 3 test rows of data/default, ") for c in at.caption)
+
+
+def test_quality_lets_a_person_pick_an_earlier_evaluation_of_the_checkpoint(seeded):
+    latest = store.evaluations.latest_of(seeded["checkpoints"][2])
+    earlier = replace(latest, id=store.new_id(), n=2, created_at=latest.created_at - timedelta(days=1))
+    kept = store.evaluations.generations_of(latest.id)[:2]
+    store.evaluations.add(earlier, [], [replace(g, id=store.new_id(), evaluation_id=earlier.id) for g in kept])
+    at = page("quality").run()
+    no_exceptions(at)
+    picker = next(s for s in at.selectbox if s.label == "Evaluation")
+    assert [o.split(" rows of ")[0] for o in picker.options] == ["3 test", "2 test"]  # newest first
+    assert any(c.value.startswith("Judged on the latest evaluation: 3 test rows") for c in at.caption)
+    picker.select_index(1).run()
+    no_exceptions(at)
+    assert any(c.value.startswith("Judged on an earlier evaluation: 2 test rows") for c in at.caption)
+    assert "of 2 outputs" in " ".join(m.value for m in at.markdown)  # its items counted on its own rows
 
 
 def test_an_evaluation_says_which_rows_of_which_dataset_it_judged():

@@ -632,6 +632,11 @@ def latest_evaluations() -> dict[str, store.evaluations.Evaluation]:
     return {e.checkpoint: e for e in store.evaluations.latest_per_checkpoint()}
 
 
+def evaluations_of(checkpoint: str) -> list[store.evaluations.Evaluation]:
+    """Every stored evaluation of a checkpoint, newest first (the Quality page lets a person pick one)."""
+    return store.evaluations.of_checkpoint(checkpoint)
+
+
 def evaluation_rows(evaluation_id: str) -> list[dict]:
     """The generations of one stored evaluation: id, prompt (the message), requirement, reference,
     diagram_type, output, and metrics scored again with today's metrics."""

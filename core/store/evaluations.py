@@ -174,6 +174,15 @@ def latest_per_checkpoint() -> list[Evaluation]:
     return [_evaluation(row) for row in found]
 
 
+def of_checkpoint(checkpoint: str) -> list[Evaluation]:
+    """The checkpoint's evaluations, newest first."""
+    found = rows(
+        f"SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE checkpoint = ? ORDER BY created_at DESC",
+        [str(checkpoint)],
+    )
+    return [_evaluation(row) for row in found]
+
+
 def latest_of(checkpoint: str) -> Evaluation | None:
     """The checkpoint's newest evaluation."""
     found = rows(
