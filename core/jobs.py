@@ -84,7 +84,15 @@ def evaluate(checkpoint: str, limit: int | None = None) -> Job:
     return start("evaluate", args, label=checkpoint)
 
 
-def compare(checkpoints: list[str], *, limit: int, max_new_tokens: int, label: str = "") -> Job:
+def decoding_flags(decoding: dict | None) -> list[str]:
+    """{"repetition": "dry", "temperature": 0.7} -> ["--repetition", "dry", "--temperature", "0.7"]: the decoding
+    settings (evaluation.* of core/config.py) as the commands' flags; none given, greedy."""
+    return [arg for key, value in (decoding or {}).items() for arg in ("--" + key.replace("_", "-"), str(value))]
+
+
+def compare(
+    checkpoints: list[str], *, limit: int, max_new_tokens: int, decoding: dict | None = None, label: str = ""
+) -> Job:
     """`umlstudio compare` of 2-4 checkpoints on `limit` test prompts; its HTML report is the job's compare.html."""
     models = [arg for i, checkpoint in enumerate(checkpoints) for arg in (f"--model{i + 1}", checkpoint)]
     return start(
@@ -100,6 +108,7 @@ def compare(checkpoints: list[str], *, limit: int, max_new_tokens: int, label: s
             str(int(max_new_tokens)),
             "--out",
             "{job}/compare.html",
+            *decoding_flags(decoding),
         ],
         label=label or ", ".join(checkpoints),
     )
@@ -113,6 +122,7 @@ def generate(
     diagram_type: str | None = None,
     max_new_tokens: int = 320,
     repair: bool = False,
+    decoding: dict | None = None,
     label: str = "",
 ) -> Job:
     """One generation for the playground: its tokens stream to the job's output, its result is result.json."""
@@ -135,6 +145,7 @@ def generate(
         args += ["--type", diagram_type]
     if repair:
         args += ["--repair"]
+    args += decoding_flags(decoding)
     return start("generate", args, label=label or checkpoint, files={"prompt.txt": prompt})
 
 

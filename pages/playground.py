@@ -1,8 +1,9 @@
 """Prompt playground: one prompt and the wanted diagram type, the base model or any checkpoint (the chosen
-model selected first), tokens as
-they stream, the diagram beside its source, PlantUML's error with its line, and metrics against the
-reference when there is one. "Valid PlantUML" (on by default) checks the output and repairs it when
-PlantUML rejects it; the page then says what was changed and keeps the model's raw output in view.
+model selected first), greedy decoding or, when asked, repeats penalised (DRY) or sampling (temperature,
+top-p, top-k, seed); tokens as they stream, the diagram beside its source, PlantUML's error with its line,
+and metrics against the reference when there is one. "Valid PlantUML" (on by default) checks the output
+and repairs it when PlantUML rejects it; the page then says what was changed and keeps the model's raw
+output in view.
 
 Generation runs in a worker process (`jobs.generate`, a background job): the studio never loads a model.
 The job's id sits in the URL, so a refresh picks the same generation up again."""
@@ -12,6 +13,7 @@ import difflib
 import streamlit as st
 
 from core import data, jobs
+from core.config import EvaluationConfig
 from core.data import prompts
 from core.evaluation import metrics
 from core.inference import chosen, render
@@ -55,7 +57,7 @@ with st.expander("Decoding"):
         1024,
         320,
         32,
-        help="greedy decoding; stops at @enduml, at the end of turn, or when a line keeps repeating",
+        help="stops at @enduml, at the end of turn, or when a line keeps repeating",
     )
     make_valid = st.checkbox(
         "Valid PlantUML: check the output and repair it when PlantUML rejects it",
@@ -63,6 +65,25 @@ with st.expander("Decoding"):
         help="a second attempt from the last good line, then edits (cut loops, close blocks, "
         "delete the rejected line); the raw output stays visible",
     )
+    decoding: dict = {}
+    if st.toggle(
+        "Penalise repeats (DRY)",
+        help=EvaluationConfig.model_fields["repetition"].description,
+    ):
+        decoding["repetition"] = "dry"
+    temperature = st.slider(
+        "temperature", 0.0, 1.5, 0.0, 0.05, help="0: greedy, the evaluation's reference; above 0 it samples"
+    )
+    if temperature:
+        top_p, top_k, seed = st.columns(3)
+        decoding |= {
+            "temperature": temperature,
+            "top_p": top_p.slider(
+                "top-p", 0.05, 1.0, 1.0, 0.05, help=EvaluationConfig.model_fields["top_p"].description
+            ),
+            "top_k": top_k.number_input("top-k", 0, 1000, 0, help=EvaluationConfig.model_fields["top_k"].description),
+            "seed": seed.number_input("seed", 0, 2**31 - 1, 0, help=EvaluationConfig.model_fields["seed"].description),
+        }
 
 dataset = data.default_dataset_dir()
 test_rows = data.load_split(dataset, "test") if (dataset / "test.jsonl").is_file() else []
@@ -98,6 +119,7 @@ if st.button("Generate", type="primary", disabled=not prompt.strip()):
         diagram_type=wanted,
         max_new_tokens=max_new_tokens,
         repair=make_valid,
+        decoding=decoding,
         label=model["label"],
     )
     st.query_params["job"] = job.id

@@ -173,6 +173,29 @@ def test_importing_a_folder_again_updates_its_run_in_place(tmp_path):
     assert len(store.metrics.curve([first.run.id], ["loss"])) == 20  # what the folder holds now
 
 
+def test_importing_again_keeps_the_time_of_an_unchanged_checkpoint(tmp_path):
+    """The checklist's "evaluated" item compares an evaluation's time with the checkpoint's recorded time: reading
+    the folder again (`import --as-phase` after `evaluate`) must not make an unchanged checkpoint look newer."""
+    folder = tmp_path / "outputs"
+    older = write_state(folder, state(history([(s, falling(s)) for s in range(10, 501, 10)])), 500)
+    newer = write_state(folder, state(history([(s, falling(s)) for s in STEPS])), 1000)
+    for ckpt in (older, newer):
+        adapter_checkpoint(ckpt, "Qwen/Qwen2.5-0.5B")
+    run = adopt.adopt(folder).run
+    recorded = {c.path: c for c in store.checkpoints.of_runs([run.id])}
+    adopt.adopt(folder)
+    assert {c.path: c for c in store.checkpoints.of_runs([run.id])} == recorded  # same rows, same times
+    (newer / "adapter_config.json").write_text("{}")  # their script changed it: recorded again, a new manifest
+    adopt.adopt(folder)
+    again = {c.path: c for c in store.checkpoints.of_runs([run.id])}
+    assert again[str(older)] == recorded[str(older)]
+    assert again[str(newer)].manifest_sha256 != recorded[str(newer)].manifest_sha256
+    assert again[str(newer)].created_at >= recorded[str(newer)].created_at
+    shutil.rmtree(older)  # a checkpoint gone from the folder is gone from the run
+    adopt.adopt(folder)
+    assert [c.path for c in store.checkpoints.of_runs([run.id])] == [str(newer)]
+
+
 def test_two_folders_of_the_same_name_get_two_runs_and_a_taken_name_is_refused(tmp_path, capsys):
     for parent in ("a", "b"):
         CASES["plateau"][0](tmp_path / parent / "outputs")
@@ -331,8 +354,9 @@ def test_a_folder_without_any_training_record_is_one_line(tmp_path, capsys):
 # ---- a run made by plain transformers Trainer + PEFT --------------------------------------------
 
 
-def train_with_transformers(tiny_model: Path, out: Path) -> None:
-    """Plain transformers Trainer + PEFT, not the studio's trainer: 24 steps, eval every 4, a checkpoint every 8."""
+def train_with_transformers(tiny_model: Path, out: Path, learning_rate: float = 5e-3) -> None:
+    """Plain transformers Trainer + PEFT, not the studio's trainer: 24 steps, eval every 4, a checkpoint every 8.
+    At the default learning rate the tiny model's loss stays flat ("not learning"); 5e-2 makes it fall."""
     import datasets
     import torch
     from peft import LoraConfig, get_peft_model
@@ -356,7 +380,7 @@ def train_with_transformers(tiny_model: Path, out: Path) -> None:
         output_dir=str(out),
         max_steps=24,
         per_device_train_batch_size=4,
-        learning_rate=5e-3,
+        learning_rate=learning_rate,
         logging_steps=1,
         eval_strategy="steps",
         eval_steps=4,
@@ -410,16 +434,18 @@ def test_a_run_of_transformers_trainer_is_imported_diagnosed_and_continued(tiny_
     html = tmp_path / "compare.html"
     assert cli.main(["compare", "--model1", first, "--model2", last, *fast, "--out", str(html)]) == 0
     assert "sign test" in capsys.readouterr().out and "checkpoint-24" in html.read_text()
-    evaluations = store.query_for_tests("SELECT checkpoint, n FROM evaluations ORDER BY created_at")
+    evaluations = store.query_for_tests("SELECT checkpoint, n, summary FROM evaluations ORDER BY created_at")
     assert [(e["checkpoint"], e["n"]) for e in evaluations] == [(last, 2), (first, 2), (last, 2)]
-    generations = store.query_for_tests("SELECT checkpoint FROM generations")
-    assert sorted(g["checkpoint"] for g in generations) == sorted([first, first, last, last])  # 24's reused
+    made = [(json.loads(e["summary"])["generated"], json.loads(e["summary"])["reused"]) for e in evaluations]
+    assert made == [(2, 0), (2, 0), (0, 2)]  # compare served checkpoint-24's outputs from the store
+    assert len(store.query_for_tests("SELECT id FROM generations")) == 6
 
     # a continue phase from their last checkpoint, written by `import --as-phase`, trains on their base model
     assert cli.main(["import", str(out), "--name", "theirs", "--as-phase"]) == 0
     printed = capsys.readouterr().out
     assert "read again (updated in place)" in printed
     written = Path(printed.split("wrote ")[1].split(" — ")[0])
+    assert cli.main(["advise", "--run", "theirs", "--backup", "--out", str(tmp_path / "advised.yaml")]) == 0
     overrides = [
         f"data.dataset={dataset}",
         "training.backend=peft",
@@ -427,12 +453,20 @@ def test_a_run_of_transformers_trainer_is_imported_diagnosed_and_continued(tiny_
         "training.gradient_accumulation_steps=1",
         "training.eval_steps=2",
     ]
-    assert cli.main(["train", "--config", str(written), *(a for o in overrides for a in ("--set", o))]) == 0
+    items = {item.key: item for item in checklist.check(configs.load(written, overrides))}
+    failing = {key: item.why for key, item in items.items() if not item.passed}
+    # evaluated before `import --as-phase` read the folder again, backed up by `advise --backup`: only the
+    # diagnosis stands in the way (the tiny model's 24 steps barely move its loss: "not learning")
+    assert failing.keys() == {"continue_from"} and "not learning" in failing["continue_from"], failing
+    reason = "phase.override_reason=a continue phase from their run, two steps"
+    argv = ["train", "--config", str(written), *(a for o in [*overrides, reason] for a in ("--set", o))]
+    assert cli.main(argv) == 0
     assert f"{written.stem}: finished" in capsys.readouterr().out
     phase = store.runs.for_output_dir(paths.resolve_output_dir(configs.load(written).training.output_dir))
     assert phase is not None and (phase.status, phase.phase_kind, phase.backend) == ("finished", "continue", "peft")
-    assert phase.parent_run == run.id and phase.parent_checkpoint == last
-    assert phase.base_model == str(tiny_model.resolve()) or phase.base_model == str(tiny_model)
+    assert phase.parent_checkpoint == last
+    assert phase.override_reason == reason.split("=", 1)[1] and phase.checklist is not None
+    assert phase.base_model == str(tiny_model)  # their base model, read from adapter_config.json
     assert [p.step for p in store.metrics.curve([phase.id], ["loss"])] == [1, 2]
     saved = store.checkpoints.of_runs([phase.id])
     assert [c.step for c in saved] == [2] and Path(saved[0].path).parent == Path(phase.output_dir)

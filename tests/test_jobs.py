@@ -127,6 +127,9 @@ def test_evaluate_compare_generate_and_export_build_their_workers_command_lines(
         None,
     )
     assert (args.limit, args.max_new_tokens, args.out) == (12, 200, str(job.dir / "compare.html"))
+    assert (args.repetition, args.temperature) == ("none", 0.0)  # greedy unless asked
+    dry = jobs.compare(["base", "/runs/a/checkpoint-8"], limit=4, max_new_tokens=64, decoding={"repetition": "dry"})
+    assert parsed(dry)[0].repetition == "dry"
 
     job = jobs.generate(
         "base",
@@ -144,6 +147,9 @@ def test_evaluate_compare_generate_and_export_build_their_workers_command_lines(
     assert (args.base, args.type, args.max_new_tokens, args.repair) == ("/models/tiny", "state", 64, True)
     args, _ = parsed(jobs.generate("/runs/a/checkpoint-8", "A shop has orders."))
     assert (args.base, args.type, args.repair) == (None, None, False)
+    sampled = {"repetition": "dry", "temperature": 0.7, "top_p": 0.9, "top_k": 40, "seed": 3}
+    args, _ = parsed(jobs.generate("base", "A lamp is on or off.", decoding=sampled))
+    assert (args.repetition, args.temperature, args.top_p, args.top_k, args.seed) == ("dry", 0.7, 0.9, 40, 3)
 
     job = jobs.export("/runs/a/checkpoint-8", tmp_path / "out", "gguf", "q8_0", label="a → out")
     args, _ = parsed(job)
@@ -155,10 +161,10 @@ def test_evaluate_compare_generate_and_export_build_their_workers_command_lines(
         "q8_0",
     )
 
-    kinds = ["compare", "evaluate", "evaluate", "export", "generate", "generate"]
+    kinds = ["compare", "compare", "evaluate", "evaluate", "export", "generate", "generate", "generate"]
     assert sorted(j.kind for j in jobs.list_jobs()) == kinds
     # each typed function started one supervisor, for its own job folder
-    assert [argv[1:3] for argv in no_supervisor] == [["-m", "core.supervisor"]] * 6
+    assert [argv[1:3] for argv in no_supervisor] == [["-m", "core.supervisor"]] * 8
     assert sorted(Path(argv[3]).name for argv in no_supervisor) == sorted(j.id for j in jobs.list_jobs())
 
 

@@ -516,6 +516,21 @@ def test_playground_offers_checkpoints_and_test_prompts(seeded):
     assert next(b for b in at.button if b.label == "Generate").disabled is False
 
 
+def test_playground_passes_its_decoding_to_the_generation_job(seeded):
+    at = page("playground").run()
+    next(t for t in at.toggle if t.label == "Penalise repeats (DRY)").set_value(True).run()
+    next(s for s in at.slider if s.label == "temperature").set_value(0.7).run()
+    next(s for s in at.slider if s.label == "top-p").set_value(0.9).run()
+    no_exceptions(at)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    job = jobs.get(at.query_params["job"])  # a single value: a str
+    jobs.stop(job.id)
+    argv = json.loads((job.dir / "command.json").read_text())["argv"]
+    flags = dict(zip(argv[argv.index("--repetition") :: 2], argv[argv.index("--repetition") + 1 :: 2]))
+    assert flags == {"--repetition": "dry", "--temperature": "0.7", "--top-p": "0.9", "--top-k": "0", "--seed": "0"}
+    wait_done(job.id, 30)
+
+
 # The A/B and quality pages: tests/test_pages_jobs.py
 
 

@@ -2,6 +2,7 @@
 A/B estimate and URL selection, and the quality checklist's plain sentences and counts (AppTest on
 a seeded store, see test_pages.seed_store; the real browser drives a running job in test_browser)."""
 
+import json
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -131,6 +132,22 @@ def test_compare_reads_stored_outputs_keeps_the_selection_in_the_url_and_orders_
     again.query_params.update({"ckpt": [p1_last, "base"], "prompts": "2"})
     again.run()
     assert again.multiselect[0].value == [p1_last, "base"] and again.number_input[0].value == 2
+
+
+def test_compare_with_repeats_penalised_shows_and_makes_those_outputs_only(seeded):
+    p1_last = seeded["checkpoints"][2]
+    at = page("compare").run()
+    next(t for t in at.toggle if t.label == "Penalise repeats (DRY)").set_value(True)
+    at = pick(at, [p1_last, "base"], 2)
+    no_exceptions(at)
+    assert at.query_params["repetition"] == "dry"
+    assert at.warning[0].value.startswith("0 of 4 outputs already stored")  # the stored greedy ones are not these
+    next(b for b in at.button if b.label.startswith("Generate the missing outputs")).click().run()
+    [job] = jobs.list_jobs("compare")
+    jobs.stop(job.id)
+    argv = json.loads((job.dir / "command.json").read_text())["argv"]
+    assert argv[argv.index("--repetition") + 1] == "dry"
+    wait_done(job.id, 30)
 
 
 def test_compare_estimates_the_time_and_counts_what_is_stored(seeded):

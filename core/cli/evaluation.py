@@ -4,7 +4,7 @@ import json
 import signal
 import sys
 
-from core.cli.options import config_option
+from core.cli.options import config_option, decoding_options, evaluation_config
 from core.errors import UserError
 
 
@@ -22,34 +22,7 @@ def _dataset_args(parser) -> None:
     )
     config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens")
     config_option(parser, "--batch-size", "evaluation.batch_size")
-    config_option(parser, "--repetition", "evaluation.repetition")
-    for flag in ("--dry-multiplier", "--dry-base", "--dry-allowed-length", "--temperature", "--top-k", "--top-p"):
-        config_option(parser, flag, "evaluation." + flag[2:].replace("-", "_"))
-    config_option(parser, "--seed", "evaluation.seed")
-
-
-DECODING = ("repetition", "dry_multiplier", "dry_base", "dry_allowed_length", "temperature", "top_k", "top_p", "seed")
-
-
-def _config(args):
-    """The decoding options as an EvaluationConfig; a value the schema refuses is a UserError naming the flag."""
-    from pydantic import ValidationError
-
-    from core.config import EvaluationConfig
-
-    try:
-        return EvaluationConfig(
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            samples=getattr(args, "samples", 1),
-            **{key: getattr(args, key) for key in DECODING},
-        )
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        if not problem["loc"]:  # a rule over several values: the samples asked without sampling
-            raise UserError(f"--samples {args.samples}: {problem['msg'].removeprefix('Value error, ')}") from None
-        flag = "--" + str(problem["loc"][0]).replace("_", "-")
-        raise UserError(f"{flag} {problem['input']}: {problem['msg'].lower()}") from None
+    decoding_options(parser)
 
 
 def _stop_on_sigterm() -> None:
@@ -85,7 +58,13 @@ def run_evaluate(args) -> int:
     _stop_on_sigterm()
     quiet.import_stack("evaluate")  # the model stack's import-time warnings: to a log
     summary = evaluate.evaluate(
-        args.checkpoint, args.dataset, args.limit, args.split, base=args.base, config=_config(args), repair=args.repair
+        args.checkpoint,
+        args.dataset,
+        args.limit,
+        args.split,
+        base=args.base,
+        config=evaluation_config(args),
+        repair=args.repair,
     )
     print(json.dumps(summary, default=str) if args.json else evaluate.format_summary(summary))
     return 0
@@ -109,7 +88,9 @@ def run_compare(args) -> int:
     quiet.import_stack("compare")
     refs = [ref for ref in (args.model1, args.model2, args.model3, args.model4) if ref]
     paths.out_file(args.out)  # checked before the long comparison, not after it
-    result = evaluate.compare(refs, args.dataset, args.limit, args.split, base=args.base, config=_config(args))
+    result = evaluate.compare(
+        refs, args.dataset, args.limit, args.split, base=args.base, config=evaluation_config(args)
+    )
     print(evaluate.format_compare(result))
     path = write_compare(result, args.out)
     print(f"wrote {path}")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli.options import config_option
+from core.cli.options import config_option, decoding_options, evaluation_config
 from core.errors import Stopped, UserError
 
 MAX_TIMEOUT_S = 600.0
@@ -95,6 +95,7 @@ def add_generate_args(parser) -> None:
         action="store_true",
         help="check the output with PlantUML and repair it when rejected (the raw output is reported too)",
     )
+    decoding_options(parser)
 
 
 def run_generate(args) -> int:
@@ -110,13 +111,16 @@ def run_generate(args) -> int:
     if not args.prompt.strip():
         raise UserError("--prompt is empty — pass the requirement to turn into PlantUML")
     generate.check_type(args.type)
+    decoding = generate.Decoding.of(evaluation_config(args))
     checkpoint, used = chosen.checkpoint_or_chosen(args.checkpoint)
     quiet.import_stack("generate")
     if used:
         print(f"-- {used.line()}", file=sys.stderr)
     engine = generate.engine_for([checkpoint], args.base)
     message = prompts.request(args.prompt, args.type)
-    row = engine.generate([message], checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair)[0]
+    row = engine.generate(
+        [message], checkpoint, max_new_tokens=args.max_new_tokens, repair=args.repair, decoding=decoding
+    )[0]
     print(row.output)
     note = (" (cut off at --max-new-tokens)" if row.truncated else "") + (
         f" (stopped: {row.loop})" if row.looped else ""
@@ -155,6 +159,7 @@ def add_generate_worker_args(parser) -> None:
     config_option(parser, "--base", "model.base", overrides=True, lead="the base model behind 'base': ")
     config_option(parser, "--max-new-tokens", "evaluation.max_new_tokens")
     parser.add_argument("--repair", action="store_true", help="repair an output PlantUML rejects")
+    decoding_options(parser)
 
 
 def run_generate_worker(args) -> int:
@@ -168,6 +173,7 @@ def run_generate_worker(args) -> int:
         base=args.base,
         max_new_tokens=args.max_new_tokens,
         repair=args.repair,
+        decoding=generate.Decoding.of(evaluation_config(args)),
     )
 
 

@@ -28,3 +28,31 @@ def config_option(
     shown = default_text if default_text is not None else default
     help_text = f"{lead}{field.description} (default: {shown})".replace("%", "%%")  # argparse formats help with %
     parser.add_argument(flag, type=kind, default=None if overrides else default, help=help_text, **kwargs)
+
+
+DECODING = ("repetition", "dry_multiplier", "dry_base", "dry_allowed_length", "temperature", "top_k", "top_p", "seed")
+
+
+def decoding_options(parser) -> None:
+    """How each next token is chosen (evaluate, compare, generate and the playground's worker)."""
+    for name in DECODING:
+        config_option(parser, "--" + name.replace("_", "-"), "evaluation." + name)
+
+
+def evaluation_config(args):
+    """The decoding options (and those of evaluate's that a command has) as an EvaluationConfig; a value
+    the schema refuses is a UserError naming the flag."""
+    from pydantic import ValidationError
+
+    from core.config import EvaluationConfig
+    from core.errors import UserError
+
+    given = {key: getattr(args, key, None) for key in (*DECODING, "max_new_tokens", "batch_size", "samples")}
+    try:
+        return EvaluationConfig(**{key: value for key, value in given.items() if value is not None})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        if not problem["loc"]:  # a rule over several values: the samples asked without sampling
+            raise UserError(f"--samples {args.samples}: {problem['msg'].removeprefix('Value error, ')}") from None
+        flag = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise UserError(f"{flag} {problem['input']}: {problem['msg'].lower()}") from None

@@ -215,7 +215,9 @@ def _generation_row(
     decoding = {
         "max_new_tokens": settings["max_new_tokens"],
         "repair": bool(settings.get("repair")),
-        "greedy": settings["decoding"] == "greedy" and "repetition" not in settings,  # the A/B viewer shows these
+        # the A/B viewer shows greedy outputs, of the repetition control it is asked for
+        "greedy": settings["decoding"] == "greedy",
+        "repetition": settings.get("repetition", "none"),
     }
     return store.evaluations.Generation(
         id=r.get("generation_id") or store.new_id(),
@@ -568,14 +570,14 @@ def rescore(output: str, stored_metrics: dict, row: data.Row | dict) -> dict:
 
 
 def stored_outputs(
-    ckpts: list[str], rows: list[data.Row], max_new_tokens: int | None = None
+    ckpts: list[str], rows: list[data.Row], max_new_tokens: int | None = None, repetition: str = "none"
 ) -> dict[tuple[str, int], dict]:
     """(checkpoint, row index) -> {"output", "metrics"}: the newest stored output of each checkpoint
-    for each row's message (greedy, without repair; with `max_new_tokens`, only outputs made with that
-    token budget), scored again (`rescore`); pairs never generated are absent."""
+    for each row's message (greedy with that `repetition` control, without repair; with `max_new_tokens`,
+    only outputs made with that token budget), scored again (`rescore`); pairs never generated are absent."""
     wanted = {message(row): i for i, row in enumerate(rows)}
     outputs = {}
-    for hit in store.evaluations.newest_outputs(ckpts, list(wanted), max_new_tokens):
+    for hit in store.evaluations.newest_outputs(ckpts, list(wanted), max_new_tokens, repetition):
         i = wanted[hit.prompt]
         outputs[(hit.checkpoint, i)] = {"output": hit.output, "metrics": rescore(hit.output, hit.metrics, rows[i])}
     return outputs
@@ -593,13 +595,13 @@ def speed() -> tuple[float, bool]:
     return (tokens / seconds, True) if seconds and tokens else (DEFAULT_TOKENS_PER_S, False)
 
 
-def estimate(ckpts: list[str], rows: list[data.Row], max_new_tokens: int) -> dict:
+def estimate(ckpts: list[str], rows: list[data.Row], max_new_tokens: int, repetition: str = "none") -> dict:
     """How long generating the missing outputs of `ckpts` on `rows` will take, before starting:
     per checkpoint, how many rows are stored and how many tokens its outputs run to (the mean of its
     stored outputs, those cut off at an earlier budget counted at this one; the budget when it has
     none: a base model writes prose to the limit), times the measured speed (`speed`)."""
     with store.session():  # three reads, one connection
-        stored = stored_outputs(ckpts, rows, max_new_tokens)
+        stored = stored_outputs(ckpts, rows, max_new_tokens, repetition)
         lengths = store.evaluations.mean_output_tokens(ckpts, max_new_tokens)
         tokens_per_s, measured = speed()
     per = []

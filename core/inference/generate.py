@@ -891,6 +891,7 @@ def work(
     base: str | None = None,
     max_new_tokens: int = 320,
     repair: bool = False,
+    decoding: Decoding = GREEDY,
 ) -> int:
     """The studio's generation worker (`python -m core.inference.generate`, or `python -m core generate-worker`):
     generate one output, its text to stdout as it streams, the result as JSON to `out`."""
@@ -898,7 +899,9 @@ def work(
         raise UserError(f"{prompt_file}: prompt file not found")
     check_type(diagram_type)
     requirement = prompt_file.read_text()
-    pieces = stream(checkpoint, prompts.request(requirement, diagram_type), max_new_tokens, base, repair=repair)
+    pieces = stream(
+        checkpoint, prompts.request(requirement, diagram_type), max_new_tokens, base, repair=repair, decoding=decoding
+    )
     while True:
         try:
             sys.stdout.write(next(pieces))

@@ -116,9 +116,12 @@ def generations_of(evaluation_id: str) -> list[Generation]:
     return [_generation(row) for row in found]
 
 
-def newest_outputs(checkpoints: list[str], prompts: list[str], max_new_tokens: int | None = None) -> list[NewestOutput]:
-    """Each checkpoint's newest greedy output for each prompt, made without repair (and, with `max_new_tokens`,
-    with that token budget: the generation's own record of it, else its evaluation's)."""
+def newest_outputs(
+    checkpoints: list[str], prompts: list[str], max_new_tokens: int | None = None, repetition: str = "none"
+) -> list[NewestOutput]:
+    """Each checkpoint's newest greedy output for each prompt with that `repetition` control, made without
+    repair (and, with `max_new_tokens`, with that token budget: the generation's own record of it, else its
+    evaluation's)."""
     if not (checkpoints and prompts):
         return []
     budget = (
@@ -135,8 +138,9 @@ def newest_outputs(checkpoints: list[str], prompts: list[str], max_new_tokens: i
             AND {budget}NOT coalesce(TRY_CAST(g.metrics->>'repair' AS BOOLEAN),
                                      TRY_CAST(e.settings->>'repair' AS BOOLEAN), false)
             AND coalesce(TRY_CAST(g.metrics->>'greedy' AS BOOLEAN), true)
+            AND coalesce(g.metrics->>'repetition', 'none') = ?
             GROUP BY g.checkpoint, g.prompt""",
-        [*checkpoints, list(prompts), *([max_new_tokens] if max_new_tokens else [])],
+        [*checkpoints, list(prompts), *([max_new_tokens] if max_new_tokens else []), repetition],
     )
     return [NewestOutput(**{**row, "metrics": loads(row["metrics"])}) for row in found]
 

@@ -26,7 +26,8 @@ without weights still brings its curve (marked "weights not present").
 An imported checkpoint is recorded with the sha256 of the manifest `checkpoints.write_manifest` would
 write for it (computed in memory, the folder is not touched), so a later change to its files shows.
 Importing the same folder again updates its run in place (same id: its metrics and checkpoints replaced
-by what the folder holds now); a folder the studio trained itself is refused.
+by what the folder holds now; a checkpoint whose files did not change keeps its recorded time, so an
+evaluation made since still counts for the pre-continue checklist); a folder the studio trained itself is refused.
 """
 
 import json
@@ -507,6 +508,8 @@ def register(found: Folder) -> tuple[store.Run, bool]:
             imported=imported,
             status="finished" if done else "stopped",
         )
+        # a checkpoint read again unchanged keeps its row, and so its time: an evaluation made since stays current
+        known: dict[str, tuple[int, str]] = {}
         if earlier is None:
             run_id = store.runs.create(
                 output_dir=found.run_dir, phase_kind="fresh", config=columns["config"], name=found.name
@@ -514,7 +517,10 @@ def register(found: Folder) -> tuple[store.Run, bool]:
         else:
             run_id = earlier.id
             store.metrics.delete_after(run_id, -1)
-            store.checkpoints.forget_run(run_id)
+            known = {c.path: (c.step, c.manifest_sha256) for c in store.checkpoints.of_runs([run_id])}
+            if not known.keys() <= {str(c.path) for c in hashed}:  # one is gone: record what the folder holds now
+                store.checkpoints.forget_run(run_id)
+                known = {}
         store.runs.update(run_id, **columns, started_at=store.now(), finished_at=store.now())
         by_step: dict[int, dict[str, float]] = {}
         for (step, key), value in found.points.items():
@@ -522,7 +528,8 @@ def register(found: Folder) -> tuple[store.Run, bool]:
         for step in sorted(by_step):
             store.metrics.log(run_id, step, found.epochs.get(step), by_step[step])
         for ckpt in hashed:
-            store.checkpoints.record(run_id, ckpt.path, ckpt.step, ckpt.manifest_sha256)
+            if known.get(str(ckpt.path)) != (ckpt.step, ckpt.manifest_sha256):  # new, or its files changed
+                store.checkpoints.record(run_id, ckpt.path, ckpt.step, ckpt.manifest_sha256)
         run = store.runs.get(run_id)
     assert run is not None
     return run, earlier is None
