@@ -8,16 +8,19 @@ Needs Debian's chromium at /usr/bin/chromium (see test_browser.py): skipped with
 UMLSTUDIO_REQUIRE_BROWSER=1."""
 
 import os
+import re
 import signal
 import time
 
 import pytest
 from test_browser import ARTIFACTS, browser, studio_at, wait_until_idle, watch_requests  # noqa: F401 (a fixture)
+from test_import import train_with_transformers
 from test_pages import seed_store
 from test_train import write_config
 
 from core import config as cfg
 from core import store
+from core.advisor import advise, checklist
 from core.training import phases, runs
 
 pytestmark = pytest.mark.browser  # make test-fast leaves these out
@@ -119,3 +122,58 @@ def test_a_narrow_window_folds_the_sidebar_and_fits_the_metrics(browser, umlstud
         font = page.locator(".st-key-yaml_editor textarea").evaluate("e => getComputedStyle(e).fontFamily")
         assert "monospace" in font
         assert outside == [], f"requests that left the studio: {outside}"
+
+
+def test_a_folder_trained_elsewhere_is_opened_and_its_next_phase_is_ready(
+    browser, umlstudio_home, tiny_model, tmp_path
+):
+    """A folder made by plain transformers Trainer + PEFT (LoRA on the output layer too, so the tiny model's loss
+    falls: "still decreasing") opened from the Runs page's "Open a training folder": its name, curve and diagnosis
+    appear; the Pre-continue page then proposes the continue phase from its last checkpoint, lists the checks
+    (not evaluated, not backed up: such a folder has neither) and enables Start once an override reason is typed."""
+    from playwright.sync_api import expect
+
+    out = tmp_path / "outputs"
+    train_with_transformers(tiny_model, out, targets=("q_proj", "v_proj", "lm_head"), learning_rate=2e-2)
+    umlstudio_home.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with studio_at(umlstudio_home) as port:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        outside = watch_requests(page, port)
+        page.goto(f"http://127.0.0.1:{port}/")
+        wait_until_idle(page)
+        page.get_by_text("Open a training folder", exact=True).click()
+        page.get_by_label("Folder", exact=True).fill(str(out))
+        page.get_by_label("Folder", exact=True).press("Enter")  # the text is sent: the button is enabled
+        opened = page.get_by_role("button", name="Open", exact=True)
+        expect(opened).to_be_enabled(timeout=30_000)
+        opened.click()
+        expect(page.get_by_text("Run 'outputs' imported: 24 steps, 3 checkpoint(s)")).to_be_visible(timeout=120_000)
+        wait_until_idle(page)
+        expect(page.get_by_text(advise.PLAIN[1], exact=True)).to_be_visible()  # its diagnosis: still decreasing
+        expect(page.get_by_role("heading", name="outputs", exact=True)).to_be_visible()  # the run shown above
+        curves = page.locator(".st-key-curves")  # the run's chart, whichever library draws it
+        expect(curves).to_be_visible()
+        expect(curves.locator("svg, canvas").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "runs-imported.png"), full_page=True)
+
+        page.goto(f"http://127.0.0.1:{port}/pre_continue")
+        wait_until_idle(page)
+        page.get_by_role("combobox", name="Run to continue").click()
+        page.get_by_role("option", name=re.compile(r"^outputs · ")).click()
+        wait_until_idle(page)
+        expect(page.get_by_text(advise.PLAIN[1], exact=True)).to_be_visible()
+        main = page.get_by_test_id("stMainBlockContainer")
+        for title in checklist.TITLES.values():  # every check listed
+            expect(main.get_by_text(title).first).to_be_visible()
+        expect(main.get_by_text(f"no evaluation of {out / 'checkpoint-24'}").first).to_be_visible()
+        start = page.get_by_role("button", name="Start the next phase")
+        expect(start).to_be_disabled()
+        reason = page.get_by_label(re.compile(r"^2 of 7 checks fail\. Override reason"))
+        reason.fill("their run, continued before it is evaluated")
+        reason.press("Enter")
+        expect(start).to_be_enabled(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "pre-continue-imported.png"), full_page=True)
+        assert outside == [], f"requests that left the studio: {outside}"
+    run = store.runs.named("outputs")
+    assert run is not None and run.imported["from"] == str(out.resolve())

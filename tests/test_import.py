@@ -354,9 +354,8 @@ def test_a_folder_without_any_training_record_is_one_line(tmp_path, capsys):
 # ---- a run made by plain transformers Trainer + PEFT --------------------------------------------
 
 
-def train_with_transformers(tiny_model: Path, out: Path, learning_rate: float = 5e-3) -> None:
-    """Plain transformers Trainer + PEFT, not the studio's trainer: 24 steps, eval every 4, a checkpoint every 8.
-    At the default learning rate the tiny model's loss stays flat ("not learning"); 5e-2 makes it fall."""
+def train_with_transformers(tiny_model: Path, out: Path, targets=("q_proj", "v_proj"), learning_rate=5e-3) -> None:
+    """Plain transformers Trainer + PEFT, not the studio's trainer: 24 steps, eval every 4, a checkpoint every 8."""
     import datasets
     import torch
     from peft import LoraConfig, get_peft_model
@@ -375,7 +374,7 @@ def train_with_transformers(tiny_model: Path, out: Path, learning_rate: float = 
     rows = datasets.Dataset.from_dict({"text": texts}).map(
         lambda batch: tokenizer(batch["text"]), batched=True, remove_columns=["text"]
     )
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), task_type="CAUSAL_LM")
     args = TrainingArguments(
         output_dir=str(out),
         max_steps=24,
