@@ -2,7 +2,9 @@
 its own worker (`python -m core.training.train`, as the Train page starts it) and the page, opened once and never
 reloaded, shows its progress, every checkpoint it saves as a marker on the loss curve and its best
 checkpoint as they change. Every request the pages make goes to the studio itself; at 800 px the
-sidebar folds and metric values fit; the Train page's YAML editor is in a monospace font.
+sidebar folds and metric values fit; the Train page's YAML editor is in a monospace font. A folder trained
+by plain transformers Trainer + PEFT is opened from the Runs page and its next phase made ready on the
+Pre-continue page.
 
 Needs Debian's chromium at /usr/bin/chromium (see test_browser.py): skipped without it, unless
 UMLSTUDIO_REQUIRE_BROWSER=1."""

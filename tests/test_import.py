@@ -2,8 +2,9 @@
 
 A table of trainer_state shapes written from the documented formats (transformers' TrainerState, older
 states without the step settings, LLaMA-Factory's trainer_log.jsonl) with the scenario a careful reader
-gives, or the sentence saying why the curve cannot be judged; hostile folders refused in one line; and a
-real run made with plain transformers `Trainer` + PEFT on the tiny model, imported and continued."""
+gives, or the sentence saying why the curve cannot be judged; hostile folders refused in one line; a real
+run made with plain transformers `Trainer` + PEFT on the tiny model, imported, its checkpoints evaluated and
+compared, and continued as a new phase; and real runs made by TRL's `SFTTrainer` (alone, and with Unsloth)."""
 
 import json
 import math
@@ -455,15 +456,18 @@ def test_a_run_of_transformers_trainer_is_imported_diagnosed_and_continued(tiny_
     items = {item.key: item for item in checklist.check(configs.load(written, overrides))}
     failing = {key: item.why for key, item in items.items() if not item.passed}
     # evaluated before `import --as-phase` read the folder again, backed up by `advise --backup`: only the
-    # diagnosis stands in the way (the tiny model's 24 steps barely move its loss: "not learning")
-    assert failing.keys() == {"continue_from"} and "not learning" in failing["continue_from"], failing
+    # diagnosis stands in the way (the tiny model's 24 steps barely move its loss: "not learning"), and the
+    # learning rate is checked against their run's (the imported config's) by the table for that scenario
+    assert failing.keys() == {"continue_from", "learning_rate"}, failing
+    assert "not learning" in failing["continue_from"] and "scenario 4 (not learning)" in failing["learning_rate"]
     reason = "phase.override_reason=a continue phase from their run, two steps"
     argv = ["train", "--config", str(written), *(a for o in [*overrides, reason] for a in ("--set", o))]
     assert cli.main(argv) == 0
     assert f"{written.stem}: finished" in capsys.readouterr().out
     phase = store.runs.for_output_dir(paths.resolve_output_dir(configs.load(written).training.output_dir))
     assert phase is not None and (phase.status, phase.phase_kind, phase.backend) == ("finished", "continue", "peft")
-    assert phase.parent_checkpoint == last
+    assert phase.parent_checkpoint == last and phase.parent_run == store.runs.named("theirs").id  # its lineage
+    assert "lora.r" not in phase.changes  # diffed against the imported run's config: the same adapter shape
     assert phase.override_reason == reason.split("=", 1)[1] and phase.checklist is not None
     assert phase.base_model == str(tiny_model)  # their base model, read from adapter_config.json
     assert [p.step for p in store.metrics.curve([phase.id], ["loss"])] == [1, 2]

@@ -73,12 +73,13 @@ def _file_time(ckpt: Path | str) -> datetime:
     return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
 
 
-def continuing(ckpt: Path, info: dict, output_dir: Path, set_aside: store.Run | None) -> Start:
-    """A continue phase's start as its plan resolved it: the parent checkpoint (its adapter fits), its
-    umlstudio.json, the free output folder and the failed run set aside there, if any."""
+def continuing(ckpt: Path, output_dir: Path, set_aside: store.Run | None) -> Start:
+    """A continue phase's start as its plan resolved it: the parent checkpoint (its adapter fits), the run
+    and config it was trained with (`checkpoints.lineage`: an imported one's too), the free output folder and
+    the failed run set aside there, if any."""
     known = store.checkpoints.get(ckpt)
-    run_id = known.run_id if known else info.get("run_id")
-    run = store.runs.get(run_id) if run_id else None
+    run_id, trained_with = checkpoints.lineage(ckpt)
+    run = store.runs.get(known.run_id if known else run_id) if (known or run_id) else None
     return Start(
         "continue",
         output_dir,
@@ -87,7 +88,7 @@ def continuing(ckpt: Path, info: dict, output_dir: Path, set_aside: store.Run | 
         run=run,
         run_training=bool(run and run.status in ("created", "running") and phases.worker_alive(run)),
         written=known.created_at if known else _file_time(ckpt),
-        config=info.get("config") or {},
+        config=trained_with,
         diagnosis=advise.diagnose(run) if run else None,
     )
 
@@ -118,7 +119,7 @@ def _start(config: Config) -> Start:
             problem="phase.continue_from: base — a phase from the base model is a fresh run: "
             "remove phase.continue_from",
         )
-    found = replace(continuing(Path(ckpt), checkpoints.info(ckpt), out, failed), kind=kind, output_problem=out_problem)
+    found = replace(continuing(Path(ckpt), out, failed), kind=kind, output_problem=out_problem)
     if kind == "continue":
         try:
             phases.continue_point(ref, config.lora, config.model.base)

@@ -329,6 +329,18 @@ def info(ckpt: Path | str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def lineage(ckpt: Path | str) -> tuple[str | None, dict]:
+    """The run that wrote a checkpoint and the config it trained with: its umlstudio.json's, or for a
+    checkpoint trained elsewhere (no umlstudio.json) the imported run's, with the config the import
+    reconstructed (`umlstudio import`)."""
+    written = info(ckpt)
+    if written:
+        return written.get("run_id"), written.get("config") or {}
+    known = store.checkpoints.get(Path(ckpt).resolve())
+    run = store.runs.get(known.run_id) if known else None
+    return (run.id, run.config or {}) if run else (None, {})
+
+
 def resolve(ref: str) -> Path | str:
     """'base', a checkpoint folder, or a run folder (meaning its latest checkpoint).
 

@@ -161,14 +161,15 @@ def plan(config: cfg.Config, as_phase: bool = False, where: str = "config") -> P
     t.output_dir = str(output_dir)
     if not config.phase.continue_from:
         return planned("fresh", set_aside=failed)
-    parent_ckpt, info = phases.continue_point(config.phase.continue_from, config.lora, config.model.base)
+    parent_ckpt, _ = phases.continue_point(config.phase.continue_from, config.lora, config.model.base)
     config.phase.continue_from = str(parent_ckpt)
-    changes = phases.diff(cfg.current_names(info.get("config", {})), config.to_dict(), ignore=phases.LINEAGE_NOISE)
+    parent_run, parent_config = checkpoints.lineage(parent_ckpt)  # an imported checkpoint's too
+    changes = phases.diff(cfg.current_names(parent_config), config.to_dict(), ignore=phases.LINEAGE_NOISE)
     continued = planned(
-        "continue", parent_checkpoint=parent_ckpt, parent_run=info.get("run_id"), changes=changes, set_aside=failed
+        "continue", parent_checkpoint=parent_ckpt, parent_run=parent_run, changes=changes, set_aside=failed
     )
     # the pre-continue checklist on what was resolved here: every item passes, or phase.override_reason says why not
-    start = checklist.continuing(parent_ckpt, info, output_dir, failed)
+    start = checklist.continuing(parent_ckpt, output_dir, failed)
     return replace(continued, checklist=checklist.gate(config, start, continued.estimate))
 
 
