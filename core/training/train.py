@@ -347,12 +347,11 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
     class Replan(TrainerCallback):
         """training.time_budget_minutes trained to its end: `budget_steps` priced a step from four timed
         micro-batches before training; after each step the phase is priced again from what this attempt
-        measured (Metrics' time in steps since its first one, which still warms kernels and caches up, and
-        in evaluations and saves, over how many of each). When that
-        moves its length by more than 2%, max_steps and the learning-rate schedule take the new length
-        (`steps_for_budget`, `stretch_schedule`): the phase fills its budget and the schedule still ends
-        at its last step. A resume keeps the length its checkpoint's trainer_state.json recorded and goes
-        on from there."""
+        measured: Metrics' time in steps since its first one (which still warms kernels and caches up), and
+        in evaluations and saves, over how many of each. When that moves its length by more than 2%,
+        max_steps and the learning-rate schedule take the new length (`steps_for_budget`,
+        `stretch_schedule`): the phase fills its budget and the schedule still ends at its last step. A
+        resume keeps the length its checkpoint's trainer_state.json recorded and goes on from there."""
 
         budget_s = (config.training.time_budget_minutes or 0.0) * 60
 
@@ -381,7 +380,8 @@ def make_callbacks(run_id: str, output_dir: Path, config: cfg.Config, backend_na
                 self.first, self.stepped = state.global_step, self.metrics.time["time/train_s"]
                 return
             done, now = state.global_step - self.first, elapsed()
-            if done < 2 or stop or now >= self.budget_s:  # a stop request, or Stop ends the phase on its budget
+            # a stop request, or Stop ends the phase on its budget; every rank asks the others, so all agree
+            if done < 2 or distributed.any_rank(bool(stop) or now >= self.budget_s):
                 return
             spent = {name: self.metrics.time[name] - self.begun[name] for name in TIME_METRICS}
             evals, saves = self.counted["eval"], self.counted["save"]
