@@ -62,7 +62,7 @@ class Start:
     run: store.Run | None = None  # the run that wrote it
     run_training: bool = False  # that run is still training
     written: datetime | None = None  # when it was written
-    config: dict = field(default_factory=dict)  # the config it was trained with (its umlstudio.json)
+    config: dict = field(default_factory=dict)  # the config it was trained with (see `continuing`)
     diagnosis: Diagnosis | None = None  # of the run that wrote it (its final curve)
 
 
@@ -120,6 +120,8 @@ def _start(config: Config) -> Start:
             "remove phase.continue_from",
         )
     found = replace(continuing(Path(ckpt), out, failed), kind=kind, output_problem=out_problem)
+    if kind == "resume":  # only this trainer's own settings (umlstudio.json) can be resumed with
+        found.config = checkpoints.info(ckpt).get("config") or {}
     if kind == "continue":
         try:
             phases.continue_point(ref, config.lora, config.model.base)
