@@ -107,6 +107,11 @@ def read_adapter(ckpt: Path | str, where: str) -> dict:
     return adapter
 
 
+def _imported(ckpt: Path):
+    """The store's record of a checkpoint trained elsewhere (no manifest.json: `umlstudio import`), else None."""
+    return None if (ckpt / MANIFEST).exists() else store.checkpoints.get(ckpt.resolve())
+
+
 def manifest_of(ckpt: Path) -> dict[str, str] | None:
     """The checkpoint's manifest (file -> sha256), or None when it has none or it is unreadable.
 
@@ -114,7 +119,7 @@ def manifest_of(ckpt: Path) -> dict[str, str] | None:
     its manifest is the one computed from its files, when its sha256 is the one the store recorded at
     import — None when a file changed since."""
     ckpt = Path(ckpt)
-    if not (ckpt / MANIFEST).exists() and (imported := store.checkpoints.get(ckpt.resolve())) is not None:
+    if (imported := _imported(ckpt)) is not None:
         manifest = computed_manifest(ckpt)
         same = hashlib.sha256(manifest_text(manifest).encode()).hexdigest() == imported.manifest_sha256
         return manifest if same else None
@@ -129,10 +134,13 @@ def verify(ckpt: Path, manifest: dict[str, str] | None = None) -> list[str]:
     """Problems found checking the checkpoint against a manifest, by default its own (empty when it
     verifies). A backup is checked against the original's manifest."""
     ckpt = Path(ckpt)
+    if manifest is None and _imported(ckpt) is not None:  # its manifest is computed from its files: matching the
+        # sha256 recorded at import is the check, with no second pass over the files
+        if manifest_of(ckpt) is None:
+            return [f"{ckpt}: its files changed since `umlstudio import` read them — import its folder again"]
+        return []
     manifest = manifest if manifest is not None else manifest_of(ckpt)
     if manifest is None:
-        if not (ckpt / MANIFEST).exists() and store.checkpoints.get(ckpt.resolve()):
-            return [f"{ckpt}: its files changed since `umlstudio import` read them — import its folder again"]
         return [f"{ckpt}: no readable {MANIFEST}"]
     problems = []
     present = {str(p.relative_to(ckpt)) for p in _files(ckpt)}
